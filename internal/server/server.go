@@ -1,0 +1,246 @@
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"path/filepath"
+	"slices"
+	"sync"
+
+	"golang.org/x/sync/errgroup"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/health"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/protobuf/reflect/protoregistry"
+
+	"github.com/herald-events/herald/platform/bus"
+	"github.com/herald-events/herald/platform/bus/kafkabus"
+	"github.com/herald-events/herald/platform/devstack"
+	"github.com/herald-events/herald/platform/event"
+	"github.com/herald-events/herald/platform/grpcx"
+	"github.com/herald-events/herald/platform/schema"
+	"github.com/herald-events/herald/platform/sqldb"
+	"github.com/herald-events/herald/services/inventory"
+	"github.com/herald-events/herald/services/orders"
+
+	// Generated event packages register their types for decoding.
+	_ "github.com/herald-events/herald/gen/go/herald/inventory/v1"
+	_ "github.com/herald-events/herald/gen/go/herald/orders/v1"
+)
+
+// service is what every herald service offers the process.
+type service interface {
+	Name() string
+	RegisterGRPC(*grpc.Server)
+	GRPCServiceNames() []string
+	Run(ctx context.Context, sub bus.Subscriber) error
+}
+
+// Process is a started herald process.
+type Process struct {
+	cfg      Config
+	log      *slog.Logger
+	stack    *devstack.Stack
+	brokers  []string
+	regURL   string
+	grpc     *grpc.Server
+	health   *health.Server
+	grpcLn   net.Listener
+	services []service
+	closers  []func() error
+
+	runCtx  context.Context
+	stop    context.CancelFunc
+	done    chan struct{}
+	runErr  error
+	closeMu sync.Once
+}
+
+// Start validates cfg, starts the infrastructure and the services, and
+// serves gRPC. Stop it with [Process.Close]; [Process.Wait] waits for it to
+// end on its own (a fatal error).
+func Start(ctx context.Context, cfg Config) (_ *Process, err error) {
+	cfg.SetDefaults()
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	p := &Process{cfg: cfg, log: cfg.Logger, done: make(chan struct{})}
+	defer func() {
+		if err != nil {
+			p.closeAll()
+		}
+	}()
+
+	if cfg.Embedded {
+		p.stack, err = devstack.Start(devstack.Config{
+			DataDir: cfg.DataDir, KafkaAddr: cfg.KafkaAddr, RegistryAddr: cfg.RegistryAddr, Logger: cfg.Logger,
+		})
+		if err != nil {
+			return nil, err
+		}
+		p.closers = append(p.closers, p.stack.Close)
+		p.brokers = []string{p.stack.KafkaAddr()}
+		p.regURL = p.stack.RegistryURL()
+		p.log.Info("embedded kafka listening", "addr", p.stack.KafkaAddr(), "data_dir", filepath.Join(cfg.DataDir, "kafka"))
+		p.log.Info("embedded schema registry listening", "url", p.regURL)
+	}
+
+	events, err := event.Events(protoregistry.GlobalFiles, "herald")
+	if err != nil {
+		return nil, err
+	}
+	var topics []string
+	for _, md := range events {
+		r, _ := event.RouteOf(md)
+		if !slices.Contains(topics, r.Topic) {
+			topics = append(topics, r.Topic, r.Topic+".dlq")
+		}
+	}
+	kopts := []kafkabus.Option{kafkabus.Seeds(p.brokers...), kafkabus.Logger(p.log)}
+	if err := kafkabus.EnsureTopics(ctx, cfg.Partitions, -1, topics, kopts...); err != nil {
+		return nil, err
+	}
+	p.log.Info("topics ready", "topics", topics)
+
+	client, err := schema.NewClient(p.regURL, "", "")
+	if err != nil {
+		return nil, err
+	}
+	codec, err := schema.NewCodec(client, schema.WithStrategy(cfg.SubjectStrategy))
+	if err != nil {
+		return nil, err
+	}
+	if cfg.Embedded {
+		// The dev stack registers its own schemas, as a deploy step would.
+		for _, md := range events {
+			r, _ := event.RouteOf(md)
+			if _, err := codec.Register(r.Topic, md); err != nil {
+				return nil, err
+			}
+		}
+		p.log.Info("event schemas registered", "events", len(events), "strategy", cfg.SubjectStrategy)
+	}
+
+	dlq, err := kafkabus.NewPublisher(kopts...)
+	if err != nil {
+		return nil, err
+	}
+	p.closers = append(p.closers, dlq.Close)
+
+	p.grpc, p.health = grpcx.NewServer(p.log)
+	for _, name := range cfg.Services {
+		svc, err := p.newService(ctx, name, codec, dlq, kopts)
+		if err != nil {
+			return nil, fmt.Errorf("start %s: %w", name, err)
+		}
+		svc.RegisterGRPC(p.grpc)
+		p.services = append(p.services, svc)
+	}
+	if p.grpcLn, err = net.Listen("tcp", cfg.GRPCAddr); err != nil {
+		return nil, fmt.Errorf("grpc: listen %s: %w", cfg.GRPCAddr, err)
+	}
+	p.run()
+	p.log.Info("grpc listening", "addr", p.grpcLn.Addr().String(), "services", cfg.Services)
+	return p, nil
+}
+
+func (p *Process) newService(ctx context.Context, name string, codec *schema.Codec, dlq bus.Publisher, kopts []kafkabus.Option) (service, error) {
+	db, err := sqldb.OpenSQLite(filepath.Join(p.cfg.DataDir, name+".db"))
+	if err != nil {
+		return nil, err
+	}
+	p.closers = append(p.closers, db.Close)
+	pub, err := kafkabus.NewPublisher(append(kopts, kafkabus.TransactionalID("herald-"+name+"-outbox"))...)
+	if err != nil {
+		return nil, err
+	}
+	p.closers = append(p.closers, pub.Close)
+	log := p.log.With("service", name)
+	var beforeMark func([]int64) error
+	if p.cfg.Hooks != nil {
+		beforeMark = p.cfg.Hooks.OutboxBeforeMark[name]
+	}
+	switch name {
+	case orders.Name:
+		return orders.New(ctx, orders.Deps{DB: db, Codec: codec, Publisher: pub, DeadLetter: dlq, Logger: log, OutboxBeforeMark: beforeMark})
+	case inventory.Name:
+		return inventory.New(ctx, inventory.Deps{DB: db, Codec: codec, Publisher: pub, DeadLetter: dlq, Logger: log})
+	}
+	return nil, fmt.Errorf("unknown service %q", name)
+}
+
+func (p *Process) run() {
+	p.runCtx, p.stop = context.WithCancel(context.Background())
+	sub, err := kafkabus.NewSubscriber(kafkabus.Seeds(p.brokers...), kafkabus.Logger(p.log))
+	g, gctx := errgroup.WithContext(p.runCtx)
+	if err != nil {
+		g.Go(func() error { return err })
+	}
+	for _, s := range p.services {
+		g.Go(func() error {
+			if err := s.Run(gctx, sub); err != nil {
+				return fmt.Errorf("%s: %w", s.Name(), err)
+			}
+			return nil
+		})
+		for _, n := range s.GRPCServiceNames() {
+			p.health.SetServingStatus(n, healthpb.HealthCheckResponse_SERVING)
+		}
+	}
+	p.health.SetServingStatus("", healthpb.HealthCheckResponse_SERVING)
+	g.Go(func() error {
+		if err := p.grpc.Serve(p.grpcLn); err != nil && !errors.Is(err, grpc.ErrServerStopped) {
+			return fmt.Errorf("grpc: %w", err)
+		}
+		return nil
+	})
+	g.Go(func() error {
+		<-gctx.Done()
+		p.health.Shutdown()
+		p.grpc.GracefulStop()
+		return nil
+	})
+	go func() {
+		p.runErr = g.Wait()
+		close(p.done)
+	}()
+}
+
+// GRPCAddr is the address gRPC listens on.
+func (p *Process) GRPCAddr() string { return p.grpcLn.Addr().String() }
+
+// Brokers are the Kafka bootstrap addresses in use.
+func (p *Process) Brokers() []string { return slices.Clone(p.brokers) }
+
+// RegistryURL is the schema registry in use.
+func (p *Process) RegistryURL() string { return p.regURL }
+
+// Done is closed when the process has stopped.
+func (p *Process) Done() <-chan struct{} { return p.done }
+
+// Wait blocks until the process stops and returns why.
+func (p *Process) Wait() error {
+	<-p.done
+	return p.runErr
+}
+
+// Close stops the services, drains gRPC and stops the infrastructure.
+func (p *Process) Close() error {
+	p.stop()
+	<-p.done
+	p.closeAll()
+	return p.runErr
+}
+
+func (p *Process) closeAll() {
+	p.closeMu.Do(func() {
+		for _, c := range slices.Backward(p.closers) {
+			if err := c(); err != nil {
+				p.log.Warn("shutdown", "err", err)
+			}
+		}
+	})
+}

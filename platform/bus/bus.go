@@ -1,0 +1,106 @@
+// Package bus is herald's publish/subscribe interface, independent of any
+// broker.
+//
+// A [Publisher] writes [Message] values; a [Subscriber] delivers them to a
+// [Handler] at least once, in order per partition. What a backend can promise
+// beyond that is spelled out by [Capabilities], so that callers such as the
+// outbox relay ask for a power (atomic batches) instead of assuming Kafka.
+// [github.com/herald-events/herald/platform/bus/kafkabus] is the Kafka implementation.
+package bus
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+)
+
+// Header is one record header.
+type Header struct {
+	Key   string
+	Value []byte
+}
+
+// Message is one record on the bus.
+type Message struct {
+	Topic   string
+	Key     []byte
+	Value   []byte
+	Headers []Header
+
+	// Partition, Offset and Timestamp are set on consumed messages.
+	Partition int32
+	Offset    int64
+	Timestamp time.Time
+}
+
+// Header returns the value of the first header named key.
+func (m *Message) Header(key string) (string, bool) {
+	for _, h := range m.Headers {
+		if h.Key == key {
+			return string(h.Value), true
+		}
+	}
+	return "", false
+}
+
+// SetHeader replaces or adds a header.
+func (m *Message) SetHeader(key, value string) {
+	for i := range m.Headers {
+		if m.Headers[i].Key == key {
+			m.Headers[i].Value = []byte(value)
+			return
+		}
+	}
+	m.Headers = append(m.Headers, Header{Key: key, Value: []byte(value)})
+}
+
+// String names the message's position for logs and errors.
+func (m *Message) String() string {
+	return fmt.Sprintf("%s/%d@%d", m.Topic, m.Partition, m.Offset)
+}
+
+// Capabilities states what a backend guarantees beyond at-least-once
+// delivery.
+type Capabilities struct {
+	// AtomicBatches: every message passed to one Publish call becomes
+	// visible to read-committed consumers together, or none does (Kafka
+	// transactions). Without it a failed Publish may have written a prefix.
+	AtomicBatches bool
+	// OrderedByKey: messages with the same key are delivered in publish
+	// order.
+	OrderedByKey bool
+	// Partitions: consumed messages carry a partition and offset.
+	Partitions bool
+}
+
+// Publisher writes messages to the bus.
+type Publisher interface {
+	// Publish writes msgs and returns once the backend has them durably.
+	// With Capabilities().AtomicBatches the batch is all-or-nothing.
+	Publish(ctx context.Context, msgs ...*Message) error
+	// Capabilities reports what Publish guarantees.
+	Capabilities() Capabilities
+	// Close releases the publisher.
+	Close() error
+}
+
+// Handler processes one consumed message. Returning nil acknowledges it; an
+// error makes the subscriber deliver the same message again (after a pause)
+// and hold back the messages behind it, so nothing is skipped. Dead-lettering
+// is a handler concern: see the consumer package.
+type Handler func(ctx context.Context, msg *Message) error
+
+// Subscriber delivers messages of a consumer group to a handler.
+type Subscriber interface {
+	// Run consumes topics as group until ctx is done or a fatal error
+	// occurs. Messages of one partition are handled one at a time, in order;
+	// different partitions run concurrently. A message is committed only
+	// after the handler returned nil for it.
+	Run(ctx context.Context, group string, topics []string, h Handler) error
+	// Capabilities reports what delivery guarantees.
+	Capabilities() Capabilities
+}
+
+// ErrClosed is returned by a publisher used after Close.
+var ErrClosed = errors.New("bus: closed")

@@ -1,0 +1,415 @@
+// Package kafkabus implements the [bus] interfaces on Apache Kafka with
+// franz-go.
+//
+// [NewPublisher] makes an idempotent producer; with [TransactionalID] every
+// Publish call is one Kafka transaction, so its batch is atomic
+// ([bus.Capabilities].AtomicBatches). [NewSubscriber] consumes with a consumer
+// group at read_committed isolation and commits offsets only for messages its
+// handler has finished. [EnsureTopics] creates topics up front.
+package kafkabus
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/herald-events/herald/platform/bus"
+)
+
+// Option configures a [Publisher] or [Subscriber].
+type Option func(*config)
+
+type config struct {
+	seeds       []string
+	extra       []kgo.Opt
+	logger      *slog.Logger
+	txnID       string
+	maxPoll     int
+	retryFloor  time.Duration
+	retryCeil   time.Duration
+	txnTimeout  time.Duration
+	commitAwait time.Duration
+}
+
+func newConfig(opts []Option) (config, error) {
+	c := config{
+		logger:      slog.Default(),
+		maxPoll:     500,
+		retryFloor:  100 * time.Millisecond,
+		retryCeil:   5 * time.Second,
+		txnTimeout:  40 * time.Second,
+		commitAwait: 10 * time.Second,
+	}
+	for _, o := range opts {
+		o(&c)
+	}
+	if len(c.seeds) == 0 {
+		return c, errors.New("kafkabus: no seed brokers configured")
+	}
+	return c, nil
+}
+
+// Seeds sets the bootstrap brokers, "host:port". Required.
+func Seeds(addrs ...string) Option { return func(c *config) { c.seeds = addrs } }
+
+// ClientOptions passes extra franz-go options to every client, for example
+// TLS or SASL settings. Default: none.
+func ClientOptions(opts ...kgo.Opt) Option {
+	return func(c *config) { c.extra = append(c.extra, opts...) }
+}
+
+// Logger sets the logger. Default: [slog.Default].
+func Logger(l *slog.Logger) Option { return func(c *config) { c.logger = l } }
+
+// TransactionalID makes a publisher transactional: each Publish is one
+// transaction. The id must be stable for one logical producer (for example
+// one per service's outbox relay) so that a restarted process fences its
+// predecessor. Default: not transactional (idempotent only).
+func TransactionalID(id string) Option { return func(c *config) { c.txnID = id } }
+
+// MaxPollRecords bounds how many records a subscriber takes per poll; the
+// offsets of one poll are committed together. Default 500: larger batches
+// commit less often but redeliver more after a crash.
+func MaxPollRecords(n int) Option { return func(c *config) { c.maxPoll = n } }
+
+// RetryBackoff sets the pause before redelivering a message whose handler
+// failed, doubling from floor to ceil. Default 100ms to 5s.
+func RetryBackoff(floor, ceil time.Duration) Option {
+	return func(c *config) { c.retryFloor, c.retryCeil = floor, ceil }
+}
+
+// Publisher is a Kafka [bus.Publisher].
+type Publisher struct {
+	cfg    config
+	mu     sync.Mutex // serialises transactions and guards cl
+	cl     *kgo.Client
+	closed bool
+}
+
+var _ bus.Publisher = (*Publisher)(nil)
+
+// NewPublisher connects a producer. It is idempotent; with [TransactionalID]
+// it is transactional.
+func NewPublisher(opts ...Option) (*Publisher, error) {
+	cfg, err := newConfig(opts)
+	if err != nil {
+		return nil, err
+	}
+	p := &Publisher{cfg: cfg}
+	if p.cl, err = p.newClient(); err != nil {
+		return nil, err
+	}
+	return p, nil
+}
+
+func (p *Publisher) newClient() (*kgo.Client, error) {
+	opts := []kgo.Opt{
+		kgo.SeedBrokers(p.cfg.seeds...),
+		kgo.RequiredAcks(kgo.AllISRAcks()),
+		kgo.ProducerLinger(0),
+		kgo.RecordPartitioner(kgo.StickyKeyPartitioner(nil)),
+		kgo.WithLogger(kgoLogger{p.cfg.logger}),
+	}
+	if p.cfg.txnID != "" {
+		opts = append(opts, kgo.TransactionalID(p.cfg.txnID), kgo.TransactionTimeout(p.cfg.txnTimeout))
+	}
+	opts = append(opts, p.cfg.extra...)
+	cl, err := kgo.NewClient(opts...)
+	if err != nil {
+		return nil, fmt.Errorf("kafka producer: %w", err)
+	}
+	return cl, nil
+}
+
+// Capabilities reports atomic batches when the publisher is transactional.
+func (p *Publisher) Capabilities() bus.Capabilities {
+	return bus.Capabilities{AtomicBatches: p.cfg.txnID != "", OrderedByKey: true, Partitions: true}
+}
+
+// Publish writes msgs; with a transactional id, in one transaction.
+func (p *Publisher) Publish(ctx context.Context, msgs ...*bus.Message) error {
+	if len(msgs) == 0 {
+		return nil
+	}
+	recs := make([]*kgo.Record, len(msgs))
+	for i, m := range msgs {
+		recs[i] = toRecord(m)
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.closed {
+		return bus.ErrClosed
+	}
+	if p.cfg.txnID == "" {
+		if err := p.cl.ProduceSync(ctx, recs...).FirstErr(); err != nil {
+			return fmt.Errorf("produce %d records: %w", len(recs), err)
+		}
+		return nil
+	}
+	return p.publishTxn(ctx, recs)
+}
+
+func (p *Publisher) publishTxn(ctx context.Context, recs []*kgo.Record) error {
+	if err := p.cl.BeginTransaction(); err != nil {
+		p.reset()
+		return fmt.Errorf("begin transaction: %w", err)
+	}
+	var (
+		errMu    sync.Mutex
+		firstErr error
+	)
+	for _, r := range recs {
+		p.cl.Produce(ctx, r, func(_ *kgo.Record, err error) {
+			if err != nil {
+				errMu.Lock()
+				if firstErr == nil {
+					firstErr = err
+				}
+				errMu.Unlock()
+			}
+		})
+	}
+	flushErr := p.cl.Flush(ctx)
+	errMu.Lock()
+	produceErr := errors.Join(firstErr, flushErr)
+	errMu.Unlock()
+
+	commit := kgo.TryCommit
+	if produceErr != nil {
+		commit = kgo.TryAbort
+		// Records still buffered must be failed before the abort.
+		if err := p.cl.AbortBufferedRecords(context.WithoutCancel(ctx)); err != nil {
+			p.reset()
+			return fmt.Errorf("produce in transaction: %w (abort buffered: %v)", produceErr, err)
+		}
+	}
+	endCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), p.cfg.txnTimeout)
+	defer cancel()
+	if err := p.cl.EndTransaction(endCtx, commit); err != nil {
+		// The producer state is unknown after a failed EndTxn: start over
+		// with a fresh client, which fences and aborts what was open.
+		p.reset()
+		return fmt.Errorf("end transaction: %w", errors.Join(produceErr, err))
+	}
+	if produceErr != nil {
+		return fmt.Errorf("produce in transaction (aborted): %w", produceErr)
+	}
+	return nil
+}
+
+// reset replaces the client after an unrecoverable transaction error. The
+// caller holds p.mu.
+func (p *Publisher) reset() {
+	p.cl.Close()
+	cl, err := p.newClient()
+	if err != nil {
+		p.cfg.logger.Error("kafka producer: re-create after failure", "err", err)
+		p.closed = true
+		return
+	}
+	p.cl = cl
+}
+
+// Close flushes nothing and closes the producer; an open transaction is
+// aborted by the broker.
+func (p *Publisher) Close() error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if !p.closed {
+		p.closed = true
+		p.cl.Close()
+	}
+	return nil
+}
+
+func toRecord(m *bus.Message) *kgo.Record {
+	r := &kgo.Record{Topic: m.Topic, Key: m.Key, Value: m.Value}
+	if len(m.Headers) > 0 {
+		r.Headers = make([]kgo.RecordHeader, len(m.Headers))
+		for i, h := range m.Headers {
+			r.Headers[i] = kgo.RecordHeader{Key: h.Key, Value: h.Value}
+		}
+	}
+	return r
+}
+
+func fromRecord(r *kgo.Record) *bus.Message {
+	m := &bus.Message{
+		Topic: r.Topic, Key: r.Key, Value: r.Value,
+		Partition: r.Partition, Offset: r.Offset, Timestamp: r.Timestamp,
+	}
+	if len(r.Headers) > 0 {
+		m.Headers = make([]bus.Header, len(r.Headers))
+		for i, h := range r.Headers {
+			m.Headers[i] = bus.Header{Key: h.Key, Value: h.Value}
+		}
+	}
+	return m
+}
+
+// Subscriber is a Kafka [bus.Subscriber].
+type Subscriber struct {
+	cfg config
+}
+
+var _ bus.Subscriber = (*Subscriber)(nil)
+
+// NewSubscriber prepares a consumer; it connects in Run.
+func NewSubscriber(opts ...Option) (*Subscriber, error) {
+	cfg, err := newConfig(opts)
+	if err != nil {
+		return nil, err
+	}
+	return &Subscriber{cfg: cfg}, nil
+}
+
+// Capabilities: ordered by key through partitions.
+func (s *Subscriber) Capabilities() bus.Capabilities {
+	return bus.Capabilities{AtomicBatches: true, OrderedByKey: true, Partitions: true}
+}
+
+// Run consumes until ctx is done. See [bus.Subscriber].
+func (s *Subscriber) Run(ctx context.Context, group string, topics []string, h bus.Handler) error {
+	log := s.cfg.logger.With("group", group)
+	opts := []kgo.Opt{
+		kgo.SeedBrokers(s.cfg.seeds...),
+		kgo.ConsumerGroup(group),
+		kgo.ConsumeTopics(topics...),
+		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
+		kgo.DisableAutoCommit(),
+		kgo.BlockRebalanceOnPoll(),
+		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
+		kgo.WithLogger(kgoLogger{s.cfg.logger}),
+	}
+	opts = append(opts, s.cfg.extra...)
+	cl, err := kgo.NewClient(opts...)
+	if err != nil {
+		return fmt.Errorf("kafka consumer %s: %w", group, err)
+	}
+	defer cl.Close()
+	log.Info("consumer started", "topics", topics)
+
+	for {
+		fetches := cl.PollRecords(ctx, s.cfg.maxPoll)
+		if fetches.IsClientClosed() {
+			return nil
+		}
+		fetches.EachError(func(t string, p int32, err error) {
+			if ctx.Err() == nil {
+				log.Warn("fetch error", "topic", t, "partition", p, "err", err)
+			}
+		})
+		var (
+			wg   sync.WaitGroup
+			mu   sync.Mutex
+			done []*kgo.Record
+		)
+		fetches.EachPartition(func(p kgo.FetchTopicPartition) {
+			if len(p.Records) == 0 {
+				return
+			}
+			wg.Go(func() {
+				var last *kgo.Record
+				for _, r := range p.Records {
+					if !s.deliver(ctx, log, r, h) {
+						break
+					}
+					last = r
+				}
+				if last != nil {
+					mu.Lock()
+					done = append(done, last)
+					mu.Unlock()
+				}
+			})
+		})
+		wg.Wait()
+		if len(done) > 0 {
+			cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.cfg.commitAwait)
+			if err := cl.CommitRecords(cctx, done...); err != nil {
+				// Not fatal: the records are redelivered and the inbox
+				// makes their second delivery a no-op.
+				log.Warn("commit offsets", "err", err)
+			}
+			cancel()
+		}
+		cl.AllowRebalance()
+		if ctx.Err() != nil {
+			log.Info("consumer stopped")
+			return nil
+		}
+	}
+}
+
+// deliver calls h until it succeeds or ctx ends; it reports success.
+func (s *Subscriber) deliver(ctx context.Context, log *slog.Logger, r *kgo.Record, h bus.Handler) bool {
+	wait := s.cfg.retryFloor
+	for attempt := 1; ; attempt++ {
+		if ctx.Err() != nil {
+			return false
+		}
+		err := h(ctx, fromRecord(r))
+		if err == nil {
+			return true
+		}
+		if ctx.Err() != nil {
+			return false
+		}
+		log.Warn("handler failed; will redeliver", "topic", r.Topic, "partition", r.Partition,
+			"offset", r.Offset, "attempt", attempt, "retry_in", wait, "err", err)
+		select {
+		case <-ctx.Done():
+			return false
+		case <-time.After(wait):
+		}
+		wait = min(wait*2, s.cfg.retryCeil)
+	}
+}
+
+// EnsureTopics creates the topics that do not exist yet with the given
+// partition count and replication factor (-1 for the broker default).
+func EnsureTopics(ctx context.Context, partitions int32, replication int16, topics []string, opts ...Option) error {
+	cfg, err := newConfig(opts)
+	if err != nil {
+		return err
+	}
+	cl, err := kgo.NewClient(append([]kgo.Opt{kgo.SeedBrokers(cfg.seeds...), kgo.WithLogger(kgoLogger{cfg.logger})}, cfg.extra...)...)
+	if err != nil {
+		return fmt.Errorf("kafka admin: %w", err)
+	}
+	defer cl.Close()
+	adm := kadm.NewClient(cl)
+	resp, err := adm.CreateTopics(ctx, partitions, replication, nil, topics...)
+	if err != nil {
+		return fmt.Errorf("create topics %v: %w", topics, err)
+	}
+	for _, t := range resp.Sorted() {
+		if t.Err != nil && !errors.Is(t.Err, kerr.TopicAlreadyExists) {
+			return fmt.Errorf("create topic %s: %w", t.Topic, t.Err)
+		}
+	}
+	return nil
+}
+
+// kgoLogger forwards franz-go's warnings and errors to slog.
+type kgoLogger struct{ l *slog.Logger }
+
+func (k kgoLogger) Level() kgo.LogLevel { return kgo.LogLevelWarn }
+
+func (k kgoLogger) Log(level kgo.LogLevel, msg string, keyvals ...any) {
+	switch level {
+	case kgo.LogLevelError:
+		k.l.Error("kafka: "+msg, keyvals...)
+	case kgo.LogLevelWarn:
+		k.l.Warn("kafka: "+msg, keyvals...)
+	default:
+		k.l.Debug("kafka: "+msg, keyvals...)
+	}
+}

@@ -1,0 +1,205 @@
+// Package consumer turns bus messages into typed events for handlers.
+//
+// A [Router] decodes each message (Confluent framing, CloudEvents headers),
+// dispatches it by event type to the function registered with [Handle], and
+// wraps the whole in middleware of the one shape func(bus.Handler)
+// bus.Handler: [Recover] turns panics into failures, [Retry] retries
+// transient errors with backoff, and [DeadLetter] moves permanent failures
+// (and exhausted retries) to a dead-letter topic with the reason, so the
+// consumer keeps going. Handlers make their effects idempotent with the inbox
+// package.
+package consumer
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"slices"
+	"time"
+
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/reflect/protoreflect"
+
+	"github.com/herald-events/herald/platform/bus"
+	"github.com/herald-events/herald/platform/event"
+	"github.com/herald-events/herald/platform/schema"
+	"github.com/herald-events/herald/platform/tracectx"
+)
+
+// Decoder reads a framed value; [schema.Codec] is one.
+type Decoder interface {
+	Decode(topic string, value []byte) (proto.Message, error)
+}
+
+// Event is a decoded message with its CloudEvents attributes.
+type Event struct {
+	ID          string
+	Type        string
+	Source      string
+	Time        time.Time
+	TraceParent string
+	Message     proto.Message
+	Raw         *bus.Message
+}
+
+// Handler handles one event. Return [Permanent] for errors that retrying
+// cannot fix.
+type Handler func(ctx context.Context, ev *Event) error
+
+type permanentError struct{ err error }
+
+func (p *permanentError) Error() string { return p.err.Error() }
+func (p *permanentError) Unwrap() error { return p.err }
+
+// Permanent marks err as not worth retrying: the message goes to the
+// dead-letter topic.
+func Permanent(err error) error {
+	if err == nil {
+		return nil
+	}
+	return &permanentError{err}
+}
+
+// IsPermanent reports whether err was marked with [Permanent].
+func IsPermanent(err error) bool {
+	var p *permanentError
+	return errors.As(err, &p)
+}
+
+// Config configures a [Router].
+type Config struct {
+	// Group is the consumer group. Required.
+	Group string
+	// Decoder decodes values. Required.
+	Decoder Decoder
+	// DeadLetter publishes dead letters. Required.
+	DeadLetter bus.Publisher
+	// DeadLetterSuffix is appended to a topic to name its dead-letter
+	// topic. Default ".dlq".
+	DeadLetterSuffix string
+	// MaxAttempts bounds deliveries of a failing message before it is
+	// dead-lettered. Default 5.
+	MaxAttempts int
+	// Backoff is the first pause between attempts, doubled each time (with
+	// jitter) up to MaxBackoff. Defaults 50ms and 2s.
+	Backoff, MaxBackoff time.Duration
+	// Logger defaults to [slog.Default].
+	Logger *slog.Logger
+}
+
+// Router dispatches events of its topics to typed handlers.
+type Router struct {
+	cfg      Config
+	handlers map[protoreflect.FullName]Handler
+	topics   []string
+}
+
+// NewRouter validates cfg and returns an empty router.
+func NewRouter(cfg Config) (*Router, error) {
+	if cfg.Group == "" || cfg.Decoder == nil || cfg.DeadLetter == nil {
+		return nil, errors.New("consumer: Group, Decoder and DeadLetter are required")
+	}
+	if cfg.DeadLetterSuffix == "" {
+		cfg.DeadLetterSuffix = ".dlq"
+	}
+	if cfg.MaxAttempts <= 0 {
+		cfg.MaxAttempts = 5
+	}
+	if cfg.Backoff <= 0 {
+		cfg.Backoff = 50 * time.Millisecond
+	}
+	if cfg.MaxBackoff <= 0 {
+		cfg.MaxBackoff = 2 * time.Second
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	return &Router{cfg: cfg, handlers: map[protoreflect.FullName]Handler{}}, nil
+}
+
+// Handle registers fn for events of type T and subscribes the router to
+// T's topic. It fails when T is not an event message.
+func Handle[T proto.Message](r *Router, fn func(ctx context.Context, ev *Event, msg T) error) error {
+	var zero T
+	md := zero.ProtoReflect().Descriptor()
+	route, err := event.RouteOf(md)
+	if err != nil {
+		return fmt.Errorf("consumer %s: %w", r.cfg.Group, err)
+	}
+	r.handlers[md.FullName()] = func(ctx context.Context, ev *Event) error {
+		msg, ok := ev.Message.(T)
+		if !ok {
+			return Permanent(fmt.Errorf("event %s: decoded as %T", ev.ID, ev.Message))
+		}
+		return fn(ctx, ev, msg)
+	}
+	if !slices.Contains(r.topics, route.Topic) {
+		r.topics = append(r.topics, route.Topic)
+	}
+	return nil
+}
+
+// Topics lists the topics the router consumes.
+func (r *Router) Topics() []string { return slices.Clone(r.topics) }
+
+// Group returns the consumer group.
+func (r *Router) Group() string { return r.cfg.Group }
+
+// Handler returns the router as a bus handler with its middleware.
+func (r *Router) Handler() bus.Handler {
+	h := bus.Handler(r.dispatch)
+	h = Recover()(h)
+	h = Retry(r.cfg.MaxAttempts, r.cfg.Backoff, r.cfg.MaxBackoff)(h)
+	h = DeadLetter(r.cfg.DeadLetter, r.cfg.Group, r.cfg.DeadLetterSuffix, r.cfg.Logger)(h)
+	return h
+}
+
+// Run consumes the router's topics with sub until ctx is done.
+func (r *Router) Run(ctx context.Context, sub bus.Subscriber) error {
+	if len(r.topics) == 0 {
+		return fmt.Errorf("consumer %s: no handlers registered", r.cfg.Group)
+	}
+	return sub.Run(ctx, r.cfg.Group, r.topics, r.Handler())
+}
+
+func (r *Router) dispatch(ctx context.Context, m *bus.Message) error {
+	ev, err := r.decode(m)
+	if err != nil {
+		return err
+	}
+	h, ok := r.handlers[protoreflect.FullName(ev.Type)]
+	if !ok {
+		// Topics carry every event of a domain; a service handles the
+		// types it cares about and passes over the rest.
+		return nil
+	}
+	if sc, err := tracectx.Parse(ev.TraceParent); err == nil {
+		ctx = tracectx.With(ctx, sc)
+	}
+	return h(ctx, ev)
+}
+
+func (r *Router) decode(m *bus.Message) (*Event, error) {
+	id, _ := m.Header(event.HeaderID)
+	if id == "" {
+		return nil, Permanent(fmt.Errorf("message %s: missing %s header", m, event.HeaderID))
+	}
+	msg, err := r.cfg.Decoder.Decode(m.Topic, m.Value)
+	if err != nil {
+		if errors.Is(err, schema.ErrUndecodable) {
+			return nil, Permanent(err)
+		}
+		return nil, err
+	}
+	ev := &Event{ID: id, Message: msg, Raw: m, Type: string(msg.ProtoReflect().Descriptor().FullName())}
+	if t, ok := m.Header(event.HeaderType); ok && t != ev.Type {
+		return nil, Permanent(fmt.Errorf("message %s: %s header %q but value is %s", m, event.HeaderType, t, ev.Type))
+	}
+	ev.Source, _ = m.Header(event.HeaderSource)
+	ev.TraceParent, _ = m.Header(event.HeaderTraceParent)
+	if ts, ok := m.Header(event.HeaderTime); ok {
+		ev.Time, _ = time.Parse(time.RFC3339Nano, ts)
+	}
+	return ev, nil
+}

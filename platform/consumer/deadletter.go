@@ -1,0 +1,70 @@
+package consumer
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strconv"
+	"time"
+
+	"github.com/herald-events/herald/platform/bus"
+)
+
+// Dead-letter headers added to a message moved to a dead-letter topic.
+const (
+	HeaderDLQTopic     = "herald_dlq_topic"
+	HeaderDLQPartition = "herald_dlq_partition"
+	HeaderDLQOffset    = "herald_dlq_offset"
+	HeaderDLQGroup     = "herald_dlq_group"
+	HeaderDLQClass     = "herald_dlq_error_class"
+	HeaderDLQError     = "herald_dlq_error"
+	HeaderDLQAttempts  = "herald_dlq_attempts"
+	HeaderDLQTime      = "herald_dlq_time"
+)
+
+// Error classes written in [HeaderDLQClass].
+const (
+	ClassPermanent = "permanent"
+	ClassExhausted = "retries_exhausted"
+)
+
+// DeadLetter publishes a message whose handler failed to topic+suffix, with
+// headers naming where it came from and why, and acknowledges it so the
+// consumer moves on. A failure while shutting down is returned untouched (the
+// message is redelivered later); so is a failed dead-letter publish.
+func DeadLetter(pub bus.Publisher, group, suffix string, log *slog.Logger) func(bus.Handler) bus.Handler {
+	return func(next bus.Handler) bus.Handler {
+		return func(ctx context.Context, m *bus.Message) error {
+			err := next(ctx, m)
+			if err == nil || ctx.Err() != nil {
+				return err
+			}
+			class := ClassExhausted
+			if IsPermanent(err) {
+				class = ClassPermanent
+			}
+			attempts := 1
+			var ae *AttemptsError
+			if errors.As(err, &ae) {
+				attempts = ae.Attempts
+			}
+			dl := &bus.Message{Topic: m.Topic + suffix, Key: m.Key, Value: m.Value}
+			dl.Headers = append(dl.Headers, m.Headers...)
+			dl.SetHeader(HeaderDLQTopic, m.Topic)
+			dl.SetHeader(HeaderDLQPartition, strconv.Itoa(int(m.Partition)))
+			dl.SetHeader(HeaderDLQOffset, strconv.FormatInt(m.Offset, 10))
+			dl.SetHeader(HeaderDLQGroup, group)
+			dl.SetHeader(HeaderDLQClass, class)
+			dl.SetHeader(HeaderDLQError, err.Error())
+			dl.SetHeader(HeaderDLQAttempts, strconv.Itoa(attempts))
+			dl.SetHeader(HeaderDLQTime, time.Now().UTC().Format(time.RFC3339Nano))
+			if perr := pub.Publish(ctx, dl); perr != nil {
+				return fmt.Errorf("dead-letter %s: %w (handler error: %v)", m, perr, err)
+			}
+			log.Warn("message dead-lettered", "group", group, "from", m.String(), "to", dl.Topic,
+				"class", class, "attempts", attempts, "err", err)
+			return nil
+		}
+	}
+}

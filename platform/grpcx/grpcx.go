@@ -1,0 +1,118 @@
+// Package grpcx builds herald's gRPC servers: health and reflection on, a
+// trace context taken from the traceparent metadata, panics recovered, and
+// every error mapped to a status code by [Status], the one place where
+// application errors become gRPC codes.
+package grpcx
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"runtime/debug"
+	"time"
+
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/health"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/reflection"
+	"google.golang.org/grpc/status"
+
+	"github.com/herald-events/herald/platform/apperr"
+	"github.com/herald-events/herald/platform/tracectx"
+)
+
+// Status maps err to a gRPC status:
+//
+//	apperr.KindInvalid            → InvalidArgument, with google.rpc.BadRequest field violations
+//	apperr.KindNotFound           → NotFound
+//	apperr.KindAlreadyExists      → AlreadyExists
+//	apperr.KindFailedPrecondition → FailedPrecondition
+//	context.Canceled              → Canceled
+//	context.DeadlineExceeded      → DeadlineExceeded
+//	a gRPC status error           → itself
+//	anything else                 → Internal, without the detail
+func Status(err error) *status.Status {
+	if err == nil {
+		return status.New(codes.OK, "")
+	}
+	if ae, ok := apperr.As(err); ok {
+		switch ae.Kind {
+		case apperr.KindInvalid:
+			st := status.New(codes.InvalidArgument, ae.Error())
+			br := &errdetails.BadRequest{}
+			for _, v := range ae.Violations {
+				br.FieldViolations = append(br.FieldViolations,
+					&errdetails.BadRequest_FieldViolation{Field: v.Field, Description: v.Description})
+			}
+			if withDetails, derr := st.WithDetails(br); derr == nil {
+				return withDetails
+			}
+			return st
+		case apperr.KindNotFound:
+			return status.New(codes.NotFound, ae.Message)
+		case apperr.KindAlreadyExists:
+			return status.New(codes.AlreadyExists, ae.Message)
+		case apperr.KindFailedPrecondition:
+			return status.New(codes.FailedPrecondition, ae.Message)
+		}
+	}
+	switch {
+	case errors.Is(err, context.Canceled):
+		return status.New(codes.Canceled, err.Error())
+	case errors.Is(err, context.DeadlineExceeded):
+		return status.New(codes.DeadlineExceeded, err.Error())
+	}
+	if st, ok := status.FromError(err); ok {
+		return st
+	}
+	return status.New(codes.Internal, "internal error")
+}
+
+// UnaryInterceptor recovers panics, puts the caller's trace context (or a
+// new one) in the context, maps errors with [Status] and logs each call.
+func UnaryInterceptor(log *slog.Logger) grpc.UnaryServerInterceptor {
+	return func(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (resp any, err error) {
+		start := time.Now()
+		sc := tracectx.New()
+		if md, ok := metadata.FromIncomingContext(ctx); ok {
+			if v := md.Get("traceparent"); len(v) > 0 {
+				if parent, perr := tracectx.Parse(v[0]); perr == nil {
+					sc = parent.Child()
+				}
+			}
+		}
+		ctx = tracectx.With(ctx, sc)
+		defer func() {
+			if r := recover(); r != nil {
+				log.Error("grpc handler panic", "method", info.FullMethod, "panic", r, "stack", string(debug.Stack()))
+				resp, err = nil, status.Error(codes.Internal, "internal error")
+			}
+		}()
+		resp, err = handler(ctx, req)
+		st := Status(err)
+		level := slog.LevelDebug
+		if st.Code() == codes.Internal || st.Code() == codes.Unknown {
+			level = slog.LevelError
+		}
+		log.Log(ctx, level, "grpc call", "method", info.FullMethod, "code", st.Code().String(),
+			"duration", time.Since(start), "trace_id", sc.TraceIDString(), "err", err)
+		if err != nil {
+			return nil, st.Err()
+		}
+		return resp, nil
+	}
+}
+
+// NewServer returns a gRPC server with the interceptor, server reflection
+// and the standard health service (every service SERVING).
+func NewServer(log *slog.Logger, opts ...grpc.ServerOption) (*grpc.Server, *health.Server) {
+	opts = append([]grpc.ServerOption{grpc.ChainUnaryInterceptor(UnaryInterceptor(log))}, opts...)
+	s := grpc.NewServer(opts...)
+	hs := health.NewServer()
+	healthpb.RegisterHealthServer(s, hs)
+	reflection.Register(s)
+	return s, hs
+}

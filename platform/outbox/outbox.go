@@ -1,0 +1,343 @@
+// Package outbox implements the transactional outbox.
+//
+// A service calls [Outbox.Add] inside the same [sqldb.Tx] as its business
+// write, so the event exists exactly when the write does. [Outbox.Run] is the
+// relay: it reads pending rows in id order, encodes them (Confluent framing,
+// CloudEvents headers), publishes them and only then marks them sent. On a
+// bus with atomic batches (Kafka transactions) one batch is one transaction.
+//
+// The relay wakes as soon as a transaction that added rows commits; a short
+// poll covers rows written by other processes. A crash between publish and
+// mark republishes the same events with the same ce_id, which consumers
+// drop through their inbox: delivery is at least once, effects exactly once.
+// Rows are relayed in id order by a single relay per database, so events of
+// one key keep their order across restarts.
+package outbox
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"time"
+
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/reflect/protoreflect"
+	"google.golang.org/protobuf/reflect/protoregistry"
+
+	"github.com/herald-events/herald/platform/bus"
+	"github.com/herald-events/herald/platform/event"
+	"github.com/herald-events/herald/platform/sqldb"
+	"github.com/herald-events/herald/platform/tracectx"
+)
+
+// Encoder frames an event value for a topic; [schema.Codec] is one.
+//
+// [schema.Codec]: github.com/herald-events/herald/platform/schema.Codec
+type Encoder interface {
+	Encode(topic string, msg proto.Message) ([]byte, error)
+}
+
+// Migrations creates the outbox table.
+func Migrations(d sqldb.Dialect) []sqldb.Migration {
+	idCol, blob := "INTEGER PRIMARY KEY AUTOINCREMENT", "BLOB"
+	if d == sqldb.Postgres {
+		idCol, blob = "BIGSERIAL PRIMARY KEY", "BYTEA"
+	}
+	return []sqldb.Migration{{ID: "0001_outbox", SQL: []string{
+		`CREATE TABLE IF NOT EXISTS herald_outbox (
+			id ` + idCol + `,
+			event_id TEXT NOT NULL UNIQUE,
+			topic TEXT NOT NULL,
+			msg_key TEXT NOT NULL,
+			event_type TEXT NOT NULL,
+			payload ` + blob + ` NOT NULL,
+			source TEXT NOT NULL,
+			event_time TEXT NOT NULL,
+			traceparent TEXT NOT NULL,
+			created_at TEXT NOT NULL,
+			sent_at TEXT
+		)`,
+		`CREATE INDEX IF NOT EXISTS herald_outbox_pending ON herald_outbox (id) WHERE sent_at IS NULL`,
+	}}}
+}
+
+// Config configures an [Outbox].
+type Config struct {
+	// DB holds the outbox table (see [Migrations]). Required.
+	DB *sqldb.DB
+	// Source is the ce_source of every event, e.g. "herald/orders". Required.
+	Source string
+	// Publisher and Encoder are needed by Run only.
+	Publisher bus.Publisher
+	Encoder   Encoder
+	// Types resolves stored event types. Default [protoregistry.GlobalTypes].
+	Types *protoregistry.Types
+	// BatchSize bounds rows per publish (one transaction). Default 200.
+	BatchSize int
+	// PollInterval is the fallback wake-up for rows committed by another
+	// process. Default 200ms.
+	PollInterval time.Duration
+	// Retention is how long sent rows are kept before being purged.
+	// Default 1h.
+	Retention time.Duration
+	// Logger defaults to [slog.Default].
+	Logger *slog.Logger
+	// BeforeMark, when set, runs after a batch is published and before it
+	// is marked sent; an error stops Run as a crash at that point would.
+	// It exists for fault-injection tests.
+	BeforeMark func(ids []int64) error
+}
+
+// Outbox writes events in business transactions and relays them to the bus.
+type Outbox struct {
+	cfg  Config
+	wake chan struct{}
+}
+
+// New returns an outbox; Validate errors are returned as is.
+func New(cfg Config) (*Outbox, error) {
+	if cfg.DB == nil || cfg.Source == "" {
+		return nil, errors.New("outbox: DB and Source are required")
+	}
+	if cfg.Types == nil {
+		cfg.Types = protoregistry.GlobalTypes
+	}
+	if cfg.BatchSize <= 0 {
+		cfg.BatchSize = 200
+	}
+	if cfg.PollInterval <= 0 {
+		cfg.PollInterval = 200 * time.Millisecond
+	}
+	if cfg.Retention <= 0 {
+		cfg.Retention = time.Hour
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	return &Outbox{cfg: cfg, wake: make(chan struct{}, 1)}, nil
+}
+
+const timeLayout = time.RFC3339Nano
+
+// Add stores msg, an event message, in tx. The event's trace continues the
+// span carried by ctx. It returns the event's envelope (with its ce_id).
+func (o *Outbox) Add(ctx context.Context, tx *sqldb.Tx, msg proto.Message) (*event.Envelope, error) {
+	route, err := event.RouteOf(msg.ProtoReflect().Descriptor())
+	if err != nil {
+		return nil, fmt.Errorf("outbox add: %w", err)
+	}
+	env, err := event.New(o.cfg.Source, msg)
+	if err != nil {
+		return nil, err
+	}
+	env.TraceParent = tracectx.ChildOf(ctx).String()
+	payload, err := proto.MarshalOptions{Deterministic: true}.Marshal(msg)
+	if err != nil {
+		return nil, fmt.Errorf("outbox add %s: %w", env.Type(), err)
+	}
+	_, err = tx.ExecContext(ctx, `INSERT INTO herald_outbox
+		(event_id, topic, msg_key, event_type, payload, source, event_time, traceparent, created_at)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+		env.ID, route.Topic, route.Key(msg), env.Type(), payload, env.Source,
+		env.Time.Format(timeLayout), env.TraceParent, time.Now().UTC().Format(timeLayout))
+	if err != nil {
+		return nil, fmt.Errorf("outbox add %s: %w", env.Type(), err)
+	}
+	tx.OnCommit(o.Notify)
+	return env, nil
+}
+
+// Notify wakes the relay; Add arranges it after commit.
+func (o *Outbox) Notify() {
+	select {
+	case o.wake <- struct{}{}:
+	default:
+	}
+}
+
+// Pending counts rows not yet sent.
+func (o *Outbox) Pending(ctx context.Context) (int, error) {
+	var n int
+	err := o.cfg.DB.QueryRowContext(ctx, `SELECT COUNT(*) FROM herald_outbox WHERE sent_at IS NULL`).Scan(&n)
+	return n, err
+}
+
+// Run relays pending rows until ctx is done. It returns nil on
+// cancellation and an error only from the BeforeMark hook.
+func (o *Outbox) Run(ctx context.Context) error {
+	if o.cfg.Publisher == nil || o.cfg.Encoder == nil {
+		return errors.New("outbox relay: Publisher and Encoder are required")
+	}
+	log := o.cfg.Logger.With("source", o.cfg.Source)
+	backoff := 100 * time.Millisecond
+	lastPurge := time.Time{}
+	for {
+		n, err := o.relayOnce(ctx)
+		var hookErr *hookError
+		switch {
+		case ctx.Err() != nil:
+			return nil
+		case errors.As(err, &hookErr):
+			return hookErr.err
+		case err != nil:
+			log.Error("outbox relay failed; retrying", "err", err, "retry_in", backoff)
+			if !sleep(ctx, backoff) {
+				return nil
+			}
+			backoff = min(backoff*2, 5*time.Second)
+			continue
+		}
+		backoff = 100 * time.Millisecond
+		if time.Since(lastPurge) > time.Minute {
+			o.purge(ctx, log)
+			lastPurge = time.Now()
+		}
+		if n == o.cfg.BatchSize {
+			continue // more rows are probably waiting
+		}
+		t := time.NewTimer(o.cfg.PollInterval)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return nil
+		case <-o.wake:
+		case <-t.C:
+		}
+		t.Stop()
+	}
+}
+
+type hookError struct{ err error }
+
+func (h *hookError) Error() string { return h.err.Error() }
+
+func sleep(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C:
+		return true
+	}
+}
+
+type row struct {
+	id                                   int64
+	eventID, topic, key, typ, source, tm string
+	traceparent                          string
+	payload                              []byte
+}
+
+// relayOnce publishes one batch and returns its size.
+func (o *Outbox) relayOnce(ctx context.Context) (int, error) {
+	rows, err := o.load(ctx)
+	if err != nil || len(rows) == 0 {
+		return 0, err
+	}
+	msgs := make([]*bus.Message, 0, len(rows))
+	ids := make([]int64, 0, len(rows))
+	for _, r := range rows {
+		m, err := o.toMessage(r)
+		if err != nil {
+			return 0, err
+		}
+		msgs = append(msgs, m)
+		ids = append(ids, r.id)
+	}
+	if o.cfg.Publisher.Capabilities().AtomicBatches {
+		if err := o.cfg.Publisher.Publish(ctx, msgs...); err != nil {
+			return 0, fmt.Errorf("publish %d events: %w", len(msgs), err)
+		}
+	} else {
+		// Without atomic batches, publish and mark one at a time so a
+		// failure repeats as little as possible.
+		for i, m := range msgs {
+			if err := o.cfg.Publisher.Publish(ctx, m); err != nil {
+				return 0, fmt.Errorf("publish %s: %w", rows[i].eventID, err)
+			}
+			if err := o.mark(ctx, ids[i:i+1]); err != nil {
+				return 0, err
+			}
+		}
+		return len(rows), nil
+	}
+	if o.cfg.BeforeMark != nil {
+		if err := o.cfg.BeforeMark(ids); err != nil {
+			return 0, &hookError{err}
+		}
+	}
+	if err := o.mark(ctx, ids); err != nil {
+		return 0, err
+	}
+	return len(rows), nil
+}
+
+func (o *Outbox) load(ctx context.Context) ([]row, error) {
+	rs, err := o.cfg.DB.QueryContext(ctx, `SELECT id, event_id, topic, msg_key, event_type, payload, source, event_time, traceparent
+		FROM herald_outbox WHERE sent_at IS NULL ORDER BY id LIMIT ?`, o.cfg.BatchSize)
+	if err != nil {
+		return nil, fmt.Errorf("load outbox: %w", err)
+	}
+	defer rs.Close()
+	var out []row
+	for rs.Next() {
+		var r row
+		if err := rs.Scan(&r.id, &r.eventID, &r.topic, &r.key, &r.typ, &r.payload, &r.source, &r.tm, &r.traceparent); err != nil {
+			return nil, fmt.Errorf("load outbox: %w", err)
+		}
+		out = append(out, r)
+	}
+	return out, rs.Err()
+}
+
+func (o *Outbox) toMessage(r row) (*bus.Message, error) {
+	mt, err := o.cfg.Types.FindMessageByName(protoreflect.FullName(r.typ))
+	if err != nil {
+		return nil, fmt.Errorf("outbox row %d: event type %s: %w", r.id, r.typ, err)
+	}
+	msg := mt.New().Interface()
+	if err := proto.Unmarshal(r.payload, msg); err != nil {
+		return nil, fmt.Errorf("outbox row %d: %w", r.id, err)
+	}
+	value, err := o.cfg.Encoder.Encode(r.topic, msg)
+	if err != nil {
+		return nil, fmt.Errorf("outbox row %d: %w", r.id, err)
+	}
+	m := &bus.Message{Topic: r.topic, Key: []byte(r.key), Value: value}
+	m.SetHeader(event.HeaderID, r.eventID)
+	m.SetHeader(event.HeaderType, r.typ)
+	m.SetHeader(event.HeaderSource, r.source)
+	m.SetHeader(event.HeaderTime, r.tm)
+	m.SetHeader(event.HeaderSpecVersion, event.SpecVersion)
+	m.SetHeader(event.HeaderSubject, r.key)
+	m.SetHeader(event.HeaderContentType, event.ContentType)
+	m.SetHeader(event.HeaderTraceParent, r.traceparent)
+	return m, nil
+}
+
+func (o *Outbox) mark(ctx context.Context, ids []int64) error {
+	args := make([]any, 0, len(ids)+1)
+	args = append(args, time.Now().UTC().Format(timeLayout))
+	for _, id := range ids {
+		args = append(args, id)
+	}
+	q := `UPDATE herald_outbox SET sent_at = ? WHERE id IN (?` + strings.Repeat(", ?", len(ids)-1) + `)`
+	// Marking must not be skipped because the caller is shutting down:
+	// the batch is already on the bus.
+	mctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+	defer cancel()
+	if _, err := o.cfg.DB.ExecContext(mctx, q, args...); err != nil {
+		return fmt.Errorf("mark %d outbox rows sent: %w", len(ids), err)
+	}
+	return nil
+}
+
+func (o *Outbox) purge(ctx context.Context, log *slog.Logger) {
+	cutoff := time.Now().Add(-o.cfg.Retention).UTC().Format(timeLayout)
+	if _, err := o.cfg.DB.ExecContext(ctx, `DELETE FROM herald_outbox WHERE sent_at IS NOT NULL AND sent_at < ?`, cutoff); err != nil {
+		log.Warn("purge sent outbox rows", "err", err)
+	}
+}

@@ -1,0 +1,193 @@
+// Package sqldb wraps database/sql with what herald's stores need: a dialect
+// that rewrites "?" placeholders, transactions with after-commit hooks, and
+// ordered migrations.
+//
+// Services write their business rows, their outbox rows and their inbox
+// rows through one [Tx], which is what makes the outbox and inbox exact.
+// [OpenSQLite] opens the embedded default.
+package sqldb
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+
+	_ "modernc.org/sqlite" // registers the "sqlite" driver
+)
+
+// Dialect names the SQL flavour of a database.
+type Dialect string
+
+// Supported dialects.
+const (
+	SQLite   Dialect = "sqlite"
+	Postgres Dialect = "postgres"
+)
+
+// DB is a database handle that knows its dialect.
+type DB struct {
+	sql     *sql.DB
+	dialect Dialect
+}
+
+// OpenSQLite opens (creating if needed) a SQLite database file in WAL mode
+// with a busy timeout, so that concurrent writers in one process wait for
+// each other instead of failing. Transactions take the write lock up front.
+func OpenSQLite(path string) (*DB, error) {
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		return nil, fmt.Errorf("sqlite %s: %w", path, err)
+	}
+	dsn := "file:" + path + "?_pragma=busy_timeout(10000)&_pragma=journal_mode(WAL)" +
+		"&_pragma=synchronous(NORMAL)&_pragma=foreign_keys(1)&_txlock=immediate"
+	db, err := sql.Open("sqlite", dsn)
+	if err != nil {
+		return nil, fmt.Errorf("sqlite %s: %w", path, err)
+	}
+	if err := db.Ping(); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("sqlite %s: %w", path, err)
+	}
+	return &DB{sql: db, dialect: SQLite}, nil
+}
+
+// Wrap adopts an open *sql.DB of the given dialect.
+func Wrap(db *sql.DB, d Dialect) *DB { return &DB{sql: db, dialect: d} }
+
+// Dialect returns the database's dialect.
+func (db *DB) Dialect() Dialect { return db.dialect }
+
+// Close closes the database.
+func (db *DB) Close() error { return db.sql.Close() }
+
+// Rebind rewrites "?" placeholders for the dialect ("$1", "$2", ... for
+// PostgreSQL). Queries must not contain a literal "?".
+func (db *DB) Rebind(q string) string { return rebind(db.dialect, q) }
+
+func rebind(d Dialect, q string) string {
+	if d != Postgres || !strings.Contains(q, "?") {
+		return q
+	}
+	var b strings.Builder
+	n := 0
+	for _, r := range q {
+		if r == '?' {
+			n++
+			b.WriteString("$" + strconv.Itoa(n))
+			continue
+		}
+		b.WriteRune(r)
+	}
+	return b.String()
+}
+
+// ExecContext runs a statement outside a transaction.
+func (db *DB) ExecContext(ctx context.Context, q string, args ...any) (sql.Result, error) {
+	return db.sql.ExecContext(ctx, db.Rebind(q), args...)
+}
+
+// QueryContext runs a query outside a transaction.
+func (db *DB) QueryContext(ctx context.Context, q string, args ...any) (*sql.Rows, error) {
+	return db.sql.QueryContext(ctx, db.Rebind(q), args...)
+}
+
+// QueryRowContext runs a single-row query outside a transaction.
+func (db *DB) QueryRowContext(ctx context.Context, q string, args ...any) *sql.Row {
+	return db.sql.QueryRowContext(ctx, db.Rebind(q), args...)
+}
+
+// Tx is a transaction with after-commit hooks.
+type Tx struct {
+	tx       *sql.Tx
+	dialect  Dialect
+	onCommit []func()
+}
+
+// ExecContext runs a statement in the transaction.
+func (t *Tx) ExecContext(ctx context.Context, q string, args ...any) (sql.Result, error) {
+	return t.tx.ExecContext(ctx, rebind(t.dialect, q), args...)
+}
+
+// QueryContext runs a query in the transaction.
+func (t *Tx) QueryContext(ctx context.Context, q string, args ...any) (*sql.Rows, error) {
+	return t.tx.QueryContext(ctx, rebind(t.dialect, q), args...)
+}
+
+// QueryRowContext runs a single-row query in the transaction.
+func (t *Tx) QueryRowContext(ctx context.Context, q string, args ...any) *sql.Row {
+	return t.tx.QueryRowContext(ctx, rebind(t.dialect, q), args...)
+}
+
+// Dialect returns the dialect of the transaction's database.
+func (t *Tx) Dialect() Dialect { return t.dialect }
+
+// OnCommit registers fn to run after the transaction commits; it does not
+// run on rollback.
+func (t *Tx) OnCommit(fn func()) { t.onCommit = append(t.onCommit, fn) }
+
+// InTx runs fn in a transaction, committing when it returns nil and rolling
+// back otherwise, then runs the after-commit hooks.
+func (db *DB) InTx(ctx context.Context, fn func(*Tx) error) error {
+	stx, err := db.sql.BeginTx(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("begin: %w", err)
+	}
+	tx := &Tx{tx: stx, dialect: db.dialect}
+	if err := fn(tx); err != nil {
+		if rbErr := stx.Rollback(); rbErr != nil && !errors.Is(rbErr, sql.ErrTxDone) {
+			return errors.Join(err, fmt.Errorf("rollback: %w", rbErr))
+		}
+		return err
+	}
+	if err := stx.Commit(); err != nil {
+		return fmt.Errorf("commit: %w", err)
+	}
+	for _, f := range tx.onCommit {
+		f()
+	}
+	return nil
+}
+
+// Migration is one named schema step.
+type Migration struct {
+	// ID orders and identifies the step, e.g. "0001_orders".
+	ID string
+	// SQL is run as one statement per entry, in one transaction.
+	SQL []string
+}
+
+// Migrate applies, in order, the migrations of component not yet recorded
+// in the herald_migrations table.
+func (db *DB) Migrate(ctx context.Context, component string, ms []Migration) error {
+	if _, err := db.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS herald_migrations (
+		component TEXT NOT NULL, id TEXT NOT NULL, PRIMARY KEY (component, id))`); err != nil {
+		return fmt.Errorf("migrate %s: %w", component, err)
+	}
+	for _, m := range ms {
+		err := db.InTx(ctx, func(tx *Tx) error {
+			var n int
+			if err := tx.QueryRowContext(ctx, `SELECT COUNT(*) FROM herald_migrations WHERE component = ? AND id = ?`,
+				component, m.ID).Scan(&n); err != nil {
+				return err
+			}
+			if n > 0 {
+				return nil
+			}
+			for _, stmt := range m.SQL {
+				if _, err := tx.ExecContext(ctx, stmt); err != nil {
+					return err
+				}
+			}
+			_, err := tx.ExecContext(ctx, `INSERT INTO herald_migrations (component, id) VALUES (?, ?)`, component, m.ID)
+			return err
+		})
+		if err != nil {
+			return fmt.Errorf("migrate %s %s: %w", component, m.ID, err)
+		}
+	}
+	return nil
+}

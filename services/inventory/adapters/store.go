@@ -1,0 +1,166 @@
+// Package adapters persists stock levels and reservations in SQL (SQLite by
+// default) through sqldb, next to the service's outbox and inbox tables.
+package adapters
+
+import (
+	"context"
+	"fmt"
+	"strings"
+
+	"github.com/herald-events/herald/platform/inbox"
+	"github.com/herald-events/herald/platform/outbox"
+	"github.com/herald-events/herald/platform/sqldb"
+	"github.com/herald-events/herald/services/inventory/app"
+	"github.com/herald-events/herald/services/inventory/domain"
+)
+
+// Store is the SQL implementation of app.Store.
+type Store struct {
+	db *sqldb.DB
+}
+
+var _ app.Store = (*Store)(nil)
+
+// Migrations creates the inventory tables.
+func Migrations(sqldb.Dialect) []sqldb.Migration {
+	return []sqldb.Migration{{ID: "0001_inventory", SQL: []string{
+		`CREATE TABLE IF NOT EXISTS stock (
+			sku TEXT PRIMARY KEY,
+			quantity BIGINT NOT NULL CHECK (quantity >= 0)
+		)`,
+		`CREATE TABLE IF NOT EXISTS reservations (
+			order_id TEXT NOT NULL,
+			sku TEXT NOT NULL,
+			quantity BIGINT NOT NULL,
+			released INTEGER NOT NULL DEFAULT 0,
+			PRIMARY KEY (order_id, sku)
+		)`,
+	}}}
+}
+
+// Open migrates db (inventory, outbox and inbox tables) and returns the
+// store.
+func Open(ctx context.Context, db *sqldb.DB) (*Store, error) {
+	var ms []sqldb.Migration
+	ms = append(ms, Migrations(db.Dialect())...)
+	ms = append(ms, outbox.Migrations(db.Dialect())...)
+	ms = append(ms, inbox.Migrations(db.Dialect())...)
+	if err := db.Migrate(ctx, "inventory", ms); err != nil {
+		return nil, err
+	}
+	return &Store{db: db}, nil
+}
+
+// InTx runs fn in a transaction.
+func (s *Store) InTx(ctx context.Context, fn func(tx *sqldb.Tx) error) error {
+	return s.db.InTx(ctx, fn)
+}
+
+// SetStock upserts a stock level.
+func (s *Store) SetStock(ctx context.Context, tx *sqldb.Tx, sku string, quantity int64) error {
+	_, err := tx.ExecContext(ctx, `INSERT INTO stock (sku, quantity) VALUES (?, ?)
+		ON CONFLICT (sku) DO UPDATE SET quantity = excluded.quantity`, sku, quantity)
+	if err != nil {
+		return fmt.Errorf("set stock %s: %w", sku, err)
+	}
+	return nil
+}
+
+// Stock reads the levels of skus; unknown SKUs are absent from the map.
+func (s *Store) Stock(ctx context.Context, tx *sqldb.Tx, skus []string) (map[string]int64, error) {
+	out := make(map[string]int64, len(skus))
+	if len(skus) == 0 {
+		return out, nil
+	}
+	args := make([]any, len(skus))
+	for i, sku := range skus {
+		args[i] = sku
+	}
+	q := `SELECT sku, quantity FROM stock WHERE sku IN (?` + strings.Repeat(", ?", len(skus)-1) + `)`
+	if tx.Dialect() == sqldb.Postgres {
+		q += ` FOR UPDATE`
+	}
+	rows, err := tx.QueryContext(ctx, q, args...)
+	if err != nil {
+		return nil, fmt.Errorf("read stock: %w", err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var (
+			sku string
+			n   int64
+		)
+		if err := rows.Scan(&sku, &n); err != nil {
+			return nil, fmt.Errorf("read stock: %w", err)
+		}
+		out[sku] = n
+	}
+	return out, rows.Err()
+}
+
+// Take subtracts quantity when available.
+func (s *Store) Take(ctx context.Context, tx *sqldb.Tx, sku string, quantity int64) error {
+	res, err := tx.ExecContext(ctx, `UPDATE stock SET quantity = quantity - ? WHERE sku = ? AND quantity >= ?`, quantity, sku, quantity)
+	if err != nil {
+		return fmt.Errorf("take %d of %s: %w", quantity, sku, err)
+	}
+	if n, err := res.RowsAffected(); err != nil || n != 1 {
+		return fmt.Errorf("take %d of %s: %w", quantity, sku, app.ErrConflict)
+	}
+	return nil
+}
+
+// Give adds quantity back.
+func (s *Store) Give(ctx context.Context, tx *sqldb.Tx, sku string, quantity int64) error {
+	if _, err := tx.ExecContext(ctx, `UPDATE stock SET quantity = quantity + ? WHERE sku = ?`, quantity, sku); err != nil {
+		return fmt.Errorf("give %d of %s: %w", quantity, sku, err)
+	}
+	return nil
+}
+
+// Reserve records an order's deducted lines.
+func (s *Store) Reserve(ctx context.Context, tx *sqldb.Tx, orderID string, lines []domain.Line) error {
+	for _, l := range lines {
+		if _, err := tx.ExecContext(ctx, `INSERT INTO reservations (order_id, sku, quantity) VALUES (?, ?, ?)`,
+			orderID, l.SKU, l.Quantity); err != nil {
+			return fmt.Errorf("reserve %s for %s: %w", l.SKU, orderID, err)
+		}
+	}
+	return nil
+}
+
+// Reserved returns the lines an order still holds and whether it ever
+// reserved anything.
+func (s *Store) Reserved(ctx context.Context, tx *sqldb.Tx, orderID string) ([]domain.Line, bool, error) {
+	rows, err := tx.QueryContext(ctx, `SELECT sku, quantity, released FROM reservations WHERE order_id = ? ORDER BY sku`, orderID)
+	if err != nil {
+		return nil, false, fmt.Errorf("reservations of %s: %w", orderID, err)
+	}
+	defer rows.Close()
+	var (
+		held []domain.Line
+		seen bool
+	)
+	for rows.Next() {
+		var (
+			l        domain.Line
+			released int
+		)
+		if err := rows.Scan(&l.SKU, &l.Quantity, &released); err != nil {
+			return nil, false, fmt.Errorf("reservations of %s: %w", orderID, err)
+		}
+		seen = true
+		if released == 0 {
+			held = append(held, l)
+		}
+	}
+	return held, seen, rows.Err()
+}
+
+// Release marks an order's reservations returned.
+func (s *Store) Release(ctx context.Context, tx *sqldb.Tx, orderID string) error {
+	if _, err := tx.ExecContext(ctx, `UPDATE reservations SET released = 1 WHERE order_id = ?`, orderID); err != nil {
+		return fmt.Errorf("release %s: %w", orderID, err)
+	}
+	return nil
+}

@@ -1,0 +1,84 @@
+// Package ports adapts the inventory use cases to the outside: the gRPC
+// InventoryService for operators and the handlers of the orders events.
+package ports
+
+import (
+	"context"
+
+	inventoryv1 "github.com/herald-events/herald/gen/go/herald/inventory/v1"
+	ordersv1 "github.com/herald-events/herald/gen/go/herald/orders/v1"
+	"github.com/herald-events/herald/platform/consumer"
+	"github.com/herald-events/herald/platform/inbox"
+	"github.com/herald-events/herald/platform/sqldb"
+	"github.com/herald-events/herald/services/inventory/app"
+	"github.com/herald-events/herald/services/inventory/domain"
+)
+
+// GRPC implements inventoryv1.InventoryServiceServer.
+type GRPC struct {
+	inventoryv1.UnimplementedInventoryServiceServer
+	app *app.App
+}
+
+// NewGRPC returns the gRPC port.
+func NewGRPC(a *app.App) *GRPC { return &GRPC{app: a} }
+
+// SetStock sets a stock level.
+func (g *GRPC) SetStock(ctx context.Context, req *inventoryv1.SetStockRequest) (*inventoryv1.SetStockResponse, error) {
+	if err := g.app.SetStock(ctx, req.GetSku(), req.GetQuantity()); err != nil {
+		return nil, err
+	}
+	return &inventoryv1.SetStockResponse{Sku: req.GetSku(), Quantity: req.GetQuantity()}, nil
+}
+
+// GetStock reads a stock level.
+func (g *GRPC) GetStock(ctx context.Context, req *inventoryv1.GetStockRequest) (*inventoryv1.GetStockResponse, error) {
+	q, err := g.app.GetStock(ctx, req.GetSku())
+	if err != nil {
+		return nil, err
+	}
+	return &inventoryv1.GetStockResponse{Sku: req.GetSku(), Quantity: q}, nil
+}
+
+// Events handles the orders events.
+type Events struct {
+	app   *app.App
+	store app.Store
+}
+
+// NewEvents returns the event port.
+func NewEvents(a *app.App, s app.Store) *Events { return &Events{app: a, store: s} }
+
+// Register subscribes the handlers on r.
+func (e *Events) Register(r *consumer.Router) error {
+	if err := consumer.Handle(r, e.onOrderCreated); err != nil {
+		return err
+	}
+	return consumer.Handle(r, e.onOrderCancelled)
+}
+
+func (e *Events) once(ctx context.Context, ev *consumer.Event, fn func(tx *sqldb.Tx) error) error {
+	return e.store.InTx(ctx, func(tx *sqldb.Tx) error {
+		fresh, err := inbox.Claim(ctx, tx, ev.ID, ev.Type)
+		if err != nil || !fresh {
+			return err
+		}
+		return fn(tx)
+	})
+}
+
+func (e *Events) onOrderCreated(ctx context.Context, ev *consumer.Event, msg *ordersv1.OrderCreated) error {
+	lines := make([]domain.Line, 0, len(msg.GetLines()))
+	for _, l := range msg.GetLines() {
+		lines = append(lines, domain.Line{SKU: l.GetSku(), Quantity: int64(l.GetQuantity())})
+	}
+	return e.once(ctx, ev, func(tx *sqldb.Tx) error {
+		return e.app.Deduct(ctx, tx, msg.GetOrderId(), lines)
+	})
+}
+
+func (e *Events) onOrderCancelled(ctx context.Context, ev *consumer.Event, msg *ordersv1.OrderCancelled) error {
+	return e.once(ctx, ev, func(tx *sqldb.Tx) error {
+		return e.app.Release(ctx, tx, msg.GetOrderId())
+	})
+}

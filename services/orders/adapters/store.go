@@ -1,0 +1,173 @@
+// Package adapters persists orders in SQL (SQLite by default) through
+// sqldb, next to the service's outbox and inbox tables.
+package adapters
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/herald-events/herald/platform/apperr"
+	"github.com/herald-events/herald/platform/inbox"
+	"github.com/herald-events/herald/platform/outbox"
+	"github.com/herald-events/herald/platform/sqldb"
+	"github.com/herald-events/herald/services/orders/app"
+	"github.com/herald-events/herald/services/orders/domain"
+)
+
+// Store is the SQL implementation of app.Store.
+type Store struct {
+	db *sqldb.DB
+}
+
+var _ app.Store = (*Store)(nil)
+
+// Migrations creates the orders tables.
+func Migrations(d sqldb.Dialect) []sqldb.Migration {
+	seq := "INTEGER PRIMARY KEY AUTOINCREMENT"
+	if d == sqldb.Postgres {
+		seq = "BIGSERIAL PRIMARY KEY"
+	}
+	return []sqldb.Migration{{ID: "0001_orders", SQL: []string{
+		`CREATE TABLE IF NOT EXISTS orders (
+			seq ` + seq + `,
+			order_id TEXT NOT NULL UNIQUE,
+			customer_id TEXT NOT NULL,
+			request_id TEXT NOT NULL,
+			request_hash TEXT NOT NULL,
+			status INTEGER NOT NULL,
+			rejection_reason TEXT NOT NULL,
+			lines TEXT NOT NULL,
+			total_currency TEXT NOT NULL,
+			total_units BIGINT NOT NULL,
+			total_nanos INTEGER NOT NULL,
+			created_at TEXT NOT NULL,
+			updated_at TEXT NOT NULL
+		)`,
+		`CREATE UNIQUE INDEX IF NOT EXISTS orders_request_id ON orders (request_id) WHERE request_id <> ''`,
+		`CREATE INDEX IF NOT EXISTS orders_customer ON orders (customer_id, seq)`,
+	}}}
+}
+
+// Open migrates db (orders, outbox and inbox tables) and returns the store.
+func Open(ctx context.Context, db *sqldb.DB) (*Store, error) {
+	var ms []sqldb.Migration
+	ms = append(ms, Migrations(db.Dialect())...)
+	ms = append(ms, outbox.Migrations(db.Dialect())...)
+	ms = append(ms, inbox.Migrations(db.Dialect())...)
+	if err := db.Migrate(ctx, "orders", ms); err != nil {
+		return nil, err
+	}
+	return &Store{db: db}, nil
+}
+
+// InTx runs fn in a transaction.
+func (s *Store) InTx(ctx context.Context, fn func(tx *sqldb.Tx) error) error {
+	return s.db.InTx(ctx, fn)
+}
+
+const timeLayout = time.RFC3339Nano
+
+// Insert stores a new order.
+func (s *Store) Insert(ctx context.Context, tx *sqldb.Tx, o *domain.Order, requestHash string) error {
+	lines, err := json.Marshal(o.Lines)
+	if err != nil {
+		return fmt.Errorf("insert order %s: %w", o.ID, err)
+	}
+	_, err = tx.ExecContext(ctx, `INSERT INTO orders (order_id, customer_id, request_id, request_hash, status,
+		rejection_reason, lines, total_currency, total_units, total_nanos, created_at, updated_at)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+		o.ID, o.CustomerID, o.RequestID, requestHash, int(o.Status), o.RejectionReason, string(lines),
+		o.Total.Currency, o.Total.Units, o.Total.Nanos, o.Created.Format(timeLayout), o.Updated.Format(timeLayout))
+	if err != nil {
+		return fmt.Errorf("insert order %s: %w", o.ID, err)
+	}
+	return nil
+}
+
+const columns = `seq, order_id, customer_id, request_id, request_hash, status, rejection_reason, lines,
+	total_currency, total_units, total_nanos, created_at, updated_at`
+
+type scanner interface{ Scan(...any) error }
+
+func scanOrder(row scanner) (*domain.Order, int64, string, error) {
+	var (
+		o                domain.Order
+		seq              int64
+		status           int
+		lines, hash      string
+		created, updated string
+	)
+	err := row.Scan(&seq, &o.ID, &o.CustomerID, &o.RequestID, &hash, &status, &o.RejectionReason, &lines,
+		&o.Total.Currency, &o.Total.Units, &o.Total.Nanos, &created, &updated)
+	if err != nil {
+		return nil, 0, "", err
+	}
+	o.Status = domain.Status(status)
+	if err := json.Unmarshal([]byte(lines), &o.Lines); err != nil {
+		return nil, 0, "", fmt.Errorf("order %s lines: %w", o.ID, err)
+	}
+	o.Created, _ = time.Parse(timeLayout, created)
+	o.Updated, _ = time.Parse(timeLayout, updated)
+	return &o, seq, hash, nil
+}
+
+// Get returns one order.
+func (s *Store) Get(ctx context.Context, tx *sqldb.Tx, id string) (*domain.Order, error) {
+	o, _, _, err := scanOrder(tx.QueryRowContext(ctx, `SELECT `+columns+` FROM orders WHERE order_id = ?`, id))
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, apperr.NotFound("order %s not found", id)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("get order %s: %w", id, err)
+	}
+	return o, nil
+}
+
+// GetByRequestID returns the order created with an idempotency key.
+func (s *Store) GetByRequestID(ctx context.Context, tx *sqldb.Tx, requestID string) (*domain.Order, string, error) {
+	o, _, hash, err := scanOrder(tx.QueryRowContext(ctx, `SELECT `+columns+` FROM orders WHERE request_id = ?`, requestID))
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, "", nil
+	}
+	if err != nil {
+		return nil, "", fmt.Errorf("get order by request %s: %w", requestID, err)
+	}
+	return o, hash, nil
+}
+
+// Update stores the status fields of an order.
+func (s *Store) Update(ctx context.Context, tx *sqldb.Tx, o *domain.Order) error {
+	_, err := tx.ExecContext(ctx, `UPDATE orders SET status = ?, rejection_reason = ?, updated_at = ? WHERE order_id = ?`,
+		int(o.Status), o.RejectionReason, o.Updated.Format(timeLayout), o.ID)
+	if err != nil {
+		return fmt.Errorf("update order %s: %w", o.ID, err)
+	}
+	return nil
+}
+
+// List pages through orders, newest first.
+func (s *Store) List(ctx context.Context, customerID string, cursor int64, limit int) ([]*domain.Order, int64, error) {
+	q := `SELECT ` + columns + ` FROM orders WHERE (? = 0 OR seq < ?) AND (? = '' OR customer_id = ?) ORDER BY seq DESC LIMIT ?`
+	rows, err := s.db.QueryContext(ctx, q, cursor, cursor, customerID, customerID, limit)
+	if err != nil {
+		return nil, 0, fmt.Errorf("list orders: %w", err)
+	}
+	defer rows.Close()
+	var (
+		out  []*domain.Order
+		last int64
+	)
+	for rows.Next() {
+		o, seq, _, err := scanOrder(rows)
+		if err != nil {
+			return nil, 0, fmt.Errorf("list orders: %w", err)
+		}
+		out = append(out, o)
+		last = seq
+	}
+	return out, last, rows.Err()
+}

@@ -1,0 +1,128 @@
+// Package ports adapts the orders use cases to the outside: the gRPC
+// OrderService and the handlers of inventory's events.
+package ports
+
+import (
+	"context"
+	"encoding/base64"
+	"strconv"
+	"strings"
+
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	moneyv1 "github.com/herald-events/herald/gen/go/herald/money/v1"
+	ordersv1 "github.com/herald-events/herald/gen/go/herald/orders/v1"
+	"github.com/herald-events/herald/platform/apperr"
+	"github.com/herald-events/herald/services/orders/app"
+	"github.com/herald-events/herald/services/orders/domain"
+)
+
+// GRPC implements ordersv1.OrderServiceServer.
+type GRPC struct {
+	ordersv1.UnimplementedOrderServiceServer
+	app *app.App
+}
+
+// NewGRPC returns the gRPC port over the use cases.
+func NewGRPC(a *app.App) *GRPC { return &GRPC{app: a} }
+
+// CreateOrder accepts an order.
+func (g *GRPC) CreateOrder(ctx context.Context, req *ordersv1.CreateOrderRequest) (*ordersv1.CreateOrderResponse, error) {
+	in := app.CreateOrder{RequestID: req.GetRequestId(), CustomerID: req.GetCustomerId()}
+	for _, it := range req.GetItems() {
+		in.Lines = append(in.Lines, domain.Line{SKU: it.GetSku(), Quantity: it.GetQuantity(), UnitPrice: fromMoney(it.GetUnitPrice())})
+	}
+	o, err := g.app.CreateOrder(ctx, in)
+	if err != nil {
+		return nil, err
+	}
+	return &ordersv1.CreateOrderResponse{Order: toOrder(o)}, nil
+}
+
+// GetOrder returns one order.
+func (g *GRPC) GetOrder(ctx context.Context, req *ordersv1.GetOrderRequest) (*ordersv1.GetOrderResponse, error) {
+	o, err := g.app.GetOrder(ctx, req.GetOrderId())
+	if err != nil {
+		return nil, err
+	}
+	return &ordersv1.GetOrderResponse{Order: toOrder(o)}, nil
+}
+
+// Page size bounds of ListOrders.
+const (
+	defaultPageSize = 50
+	maxPageSize     = 500
+	pageTokenPrefix = "seq:"
+)
+
+// ListOrders returns a page of orders.
+func (g *GRPC) ListOrders(ctx context.Context, req *ordersv1.ListOrdersRequest) (*ordersv1.ListOrdersResponse, error) {
+	var v apperr.Violations
+	size := int(req.GetPageSize())
+	switch {
+	case size < 0 || size > maxPageSize:
+		v.Add("page_size", "must be between 0 and %d", maxPageSize)
+	case size == 0:
+		size = defaultPageSize
+	}
+	cursor, ok := decodePageToken(req.GetPageToken())
+	if !ok {
+		v.Add("page_token", "is not a token returned by ListOrders")
+	}
+	if err := v.Err(); err != nil {
+		return nil, err
+	}
+	orders, last, err := g.app.ListOrders(ctx, req.GetCustomerId(), cursor, size)
+	if err != nil {
+		return nil, err
+	}
+	resp := &ordersv1.ListOrdersResponse{}
+	for _, o := range orders {
+		resp.Orders = append(resp.Orders, toOrder(o))
+	}
+	if len(orders) == size {
+		resp.NextPageToken = base64.RawURLEncoding.EncodeToString([]byte(pageTokenPrefix + strconv.FormatInt(last, 10)))
+	}
+	return resp, nil
+}
+
+func decodePageToken(tok string) (int64, bool) {
+	if tok == "" {
+		return 0, true
+	}
+	b, err := base64.RawURLEncoding.DecodeString(tok)
+	if err != nil || !strings.HasPrefix(string(b), pageTokenPrefix) {
+		return 0, false
+	}
+	n, err := strconv.ParseInt(strings.TrimPrefix(string(b), pageTokenPrefix), 10, 64)
+	return n, err == nil && n > 0
+}
+
+// CancelOrder cancels an order.
+func (g *GRPC) CancelOrder(ctx context.Context, req *ordersv1.CancelOrderRequest) (*ordersv1.CancelOrderResponse, error) {
+	o, err := g.app.CancelOrder(ctx, req.GetOrderId())
+	if err != nil {
+		return nil, err
+	}
+	return &ordersv1.CancelOrderResponse{Order: toOrder(o)}, nil
+}
+
+func fromMoney(m *moneyv1.Money) domain.Money {
+	return domain.Money{Currency: m.GetCurrencyCode(), Units: m.GetUnits(), Nanos: m.GetNanos()}
+}
+
+func toMoney(m domain.Money) *moneyv1.Money {
+	return &moneyv1.Money{CurrencyCode: m.Currency, Units: m.Units, Nanos: m.Nanos}
+}
+
+func toOrder(o *domain.Order) *ordersv1.Order {
+	out := &ordersv1.Order{
+		OrderId: o.ID, CustomerId: o.CustomerID, Status: ordersv1.OrderStatus(o.Status),
+		RejectionReason: o.RejectionReason, Total: toMoney(o.Total), RequestId: o.RequestID,
+		CreateTime: timestamppb.New(o.Created), UpdateTime: timestamppb.New(o.Updated),
+	}
+	for _, l := range o.Lines {
+		out.Items = append(out.Items, &ordersv1.LineItem{Sku: l.SKU, Quantity: l.Quantity, UnitPrice: toMoney(l.UnitPrice)})
+	}
+	return out
+}
