@@ -1,0 +1,50 @@
+# herald — make targets. Run `make help` for the list.
+SHELL := /usr/bin/env bash
+.SHELLFLAGS := -euo pipefail -c
+.DEFAULT_GOAL := help
+MAKEFLAGS += --warn-undefined-variables --no-builtin-rules
+
+BUF := go tool -modfile=tools/buf/go.mod buf
+
+.PHONY: help
+help: ## Show this help
+	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  %-18s %s\n", $$1, $$2}'
+
+.PHONY: dev
+dev: ## Run every service on the embedded stack (herald dev)
+	go run ./cmd/herald dev
+
+.PHONY: build
+build: ## Build bin/herald
+	go build -o bin/herald ./cmd/herald
+
+.PHONY: generate
+generate: ## Regenerate gen/ from proto/ with buf (local plugins via go tool)
+	$(BUF) generate
+
+.PHONY: check-generate
+check-generate: generate ## Fail if gen/ is not in sync with proto/
+	@git diff --exit-code -- gen/ || { echo "gen/ is out of date: run make generate and commit" >&2; exit 1; }
+	@test -z "$$(git status --porcelain -- gen/)" || { git status --porcelain -- gen/; echo "untracked files in gen/" >&2; exit 1; }
+
+.PHONY: lint
+lint: ## go vet, gofmt, buf lint, buf format and buf breaking
+	go vet ./...
+	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); echo "gofmt needed" >&2; exit 1; }
+	$(BUF) lint
+	$(BUF) format -d --exit-code
+	@ref=$$(scripts/breaking-base.sh); \
+	if [ -n "$$ref" ]; then echo "buf breaking against $$ref"; $(BUF) breaking --against ".git#ref=$$ref"; \
+	else echo "buf breaking: no earlier commit to compare with"; fi
+
+.PHONY: test
+test: ## Run all tests with the race detector
+	go test -race -count=1 ./...
+
+.PHONY: test-short
+test-short: ## Run the fast tests only
+	go test -short -count=1 ./...
+
+.PHONY: walkthrough
+walkthrough: ## Run the README's grpcurl walkthrough against a fresh herald dev
+	scripts/readme-walkthrough.sh

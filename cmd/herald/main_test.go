@@ -1,0 +1,53 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"strings"
+	"testing"
+)
+
+func TestRunUsageErrors(t *testing.T) {
+	env := map[string]string{}
+	getenv := func(k string) string { return env[k] }
+	cases := []struct {
+		name string
+		args []string
+		env  map[string]string
+		want string
+	}{
+		{"no command", nil, nil, "no command"},
+		{"unknown command", []string{"frobnicate"}, nil, `unknown command "frobnicate"`},
+		{"unknown flag", []string{"dev", "--nope"}, nil, "flag provided but not defined"},
+		{"bad service", []string{"dev", "--services=orders,billing"}, nil, `unknown service "billing"`},
+		{"bad address", []string{"dev", "--grpc-addr=8080"}, nil, "--grpc-addr"},
+		{"bad env", []string{"dev"}, map[string]string{"HERALD_PARTITIONS": "many"}, "HERALD_PARTITIONS"},
+		{"bad strategy from env", []string{"dev"}, map[string]string{"HERALD_SUBJECT_STRATEGY": "x"}, "--subject-strategy"},
+		{"bad log level", []string{"dev", "--log-level=loud"}, nil, "--log-level"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			env = tc.env
+			var out, errOut bytes.Buffer
+			err := run(context.Background(), tc.args, getenv, &out, &errOut)
+			var ue *usageError
+			if !errors.As(err, &ue) {
+				t.Fatalf("run = %v, want a usage error (exit code 2)", err)
+			}
+			if !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("error %q does not mention %q", err, tc.want)
+			}
+		})
+	}
+}
+
+func TestHelp(t *testing.T) {
+	var out bytes.Buffer
+	if err := run(context.Background(), []string{"help"}, func(string) string { return "" }, &out, &out); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(out.String(), "herald dev") {
+		t.Fatalf("help does not mention herald dev:\n%s", out.String())
+	}
+}

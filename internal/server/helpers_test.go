@@ -1,0 +1,179 @@
+package server_test
+
+import (
+	"context"
+	"log/slog"
+	"os"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+
+	inventoryv1 "github.com/herald-events/herald/gen/go/herald/inventory/v1"
+	moneyv1 "github.com/herald-events/herald/gen/go/herald/money/v1"
+	ordersv1 "github.com/herald-events/herald/gen/go/herald/orders/v1"
+	"github.com/herald-events/herald/internal/server"
+)
+
+// stack is a started process with gRPC clients.
+type stack struct {
+	proc      *server.Process
+	orders    ordersv1.OrderServiceClient
+	inventory inventoryv1.InventoryServiceClient
+}
+
+func testLogger(t *testing.T) *slog.Logger {
+	level := slog.LevelWarn
+	if os.Getenv("HERALD_TEST_DEBUG") != "" {
+		level = slog.LevelDebug
+	}
+	return slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: level}))
+}
+
+type testWriter struct{ t *testing.T }
+
+func (w testWriter) Write(p []byte) (int, error) {
+	w.t.Helper()
+	w.t.Log(string(p))
+	return len(p), nil
+}
+
+// startProcess starts herald on the embedded stack in dir, on free ports.
+func startProcess(t *testing.T, dir string, hooks *server.Hooks) *stack {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	p, err := server.Start(ctx, server.Config{
+		DataDir: dir, Embedded: true,
+		GRPCAddr: "127.0.0.1:0", KafkaAddr: "127.0.0.1:0", RegistryAddr: "127.0.0.1:0",
+		Logger: testLogger(t), Hooks: hooks,
+	})
+	if err != nil {
+		t.Fatalf("start herald: %v", err)
+	}
+	conn, err := grpc.NewClient(p.GRPCAddr(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatalf("dial %s: %v", p.GRPCAddr(), err)
+	}
+	t.Cleanup(func() {
+		conn.Close()
+		_ = p.Close()
+	})
+	return &stack{proc: p, orders: ordersv1.NewOrderServiceClient(conn), inventory: inventoryv1.NewInventoryServiceClient(conn)}
+}
+
+func callCtx(t *testing.T) context.Context {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+func eur(units int64, nanos int32) *moneyv1.Money {
+	return &moneyv1.Money{CurrencyCode: "EUR", Units: units, Nanos: nanos}
+}
+
+func item(sku string, qty int32) *ordersv1.LineItem {
+	return &ordersv1.LineItem{Sku: sku, Quantity: qty, UnitPrice: eur(2, 500_000_000)}
+}
+
+func (s *stack) setStock(t *testing.T, sku string, qty int64) {
+	t.Helper()
+	if _, err := s.inventory.SetStock(callCtx(t), &inventoryv1.SetStockRequest{Sku: sku, Quantity: qty}); err != nil {
+		t.Fatalf("SetStock %s: %v", sku, err)
+	}
+}
+
+func (s *stack) stock(t *testing.T, sku string) int64 {
+	t.Helper()
+	resp, err := s.inventory.GetStock(callCtx(t), &inventoryv1.GetStockRequest{Sku: sku})
+	if err != nil {
+		t.Fatalf("GetStock %s: %v", sku, err)
+	}
+	return resp.GetQuantity()
+}
+
+func (s *stack) create(t *testing.T, req *ordersv1.CreateOrderRequest) *ordersv1.Order {
+	t.Helper()
+	resp, err := s.orders.CreateOrder(callCtx(t), req)
+	if err != nil {
+		t.Fatalf("CreateOrder: %v", err)
+	}
+	return resp.GetOrder()
+}
+
+// waitStatus polls GetOrder until the order has want.
+func (s *stack) waitStatus(t *testing.T, id string, want ordersv1.OrderStatus) *ordersv1.Order {
+	t.Helper()
+	var last *ordersv1.Order
+	eventually(t, 20*time.Second, func() bool {
+		resp, err := s.orders.GetOrder(callCtx(t), &ordersv1.GetOrderRequest{OrderId: id})
+		if err != nil {
+			t.Fatalf("GetOrder %s: %v", id, err)
+		}
+		last = resp.GetOrder()
+		return last.GetStatus() == want
+	}, "order %s to become %s (last: %v)", id, want, func() any { return last.GetStatus() })
+	return last
+}
+
+// eventually polls cond until it holds or timeout passes.
+func eventually(t *testing.T, timeout time.Duration, cond func() bool, format string, args ...any) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for !cond() {
+		if time.Now().After(deadline) {
+			for i, a := range args {
+				if f, ok := a.(func() any); ok {
+					args[i] = f()
+				}
+			}
+			t.Fatalf("timed out after %s waiting for "+format, append([]any{timeout}, args...)...)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// readTopic returns the committed records of topic that match keep. It
+// reads from the start until the topic has been quiet for a moment; callers
+// first wait for the effects they expect, so the records are already there.
+func readTopic(t *testing.T, brokers []string, topic string, keep func(*kgo.Record) bool) []*kgo.Record {
+	t.Helper()
+	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...), kgo.ConsumeTopics(topic),
+		kgo.FetchIsolationLevel(kgo.ReadCommitted()), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	var out []*kgo.Record
+	start := time.Now()
+	for {
+		ctx, cancel := context.WithTimeout(context.Background(), 700*time.Millisecond)
+		fs := cl.PollFetches(ctx)
+		cancel()
+		n := 0
+		fs.EachRecord(func(r *kgo.Record) {
+			n++
+			if keep == nil || keep(r) {
+				out = append(out, r)
+			}
+		})
+		if n == 0 && time.Since(start) > 2*time.Second {
+			return out
+		}
+		if time.Since(start) > 20*time.Second {
+			t.Fatalf("read %s: still receiving records after 20s", topic)
+		}
+	}
+}
+
+func header(r *kgo.Record, key string) string {
+	for _, h := range r.Headers {
+		if h.Key == key {
+			return string(h.Value)
+		}
+	}
+	return ""
+}

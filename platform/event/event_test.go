@@ -1,0 +1,119 @@
+package event_test
+
+import (
+	"errors"
+	"strings"
+	"testing"
+
+	"google.golang.org/protobuf/reflect/protoreflect"
+	"google.golang.org/protobuf/reflect/protoregistry"
+
+	inventoryv1 "github.com/herald-events/herald/gen/go/herald/inventory/v1"
+	ordersv1 "github.com/herald-events/herald/gen/go/herald/orders/v1"
+	"github.com/herald-events/herald/platform/event"
+)
+
+// TestEveryEventHasRoute holds the contract rule: in an events.proto file,
+// every top-level message that no other message there uses as a field type
+// is an event, and must declare its topic and key through the
+// (herald.options.v1.event) option.
+func TestEveryEventHasRoute(t *testing.T) {
+	n := 0
+	protoregistry.GlobalFiles.RangeFiles(func(fd protoreflect.FileDescriptor) bool {
+		if !strings.HasPrefix(fd.Path(), "herald/") || !strings.HasSuffix(fd.Path(), "/events.proto") {
+			return true
+		}
+		for _, md := range eventMessages(fd) {
+			n++
+			r, err := event.RouteOf(md)
+			if err != nil {
+				t.Errorf("%s: %v", fd.Path(), err)
+				continue
+			}
+			if r.KeyField.Name() != "order_id" {
+				t.Errorf("%s is keyed by %s; shop events are keyed by order_id so one order's events stay in order",
+					md.FullName(), r.KeyField.Name())
+			}
+		}
+		return true
+	})
+	if n < 7 {
+		t.Fatalf("checked %d event messages, want at least the 7 of the saga", n)
+	}
+}
+
+// eventMessages returns the top-level messages of fd not used as field
+// types inside fd.
+func eventMessages(fd protoreflect.FileDescriptor) []protoreflect.MessageDescriptor {
+	used := map[protoreflect.FullName]bool{}
+	msgs := fd.Messages()
+	for i := range msgs.Len() {
+		fields := msgs.Get(i).Fields()
+		for j := range fields.Len() {
+			if m := fields.Get(j).Message(); m != nil {
+				used[m.FullName()] = true
+			}
+		}
+	}
+	var out []protoreflect.MessageDescriptor
+	for i := range msgs.Len() {
+		if md := msgs.Get(i); !used[md.FullName()] {
+			out = append(out, md)
+		}
+	}
+	return out
+}
+
+func TestRouteOf(t *testing.T) {
+	cases := []struct {
+		name    string
+		md      protoreflect.MessageDescriptor
+		topic   string
+		wantErr bool
+	}{
+		{"order created", (&ordersv1.OrderCreated{}).ProtoReflect().Descriptor(), "herald.orders.v1", false},
+		{"inventory failed", (&inventoryv1.InventoryDeductionFailed{}).ProtoReflect().Descriptor(), "herald.inventory.v1", false},
+		{"helper type without option", (&ordersv1.OrderLine{}).ProtoReflect().Descriptor(), "", true},
+		{"api message", (&ordersv1.CreateOrderRequest{}).ProtoReflect().Descriptor(), "", true},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			r, err := event.RouteOf(tc.md)
+			if tc.wantErr {
+				if !errors.Is(err, event.ErrNotAnEvent) {
+					t.Fatalf("RouteOf = %v, want ErrNotAnEvent", err)
+				}
+				return
+			}
+			if err != nil || r.Topic != tc.topic {
+				t.Fatalf("RouteOf = %+v, %v; want topic %s", r, err, tc.topic)
+			}
+		})
+	}
+	r, _ := event.RouteOf((&ordersv1.OrderCreated{}).ProtoReflect().Descriptor())
+	if got := r.Key(&ordersv1.OrderCreated{OrderId: "o-1"}); got != "o-1" {
+		t.Fatalf("Key = %q, want o-1", got)
+	}
+}
+
+func TestEventsListsAllSagaEvents(t *testing.T) {
+	mds, err := event.Events(protoregistry.GlobalFiles, "herald")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, md := range mds {
+		names = append(names, string(md.Name()))
+	}
+	want := []string{"OrderCreated", "OrderConfirmed", "OrderRejected", "OrderCancelled",
+		"InventoryDeducted", "InventoryDeductionFailed", "InventoryReleased"}
+	for _, w := range want {
+		found := false
+		for _, n := range names {
+			found = found || n == w
+		}
+		if !found {
+			t.Errorf("Events() lacks %s (got %v)", w, names)
+		}
+	}
+}

@@ -1,0 +1,187 @@
+package registry_test
+
+import (
+	"errors"
+	"net/http"
+	"net/http/httptest"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/confluentinc/confluent-kafka-go/v2/schemaregistry"
+	"github.com/confluentinc/confluent-kafka-go/v2/schemaregistry/rest"
+
+	"github.com/herald-events/herald/platform/registry"
+)
+
+const (
+	dep = `syntax = "proto3";
+package t.v1;
+message Money { string currency_code = 1; int64 units = 2; }
+`
+	v1 = `syntax = "proto3";
+package t.v1;
+import "t/v1/money.proto";
+message Paid { string order_id = 1; t.v1.Money amount = 2; }
+`
+	v2 = `syntax = "proto3";
+package t.v1;
+import "t/v1/money.proto";
+message Paid { string order_id = 1; t.v1.Money amount = 2; string note = 3; }
+`
+)
+
+func serve(t *testing.T, cfg registry.Config) *httptest.Server {
+	t.Helper()
+	r, err := registry.New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(r.Handler())
+	t.Cleanup(srv.Close)
+	return srv
+}
+
+func client(t *testing.T, url string, userPass ...string) schemaregistry.Client {
+	t.Helper()
+	cfg := schemaregistry.NewConfig(url)
+	if len(userPass) == 2 {
+		cfg = schemaregistry.NewConfigWithBasicAuthentication(url, userPass[0], userPass[1])
+	}
+	cfg.MaxRetries = 0
+	c, err := schemaregistry.NewClient(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+func code(err error) int {
+	var re *rest.Error
+	if errors.As(err, &re) {
+		return re.Code
+	}
+	return 0
+}
+
+func TestRegistryWithConfluentClient(t *testing.T) {
+	file := filepath.Join(t.TempDir(), "registry.json")
+	srv := serve(t, registry.Config{File: file})
+	c := client(t, srv.URL)
+
+	depID, err := c.Register("t/v1/money.proto", schemaregistry.SchemaInfo{Schema: dep, SchemaType: "PROTOBUF"}, false)
+	if err != nil {
+		t.Fatalf("register dependency: %v", err)
+	}
+	ref := []schemaregistry.Reference{{Name: "t/v1/money.proto", Subject: "t/v1/money.proto", Version: 1}}
+	info1 := schemaregistry.SchemaInfo{Schema: v1, SchemaType: "PROTOBUF", References: ref}
+	id1, err := c.Register("paid-value", info1, false)
+	if err != nil {
+		t.Fatalf("register v1: %v", err)
+	}
+	if id1 == depID {
+		t.Fatalf("different schemas share id %d", id1)
+	}
+	again, err := c.Register("paid-value", info1, false)
+	if err != nil || again != id1 {
+		t.Fatalf("re-register = %d, %v; want the same id %d", again, err, id1)
+	}
+	// The same schema under another subject keeps its id, as in Confluent's registry.
+	other, err := c.Register("other-value", info1, false)
+	if err != nil || other != id1 {
+		t.Fatalf("same schema in another subject = %d, %v; want id %d", other, err, id1)
+	}
+	id2, err := c.Register("paid-value", schemaregistry.SchemaInfo{Schema: v2, SchemaType: "PROTOBUF", References: ref}, false)
+	if err != nil || id2 == id1 {
+		t.Fatalf("register v2 = %d, %v", id2, err)
+	}
+
+	got, err := c.GetBySubjectAndID("paid-value", id1)
+	if err != nil || got.Schema != v1 || got.SchemaType != "PROTOBUF" || len(got.References) != 1 {
+		t.Fatalf("GetBySubjectAndID = %+v, %v", got, err)
+	}
+	latest, err := c.GetLatestSchemaMetadata("paid-value")
+	if err != nil || latest.Version != 2 || latest.ID != id2 {
+		t.Fatalf("latest = v%d id %d, %v; want v2 id %d", latest.Version, latest.ID, err, id2)
+	}
+	if v, err := c.GetVersion("paid-value", info1, false); err != nil || v != 1 {
+		t.Fatalf("lookup v1 = %d, %v", v, err)
+	}
+	_, err = c.GetID("paid-value", schemaregistry.SchemaInfo{Schema: "syntax = \"proto3\";", SchemaType: "PROTOBUF"}, false)
+	if code(err) != 40403 {
+		t.Fatalf("lookup of unknown schema: %v, want 40403", err)
+	}
+	_, err = c.GetLatestSchemaMetadata("nope-value")
+	if code(err) != 40401 {
+		t.Fatalf("unknown subject: %v, want 40401", err)
+	}
+	_, err = c.Register("bad-ref", schemaregistry.SchemaInfo{Schema: v1, SchemaType: "PROTOBUF",
+		References: []schemaregistry.Reference{{Name: "x.proto", Subject: "missing", Version: 1}}}, false)
+	if code(err) != 42201 {
+		t.Fatalf("dangling reference: %v, want 42201", err)
+	}
+
+	// Compatibility configuration.
+	if _, err := c.UpdateDefaultCompatibility(schemaregistry.FullTransitive); err != nil {
+		t.Fatalf("set global level: %v", err)
+	}
+	if lvl, err := c.GetDefaultCompatibility(); err != nil || lvl != schemaregistry.FullTransitive {
+		t.Fatalf("global level = %v, %v", lvl, err)
+	}
+	if _, err := c.UpdateCompatibility("paid-value", schemaregistry.None); err != nil {
+		t.Fatalf("set subject level: %v", err)
+	}
+	if lvl, err := c.GetCompatibility("paid-value"); err != nil || lvl != schemaregistry.None {
+		t.Fatalf("subject level = %v, %v", lvl, err)
+	}
+
+	// Soft delete hides versions; permanent delete needs a soft delete first.
+	if _, err := c.DeleteSubject("other-value", true); code(err) != 40404 {
+		t.Fatalf("hard delete before soft delete: %v, want 40404", err)
+	}
+	if vs, err := c.DeleteSubject("other-value", false); err != nil || len(vs) != 1 {
+		t.Fatalf("soft delete = %v, %v", vs, err)
+	}
+	subjects, err := c.GetAllSubjects()
+	if err != nil || strings.Contains(strings.Join(subjects, ","), "other-value") {
+		t.Fatalf("subjects after soft delete = %v, %v", subjects, err)
+	}
+	if _, err := c.DeleteSubject("other-value", true); err != nil {
+		t.Fatalf("hard delete after soft delete: %v", err)
+	}
+
+	// A restart keeps subjects and ids.
+	c2 := client(t, serve(t, registry.Config{File: file}).URL)
+	got2, err := c2.GetBySubjectAndID("paid-value", id2)
+	if err != nil || got2.Schema != v2 {
+		t.Fatalf("after restart: %+v, %v", got2, err)
+	}
+	if subjects, _ := c2.GetAllSubjects(); strings.Join(subjects, ",") != "paid-value,t/v1/money.proto" {
+		t.Fatalf("subjects after restart = %v", subjects)
+	}
+}
+
+func TestRegistryBasicAuth(t *testing.T) {
+	srv := serve(t, registry.Config{User: "ops", Password: "s3cret"})
+	if _, err := client(t, srv.URL).GetAllSubjects(); code(err) != 40101 {
+		t.Fatalf("no credentials: %v, want 40101", err)
+	}
+	if _, err := client(t, srv.URL, "ops", "wrong").GetAllSubjects(); code(err) != 40101 {
+		t.Fatalf("wrong password: %v, want 40101", err)
+	}
+	if _, err := client(t, srv.URL, "ops", "s3cret").GetAllSubjects(); err != nil {
+		t.Fatalf("right credentials: %v", err)
+	}
+}
+
+func TestCompatibilityEndpointDoesNotPretend(t *testing.T) {
+	srv := serve(t, registry.Config{})
+	resp, err := http.Post(srv.URL+"/compatibility/subjects/x-value/versions/latest", "application/json", strings.NewReader(`{"schema":"x"}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusNotImplemented {
+		t.Fatalf("compatibility check answered %d; it must not claim compatibility it did not check", resp.StatusCode)
+	}
+}
