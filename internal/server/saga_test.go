@@ -176,4 +176,3 @@ func TestCreateOrderValidation(t *testing.T) {
 		t.Fatalf("%d records published for invalid requests", len(recs))
 	}
 }
-

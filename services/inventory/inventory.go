@@ -67,7 +67,9 @@ func New(ctx context.Context, d Deps) (*Service, error) {
 func (s *Service) Name() string { return Name }
 
 // RegisterGRPC adds InventoryService to a gRPC server.
-func (s *Service) RegisterGRPC(gs *grpc.Server) { inventoryv1.RegisterInventoryServiceServer(gs, s.grpc) }
+func (s *Service) RegisterGRPC(gs *grpc.Server) {
+	inventoryv1.RegisterInventoryServiceServer(gs, s.grpc)
+}
 
 // GRPCServiceNames lists the gRPC services for health reporting.
 func (s *Service) GRPCServiceNames() []string {

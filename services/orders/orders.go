@@ -79,7 +79,9 @@ func (s *Service) Name() string { return Name }
 func (s *Service) RegisterGRPC(gs *grpc.Server) { ordersv1.RegisterOrderServiceServer(gs, s.grpc) }
 
 // GRPCServiceNames lists the gRPC services for health reporting.
-func (s *Service) GRPCServiceNames() []string { return []string{ordersv1.OrderService_ServiceDesc.ServiceName} }
+func (s *Service) GRPCServiceNames() []string {
+	return []string{ordersv1.OrderService_ServiceDesc.ServiceName}
+}
 
 // Outbox exposes the outbox relay, for tests and metrics.
 func (s *Service) Outbox() *outbox.Outbox { return s.outbox }
