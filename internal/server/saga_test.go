@@ -12,6 +12,7 @@ import (
 	moneyv1 "github.com/herald-events/herald/gen/go/herald/money/v1"
 	ordersv1 "github.com/herald-events/herald/gen/go/herald/orders/v1"
 	"github.com/herald-events/herald/platform/event"
+	"github.com/herald-events/herald/platform/schema"
 )
 
 func TestSagaEndToEnd(t *testing.T) {
@@ -92,6 +93,25 @@ func TestSagaEndToEnd(t *testing.T) {
 			}
 			if len(r.Value) < 6 || r.Value[0] != 0 {
 				t.Errorf("value does not start with the Confluent magic byte: % x", r.Value[:min(6, len(r.Value))])
+			}
+		}
+		// A fresh codec, knowing nothing but the registry's address, decodes
+		// every value: the schema ids resolve on the registry.
+		cl, err := schema.NewClient(s.proc.RegistryURL(), "", "")
+		if err != nil {
+			t.Fatal(err)
+		}
+		codec, err := schema.NewCodec(cl)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, r := range recs {
+			m, err := codec.Decode(r.Topic, r.Value)
+			if err != nil {
+				t.Fatalf("decode %s/%d@%d: %v", r.Topic, r.Partition, r.Offset, err)
+			}
+			if got := string(m.ProtoReflect().Descriptor().FullName()); got != header(r, event.HeaderType) {
+				t.Errorf("value decodes as %s but ce_type is %s", got, header(r, event.HeaderType))
 			}
 		}
 	})
