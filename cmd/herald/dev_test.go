@@ -3,6 +3,9 @@ package main
 import (
 	"bufio"
 	"context"
+	"errors"
+	"fmt"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
@@ -17,6 +20,61 @@ import (
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 )
 
+var (
+	buildOnce sync.Once
+	buildBin  string
+	buildErr  error
+)
+
+// buildHerald builds the binary once per test run.
+func buildHerald(t *testing.T) string {
+	t.Helper()
+	buildOnce.Do(func() {
+		dir, err := os.MkdirTemp("", "herald-bin-")
+		if err != nil {
+			buildErr = err
+			return
+		}
+		buildBin = filepath.Join(dir, "herald")
+		if out, err := exec.Command("go", "build", "-o", buildBin, ".").CombinedOutput(); err != nil {
+			buildErr = fmt.Errorf("go build: %v\n%s", err, out)
+		}
+	})
+	if buildErr != nil {
+		t.Fatal(buildErr)
+	}
+	return buildBin
+}
+
+func TestBinaryExitCodes(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds the binary")
+	}
+	bin := buildHerald(t)
+	cases := []struct {
+		args []string
+		code int
+		want string
+	}{
+		{[]string{"serve"}, 2, "HERALD_KAFKA_BROKERS"},
+		{[]string{"dev", "--services=nope"}, 2, `unknown service "nope"`},
+		{[]string{"help"}, 0, "herald serve"},
+	}
+	for _, tc := range cases {
+		cmd := exec.Command(bin, tc.args...)
+		cmd.Env = []string{"PATH=" + os.Getenv("PATH")}
+		out, err := cmd.CombinedOutput()
+		code := 0
+		var ee *exec.ExitError
+		if errors.As(err, &ee) {
+			code = ee.ExitCode()
+		}
+		if code != tc.code || !strings.Contains(string(out), tc.want) {
+			t.Errorf("herald %v: exit %d, output %q; want exit %d mentioning %q", tc.args, code, out, tc.code, tc.want)
+		}
+	}
+}
+
 // TestDevBinaryServesAndStopsOnSignal builds the herald binary, runs
 // `herald dev` on free ports, checks gRPC health, and sends SIGTERM: the
 // process must exit 0 on its own.
@@ -25,11 +83,7 @@ func TestDevBinaryServesAndStopsOnSignal(t *testing.T) {
 		t.Skip("builds the binary")
 	}
 	dir := t.TempDir()
-	bin := filepath.Join(dir, "herald")
-	build := exec.Command("go", "build", "-o", bin, ".")
-	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
+	bin := buildHerald(t)
 	cmd := exec.Command(bin, "dev", "--data-dir", filepath.Join(dir, "data"),
 		"--grpc-addr", "127.0.0.1:0", "--kafka-addr", "127.0.0.1:0", "--registry-addr", "127.0.0.1:0")
 	stderr, err := cmd.StderrPipe()

@@ -25,6 +25,16 @@ func TestRunUsageErrors(t *testing.T) {
 		{"bad env", []string{"dev"}, map[string]string{"HERALD_PARTITIONS": "many"}, "HERALD_PARTITIONS"},
 		{"bad strategy from env", []string{"dev"}, map[string]string{"HERALD_SUBJECT_STRATEGY": "x"}, "--subject-strategy"},
 		{"bad log level", []string{"dev", "--log-level=loud"}, nil, "--log-level"},
+		{"serve without infrastructure", []string{"serve"}, nil, "--kafka-brokers (HERALD_KAFKA_BROKERS): required"},
+		{"serve without registry", []string{"serve", "--kafka-brokers=127.0.0.1:1"}, nil, "--schema-registry-url (HERALD_SCHEMA_REGISTRY_URL): required"},
+		{"serve without database", []string{"serve"}, map[string]string{"HERALD_KAFKA_BROKERS": "k:9092", "HERALD_SCHEMA_REGISTRY_URL": "http://r:8081"},
+			"--database-url (HERALD_DATABASE_URL): required"},
+		{"serve with bad database url", []string{"serve", "--database-url=mysql://x"}, map[string]string{"HERALD_KAFKA_BROKERS": "k:9092", "HERALD_SCHEMA_REGISTRY_URL": "http://r:8081"},
+			`unsupported scheme "mysql"`},
+		{"serve with half a sasl config", []string{"serve", "--kafka-sasl-mechanism=SCRAM-SHA-256"}, nil, "needs --kafka-sasl-user"},
+		{"serve with unknown sasl", []string{"serve", "--kafka-sasl-mechanism=GSSAPI"}, nil, "--kafka-sasl-mechanism"},
+		{"schema without subcommand", []string{"schema"}, nil, "no subcommand"},
+		{"schema register without registry", []string{"schema", "register"}, nil, "--schema-registry-url"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

@@ -1,15 +1,25 @@
 // Package server assembles a herald process: the infrastructure (embedded
-// for `herald dev`), the selected services, their databases, publishers and
-// consumers, and one gRPC server with health and reflection.
+// for `herald dev`, configured for `herald serve`), the selected services,
+// their databases, publishers and consumers, and one gRPC server with health
+// and reflection.
 package server
 
 import (
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net"
+	"net/url"
+	"os"
+	"regexp"
 	"slices"
 	"strings"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/sasl/plain"
+	"github.com/twmb/franz-go/pkg/sasl/scram"
 
 	"github.com/herald-events/herald/platform/schema"
 )
@@ -20,6 +30,41 @@ var knownServices = []string{"orders", "inventory"}
 // KnownServices lists the services a process can run.
 func KnownServices() []string { return slices.Clone(knownServices) }
 
+// Setting names a configuration field by its flag and environment variable,
+// for error messages: Setting("kafka-brokers") is
+// "--kafka-brokers (HERALD_KAFKA_BROKERS)".
+func Setting(flag string) string {
+	return "--" + flag + " (" + EnvName(flag) + ")"
+}
+
+// EnvName is the environment variable of a flag: HERALD_ and the flag in
+// upper case with dashes as underscores.
+func EnvName(flag string) string {
+	return "HERALD_" + strings.ToUpper(strings.ReplaceAll(flag, "-", "_"))
+}
+
+// KafkaConfig says how to reach Kafka.
+type KafkaConfig struct {
+	// Brokers are the bootstrap "host:port" addresses.
+	Brokers []string
+	// SASLMechanism is "", "PLAIN", "SCRAM-SHA-256" or "SCRAM-SHA-512".
+	SASLMechanism string
+	SASLUser      string
+	SASLPassword  string
+	// TLS turns on TLS to the brokers; TLSCAFile adds a CA bundle to trust.
+	TLS       bool
+	TLSCAFile string
+}
+
+// RegistryConfig says how to reach the schema registry.
+type RegistryConfig struct {
+	// URL of a Confluent-API registry, e.g. http://host:8081 or Apicurio's
+	// http://host:8080/apis/ccompat/v7.
+	URL string
+	// User and Password enable HTTP basic auth.
+	User, Password string
+}
+
 // Config configures a process.
 type Config struct {
 	// DataDir holds the SQLite files and, embedded, the broker log and
@@ -27,20 +72,39 @@ type Config struct {
 	DataDir string
 	// GRPCAddr is the gRPC listen address. Default "127.0.0.1:8080".
 	GRPCAddr string
-	// Embedded runs kfake and the embedded registry in the process.
+	// GRPCTLSCert and GRPCTLSKey (PEM files) serve gRPC over TLS.
+	GRPCTLSCert, GRPCTLSKey string
+
+	// Embedded runs kfake and the embedded registry in the process and
+	// keeps the databases in DataDir (herald dev).
 	Embedded bool
-	// KafkaAddr is where the embedded broker listens. Default
-	// "127.0.0.1:9092".
-	KafkaAddr string
-	// RegistryAddr is where the embedded registry listens. Default
-	// "127.0.0.1:8081".
-	RegistryAddr string
+	// KafkaAddr and RegistryAddr are where the embedded parts listen.
+	// Defaults "127.0.0.1:9092" and "127.0.0.1:8081".
+	KafkaAddr, RegistryAddr string
+
+	// Kafka, Registry and DatabaseURL name the real infrastructure
+	// (herald serve). DatabaseURL is postgres://... (one schema per
+	// service) or sqlite:DIR (one file per service in DIR).
+	Kafka       KafkaConfig
+	Registry    RegistryConfig
+	DatabaseURL string
+
+	// Namespace prefixes topics, subjects, consumer groups, transactional
+	// ids and database schemas, so several deployments can share the same
+	// infrastructure. Default none.
+	Namespace string
 	// Services to run. Default: all.
 	Services []string
-	// Partitions of each topic the process creates. Default 3.
-	Partitions int32
+	// Partitions and ReplicationFactor of topics the process creates.
+	// Defaults 3 and -1 (the broker's default).
+	Partitions        int32
+	ReplicationFactor int16
 	// SubjectStrategy names registry subjects. Default topic name.
 	SubjectStrategy schema.Strategy
+	// AutoRegister lets a serving process register event schemas itself.
+	// Default false: schemas come from `herald schema register`, and a
+	// missing subject stops the start. herald dev always registers.
+	AutoRegister bool
 	// Logger defaults to [slog.Default].
 	Logger *slog.Logger
 	// Hooks inject faults in tests; nil in production.
@@ -75,6 +139,9 @@ func (c *Config) SetDefaults() {
 	if c.Partitions == 0 {
 		c.Partitions = 3
 	}
+	if c.ReplicationFactor == 0 {
+		c.ReplicationFactor = -1
+	}
 	if c.SubjectStrategy == "" {
 		c.SubjectStrategy = schema.TopicName
 	}
@@ -83,34 +150,111 @@ func (c *Config) SetDefaults() {
 	}
 }
 
-// Validate reports every invalid setting, naming its flag.
+var namespaceRE = regexp.MustCompile(`^[a-z][a-z0-9_]{0,30}$`)
+
+// Validate reports every invalid setting, naming its flag and variable.
 func (c *Config) Validate() error {
 	var errs []error
-	for _, a := range []struct{ flag, addr string }{
-		{"grpc-addr", c.GRPCAddr}, {"kafka-addr", c.KafkaAddr}, {"registry-addr", c.RegistryAddr},
-	} {
+	bad := func(flag, format string, args ...any) {
+		errs = append(errs, fmt.Errorf("%s: %s", Setting(flag), fmt.Sprintf(format, args...)))
+	}
+	addrs := []struct{ flag, addr string }{{"grpc-addr", c.GRPCAddr}}
+	if c.Embedded {
+		addrs = append(addrs, struct{ flag, addr string }{"kafka-addr", c.KafkaAddr},
+			struct{ flag, addr string }{"registry-addr", c.RegistryAddr})
+	}
+	for _, a := range addrs {
 		if _, _, err := net.SplitHostPort(a.addr); err != nil {
-			errs = append(errs, fmt.Errorf("--%s %q: want host:port: %w", a.flag, a.addr, err))
+			bad(a.flag, "%q is not host:port", a.addr)
 		}
 	}
+	if (c.GRPCTLSCert == "") != (c.GRPCTLSKey == "") {
+		bad("grpc-tls-cert", "set both --grpc-tls-cert and --grpc-tls-key, or neither")
+	}
 	if !c.Embedded {
-		errs = append(errs, errors.New("only the embedded infrastructure is supported by this build: run `herald dev`"))
+		if len(c.Kafka.Brokers) == 0 {
+			bad("kafka-brokers", "required: the Kafka bootstrap servers, host:port[,host:port...]")
+		}
+		for _, b := range c.Kafka.Brokers {
+			if _, _, err := net.SplitHostPort(b); err != nil {
+				bad("kafka-brokers", "%q is not host:port", b)
+			}
+		}
+		if c.Registry.URL == "" {
+			bad("schema-registry-url", "required: the Confluent-API schema registry URL")
+		} else if u, err := url.Parse(c.Registry.URL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			bad("schema-registry-url", "%q is not an http(s) URL", c.Registry.URL)
+		}
+		switch u, err := url.Parse(c.DatabaseURL); {
+		case c.DatabaseURL == "":
+			bad("database-url", "required: postgres://user:pass@host:port/db or sqlite:DIR")
+		case err != nil:
+			bad("database-url", "%v", err)
+		case u.Scheme != "postgres" && u.Scheme != "postgresql" && u.Scheme != "sqlite":
+			bad("database-url", "unsupported scheme %q (want postgres:// or sqlite:DIR)", u.Scheme)
+		}
+	}
+	switch c.Kafka.SASLMechanism {
+	case "":
+	case "PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512":
+		if c.Kafka.SASLUser == "" || c.Kafka.SASLPassword == "" {
+			bad("kafka-sasl-user", "%s needs --kafka-sasl-user and --kafka-sasl-password", c.Kafka.SASLMechanism)
+		}
+	default:
+		bad("kafka-sasl-mechanism", "%q: want PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512", c.Kafka.SASLMechanism)
+	}
+	if c.Kafka.TLSCAFile != "" {
+		if _, err := os.Stat(c.Kafka.TLSCAFile); err != nil {
+			bad("kafka-tls-ca", "%v", err)
+		}
+	}
+	if c.Namespace != "" && !namespaceRE.MatchString(c.Namespace) {
+		bad("namespace", "%q: want a lower-case letter then up to 30 of [a-z0-9_]", c.Namespace)
 	}
 	seen := map[string]bool{}
 	for _, s := range c.Services {
 		if !slices.Contains(knownServices, s) {
-			errs = append(errs, fmt.Errorf("--services: unknown service %q (known: %s)", s, strings.Join(knownServices, ", ")))
+			bad("services", "unknown service %q (known: %s)", s, strings.Join(knownServices, ", "))
 		}
 		if seen[s] {
-			errs = append(errs, fmt.Errorf("--services: %q listed twice", s))
+			bad("services", "%q listed twice", s)
 		}
 		seen[s] = true
 	}
 	if c.Partitions < 1 {
-		errs = append(errs, fmt.Errorf("--partitions %d: must be at least 1", c.Partitions))
+		bad("partitions", "%d: must be at least 1", c.Partitions)
 	}
 	if _, err := schema.ParseStrategy(string(c.SubjectStrategy)); err != nil {
-		errs = append(errs, fmt.Errorf("--subject-strategy: %w", err))
+		bad("subject-strategy", "%v", err)
 	}
 	return errors.Join(errs...)
+}
+
+// kafkaOpts turns the Kafka settings into franz-go options.
+func (k KafkaConfig) kafkaOpts() ([]kgo.Opt, error) {
+	var opts []kgo.Opt
+	switch k.SASLMechanism {
+	case "PLAIN":
+		opts = append(opts, kgo.SASL(plain.Auth{User: k.SASLUser, Pass: k.SASLPassword}.AsMechanism()))
+	case "SCRAM-SHA-256":
+		opts = append(opts, kgo.SASL(scram.Auth{User: k.SASLUser, Pass: k.SASLPassword}.AsSha256Mechanism()))
+	case "SCRAM-SHA-512":
+		opts = append(opts, kgo.SASL(scram.Auth{User: k.SASLUser, Pass: k.SASLPassword}.AsSha512Mechanism()))
+	}
+	if k.TLS || k.TLSCAFile != "" {
+		tc := &tls.Config{MinVersion: tls.VersionTLS12}
+		if k.TLSCAFile != "" {
+			pem, err := os.ReadFile(k.TLSCAFile)
+			if err != nil {
+				return nil, fmt.Errorf("%s: %w", Setting("kafka-tls-ca"), err)
+			}
+			pool := x509.NewCertPool()
+			if !pool.AppendCertsFromPEM(pem) {
+				return nil, fmt.Errorf("%s: no PEM certificates in %s", Setting("kafka-tls-ca"), k.TLSCAFile)
+			}
+			tc.RootCAs = pool
+		}
+		opts = append(opts, kgo.DialTLSConfig(tc))
+	}
+	return opts, nil
 }

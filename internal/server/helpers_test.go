@@ -2,8 +2,11 @@ package server_test
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"log/slog"
 	"os"
+	"strings"
 	"testing"
 	"time"
 
@@ -15,13 +18,47 @@ import (
 	moneyv1 "github.com/herald-events/herald/gen/go/herald/money/v1"
 	ordersv1 "github.com/herald-events/herald/gen/go/herald/orders/v1"
 	"github.com/herald-events/herald/internal/server"
+	"github.com/herald-events/herald/platform/event"
 )
 
 // stack is a started process with gRPC clients.
 type stack struct {
 	proc      *server.Process
+	ns        string
 	orders    ordersv1.OrderServiceClient
 	inventory inventoryv1.InventoryServiceClient
+}
+
+// topic and group name a topic or consumer group inside the test's namespace.
+func (s *stack) topic(name string) string { return event.Namespaced(s.ns, name) }
+func (s *stack) group(name string) string { return event.Namespaced(s.ns, name) }
+
+// read returns the committed records of a (namespaced) topic that match keep.
+func (s *stack) read(t *testing.T, topic string, keep func(*kgo.Record) bool) []*kgo.Record {
+	t.Helper()
+	return readTopic(t, s.proc.Brokers(), s.topic(topic), keep)
+}
+
+// realStack returns the real infrastructure named by the environment
+// (HERALD_KAFKA_BROKERS, HERALD_SCHEMA_REGISTRY_URL, HERALD_DATABASE_URL);
+// without it the tests run on the embedded stack.
+func realStack() (server.Config, bool) {
+	brokers := os.Getenv("HERALD_KAFKA_BROKERS")
+	if brokers == "" {
+		return server.Config{}, false
+	}
+	return server.Config{
+		Kafka:       server.KafkaConfig{Brokers: strings.Split(brokers, ",")},
+		Registry:    server.RegistryConfig{URL: os.Getenv("HERALD_SCHEMA_REGISTRY_URL")},
+		DatabaseURL: os.Getenv("HERALD_DATABASE_URL"),
+	}, true
+}
+
+// namespaceFor derives a namespace from a test's data dir, so a restarted
+// process in the same dir finds the same topics, groups and schemas.
+func namespaceFor(dir string) string {
+	sum := sha256.Sum256([]byte(dir))
+	return "t" + hex.EncodeToString(sum[:5])
 }
 
 func testLogger(t *testing.T) *slog.Logger {
@@ -45,11 +82,21 @@ func startProcess(t *testing.T, dir string, hooks *server.Hooks) *stack {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	p, err := server.Start(ctx, server.Config{
+	cfg := server.Config{
 		DataDir: dir, Embedded: true,
 		GRPCAddr: "127.0.0.1:0", KafkaAddr: "127.0.0.1:0", RegistryAddr: "127.0.0.1:0",
 		Logger: testLogger(t), Hooks: hooks,
-	})
+	}
+	if real, ok := realStack(); ok {
+		cfg.Embedded = false
+		cfg.Kafka, cfg.Registry, cfg.DatabaseURL = real.Kafka, real.Registry, real.DatabaseURL
+		cfg.Namespace = namespaceFor(dir)
+		// The deploy step: schemas are registered before the services start.
+		if _, err := server.RegisterSchemas(cfg.Registry, "", cfg.Namespace); err != nil {
+			t.Fatalf("register schemas: %v", err)
+		}
+	}
+	p, err := server.Start(ctx, cfg)
 	if err != nil {
 		t.Fatalf("start herald: %v", err)
 	}
@@ -61,7 +108,7 @@ func startProcess(t *testing.T, dir string, hooks *server.Hooks) *stack {
 		conn.Close()
 		_ = p.Close()
 	})
-	return &stack{proc: p, orders: ordersv1.NewOrderServiceClient(conn), inventory: inventoryv1.NewInventoryServiceClient(conn)}
+	return &stack{proc: p, ns: cfg.Namespace, orders: ordersv1.NewOrderServiceClient(conn), inventory: inventoryv1.NewInventoryServiceClient(conn)}
 }
 
 func callCtx(t *testing.T) context.Context {

@@ -52,7 +52,7 @@ func TestCreateOrderIdempotent(t *testing.T) {
 	if got := s.stock(t, "APPLE"); got != 8 {
 		t.Fatalf("APPLE stock = %d, want 8 (one deduction)", got)
 	}
-	created := readTopic(t, s.proc.Brokers(), "herald.orders.v1", keyed("herald.orders.v1.OrderCreated", first.GetOrderId()))
+	created := s.read(t, "herald.orders.v1", keyed("herald.orders.v1.OrderCreated", first.GetOrderId()))
 	if len(created) != 1 {
 		t.Fatalf("%d OrderCreated events for one idempotent order, want 1", len(created))
 	}
@@ -67,7 +67,7 @@ func TestDuplicateDeliveryDeductsOnce(t *testing.T) {
 	o := s.create(t, &ordersv1.CreateOrderRequest{CustomerId: "alice", Items: []*ordersv1.LineItem{item("APPLE", 4)}})
 	s.waitStatus(t, o.GetOrderId(), ordersv1.OrderStatus_ORDER_STATUS_CONFIRMED)
 
-	recs := readTopic(t, s.proc.Brokers(), "herald.orders.v1", keyed("herald.orders.v1.OrderCreated", o.GetOrderId()))
+	recs := s.read(t, "herald.orders.v1", keyed("herald.orders.v1.OrderCreated", o.GetOrderId()))
 	if len(recs) != 1 {
 		t.Fatalf("found %d OrderCreated records, want 1", len(recs))
 	}
@@ -86,12 +86,12 @@ func TestDuplicateDeliveryDeductsOnce(t *testing.T) {
 		}
 		dupRes = res
 	}
-	waitCommitted(t, cl, "herald-inventory", dupRes)
+	waitCommitted(t, cl, s.group("herald-inventory"), dupRes)
 
 	if got := s.stock(t, "APPLE"); got != 6 {
 		t.Fatalf("APPLE stock = %d after a redelivered OrderCreated, want 6", got)
 	}
-	answers := readTopic(t, s.proc.Brokers(), "herald.inventory.v1", keyed("herald.inventory.v1.InventoryDeducted", o.GetOrderId()))
+	answers := s.read(t, "herald.inventory.v1", keyed("herald.inventory.v1.InventoryDeducted", o.GetOrderId()))
 	if len(answers) != 1 {
 		t.Fatalf("%d InventoryDeducted for one order, want 1", len(answers))
 	}
@@ -145,14 +145,14 @@ func TestRelayCrashBetweenPublishAndMark(t *testing.T) {
 	if got := s2.stock(t, "APPLE"); got != 7 {
 		t.Fatalf("APPLE stock = %d, want 7: the republished OrderCreated must deduct once", got)
 	}
-	created := readTopic(t, s2.proc.Brokers(), "herald.orders.v1", keyed("herald.orders.v1.OrderCreated", o.GetOrderId()))
+	created := s2.read(t, "herald.orders.v1", keyed("herald.orders.v1.OrderCreated", o.GetOrderId()))
 	if len(created) != 2 {
 		t.Fatalf("%d OrderCreated records, want 2 (published, crash, published again)", len(created))
 	}
 	if a, b := header(created[0], event.HeaderID), header(created[1], event.HeaderID); a != b {
 		t.Fatalf("republished event has a new ce_id (%s vs %s); consumers could not deduplicate", a, b)
 	}
-	deducted := readTopic(t, s2.proc.Brokers(), "herald.inventory.v1", keyed("herald.inventory.v1.InventoryDeducted", o.GetOrderId()))
+	deducted := s2.read(t, "herald.inventory.v1", keyed("herald.inventory.v1.InventoryDeducted", o.GetOrderId()))
 	if len(deducted) != 1 {
 		t.Fatalf("%d InventoryDeducted for the order, want 1", len(deducted))
 	}
@@ -173,11 +173,11 @@ func TestPoisonRecordGoesToDeadLetter(t *testing.T) {
 	}
 	defer cl.Close()
 	poison := []*kgo.Record{
-		{Topic: "herald.orders.v1", Key: []byte("poison-1"), Value: []byte("not protobuf"),
+		{Topic: s.topic("herald.orders.v1"), Key: []byte("poison-1"), Value: []byte("not protobuf"),
 			Headers: []kgo.RecordHeader{{Key: event.HeaderID, Value: []byte("poison-1")}}},
-		{Topic: "herald.orders.v1", Key: []byte("poison-2"), Value: []byte{0, 0, 0, 0x7f, 0x7f, 0, 1, 2},
+		{Topic: s.topic("herald.orders.v1"), Key: []byte("poison-2"), Value: []byte{0, 0, 0, 0x7f, 0x7f, 0, 1, 2},
 			Headers: []kgo.RecordHeader{{Key: event.HeaderID, Value: []byte("poison-2")}}},
-		{Topic: "herald.orders.v1", Key: []byte("poison-3"), Value: []byte{0, 0, 0, 0, 3, 0}},
+		{Topic: s.topic("herald.orders.v1"), Key: []byte("poison-3"), Value: []byte{0, 0, 0, 0, 3, 0}},
 	}
 	if err := cl.ProduceSync(callCtx(t), poison...).FirstErr(); err != nil {
 		t.Fatal(err)
@@ -187,15 +187,15 @@ func TestPoisonRecordGoesToDeadLetter(t *testing.T) {
 
 	var dead []*kgo.Record
 	eventually(t, 20*time.Second, func() bool {
-		dead = readTopic(t, s.proc.Brokers(), "herald.orders.v1.dlq", nil)
+		dead = s.read(t, "herald.orders.v1.dlq", nil)
 		return len(dead) >= len(poison)
 	}, "%d dead letters", len(poison))
 	if len(dead) != len(poison) {
 		t.Fatalf("%d dead letters, want %d", len(dead), len(poison))
 	}
 	for _, r := range dead {
-		if header(r, consumer.HeaderDLQTopic) != "herald.orders.v1" || header(r, consumer.HeaderDLQClass) != consumer.ClassPermanent ||
-			header(r, consumer.HeaderDLQGroup) != "herald-inventory" || header(r, consumer.HeaderDLQOffset) == "" {
+		if header(r, consumer.HeaderDLQTopic) != s.topic("herald.orders.v1") || header(r, consumer.HeaderDLQClass) != consumer.ClassPermanent ||
+			header(r, consumer.HeaderDLQGroup) != s.group("herald-inventory") || header(r, consumer.HeaderDLQOffset) == "" {
 			t.Errorf("dead letter %s headers: %v", r.Key, r.Headers)
 		}
 		reason := header(r, consumer.HeaderDLQError)

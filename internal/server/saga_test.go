@@ -72,7 +72,7 @@ func TestSagaEndToEnd(t *testing.T) {
 	})
 
 	t.Run("events carry CloudEvents headers and Confluent framing", func(t *testing.T) {
-		recs := readTopic(t, s.proc.Brokers(), "herald.orders.v1", nil)
+		recs := s.read(t, "herald.orders.v1", nil)
 		if len(recs) == 0 {
 			t.Fatal("no records on herald.orders.v1")
 		}
@@ -192,7 +192,7 @@ func TestCreateOrderValidation(t *testing.T) {
 	if err != nil || len(resp.GetOrders()) != 0 {
 		t.Fatalf("ListOrders after invalid requests = %d orders, %v; want none", len(resp.GetOrders()), err)
 	}
-	if recs := readTopic(t, s.proc.Brokers(), "herald.orders.v1", nil); len(recs) != 0 {
+	if recs := s.read(t, "herald.orders.v1", nil); len(recs) != 0 {
 		t.Fatalf("%d records published for invalid requests", len(recs))
 	}
 }

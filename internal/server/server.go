@@ -6,14 +6,19 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/url"
 	"path/filepath"
 	"slices"
+	"strings"
 	"sync"
+	"time"
 
 	"golang.org/x/sync/errgroup"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/protobuf/reflect/protoreflect"
 	"google.golang.org/protobuf/reflect/protoregistry"
 
 	"github.com/herald-events/herald/platform/bus"
@@ -50,6 +55,7 @@ type Process struct {
 	health   *health.Server
 	grpcLn   net.Listener
 	services []service
+	kopts    []kafkabus.Option
 	closers  []func() error
 
 	runCtx  context.Context
@@ -59,9 +65,9 @@ type Process struct {
 	closeMu sync.Once
 }
 
-// Start validates cfg, starts the infrastructure and the services, and
-// serves gRPC. Stop it with [Process.Close]; [Process.Wait] waits for it to
-// end on its own (a fatal error).
+// Start validates cfg, starts the infrastructure (when embedded) and the
+// services, and serves gRPC. Stop it with [Process.Close]; [Process.Done]
+// is closed when it ends on its own (a fatal error).
 func Start(ctx context.Context, cfg Config) (_ *Process, err error) {
 	cfg.SetDefaults()
 	if err := cfg.Validate(); err != nil {
@@ -74,6 +80,7 @@ func Start(ctx context.Context, cfg Config) (_ *Process, err error) {
 		}
 	}()
 
+	regCfg := cfg.Registry
 	if cfg.Embedded {
 		p.stack, err = devstack.Start(devstack.Config{
 			DataDir: cfg.DataDir, KafkaAddr: cfg.KafkaAddr, RegistryAddr: cfg.RegistryAddr, Logger: cfg.Logger,
@@ -83,11 +90,27 @@ func Start(ctx context.Context, cfg Config) (_ *Process, err error) {
 		}
 		p.closers = append(p.closers, p.stack.Close)
 		p.brokers = []string{p.stack.KafkaAddr()}
-		p.regURL = p.stack.RegistryURL()
+		regCfg = RegistryConfig{URL: p.stack.RegistryURL()}
 		p.log.Info("embedded kafka listening", "addr", p.stack.KafkaAddr(), "data_dir", filepath.Join(cfg.DataDir, "kafka"))
-		p.log.Info("embedded schema registry listening", "url", p.regURL)
+		p.log.Info("embedded schema registry listening", "url", regCfg.URL)
+	} else {
+		p.brokers = cfg.Kafka.Brokers
 	}
+	p.regURL = regCfg.URL
 
+	extra, err := cfg.Kafka.kafkaOpts()
+	if err != nil {
+		return nil, err
+	}
+	kopts := []kafkabus.Option{kafkabus.Seeds(p.brokers...), kafkabus.Logger(p.log), kafkabus.ClientOptions(extra...)}
+	p.kopts = kopts
+
+	pctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	err = kafkabus.Ping(pctx, kopts...)
+	cancel()
+	if err != nil {
+		return nil, err
+	}
 	events, err := event.Events(protoregistry.GlobalFiles, "herald")
 	if err != nil {
 		return nil, err
@@ -95,33 +118,25 @@ func Start(ctx context.Context, cfg Config) (_ *Process, err error) {
 	var topics []string
 	for _, md := range events {
 		r, _ := event.RouteOf(md)
-		if !slices.Contains(topics, r.Topic) {
-			topics = append(topics, r.Topic, r.Topic+".dlq")
+		if t := event.Namespaced(cfg.Namespace, r.Topic); !slices.Contains(topics, t) {
+			topics = append(topics, t, t+".dlq")
 		}
 	}
-	kopts := []kafkabus.Option{kafkabus.Seeds(p.brokers...), kafkabus.Logger(p.log)}
-	if err := kafkabus.EnsureTopics(ctx, cfg.Partitions, -1, topics, kopts...); err != nil {
-		return nil, err
+	if err := kafkabus.EnsureTopics(ctx, cfg.Partitions, cfg.ReplicationFactor, topics, kopts...); err != nil {
+		return nil, fmt.Errorf("kafka %s: %w", strings.Join(p.brokers, ","), err)
 	}
 	p.log.Info("topics ready", "topics", topics)
 
-	client, err := schema.NewClient(p.regURL, "", "")
+	client, err := schema.NewClient(regCfg.URL, regCfg.User, regCfg.Password)
 	if err != nil {
 		return nil, err
 	}
-	codec, err := schema.NewCodec(client, schema.WithStrategy(cfg.SubjectStrategy))
+	codec, err := schema.NewCodec(client, schema.WithStrategy(cfg.SubjectStrategy), schema.AutoRegister(cfg.AutoRegister))
 	if err != nil {
 		return nil, err
 	}
-	if cfg.Embedded {
-		// The dev stack registers its own schemas, as a deploy step would.
-		for _, md := range events {
-			r, _ := event.RouteOf(md)
-			if _, err := codec.Register(r.Topic, md); err != nil {
-				return nil, err
-			}
-		}
-		p.log.Info("event schemas registered", "events", len(events), "strategy", cfg.SubjectStrategy)
+	if err := p.prepareSchemas(codec, events); err != nil {
+		return nil, err
 	}
 
 	dlq, err := kafkabus.NewPublisher(kopts...)
@@ -130,9 +145,17 @@ func Start(ctx context.Context, cfg Config) (_ *Process, err error) {
 	}
 	p.closers = append(p.closers, dlq.Close)
 
-	p.grpc, p.health = grpcx.NewServer(p.log)
+	var gopts []grpc.ServerOption
+	if cfg.GRPCTLSCert != "" {
+		creds, err := credentials.NewServerTLSFromFile(cfg.GRPCTLSCert, cfg.GRPCTLSKey)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", Setting("grpc-tls-cert"), err)
+		}
+		gopts = append(gopts, grpc.Creds(creds))
+	}
+	p.grpc, p.health = grpcx.NewServer(p.log, gopts...)
 	for _, name := range cfg.Services {
-		svc, err := p.newService(ctx, name, codec, dlq, kopts)
+		svc, err := p.newService(ctx, name, codec, dlq)
 		if err != nil {
 			return nil, fmt.Errorf("start %s: %w", name, err)
 		}
@@ -143,17 +166,77 @@ func Start(ctx context.Context, cfg Config) (_ *Process, err error) {
 		return nil, fmt.Errorf("grpc: listen %s: %w", cfg.GRPCAddr, err)
 	}
 	p.run()
-	p.log.Info("grpc listening", "addr", p.grpcLn.Addr().String(), "services", cfg.Services)
+	p.log.Info("grpc listening", "addr", p.grpcLn.Addr().String(), "services", cfg.Services, "tls", cfg.GRPCTLSCert != "")
 	return p, nil
 }
 
-func (p *Process) newService(ctx context.Context, name string, codec *schema.Codec, dlq bus.Publisher, kopts []kafkabus.Option) (service, error) {
-	db, err := sqldb.OpenSQLite(filepath.Join(p.cfg.DataDir, name+".db"))
+// prepareSchemas registers the event schemas (herald dev, or serve with
+// AutoRegister) or checks that a deploy step registered them.
+func (p *Process) prepareSchemas(codec *schema.Codec, events []protoreflect.MessageDescriptor) error {
+	register := p.cfg.Embedded || p.cfg.AutoRegister
+	var missing []error
+	for _, md := range events {
+		r, _ := event.RouteOf(md)
+		topic := event.Namespaced(p.cfg.Namespace, r.Topic)
+		var err error
+		if register {
+			_, err = codec.Register(topic, md)
+		} else {
+			_, err = codec.Lookup(topic, md)
+		}
+		if err != nil {
+			missing = append(missing, err)
+		}
+	}
+	if len(missing) > 0 {
+		if register {
+			return fmt.Errorf("register event schemas at %s: %w", p.regURL, errors.Join(missing...))
+		}
+		return fmt.Errorf("event schemas are not registered at %s (run `herald schema register`, or start with %s): %w",
+			p.regURL, Setting("auto-register-schemas"), errors.Join(missing...))
+	}
+	verb := "found"
+	if register {
+		verb = "registered"
+	}
+	p.log.Info("event schemas "+verb, "events", len(events), "strategy", p.cfg.SubjectStrategy, "registry", p.regURL)
+	return nil
+}
+
+func (p *Process) openDB(ctx context.Context, name string) (*sqldb.DB, error) {
+	file := name + ".db"
+	if p.cfg.Namespace != "" {
+		file = p.cfg.Namespace + "_" + file
+	}
+	if p.cfg.Embedded {
+		return sqldb.OpenSQLite(filepath.Join(p.cfg.DataDir, file))
+	}
+	u, err := url.Parse(p.cfg.DatabaseURL)
+	if err != nil {
+		return nil, err
+	}
+	if u.Scheme == "sqlite" {
+		dir := u.Opaque
+		if dir == "" {
+			dir = u.Path
+		}
+		return sqldb.OpenSQLite(filepath.Join(dir, file))
+	}
+	schemaName := name
+	if p.cfg.Namespace != "" {
+		schemaName = p.cfg.Namespace + "_" + name
+	}
+	return sqldb.OpenPostgres(ctx, p.cfg.DatabaseURL, schemaName)
+}
+
+func (p *Process) newService(ctx context.Context, name string, codec *schema.Codec, dlq bus.Publisher) (service, error) {
+	db, err := p.openDB(ctx, name)
 	if err != nil {
 		return nil, err
 	}
 	p.closers = append(p.closers, db.Close)
-	pub, err := kafkabus.NewPublisher(append(kopts, kafkabus.TransactionalID("herald-"+name+"-outbox"))...)
+	txnID := event.Namespaced(p.cfg.Namespace, "herald-"+name+"-outbox")
+	pub, err := kafkabus.NewPublisher(append(p.kopts, kafkabus.TransactionalID(txnID))...)
 	if err != nil {
 		return nil, err
 	}
@@ -163,18 +246,19 @@ func (p *Process) newService(ctx context.Context, name string, codec *schema.Cod
 	if p.cfg.Hooks != nil {
 		beforeMark = p.cfg.Hooks.OutboxBeforeMark[name]
 	}
+	ns := p.cfg.Namespace
 	switch name {
 	case orders.Name:
-		return orders.New(ctx, orders.Deps{DB: db, Codec: codec, Publisher: pub, DeadLetter: dlq, Logger: log, OutboxBeforeMark: beforeMark})
+		return orders.New(ctx, orders.Deps{DB: db, Codec: codec, Publisher: pub, DeadLetter: dlq, Logger: log, Namespace: ns, OutboxBeforeMark: beforeMark})
 	case inventory.Name:
-		return inventory.New(ctx, inventory.Deps{DB: db, Codec: codec, Publisher: pub, DeadLetter: dlq, Logger: log})
+		return inventory.New(ctx, inventory.Deps{DB: db, Codec: codec, Publisher: pub, DeadLetter: dlq, Logger: log, Namespace: ns})
 	}
 	return nil, fmt.Errorf("unknown service %q", name)
 }
 
 func (p *Process) run() {
 	p.runCtx, p.stop = context.WithCancel(context.Background())
-	sub, err := kafkabus.NewSubscriber(kafkabus.Seeds(p.brokers...), kafkabus.Logger(p.log))
+	sub, err := kafkabus.NewSubscriber(p.kopts...)
 	g, gctx := errgroup.WithContext(p.runCtx)
 	if err != nil {
 		g.Go(func() error { return err })

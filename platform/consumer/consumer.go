@@ -71,6 +71,9 @@ func IsPermanent(err error) bool {
 type Config struct {
 	// Group is the consumer group. Required.
 	Group string
+	// Namespace prefixes the group and every topic (see
+	// [event.Namespaced]). Default none.
+	Namespace string
 	// Decoder decodes values. Required.
 	Decoder Decoder
 	// DeadLetter publishes dead letters. Required.
@@ -115,6 +118,7 @@ func NewRouter(cfg Config) (*Router, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
+	cfg.Group = event.Namespaced(cfg.Namespace, cfg.Group)
 	return &Router{cfg: cfg, handlers: map[protoreflect.FullName]Handler{}}, nil
 }
 
@@ -134,8 +138,8 @@ func Handle[T proto.Message](r *Router, fn func(ctx context.Context, ev *Event, 
 		}
 		return fn(ctx, ev, msg)
 	}
-	if !slices.Contains(r.topics, route.Topic) {
-		r.topics = append(r.topics, route.Topic)
+	if topic := event.Namespaced(r.cfg.Namespace, route.Topic); !slices.Contains(r.topics, topic) {
+		r.topics = append(r.topics, topic)
 	}
 	return nil
 }

@@ -143,3 +143,13 @@ func New(source string, msg proto.Message) (*Envelope, error) {
 func (e *Envelope) Type() string {
 	return string(e.Message.ProtoReflect().Descriptor().FullName())
 }
+
+// Namespaced returns topic inside namespace: "<namespace>.<topic>", or topic
+// itself when namespace is empty. A namespace lets several deployments (or
+// test runs) share one Kafka cluster, registry and database.
+func Namespaced(namespace, name string) string {
+	if namespace == "" {
+		return name
+	}
+	return namespace + "." + name
+}

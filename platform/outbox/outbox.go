@@ -72,6 +72,8 @@ type Config struct {
 	// Publisher and Encoder are needed by Run only.
 	Publisher bus.Publisher
 	Encoder   Encoder
+	// Namespace prefixes every topic (see [event.Namespaced]). Default none.
+	Namespace string
 	// Types resolves stored event types. Default [protoregistry.GlobalTypes].
 	Types *protoregistry.Types
 	// BatchSize bounds rows per publish (one transaction). Default 200.
@@ -302,11 +304,12 @@ func (o *Outbox) toMessage(r row) (*bus.Message, error) {
 	if err := proto.Unmarshal(r.payload, msg); err != nil {
 		return nil, fmt.Errorf("outbox row %d: %w", r.id, err)
 	}
-	value, err := o.cfg.Encoder.Encode(r.topic, msg)
+	topic := event.Namespaced(o.cfg.Namespace, r.topic)
+	value, err := o.cfg.Encoder.Encode(topic, msg)
 	if err != nil {
 		return nil, fmt.Errorf("outbox row %d: %w", r.id, err)
 	}
-	m := &bus.Message{Topic: r.topic, Key: []byte(r.key), Value: value}
+	m := &bus.Message{Topic: topic, Key: []byte(r.key), Value: value}
 	m.SetHeader(event.HeaderID, r.eventID)
 	m.SetHeader(event.HeaderType, r.typ)
 	m.SetHeader(event.HeaderSource, r.source)

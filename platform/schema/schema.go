@@ -129,14 +129,11 @@ func NewCodec(client schemaregistry.Client, opts ...Option) (*Codec, error) {
 // Strategy returns the codec's subject name strategy.
 func (c *Codec) Strategy() Strategy { return c.strategy }
 
-func (c *Codec) serializer(md protoreflect.MessageDescriptor, register bool) (*protobuf.Serializer, error) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if s, ok := c.sers[md.FullName()]; ok && !register {
-		return s, nil
-	}
+// newSerializer makes a serializer for md that registers missing schemas
+// when auto is set and only looks them up otherwise.
+func (c *Codec) newSerializer(md protoreflect.MessageDescriptor, auto bool) (*protobuf.Serializer, error) {
 	conf := protobuf.NewSerializerConfig()
-	conf.AutoRegisterSchemas = register || c.autoRegister
+	conf.AutoRegisterSchemas = auto
 	conf.CacheSchemas = true
 	conf.NormalizeSchemas = false
 	s, err := protobuf.NewSerializer(c.client, serde.ValueSerde, conf)
@@ -147,16 +144,28 @@ func (c *Codec) serializer(md protoreflect.MessageDescriptor, register bool) (*p
 	s.SubjectNameStrategy = func(topic string, _ serde.Type, _ schemaregistry.SchemaInfo) (string, error) {
 		return strategy.Subject(topic, md), nil
 	}
-	if !register {
-		c.sers[md.FullName()] = s
+	return s, nil
+}
+
+// serializer returns the cached serializer Encode uses for md.
+func (c *Codec) serializer(md protoreflect.MessageDescriptor) (*protobuf.Serializer, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if s, ok := c.sers[md.FullName()]; ok {
+		return s, nil
 	}
+	s, err := c.newSerializer(md, c.autoRegister)
+	if err != nil {
+		return nil, err
+	}
+	c.sers[md.FullName()] = s
 	return s, nil
 }
 
 // Encode frames msg for topic.
 func (c *Codec) Encode(topic string, msg proto.Message) ([]byte, error) {
 	md := msg.ProtoReflect().Descriptor()
-	s, err := c.serializer(md, false)
+	s, err := c.serializer(md)
 	if err != nil {
 		return nil, err
 	}
@@ -171,17 +180,35 @@ func (c *Codec) Encode(topic string, msg proto.Message) ([]byte, error) {
 // imports) under the subject for topic, and returns the schema id. It is
 // idempotent: registering the same schema again returns the same id.
 func (c *Codec) Register(topic string, md protoreflect.MessageDescriptor) (int, error) {
-	s, err := c.serializer(md, true)
+	s, err := c.newSerializer(md, true)
 	if err != nil {
 		return 0, err
 	}
-	msg := dynamicOrGenerated(c.types, md)
-	b, err := s.Serialize(topic, msg)
+	b, err := s.Serialize(topic, dynamicOrGenerated(c.types, md))
 	if err != nil {
 		return 0, fmt.Errorf("register %s as %s: %w", md.FullName(), c.strategy.Subject(topic, md), err)
 	}
-	if len(b) < 5 {
-		return 0, fmt.Errorf("register %s: short framing", md.FullName())
+	return frameID(b)
+}
+
+// Lookup returns the id under which the schema of md is registered for
+// topic, without registering anything; it fails when the subject or the
+// schema is missing.
+func (c *Codec) Lookup(topic string, md protoreflect.MessageDescriptor) (int, error) {
+	s, err := c.newSerializer(md, false)
+	if err != nil {
+		return 0, err
+	}
+	b, err := s.Serialize(topic, dynamicOrGenerated(c.types, md))
+	if err != nil {
+		return 0, fmt.Errorf("look up %s as %s: %w", md.FullName(), c.strategy.Subject(topic, md), err)
+	}
+	return frameID(b)
+}
+
+func frameID(b []byte) (int, error) {
+	if len(b) < 5 || b[0] != 0 {
+		return 0, errors.New("short or unframed value")
 	}
 	return int(uint32(b[1])<<24 | uint32(b[2])<<16 | uint32(b[3])<<8 | uint32(b[4])), nil
 }

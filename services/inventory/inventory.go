@@ -33,6 +33,8 @@ type Deps struct {
 	Publisher  bus.Publisher
 	DeadLetter bus.Publisher
 	Logger     *slog.Logger
+	// Namespace prefixes topics and the consumer group; see event.Namespaced.
+	Namespace string
 }
 
 // Service is a running inventory service.
@@ -48,12 +50,12 @@ func New(ctx context.Context, d Deps) (*Service, error) {
 	if err != nil {
 		return nil, fmt.Errorf("inventory store: %w", err)
 	}
-	ob, err := outbox.New(outbox.Config{DB: d.DB, Source: "herald/" + Name, Publisher: d.Publisher, Encoder: d.Codec, Logger: d.Logger})
+	ob, err := outbox.New(outbox.Config{DB: d.DB, Source: "herald/" + Name, Publisher: d.Publisher, Encoder: d.Codec, Namespace: d.Namespace, Logger: d.Logger})
 	if err != nil {
 		return nil, err
 	}
 	a := app.New(store, ob)
-	router, err := consumer.NewRouter(consumer.Config{Group: "herald-" + Name, Decoder: d.Codec, DeadLetter: d.DeadLetter, Logger: d.Logger})
+	router, err := consumer.NewRouter(consumer.Config{Group: "herald-" + Name, Namespace: d.Namespace, Decoder: d.Codec, DeadLetter: d.DeadLetter, Logger: d.Logger})
 	if err != nil {
 		return nil, err
 	}

@@ -36,6 +36,8 @@ type Deps struct {
 	Publisher  bus.Publisher // relays the outbox; transactional on Kafka
 	DeadLetter bus.Publisher
 	Logger     *slog.Logger
+	// Namespace prefixes topics and the consumer group; see event.Namespaced.
+	Namespace string
 	// OutboxBeforeMark is a fault-injection hook; see outbox.Config.
 	OutboxBeforeMark func(ids []int64) error
 }
@@ -55,14 +57,14 @@ func New(ctx context.Context, d Deps) (*Service, error) {
 		return nil, fmt.Errorf("orders store: %w", err)
 	}
 	ob, err := outbox.New(outbox.Config{
-		DB: d.DB, Source: "herald/" + Name, Publisher: d.Publisher, Encoder: d.Codec,
+		DB: d.DB, Source: "herald/" + Name, Publisher: d.Publisher, Encoder: d.Codec, Namespace: d.Namespace,
 		Logger: d.Logger, BeforeMark: d.OutboxBeforeMark,
 	})
 	if err != nil {
 		return nil, err
 	}
 	a := app.New(store, ob)
-	router, err := consumer.NewRouter(consumer.Config{Group: "herald-" + Name, Decoder: d.Codec, DeadLetter: d.DeadLetter, Logger: d.Logger})
+	router, err := consumer.NewRouter(consumer.Config{Group: "herald-" + Name, Namespace: d.Namespace, Decoder: d.Codec, DeadLetter: d.DeadLetter, Logger: d.Logger})
 	if err != nil {
 		return nil, err
 	}

@@ -413,3 +413,22 @@ func (k kgoLogger) Log(level kgo.LogLevel, msg string, keyvals ...any) {
 		k.l.Debug("kafka: "+msg, keyvals...)
 	}
 }
+
+// Ping connects to the brokers once and reports the first error, such as a
+// refused connection, a TLS failure or rejected SASL credentials.
+func Ping(ctx context.Context, opts ...Option) error {
+	cfg, err := newConfig(opts)
+	if err != nil {
+		return err
+	}
+	cl, err := kgo.NewClient(append([]kgo.Opt{kgo.SeedBrokers(cfg.seeds...), kgo.WithLogger(kgoLogger{cfg.logger}),
+		kgo.RequestRetries(0)}, cfg.extra...)...)
+	if err != nil {
+		return fmt.Errorf("kafka client: %w", err)
+	}
+	defer cl.Close()
+	if err := cl.Ping(ctx); err != nil {
+		return fmt.Errorf("kafka %v: cannot connect or authenticate (check the brokers, TLS and SASL settings): %w", cfg.seeds, err)
+	}
+	return nil
+}

@@ -117,7 +117,13 @@ func scanOrder(row scanner) (*domain.Order, int64, string, error) {
 
 // Get returns one order.
 func (s *Store) Get(ctx context.Context, tx *sqldb.Tx, id string) (*domain.Order, error) {
-	o, _, _, err := scanOrder(tx.QueryRowContext(ctx, `SELECT `+columns+` FROM orders WHERE order_id = ?`, id))
+	q := `SELECT ` + columns + ` FROM orders WHERE order_id = ?`
+	if tx.Dialect() == sqldb.Postgres {
+		// Status changes read then write: lock the row so a cancel and
+		// inventory's answer cannot both win.
+		q += ` FOR UPDATE`
+	}
+	o, _, _, err := scanOrder(tx.QueryRowContext(ctx, q, id))
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, apperr.NotFound("order %s not found", id)
 	}

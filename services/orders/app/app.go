@@ -110,10 +110,33 @@ func (a *App) CreateOrder(ctx context.Context, in CreateOrder) (*domain.Order, e
 		result = o
 		return nil
 	})
+	if err != nil && in.RequestID != "" {
+		// Two requests with one key can race past the lookup; the unique
+		// index lets one insert win, and the other answers as a replay.
+		if prev, prevHash, lerr := a.lookupRequest(ctx, in.RequestID); lerr == nil && prev != nil {
+			if prevHash != hash {
+				return nil, apperr.AlreadyExists("request_id %q was already used for order %s with a different request", in.RequestID, prev.ID)
+			}
+			return prev, nil
+		}
+	}
 	if err != nil {
 		return nil, fmt.Errorf("create order: %w", err)
 	}
 	return result, nil
+}
+
+func (a *App) lookupRequest(ctx context.Context, requestID string) (*domain.Order, string, error) {
+	var (
+		o    *domain.Order
+		hash string
+	)
+	err := a.store.InTx(ctx, func(tx *sqldb.Tx) error {
+		var err error
+		o, hash, err = a.store.GetByRequestID(ctx, tx, requestID)
+		return err
+	})
+	return o, hash, err
 }
 
 // GetOrder returns one order.

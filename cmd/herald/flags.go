@@ -1,0 +1,127 @@
+package main
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"strings"
+
+	"github.com/herald-events/herald/internal/server"
+	"github.com/herald-events/herald/platform/schema"
+)
+
+// listFlag is a comma-separated list.
+type listFlag struct{ v *[]string }
+
+func (l listFlag) String() string {
+	if l.v == nil {
+		return ""
+	}
+	return strings.Join(*l.v, ",")
+}
+
+func (l listFlag) Set(s string) error {
+	*l.v = nil
+	for _, part := range strings.Split(s, ",") {
+		if part = strings.TrimSpace(part); part != "" {
+			*l.v = append(*l.v, part)
+		}
+	}
+	return nil
+}
+
+// flags binds the flags of one command to a server.Config.
+type flags struct {
+	fs       *flag.FlagSet
+	cfg      server.Config
+	strategy string
+	level    string
+	parts    int
+	repl     int
+}
+
+func newFlags(name string, stderr io.Writer) *flags {
+	f := &flags{fs: flag.NewFlagSet(name, flag.ContinueOnError), repl: -1}
+	f.fs.SetOutput(stderr)
+	return f
+}
+
+// registry adds the flags that reach a schema registry.
+func (f *flags) registry() {
+	f.fs.StringVar(&f.cfg.Registry.URL, "schema-registry-url", "", "Confluent-API schema registry URL (Apicurio: http://host:port/apis/ccompat/v7)")
+	f.fs.StringVar(&f.cfg.Registry.User, "schema-registry-user", "", "registry basic-auth user")
+	f.fs.StringVar(&f.cfg.Registry.Password, "schema-registry-password", "", "registry basic-auth password")
+	f.fs.StringVar(&f.strategy, "subject-strategy", string(schema.TopicName), "registry subject naming: topic, record or topic_record")
+	f.fs.StringVar(&f.cfg.Namespace, "namespace", "", "prefix for topics, subjects, consumer groups and database schemas")
+}
+
+// process adds the flags of dev and serve.
+func (f *flags) process(embedded bool) {
+	f.fs.StringVar(&f.cfg.GRPCAddr, "grpc-addr", "127.0.0.1:8080", "gRPC listen address (reflection and health are on)")
+	f.fs.StringVar(&f.cfg.GRPCTLSCert, "grpc-tls-cert", "", "PEM certificate file: serve gRPC over TLS")
+	f.fs.StringVar(&f.cfg.GRPCTLSKey, "grpc-tls-key", "", "PEM private key file for --grpc-tls-cert")
+	f.fs.Var(listFlag{&f.cfg.Services}, "services", "comma-separated services to run (default: "+strings.Join(server.KnownServices(), ",")+")")
+	f.fs.IntVar(&f.parts, "partitions", 3, "partitions of each topic created")
+	f.fs.StringVar(&f.level, "log-level", "info", "debug, info, warn or error")
+	if embedded {
+		f.fs.StringVar(&f.cfg.DataDir, "data-dir", ".herald", "directory for the broker log, registry state and SQLite files")
+		f.fs.StringVar(&f.cfg.KafkaAddr, "kafka-addr", "127.0.0.1:9092", "embedded Kafka listen address")
+		f.fs.StringVar(&f.cfg.RegistryAddr, "registry-addr", "127.0.0.1:8081", "embedded schema registry listen address")
+		f.fs.StringVar(&f.strategy, "subject-strategy", string(schema.TopicName), "registry subject naming: topic, record or topic_record")
+		return
+	}
+	f.registry()
+	f.fs.Var(listFlag{&f.cfg.Kafka.Brokers}, "kafka-brokers", "Kafka bootstrap servers, host:port[,host:port...]")
+	f.fs.StringVar(&f.cfg.Kafka.SASLMechanism, "kafka-sasl-mechanism", "", "SASL mechanism: PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512")
+	f.fs.StringVar(&f.cfg.Kafka.SASLUser, "kafka-sasl-user", "", "SASL user")
+	f.fs.StringVar(&f.cfg.Kafka.SASLPassword, "kafka-sasl-password", "", "SASL password")
+	f.fs.BoolVar(&f.cfg.Kafka.TLS, "kafka-tls", false, "connect to Kafka over TLS")
+	f.fs.StringVar(&f.cfg.Kafka.TLSCAFile, "kafka-tls-ca", "", "PEM CA bundle to trust for Kafka TLS (implies --kafka-tls)")
+	f.fs.StringVar(&f.cfg.DatabaseURL, "database-url", "", "postgres://user:pass@host:port/db (a schema per service) or sqlite:DIR")
+	f.fs.IntVar(&f.repl, "replication-factor", -1, "replication factor of topics created (-1: the broker's default)")
+	f.fs.BoolVar(&f.cfg.AutoRegister, "auto-register-schemas", false, "register missing event schemas at start instead of failing")
+}
+
+// parse reads args, then HERALD_* variables for flags not given.
+func (f *flags) parse(args []string, getenv func(string) string) error {
+	if err := f.fs.Parse(args); err != nil {
+		return err
+	}
+	set := map[string]bool{}
+	f.fs.Visit(func(fl *flag.Flag) { set[fl.Name] = true })
+	var errs []error
+	f.fs.VisitAll(func(fl *flag.Flag) {
+		if set[fl.Name] {
+			return
+		}
+		name := server.EnvName(fl.Name)
+		if v := getenv(name); v != "" {
+			if err := fl.Value.Set(v); err != nil {
+				errs = append(errs, fmt.Errorf("%s=%q: %w", name, v, err))
+			}
+		}
+	})
+	if f.fs.NArg() > 0 {
+		errs = append(errs, fmt.Errorf("unexpected arguments: %s", strings.Join(f.fs.Args(), " ")))
+	}
+	if err := errors.Join(errs...); err != nil {
+		return err
+	}
+	f.cfg.SubjectStrategy = schema.Strategy(f.strategy)
+	f.cfg.Partitions = int32(f.parts)
+	f.cfg.ReplicationFactor = int16(f.repl)
+	if f.repl == 0 {
+		return fmt.Errorf("%s: must be -1 or at least 1", server.Setting("replication-factor"))
+	}
+	return nil
+}
+
+func newLogger(w io.Writer, level string) (*slog.Logger, error) {
+	var l slog.Level
+	if err := l.UnmarshalText([]byte(level)); err != nil {
+		return nil, fmt.Errorf("%s %q: want debug, info, warn or error", server.Setting("log-level"), level)
+	}
+	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: l})), nil
+}

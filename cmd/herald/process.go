@@ -1,0 +1,52 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"io"
+	"os"
+	"strconv"
+	"strings"
+
+	"github.com/herald-events/herald/internal/server"
+)
+
+// runProcess runs `herald dev` (embedded) or `herald serve`.
+func runProcess(ctx context.Context, embedded bool, args []string, getenv func(string) string, stderr io.Writer) error {
+	name := "herald serve"
+	if embedded {
+		name = "herald dev"
+	}
+	f := newFlags(name, stderr)
+	f.process(embedded)
+	if err := f.parse(args, getenv); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return nil
+		}
+		return &usageError{err}
+	}
+	log, err := newLogger(stderr, f.level)
+	if err != nil {
+		return &usageError{err}
+	}
+	cfg := f.cfg
+	cfg.Embedded = embedded
+	cfg.Logger = log
+	cfg.SetDefaults()
+	if err := cfg.Validate(); err != nil {
+		return &usageError{err}
+	}
+	p, err := server.Start(ctx, cfg)
+	if err != nil {
+		return err
+	}
+	log.Info(name+" ready", "grpc", p.GRPCAddr(), "kafka", strings.Join(p.Brokers(), ","), "registry", p.RegistryURL(),
+		"services", strings.Join(cfg.Services, ","), "pid", strconv.Itoa(os.Getpid()))
+	select {
+	case <-ctx.Done():
+		log.Info("shutting down")
+	case <-p.Done():
+	}
+	return p.Close()
+}

@@ -1,0 +1,60 @@
+package sqldb
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+	"net/url"
+	"regexp"
+	"strings"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/stdlib"
+)
+
+var schemaName = regexp.MustCompile(`^[a-z_][a-z0-9_]{0,62}$`)
+
+// OpenPostgres connects to PostgreSQL through pgx, creating schema and
+// setting it as the search_path of every connection.
+func OpenPostgres(ctx context.Context, rawURL, schema string) (*DB, error) {
+	if !schemaName.MatchString(schema) {
+		return nil, fmt.Errorf("postgres schema %q: want a lower-case identifier", schema)
+	}
+	cfg, err := pgx.ParseConfig(rawURL)
+	if err != nil {
+		return nil, fmt.Errorf("database url %q: %w", Redact(rawURL), err)
+	}
+	// Create the schema on a plain connection first.
+	conn, err := pgx.ConnectConfig(ctx, cfg)
+	if err != nil {
+		return nil, fmt.Errorf("connect %s: %w", Redact(rawURL), err)
+	}
+	_, err = conn.Exec(ctx, `CREATE SCHEMA IF NOT EXISTS `+pgx.Identifier{schema}.Sanitize())
+	conn.Close(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("create schema %s: %w", schema, err)
+	}
+	cfg.RuntimeParams["search_path"] = schema
+	db := stdlib.OpenDB(*cfg)
+	db.SetMaxOpenConns(16)
+	if err := db.PingContext(ctx); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("connect %s: %w", Redact(rawURL), err)
+	}
+	return &DB{sql: db, dialect: Postgres}, nil
+}
+
+// Redact hides the password of a database URL for messages and logs.
+func Redact(rawURL string) string {
+	u, err := url.Parse(rawURL)
+	if err != nil || u.User == nil {
+		return rawURL
+	}
+	if _, has := u.User.Password(); has {
+		u.User = url.UserPassword(u.User.Username(), "xxxxx")
+	}
+	return strings.Replace(u.String(), "xxxxx", "***", 1)
+}
+
+// SQL returns the underlying handle, for tools and tests.
+func (db *DB) SQL() *sql.DB { return db.sql }
