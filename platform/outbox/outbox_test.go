@@ -3,7 +3,6 @@ package outbox_test
 import (
 	"context"
 	"errors"
-	"path/filepath"
 	"sync"
 	"testing"
 	"time"
@@ -15,6 +14,7 @@ import (
 	"github.com/herald-events/herald/platform/event"
 	"github.com/herald-events/herald/platform/outbox"
 	"github.com/herald-events/herald/platform/sqldb"
+	"github.com/herald-events/herald/platform/sqldb/sqldbtest"
 )
 
 // recorder is an in-memory bus.Publisher that keeps what it was given.
@@ -45,13 +45,8 @@ type plainEncoder struct{}
 
 func (plainEncoder) Encode(_ string, m proto.Message) ([]byte, error) { return proto.Marshal(m) }
 
-func setup(t *testing.T, pub bus.Publisher, poll time.Duration) (*sqldb.DB, *outbox.Outbox) {
+func setup(t *testing.T, db *sqldb.DB, pub bus.Publisher, poll time.Duration) *outbox.Outbox {
 	t.Helper()
-	db, err := sqldb.OpenSQLite(filepath.Join(t.TempDir(), "t.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { db.Close() })
 	ctx := context.Background()
 	ms := append(outbox.Migrations(db.Dialect()), sqldb.Migration{ID: "biz", SQL: []string{
 		`CREATE TABLE biz (id TEXT PRIMARY KEY)`}})
@@ -62,7 +57,7 @@ func setup(t *testing.T, pub bus.Publisher, poll time.Duration) (*sqldb.DB, *out
 	if err != nil {
 		t.Fatal(err)
 	}
-	return db, ob
+	return ob
 }
 
 func runRelay(t *testing.T, ob *outbox.Outbox) {
@@ -90,121 +85,129 @@ func waitFor(t *testing.T, cond func() bool, what string) {
 }
 
 func TestFailedBusinessWritePublishesNothing(t *testing.T) {
-	rec := &recorder{atomic: true}
-	db, ob := setup(t, rec, 20*time.Millisecond)
-	ctx := context.Background()
-	err := db.InTx(ctx, func(tx *sqldb.Tx) error {
-		if _, err := tx.ExecContext(ctx, `INSERT INTO biz (id) VALUES ('a')`); err != nil {
+	sqldbtest.Each(t, func(t *testing.T, db *sqldb.DB) {
+		rec := &recorder{atomic: true}
+		ob := setup(t, db, rec, 20*time.Millisecond)
+		ctx := context.Background()
+		err := db.InTx(ctx, func(tx *sqldb.Tx) error {
+			if _, err := tx.ExecContext(ctx, `INSERT INTO biz (id) VALUES ('a')`); err != nil {
+				return err
+			}
+			if _, err := ob.Add(ctx, tx, &ordersv1.OrderCreated{OrderId: "a"}); err != nil {
+				return err
+			}
+			// The business write fails after the event was added: duplicate key.
+			_, err := tx.ExecContext(ctx, `INSERT INTO biz (id) VALUES ('a')`)
 			return err
+		})
+		if err == nil {
+			t.Fatal("the failing transaction committed")
 		}
-		if _, err := ob.Add(ctx, tx, &ordersv1.OrderCreated{OrderId: "a"}); err != nil {
+		if n, _ := ob.Pending(ctx); n != 0 {
+			t.Fatalf("%d pending outbox rows after a rolled-back transaction", n)
+		}
+		// A later good write proves the relay runs; only that event is published.
+		if err := db.InTx(ctx, func(tx *sqldb.Tx) error {
+			_, err := ob.Add(ctx, tx, &ordersv1.OrderCreated{OrderId: "b"})
 			return err
+		}); err != nil {
+			t.Fatal(err)
 		}
-		// The business write fails after the event was added: duplicate key.
-		_, err := tx.ExecContext(ctx, `INSERT INTO biz (id) VALUES ('a')`)
-		return err
+		runRelay(t, ob)
+		waitFor(t, func() bool { return len(rec.got()) >= 1 }, "the good event")
+		time.Sleep(100 * time.Millisecond) // several poll rounds
+		got := rec.got()
+		if len(got) != 1 || string(got[0].Key) != "b" {
+			t.Fatalf("published %d messages (first key %q), want only b", len(got), got[0].Key)
+		}
 	})
-	if err == nil {
-		t.Fatal("the failing transaction committed")
-	}
-	if n, _ := ob.Pending(ctx); n != 0 {
-		t.Fatalf("%d pending outbox rows after a rolled-back transaction", n)
-	}
-	// A later good write proves the relay runs; only that event is published.
-	if err := db.InTx(ctx, func(tx *sqldb.Tx) error {
-		_, err := ob.Add(ctx, tx, &ordersv1.OrderCreated{OrderId: "b"})
-		return err
-	}); err != nil {
-		t.Fatal(err)
-	}
-	runRelay(t, ob)
-	waitFor(t, func() bool { return len(rec.got()) >= 1 }, "the good event")
-	time.Sleep(100 * time.Millisecond) // several poll rounds
-	got := rec.got()
-	if len(got) != 1 || string(got[0].Key) != "b" {
-		t.Fatalf("published %d messages (first key %q), want only b", len(got), got[0].Key)
-	}
 }
 
 func TestRelayWakesOnCommitAndKeepsOrder(t *testing.T) {
-	rec := &recorder{atomic: true}
-	// An hour-long poll: only the commit notification can wake the relay.
-	db, ob := setup(t, rec, time.Hour)
-	runRelay(t, ob)
-	ctx := context.Background()
-	const n = 30
-	var want []string
-	for i := range n {
-		var env *event.Envelope
-		err := db.InTx(ctx, func(tx *sqldb.Tx) error {
-			var err error
-			env, err = ob.Add(ctx, tx, &ordersv1.OrderConfirmed{OrderId: "same-key", CustomerId: string(rune('a' + i%26))})
-			return err
-		})
-		if err != nil {
-			t.Fatal(err)
+	sqldbtest.Each(t, func(t *testing.T, db *sqldb.DB) {
+		rec := &recorder{atomic: true}
+		// An hour-long poll: only the commit notification can wake the relay.
+		ob := setup(t, db, rec, time.Hour)
+		runRelay(t, ob)
+		ctx := context.Background()
+		const n = 30
+		var want []string
+		for i := range n {
+			var env *event.Envelope
+			err := db.InTx(ctx, func(tx *sqldb.Tx) error {
+				var err error
+				env, err = ob.Add(ctx, tx, &ordersv1.OrderConfirmed{OrderId: "same-key", CustomerId: string(rune('a' + i%26))})
+				return err
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			want = append(want, env.ID)
 		}
-		want = append(want, env.ID)
-	}
-	waitFor(t, func() bool { return len(rec.got()) == n }, "all events relayed without polling")
-	for i, m := range rec.got() {
-		id, _ := m.Header(event.HeaderID)
-		if id != want[i] {
-			t.Fatalf("message %d has ce_id %s, want %s: a key's events must keep their order", i, id, want[i])
-		}
-		for _, h := range []string{event.HeaderType, event.HeaderSource, event.HeaderTime, event.HeaderSpecVersion,
-			event.HeaderContentType, event.HeaderTraceParent} {
-			if v, _ := m.Header(h); v == "" {
-				t.Fatalf("message %d lacks %s", i, h)
+		waitFor(t, func() bool { return len(rec.got()) == n }, "all events relayed without polling")
+		for i, m := range rec.got() {
+			id, _ := m.Header(event.HeaderID)
+			if id != want[i] {
+				t.Fatalf("message %d has ce_id %s, want %s: a key's events must keep their order", i, id, want[i])
+			}
+			for _, h := range []string{event.HeaderType, event.HeaderSource, event.HeaderTime, event.HeaderSpecVersion,
+				event.HeaderContentType, event.HeaderTraceParent} {
+				if v, _ := m.Header(h); v == "" {
+					t.Fatalf("message %d lacks %s", i, h)
+				}
+			}
+			if m.Topic != "herald.orders.v1" || string(m.Key) != "same-key" {
+				t.Fatalf("message %d routed to %s key %s", i, m.Topic, m.Key)
 			}
 		}
-		if m.Topic != "herald.orders.v1" || string(m.Key) != "same-key" {
-			t.Fatalf("message %d routed to %s key %s", i, m.Topic, m.Key)
-		}
-	}
-	waitFor(t, func() bool { n, _ := ob.Pending(ctx); return n == 0 }, "rows marked sent")
+		waitFor(t, func() bool { n, _ := ob.Pending(ctx); return n == 0 }, "rows marked sent")
+	})
 }
 
 func TestRelayStopsAtHookAndRepublishes(t *testing.T) {
-	rec := &recorder{atomic: true}
-	db, _ := setup(t, rec, 10*time.Millisecond)
-	ctx := context.Background()
-	crash := errors.New("crash")
-	ob, err := outbox.New(outbox.Config{DB: db, Source: "test", Publisher: rec, Encoder: plainEncoder{},
-		BeforeMark: func([]int64) error { return crash }})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := db.InTx(ctx, func(tx *sqldb.Tx) error {
-		_, err := ob.Add(ctx, tx, &ordersv1.OrderCreated{OrderId: "x"})
-		return err
-	}); err != nil {
-		t.Fatal(err)
-	}
-	if err := ob.Run(ctx); !errors.Is(err, crash) {
-		t.Fatalf("Run = %v, want the hook's error", err)
-	}
-	if n, _ := ob.Pending(ctx); n != 1 {
-		t.Fatalf("pending = %d after a crash before marking, want 1", n)
-	}
-	ob2, _ := outbox.New(outbox.Config{DB: db, Source: "test", Publisher: rec, Encoder: plainEncoder{}})
-	runRelay(t, ob2)
-	waitFor(t, func() bool { return len(rec.got()) == 2 }, "republish after restart")
-	a, _ := rec.got()[0].Header(event.HeaderID)
-	b, _ := rec.got()[1].Header(event.HeaderID)
-	if a != b {
-		t.Fatalf("republished with a new ce_id: %s then %s", a, b)
-	}
+	sqldbtest.Each(t, func(t *testing.T, db *sqldb.DB) {
+		rec := &recorder{atomic: true}
+		setup(t, db, rec, 10*time.Millisecond)
+		ctx := context.Background()
+		crash := errors.New("crash")
+		ob, err := outbox.New(outbox.Config{DB: db, Source: "test", Publisher: rec, Encoder: plainEncoder{},
+			BeforeMark: func([]int64) error { return crash }})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := db.InTx(ctx, func(tx *sqldb.Tx) error {
+			_, err := ob.Add(ctx, tx, &ordersv1.OrderCreated{OrderId: "x"})
+			return err
+		}); err != nil {
+			t.Fatal(err)
+		}
+		if err := ob.Run(ctx); !errors.Is(err, crash) {
+			t.Fatalf("Run = %v, want the hook's error", err)
+		}
+		if n, _ := ob.Pending(ctx); n != 1 {
+			t.Fatalf("pending = %d after a crash before marking, want 1", n)
+		}
+		ob2, _ := outbox.New(outbox.Config{DB: db, Source: "test", Publisher: rec, Encoder: plainEncoder{}})
+		runRelay(t, ob2)
+		waitFor(t, func() bool { return len(rec.got()) == 2 }, "republish after restart")
+		a, _ := rec.got()[0].Header(event.HeaderID)
+		b, _ := rec.got()[1].Header(event.HeaderID)
+		if a != b {
+			t.Fatalf("republished with a new ce_id: %s then %s", a, b)
+		}
+	})
 }
 
 func TestAddRejectsNonEvents(t *testing.T) {
-	db, ob := setup(t, &recorder{}, time.Second)
-	ctx := context.Background()
-	err := db.InTx(ctx, func(tx *sqldb.Tx) error {
-		_, err := ob.Add(ctx, tx, &ordersv1.OrderLine{Sku: "x"})
-		return err
+	sqldbtest.Each(t, func(t *testing.T, db *sqldb.DB) {
+		ob := setup(t, db, &recorder{}, time.Second)
+		ctx := context.Background()
+		err := db.InTx(ctx, func(tx *sqldb.Tx) error {
+			_, err := ob.Add(ctx, tx, &ordersv1.OrderLine{Sku: "x"})
+			return err
+		})
+		if !errors.Is(err, event.ErrNotAnEvent) {
+			t.Fatalf("Add(OrderLine) = %v, want ErrNotAnEvent", err)
+		}
 	})
-	if !errors.Is(err, event.ErrNotAnEvent) {
-		t.Fatalf("Add(OrderLine) = %v, want ErrNotAnEvent", err)
-	}
 }

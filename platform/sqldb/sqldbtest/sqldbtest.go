@@ -1,0 +1,53 @@
+// Package sqldbtest runs a test against every database herald supports:
+// SQLite always, and PostgreSQL when HERALD_DATABASE_URL names one. Each
+// run gets an empty database (a temp file, or a fresh schema), so one
+// contract suite proves that both stores behave the same.
+package sqldbtest
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/herald-events/herald/platform/sqldb"
+)
+
+// EnvURL is the variable naming a PostgreSQL database for tests.
+const EnvURL = "HERALD_DATABASE_URL"
+
+// Each runs fn as a subtest per database: "sqlite", and "postgres" when
+// HERALD_DATABASE_URL is set to a postgres:// URL.
+func Each(t *testing.T, fn func(t *testing.T, db *sqldb.DB)) {
+	t.Helper()
+	t.Run("sqlite", func(t *testing.T) {
+		db, err := sqldb.OpenSQLite(filepath.Join(t.TempDir(), "test.db"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { db.Close() })
+		fn(t, db)
+	})
+	url := os.Getenv(EnvURL)
+	if !strings.HasPrefix(url, "postgres") {
+		return
+	}
+	t.Run("postgres", func(t *testing.T) {
+		var b [6]byte
+		_, _ = rand.Read(b[:])
+		schema := "test_" + hex.EncodeToString(b[:])
+		ctx := context.Background()
+		db, err := sqldb.OpenPostgres(ctx, url, schema)
+		if err != nil {
+			t.Fatalf("postgres: %v", err)
+		}
+		t.Cleanup(func() {
+			_, _ = db.ExecContext(context.Background(), `DROP SCHEMA `+schema+` CASCADE`)
+			db.Close()
+		})
+		fn(t, db)
+	})
+}

@@ -1,0 +1,111 @@
+package adapters_test
+
+import (
+	"context"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/herald-events/herald/platform/apperr"
+	"github.com/herald-events/herald/platform/sqldb"
+	"github.com/herald-events/herald/platform/sqldb/sqldbtest"
+	"github.com/herald-events/herald/services/orders/adapters"
+	"github.com/herald-events/herald/services/orders/domain"
+)
+
+func newOrder(t *testing.T, id, customer, requestID string) *domain.Order {
+	t.Helper()
+	o, err := domain.NewOrder(id, customer, requestID, []domain.Line{
+		{SKU: "A", Quantity: 2, UnitPrice: domain.Money{Currency: "EUR", Units: 1, Nanos: 250_000_000}},
+	}, time.Now().UTC().Truncate(time.Microsecond))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return o
+}
+
+// TestStoreContract is run against every database.
+func TestStoreContract(t *testing.T) {
+	sqldbtest.Each(t, func(t *testing.T, db *sqldb.DB) {
+		ctx := context.Background()
+		s, err := adapters.Open(ctx, db)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := adapters.Open(ctx, db); err != nil {
+			t.Fatalf("migrating twice: %v", err)
+		}
+		in := func(fn func(tx *sqldb.Tx) error) error { return s.InTx(ctx, fn) }
+
+		o := newOrder(t, "o-1", "alice", "req-1")
+		if err := in(func(tx *sqldb.Tx) error { return s.Insert(ctx, tx, o, "hash-1") }); err != nil {
+			t.Fatalf("Insert: %v", err)
+		}
+		var got *domain.Order
+		if err := in(func(tx *sqldb.Tx) (err error) { got, err = s.Get(ctx, tx, "o-1"); return err }); err != nil {
+			t.Fatalf("Get: %v", err)
+		}
+		if got.CustomerID != "alice" || got.Status != domain.StatusPending || got.Total != o.Total ||
+			len(got.Lines) != 1 || got.Lines[0] != o.Lines[0] || !got.Created.Equal(o.Created) {
+			t.Fatalf("Get = %+v, want %+v", got, o)
+		}
+
+		err = in(func(tx *sqldb.Tx) error { _, err := s.Get(ctx, tx, "nope"); return err })
+		if ae, ok := apperr.As(err); !ok || ae.Kind != apperr.KindNotFound {
+			t.Fatalf("Get unknown = %v, want NotFound", err)
+		}
+
+		var hash string
+		if err := in(func(tx *sqldb.Tx) (err error) { got, hash, err = s.GetByRequestID(ctx, tx, "req-1"); return err }); err != nil || got == nil || hash != "hash-1" {
+			t.Fatalf("GetByRequestID = %v, %q, %v", got, hash, err)
+		}
+		if err := in(func(tx *sqldb.Tx) (err error) { got, _, err = s.GetByRequestID(ctx, tx, "req-x"); return err }); err != nil || got != nil {
+			t.Fatalf("GetByRequestID unknown = %v, %v; want nil, nil", got, err)
+		}
+		if err := in(func(tx *sqldb.Tx) error { return s.Insert(ctx, tx, newOrder(t, "o-dup", "bob", "req-1"), "h") }); err == nil {
+			t.Fatal("a second order with the same request_id was stored")
+		}
+
+		o.Reject("UNKNOWN_SKU: sku A", time.Now().UTC())
+		if err := in(func(tx *sqldb.Tx) error { return s.Update(ctx, tx, o) }); err != nil {
+			t.Fatalf("Update: %v", err)
+		}
+		if err := in(func(tx *sqldb.Tx) (err error) { got, err = s.Get(ctx, tx, "o-1"); return err }); err != nil ||
+			got.Status != domain.StatusRejected || got.RejectionReason != "UNKNOWN_SKU: sku A" {
+			t.Fatalf("after Update: %+v, %v", got, err)
+		}
+
+		// Orders without a request id do not collide on the empty key.
+		for i := 2; i <= 6; i++ {
+			cust := "alice"
+			if i%2 == 0 {
+				cust = "bob"
+			}
+			if err := in(func(tx *sqldb.Tx) error { return s.Insert(ctx, tx, newOrder(t, fmt.Sprintf("o-%d", i), cust, ""), "h") }); err != nil {
+				t.Fatalf("Insert o-%d: %v", i, err)
+			}
+		}
+		var ids []string
+		cursor := int64(0)
+		for {
+			page, last, err := s.List(ctx, "", cursor, 4)
+			if err != nil {
+				t.Fatalf("List: %v", err)
+			}
+			for _, p := range page {
+				ids = append(ids, p.ID)
+			}
+			if len(page) < 4 {
+				break
+			}
+			cursor = last
+		}
+		if fmt.Sprint(ids) != "[o-6 o-5 o-4 o-3 o-2 o-1]" {
+			t.Fatalf("List pages = %v, want newest first", ids)
+		}
+		bob, _, err := s.List(ctx, "bob", 0, 10)
+		if err != nil || len(bob) != 3 {
+			t.Fatalf("List(bob) = %d orders, %v; want 3", len(bob), err)
+		}
+	})
+}
