@@ -72,6 +72,9 @@ type Config struct {
 	DataDir string
 	// GRPCAddr is the gRPC listen address. Default "127.0.0.1:8080".
 	GRPCAddr string
+	// HTTPAddr serves /metrics (Prometheus) and /healthz; empty turns the
+	// HTTP endpoint off.
+	HTTPAddr string
 	// GRPCTLSCert and GRPCTLSKey (PEM files) serve gRPC over TLS.
 	GRPCTLSCert, GRPCTLSKey string
 
@@ -159,6 +162,9 @@ func (c *Config) Validate() error {
 		errs = append(errs, fmt.Errorf("%s: %s", Setting(flag), fmt.Sprintf(format, args...)))
 	}
 	addrs := []struct{ flag, addr string }{{"grpc-addr", c.GRPCAddr}}
+	if c.HTTPAddr != "" {
+		addrs = append(addrs, struct{ flag, addr string }{"http-addr", c.HTTPAddr})
+	}
 	if c.Embedded {
 		addrs = append(addrs, struct{ flag, addr string }{"kafka-addr", c.KafkaAddr},
 			struct{ flag, addr string }{"registry-addr", c.RegistryAddr})

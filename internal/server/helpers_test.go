@@ -84,7 +84,7 @@ func startProcess(t *testing.T, dir string, hooks *server.Hooks) *stack {
 	defer cancel()
 	cfg := server.Config{
 		DataDir: dir, Embedded: true,
-		GRPCAddr: "127.0.0.1:0", KafkaAddr: "127.0.0.1:0", RegistryAddr: "127.0.0.1:0",
+		GRPCAddr: "127.0.0.1:0", HTTPAddr: "127.0.0.1:0", KafkaAddr: "127.0.0.1:0", RegistryAddr: "127.0.0.1:0",
 		Logger: testLogger(t), Hooks: hooks,
 	}
 	if real, ok := realStack(); ok {

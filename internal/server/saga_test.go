@@ -1,6 +1,8 @@
 package server_test
 
 import (
+	"io"
+	"net/http"
 	"strings"
 	"testing"
 	"time"
@@ -112,6 +114,28 @@ func TestSagaEndToEnd(t *testing.T) {
 			}
 			if got := string(m.ProtoReflect().Descriptor().FullName()); got != header(r, event.HeaderType) {
 				t.Errorf("value decodes as %s but ce_type is %s", got, header(r, event.HeaderType))
+			}
+		}
+	})
+
+	t.Run("metrics count the saga", func(t *testing.T) {
+		resp, err := http.Get("http://" + s.proc.HTTPAddr() + "/metrics")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		body, _ := io.ReadAll(resp.Body)
+		text := string(body)
+		for _, want := range []string{
+			`herald_events_published_total{service="orders",type="herald.orders.v1.OrderCreated"} 3`,
+			`herald_events_consumed_total{group="` + s.group("herald-inventory") + `",result="ok",type="herald.orders.v1.OrderCreated"} 3`,
+			`herald_grpc_requests_total{code="OK",method="/herald.orders.v1.OrderService/CreateOrder"} 3`,
+			`herald_outbox_pending{service="orders"} 0`,
+			`herald_outbox_pending{service="inventory"} 0`,
+			"go_goroutines",
+		} {
+			if !strings.Contains(text, want) {
+				t.Errorf("/metrics lacks %s", want)
 			}
 		}
 	})

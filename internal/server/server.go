@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/http"
 	"net/url"
 	"path/filepath"
 	"slices"
@@ -13,6 +14,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"golang.org/x/sync/errgroup"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
@@ -26,6 +28,8 @@ import (
 	"github.com/herald-events/herald/platform/devstack"
 	"github.com/herald-events/herald/platform/event"
 	"github.com/herald-events/herald/platform/grpcx"
+	"github.com/herald-events/herald/platform/observe"
+	"github.com/herald-events/herald/platform/outbox"
 	"github.com/herald-events/herald/platform/schema"
 	"github.com/herald-events/herald/platform/sqldb"
 	"github.com/herald-events/herald/services/inventory"
@@ -42,7 +46,51 @@ type service interface {
 	RegisterGRPC(*grpc.Server)
 	GRPCServiceNames() []string
 	Run(ctx context.Context, sub bus.Subscriber) error
+	Outbox() *outbox.Outbox
 }
+
+// pendingOf reads an outbox backlog for a gauge, with a short timeout.
+func pendingOf(ob *outbox.Outbox) func() float64 {
+	return func() float64 {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		n, err := ob.Pending(ctx)
+		if err != nil {
+			return -1
+		}
+		return float64(n)
+	}
+}
+
+// serveHTTP serves /metrics and /healthz until the process stops.
+func (p *Process) serveHTTP(addr string) error {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return fmt.Errorf("http: listen %s: %w", addr, err)
+	}
+	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", p.metrics.Handler())
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
+		_, _ = w.Write([]byte("ok\n"))
+	})
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	go func() {
+		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			p.log.Error("http server", "err", err)
+		}
+	}()
+	p.httpAddr = ln.Addr().String()
+	p.closers = append(p.closers, func() error {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		return srv.Shutdown(ctx)
+	})
+	p.log.Info("metrics listening", "url", "http://"+p.httpAddr+"/metrics")
+	return nil
+}
+
+// HTTPAddr is where /metrics is served, or "" when off.
+func (p *Process) HTTPAddr() string { return p.httpAddr }
 
 // Process is a started herald process.
 type Process struct {
@@ -56,6 +104,8 @@ type Process struct {
 	grpcLn   net.Listener
 	services []service
 	kopts    []kafkabus.Option
+	metrics  *observe.Metrics
+	httpAddr string
 	closers  []func() error
 
 	runCtx  context.Context
@@ -153,7 +203,8 @@ func Start(ctx context.Context, cfg Config) (_ *Process, err error) {
 		}
 		gopts = append(gopts, grpc.Creds(creds))
 	}
-	p.grpc, p.health = grpcx.NewServer(p.log, gopts...)
+	p.metrics = observe.New()
+	p.grpc, p.health = grpcx.NewServer(p.log, p.metrics, gopts...)
 	for _, name := range cfg.Services {
 		svc, err := p.newService(ctx, name, codec, dlq)
 		if err != nil {
@@ -161,6 +212,13 @@ func Start(ctx context.Context, cfg Config) (_ *Process, err error) {
 		}
 		svc.RegisterGRPC(p.grpc)
 		p.services = append(p.services, svc)
+		p.metrics.GaugeFunc("herald_outbox_pending", "Outbox rows not yet published.",
+			prometheus.Labels{"service": name}, pendingOf(svc.Outbox()))
+	}
+	if cfg.HTTPAddr != "" {
+		if err := p.serveHTTP(cfg.HTTPAddr); err != nil {
+			return nil, err
+		}
 	}
 	if p.grpcLn, err = net.Listen("tcp", cfg.GRPCAddr); err != nil {
 		return nil, fmt.Errorf("grpc: listen %s: %w", cfg.GRPCAddr, err)
@@ -249,9 +307,11 @@ func (p *Process) newService(ctx context.Context, name string, codec *schema.Cod
 	ns := p.cfg.Namespace
 	switch name {
 	case orders.Name:
-		return orders.New(ctx, orders.Deps{DB: db, Codec: codec, Publisher: pub, DeadLetter: dlq, Logger: log, Namespace: ns, OutboxBeforeMark: beforeMark})
+		return orders.New(ctx, orders.Deps{DB: db, Codec: codec, Publisher: pub, DeadLetter: dlq, Logger: log,
+			Namespace: ns, Metrics: p.metrics, OutboxBeforeMark: beforeMark})
 	case inventory.Name:
-		return inventory.New(ctx, inventory.Deps{DB: db, Codec: codec, Publisher: pub, DeadLetter: dlq, Logger: log, Namespace: ns})
+		return inventory.New(ctx, inventory.Deps{DB: db, Codec: codec, Publisher: pub, DeadLetter: dlq, Logger: log,
+			Namespace: ns, Metrics: p.metrics})
 	}
 	return nil, fmt.Errorf("unknown service %q", name)
 }

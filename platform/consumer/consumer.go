@@ -23,6 +23,7 @@ import (
 
 	"github.com/herald-events/herald/platform/bus"
 	"github.com/herald-events/herald/platform/event"
+	"github.com/herald-events/herald/platform/observe"
 	"github.com/herald-events/herald/platform/schema"
 	"github.com/herald-events/herald/platform/tracectx"
 )
@@ -41,7 +42,13 @@ type Event struct {
 	TraceParent string
 	Message     proto.Message
 	Raw         *bus.Message
+
+	duplicate bool
 }
+
+// MarkDuplicate records that the handler recognised the event as already
+// processed (its inbox claim failed); it is counted as a duplicate.
+func (e *Event) MarkDuplicate() { e.duplicate = true }
 
 // Handler handles one event. Return [Permanent] for errors that retrying
 // cannot fix.
@@ -89,6 +96,8 @@ type Config struct {
 	Backoff, MaxBackoff time.Duration
 	// Logger defaults to [slog.Default].
 	Logger *slog.Logger
+	// Metrics counts handled messages; nil records nothing.
+	Metrics *observe.Metrics
 }
 
 // Router dispatches events of its topics to typed handlers.
@@ -155,8 +164,15 @@ func (r *Router) Handler() bus.Handler {
 	h := bus.Handler(r.dispatch)
 	h = Recover()(h)
 	h = Retry(r.cfg.MaxAttempts, r.cfg.Backoff, r.cfg.MaxBackoff)(h)
-	h = DeadLetter(r.cfg.DeadLetter, r.cfg.Group, r.cfg.DeadLetterSuffix, r.cfg.Logger)(h)
-	return h
+	h = DeadLetter(r.cfg.DeadLetter, r.cfg.Group, r.cfg.DeadLetterSuffix, r.cfg.Logger, r.cfg.Metrics)(h)
+	return func(ctx context.Context, m *bus.Message) error {
+		err := h(ctx, m)
+		if err != nil && ctx.Err() == nil {
+			typ, _ := m.Header(event.HeaderType)
+			r.cfg.Metrics.Consumed(r.cfg.Group, typ, observe.ResultError)
+		}
+		return err
+	}
 }
 
 // Run consumes the router's topics with sub until ctx is done.
@@ -181,7 +197,15 @@ func (r *Router) dispatch(ctx context.Context, m *bus.Message) error {
 	if sc, err := tracectx.Parse(ev.TraceParent); err == nil {
 		ctx = tracectx.With(ctx, sc)
 	}
-	return h(ctx, ev)
+	if err := h(ctx, ev); err != nil {
+		return err
+	}
+	result := observe.ResultOK
+	if ev.duplicate {
+		result = observe.ResultDuplicate
+	}
+	r.cfg.Metrics.Consumed(r.cfg.Group, ev.Type, result)
+	return nil
 }
 
 func (r *Router) decode(m *bus.Message) (*Event, error) {

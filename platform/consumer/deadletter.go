@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"github.com/herald-events/herald/platform/bus"
+	"github.com/herald-events/herald/platform/event"
+	"github.com/herald-events/herald/platform/observe"
 )
 
 // Dead-letter headers added to a message moved to a dead-letter topic.
@@ -31,9 +33,9 @@ const (
 
 // DeadLetter publishes a message whose handler failed to topic+suffix, with
 // headers naming where it came from and why, and acknowledges it so the
-// consumer moves on. A failure while shutting down is returned untouched (the
+// consumer moves on; metrics (nil records nothing) counts it. A failure while shutting down is returned untouched (the
 // message is redelivered later); so is a failed dead-letter publish.
-func DeadLetter(pub bus.Publisher, group, suffix string, log *slog.Logger) func(bus.Handler) bus.Handler {
+func DeadLetter(pub bus.Publisher, group, suffix string, log *slog.Logger, metrics *observe.Metrics) func(bus.Handler) bus.Handler {
 	return func(next bus.Handler) bus.Handler {
 		return func(ctx context.Context, m *bus.Message) error {
 			err := next(ctx, m)
@@ -62,6 +64,8 @@ func DeadLetter(pub bus.Publisher, group, suffix string, log *slog.Logger) func(
 			if perr := pub.Publish(ctx, dl); perr != nil {
 				return fmt.Errorf("dead-letter %s: %w (handler error: %v)", m, perr, err)
 			}
+			typ, _ := m.Header(event.HeaderType)
+			metrics.Consumed(group, typ, observe.ResultDeadLettered)
 			log.Warn("message dead-lettered", "group", group, "from", m.String(), "to", dl.Topic,
 				"class", class, "attempts", attempts, "err", err)
 			return nil

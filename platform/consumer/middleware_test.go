@@ -81,7 +81,7 @@ func TestDeadLetter(t *testing.T) {
 	fail := func(err error) bus.Handler {
 		return func(context.Context, *bus.Message) error { return err }
 	}
-	dl := consumer.DeadLetter(rec, "g", ".dlq", nopLogger())
+	dl := consumer.DeadLetter(rec, "g", ".dlq", nopLogger(), nil)
 
 	if err := dl(fail(nil))(context.Background(), msg); err != nil || len(rec.msgs) != 0 {
 		t.Fatalf("success path: err %v, %d dead letters", err, len(rec.msgs))

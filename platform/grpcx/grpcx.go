@@ -21,6 +21,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/herald-events/herald/platform/apperr"
+	"github.com/herald-events/herald/platform/observe"
 	"github.com/herald-events/herald/platform/tracectx"
 )
 
@@ -72,8 +73,9 @@ func Status(err error) *status.Status {
 }
 
 // UnaryInterceptor recovers panics, puts the caller's trace context (or a
-// new one) in the context, maps errors with [Status] and logs each call.
-func UnaryInterceptor(log *slog.Logger) grpc.UnaryServerInterceptor {
+// new one) in the context, maps errors with [Status], counts and times each
+// call in m (which may be nil) and logs it.
+func UnaryInterceptor(log *slog.Logger, m *observe.Metrics) grpc.UnaryServerInterceptor {
 	return func(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (resp any, err error) {
 		start := time.Now()
 		sc := tracectx.New()
@@ -93,6 +95,7 @@ func UnaryInterceptor(log *slog.Logger) grpc.UnaryServerInterceptor {
 		}()
 		resp, err = handler(ctx, req)
 		st := Status(err)
+		m.GRPC(info.FullMethod, st.Code().String(), time.Since(start))
 		level := slog.LevelDebug
 		if st.Code() == codes.Internal || st.Code() == codes.Unknown {
 			level = slog.LevelError
@@ -107,9 +110,9 @@ func UnaryInterceptor(log *slog.Logger) grpc.UnaryServerInterceptor {
 }
 
 // NewServer returns a gRPC server with the interceptor, server reflection
-// and the standard health service (every service SERVING).
-func NewServer(log *slog.Logger, opts ...grpc.ServerOption) (*grpc.Server, *health.Server) {
-	opts = append([]grpc.ServerOption{grpc.ChainUnaryInterceptor(UnaryInterceptor(log))}, opts...)
+// and the standard health service. m may be nil.
+func NewServer(log *slog.Logger, m *observe.Metrics, opts ...grpc.ServerOption) (*grpc.Server, *health.Server) {
+	opts = append([]grpc.ServerOption{grpc.ChainUnaryInterceptor(UnaryInterceptor(log, m))}, opts...)
 	s := grpc.NewServer(opts...)
 	hs := health.NewServer()
 	healthpb.RegisterHealthServer(s, hs)

@@ -28,6 +28,7 @@ import (
 
 	"github.com/herald-events/herald/platform/bus"
 	"github.com/herald-events/herald/platform/event"
+	"github.com/herald-events/herald/platform/observe"
 	"github.com/herald-events/herald/platform/sqldb"
 	"github.com/herald-events/herald/platform/tracectx"
 )
@@ -86,6 +87,8 @@ type Config struct {
 	Retention time.Duration
 	// Logger defaults to [slog.Default].
 	Logger *slog.Logger
+	// Metrics counts published events; nil records nothing.
+	Metrics *observe.Metrics
 	// BeforeMark, when set, runs after a batch is published and before it
 	// is marked sent; an error stops Run as a crash at that point would.
 	// It exists for fault-injection tests.
@@ -263,6 +266,7 @@ func (o *Outbox) relayOnce(ctx context.Context) (int, error) {
 			if err := o.mark(ctx, ids[i:i+1]); err != nil {
 				return 0, err
 			}
+			o.count(rows[i : i+1])
 		}
 		return len(rows), nil
 	}
@@ -274,7 +278,18 @@ func (o *Outbox) relayOnce(ctx context.Context) (int, error) {
 	if err := o.mark(ctx, ids); err != nil {
 		return 0, err
 	}
+	o.count(rows)
 	return len(rows), nil
+}
+
+func (o *Outbox) count(rows []row) {
+	if o.cfg.Metrics == nil {
+		return
+	}
+	service := o.cfg.Source[strings.LastIndex(o.cfg.Source, "/")+1:]
+	for _, r := range rows {
+		o.cfg.Metrics.Published(service, r.typ, 1)
+	}
 }
 
 func (o *Outbox) load(ctx context.Context) ([]row, error) {

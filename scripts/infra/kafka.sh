@@ -2,7 +2,7 @@
 # Single-node Apache Kafka (KRaft, broker+controller) as a local process,
 # built from the Kafka jars on Maven Central.
 #
-#   scripts/infra/kafka.sh start|stop|status|reset
+#   scripts/infra/kafka.sh start|stop|status|reset|env|tool CLASS [ARGS...]
 #
 # Listeners (all on 127.0.0.1):
 #   PLAINTEXT       $HERALD_INFRA_KAFKA_PORT            (default 19092)
@@ -156,19 +156,31 @@ format_storage() {
   [ -n "$cluster_id" ] || die "StorageTool random-uuid printed nothing"
   log "formatting $DATA_DIR (cluster id $cluster_id, SCRAM user $SASL_USER)"
   kjava kafka.tools.StorageTool format -t "$cluster_id" -c "$CONF_DIR/server.properties" \
-    --add-scram "SCRAM-SHA-256=[name=$SASL_USER,password=$SASL_PASSWORD]" >&2 \
-    || die "kafka storage format failed"
+    --add-scram "SCRAM-SHA-256=[name=$SASL_USER,password=$SASL_PASSWORD]" >>"$LOGFILE" 2>&1 \
+    || { tail -n 20 "$LOGFILE" >&2; die "kafka storage format failed"; }
 }
 
 ensure_kcat() { need_cmd kcat kcat; }
 
-# Ready when both client listeners answer a metadata request (the SASL one
-# with the SCRAM user, which proves the credential is loaded).
-ready() {
-  timeout 10 kcat -b "127.0.0.1:$PORT" -L -m 5 >/dev/null 2>&1 &&
-    timeout 10 kcat -b "127.0.0.1:$SASL_PORT" -m 5 -X security.protocol=SASL_PLAINTEXT \
-      -X sasl.mechanisms=SCRAM-SHA-256 -X sasl.username="$SASL_USER" \
-      -X sasl.password="$SASL_PASSWORD" -L >/dev/null 2>&1
+# Client config for the SCRAM listener, used by the Java tools.
+write_client_config() {
+  cat >"$CONF_DIR/client-sasl.properties" <<EOF
+security.protocol=SASL_PLAINTEXT
+sasl.mechanism=SCRAM-SHA-256
+sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required username="$SASL_USER" password="$SASL_PASSWORD";
+EOF
+}
+
+# Ready when the PLAINTEXT listener answers a metadata request.
+ready() { timeout 10 kcat -b "127.0.0.1:$PORT" -L -m 5 >/dev/null 2>&1; }
+
+# The SCRAM listener is checked with Kafka's own Java client: librdkafka
+# before 2.6.1 (Debian bookworm's kcat links 2.0.2) sends a SCRAM nonce that
+# Kafka 4.x rejects as "invalid credentials", so kcat cannot log in there.
+sasl_ready() {
+  timeout 60 java -cp "$LIBS/*" -Dlog4j2.configurationFile="$CONF_DIR/log4j2-tools.xml" \
+    org.apache.kafka.tools.TopicCommand --bootstrap-server "127.0.0.1:$SASL_PORT" \
+    --command-config "$CONF_DIR/client-sasl.properties" --list >/dev/null
 }
 
 start() {
@@ -185,6 +197,7 @@ start() {
   ensure_kcat
   fetch_jars
   write_config
+  write_client_config
   format_storage
   log "starting Kafka $KAFKA_VERSION (heap $HEAP), log: $LOGFILE"
   printf '\n==== start %(%F %T)T ====\n' -1 >>"$LOGFILE"
@@ -196,6 +209,12 @@ start() {
     </dev/null >>"$LOGFILE" 2>&1 &
   for _ in $(seq 50); do [ -s "$PIDFILE" ] && break; sleep 0.1; done
   wait_ready kafka "$PIDFILE" "$MARKER" "$LOGFILE" ready
+  if ! sasl_ready; then
+    tail -n 30 "$LOGFILE" >&2
+    stop
+    die "SCRAM login as $SASL_USER on 127.0.0.1:$SASL_PORT failed (log: $LOGFILE)"
+  fi
+  log "SCRAM login as $SASL_USER on 127.0.0.1:$SASL_PORT works"
   print_env
 }
 
@@ -227,5 +246,12 @@ case "${1:-}" in
   status) status ;;
   reset) reset ;;
   env) print_env ;;
-  *) echo "usage: $0 start|stop|status|reset|env" >&2; exit 2 ;;
+  # Run a Kafka command-line class on the cached classpath, e.g.
+  #   kafka.sh tool org.apache.kafka.tools.TopicCommand --bootstrap-server 127.0.0.1:19092 --list
+  # ($INFRA_DIR/kafka/conf/client-sasl.properties is a --command-config for the SCRAM listener.)
+  tool)
+    shift
+    [ -f "$LIBS/.complete" ] || die "Kafka jars not downloaded yet: run $0 start first"
+    kjava "$@" ;;
+  *) echo "usage: $0 start|stop|status|reset|env|tool CLASS [ARGS...]" >&2; exit 2 ;;
 esac

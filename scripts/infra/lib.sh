@@ -116,7 +116,8 @@ wait_ready() {
     if ((SECONDS - start >= READY_TIMEOUT)); then
       log "$name not ready after ${READY_TIMEOUT}s; last lines of $logfile:"
       tail -n 60 "$logfile" >&2 || true
-      die "$name did not become ready (log: $logfile)"
+      stop_pid "$pidfile" "$marker"
+      die "$name did not become ready within ${READY_TIMEOUT}s (log: $logfile)"
     fi
     sleep 0.5
   done

@@ -15,6 +15,7 @@ import (
 	inventoryv1 "github.com/herald-events/herald/gen/go/herald/inventory/v1"
 	"github.com/herald-events/herald/platform/bus"
 	"github.com/herald-events/herald/platform/consumer"
+	"github.com/herald-events/herald/platform/observe"
 	"github.com/herald-events/herald/platform/outbox"
 	"github.com/herald-events/herald/platform/schema"
 	"github.com/herald-events/herald/platform/sqldb"
@@ -35,6 +36,8 @@ type Deps struct {
 	Logger     *slog.Logger
 	// Namespace prefixes topics and the consumer group; see event.Namespaced.
 	Namespace string
+	// Metrics may be nil.
+	Metrics *observe.Metrics
 }
 
 // Service is a running inventory service.
@@ -50,12 +53,12 @@ func New(ctx context.Context, d Deps) (*Service, error) {
 	if err != nil {
 		return nil, fmt.Errorf("inventory store: %w", err)
 	}
-	ob, err := outbox.New(outbox.Config{DB: d.DB, Source: "herald/" + Name, Publisher: d.Publisher, Encoder: d.Codec, Namespace: d.Namespace, Logger: d.Logger})
+	ob, err := outbox.New(outbox.Config{DB: d.DB, Source: "herald/" + Name, Publisher: d.Publisher, Encoder: d.Codec, Namespace: d.Namespace, Metrics: d.Metrics, Logger: d.Logger})
 	if err != nil {
 		return nil, err
 	}
 	a := app.New(store, ob)
-	router, err := consumer.NewRouter(consumer.Config{Group: "herald-" + Name, Namespace: d.Namespace, Decoder: d.Codec, DeadLetter: d.DeadLetter, Logger: d.Logger})
+	router, err := consumer.NewRouter(consumer.Config{Group: "herald-" + Name, Namespace: d.Namespace, Metrics: d.Metrics, Decoder: d.Codec, DeadLetter: d.DeadLetter, Logger: d.Logger})
 	if err != nil {
 		return nil, err
 	}

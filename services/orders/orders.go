@@ -18,6 +18,7 @@ import (
 	ordersv1 "github.com/herald-events/herald/gen/go/herald/orders/v1"
 	"github.com/herald-events/herald/platform/bus"
 	"github.com/herald-events/herald/platform/consumer"
+	"github.com/herald-events/herald/platform/observe"
 	"github.com/herald-events/herald/platform/outbox"
 	"github.com/herald-events/herald/platform/schema"
 	"github.com/herald-events/herald/platform/sqldb"
@@ -38,6 +39,8 @@ type Deps struct {
 	Logger     *slog.Logger
 	// Namespace prefixes topics and the consumer group; see event.Namespaced.
 	Namespace string
+	// Metrics may be nil.
+	Metrics *observe.Metrics
 	// OutboxBeforeMark is a fault-injection hook; see outbox.Config.
 	OutboxBeforeMark func(ids []int64) error
 }
@@ -57,14 +60,14 @@ func New(ctx context.Context, d Deps) (*Service, error) {
 		return nil, fmt.Errorf("orders store: %w", err)
 	}
 	ob, err := outbox.New(outbox.Config{
-		DB: d.DB, Source: "herald/" + Name, Publisher: d.Publisher, Encoder: d.Codec, Namespace: d.Namespace,
+		DB: d.DB, Source: "herald/" + Name, Publisher: d.Publisher, Encoder: d.Codec, Namespace: d.Namespace, Metrics: d.Metrics,
 		Logger: d.Logger, BeforeMark: d.OutboxBeforeMark,
 	})
 	if err != nil {
 		return nil, err
 	}
 	a := app.New(store, ob)
-	router, err := consumer.NewRouter(consumer.Config{Group: "herald-" + Name, Namespace: d.Namespace, Decoder: d.Codec, DeadLetter: d.DeadLetter, Logger: d.Logger})
+	router, err := consumer.NewRouter(consumer.Config{Group: "herald-" + Name, Namespace: d.Namespace, Metrics: d.Metrics, Decoder: d.Codec, DeadLetter: d.DeadLetter, Logger: d.Logger})
 	if err != nil {
 		return nil, err
 	}

@@ -60,8 +60,12 @@ func (e *Events) Register(r *consumer.Router) error {
 func (e *Events) once(ctx context.Context, ev *consumer.Event, fn func(tx *sqldb.Tx) error) error {
 	return e.store.InTx(ctx, func(tx *sqldb.Tx) error {
 		fresh, err := inbox.Claim(ctx, tx, ev.ID, ev.Type)
-		if err != nil || !fresh {
+		if err != nil {
 			return err
+		}
+		if !fresh {
+			ev.MarkDuplicate()
+			return nil
 		}
 		return fn(tx)
 	})

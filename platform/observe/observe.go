@@ -1,0 +1,96 @@
+// Package observe holds herald's Prometheus metrics and serves them.
+//
+// One [Metrics] value per process is shared by the gRPC interceptor, every
+// outbox relay and every consumer router; [Metrics.Handler] serves the
+// exposition at /metrics. A nil *Metrics is valid and records nothing, so
+// components can be used without metrics in tests.
+package observe
+
+import (
+	"net/http"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+)
+
+// Consumer results counted in herald_events_consumed_total.
+const (
+	ResultOK           = "ok"
+	ResultDuplicate    = "duplicate"
+	ResultDeadLettered = "dead_lettered"
+	ResultError        = "error"
+)
+
+// Metrics are the process's metrics.
+type Metrics struct {
+	reg          *prometheus.Registry
+	grpcRequests *prometheus.CounterVec
+	grpcDuration *prometheus.HistogramVec
+	published    *prometheus.CounterVec
+	consumed     *prometheus.CounterVec
+}
+
+// New registers herald's metrics and the Go runtime and process collectors
+// in a fresh registry.
+func New() *Metrics {
+	m := &Metrics{
+		reg: prometheus.NewRegistry(),
+		grpcRequests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "herald_grpc_requests_total", Help: "gRPC requests handled, by method and status code.",
+		}, []string{"method", "code"}),
+		grpcDuration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name: "herald_grpc_request_duration_seconds", Help: "gRPC request handling time.",
+			Buckets: []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5},
+		}, []string{"method"}),
+		published: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "herald_events_published_total", Help: "Events published by outbox relays, by service and event type.",
+		}, []string{"service", "type"}),
+		consumed: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "herald_events_consumed_total", Help: "Messages handled by consumers, by group, event type and result (ok, duplicate, dead_lettered, error).",
+		}, []string{"group", "type", "result"}),
+	}
+	m.reg.MustRegister(m.grpcRequests, m.grpcDuration, m.published, m.consumed,
+		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	return m
+}
+
+// Handler serves the metrics in the Prometheus text format.
+func (m *Metrics) Handler() http.Handler {
+	return promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{})
+}
+
+// GRPC records one handled gRPC request.
+func (m *Metrics) GRPC(method, code string, d time.Duration) {
+	if m == nil {
+		return
+	}
+	m.grpcRequests.WithLabelValues(method, code).Inc()
+	m.grpcDuration.WithLabelValues(method).Observe(d.Seconds())
+}
+
+// Published records n events of one type published by service.
+func (m *Metrics) Published(service, eventType string, n int) {
+	if m == nil {
+		return
+	}
+	m.published.WithLabelValues(service, eventType).Add(float64(n))
+}
+
+// Consumed records one message handled by group with a result.
+func (m *Metrics) Consumed(group, eventType, result string) {
+	if m == nil {
+		return
+	}
+	m.consumed.WithLabelValues(group, eventType, result).Inc()
+}
+
+// GaugeFunc registers a gauge whose value is read at scrape time, such as
+// an outbox backlog. A nil *Metrics ignores it.
+func (m *Metrics) GaugeFunc(name, help string, labels prometheus.Labels, fn func() float64) {
+	if m == nil {
+		return
+	}
+	m.reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: name, Help: help, ConstLabels: labels}, fn))
+}
