@@ -41,6 +41,10 @@ lint: ## go vet, gofmt, buf lint, buf format and buf breaking
 test: ## Run all tests with the race detector
 	go test -race -count=1 ./...
 
+.PHONY: test-integration
+test-integration: ## Run the tests against real Kafka, Apicurio and PostgreSQL (started by scripts/infra/up.sh)
+	eval "$$(scripts/infra/up.sh)" && go test -race -count=1 ./...
+
 .PHONY: test-short
 test-short: ## Run the fast tests only
 	go test -short -count=1 ./...
