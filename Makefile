@@ -43,7 +43,7 @@ test: ## Run all tests with the race detector
 
 .PHONY: test-integration
 test-integration: ## Run the tests against real Kafka, Apicurio and PostgreSQL (started by scripts/infra/up.sh)
-	eval "$$(scripts/infra/up.sh)" && go test -race -count=1 ./...
+	env=$$(scripts/infra/up.sh); eval "$$env"; go test -race -count=1 ./...
 
 .PHONY: test-short
 test-short: ## Run the fast tests only

@@ -2,7 +2,7 @@
 # Single-node Apache Kafka (KRaft, broker+controller) as a local process,
 # built from the Kafka jars on Maven Central.
 #
-#   scripts/infra/kafka.sh start|stop|status|reset|env|tool CLASS [ARGS...]
+#   scripts/infra/kafka.sh start|stop|status|reset|env|fetch|tool CLASS [ARGS...]
 #
 # Listeners (all on 127.0.0.1):
 #   PLAINTEXT       $HERALD_INFRA_KAFKA_PORT            (default 19092)
@@ -183,6 +183,13 @@ sasl_ready() {
     --command-config "$CONF_DIR/client-sasl.properties" --list >/dev/null
 }
 
+# Download/install everything start needs (no-op when cached).
+fetch() {
+  need_java17
+  ensure_kcat
+  fetch_jars
+}
+
 start() {
   if pid_alive "$PIDFILE" "$MARKER"; then
     log "already running (pid $(cat "$PIDFILE")), log: $LOGFILE"
@@ -193,15 +200,14 @@ start() {
   for p in "$PORT" "$CONTROLLER_PORT" "$SASL_PORT"; do
     port_in_use "$p" && die "port $p on 127.0.0.1 is already in use by another process"
   done
-  need_java17
-  ensure_kcat
-  fetch_jars
+  fetch
   write_config
   write_client_config
   format_storage
   log "starting Kafka $KAFKA_VERSION (heap $HEAP), log: $LOGFILE"
   printf '\n==== start %(%F %T)T ====\n' -1 >>"$LOGFILE"
   # setsid: own session, so the broker outlives the calling shell/job.
+  # shellcheck disable=SC2016 # $$ is expanded by the inner bash
   setsid bash -c 'echo $$ >"$1"; shift; exec "$@"' _ "$PIDFILE" \
     java -Xms256m -Xmx"$HEAP" -XX:+UseG1GC -XX:MaxGCPauseMillis=20 \
     -Djava.awt.headless=true -Dlog4j2.configurationFile="$CONF_DIR/log4j2.xml" \
@@ -242,6 +248,7 @@ reset() {
 
 case "${1:-}" in
   start) start ;;
+  fetch) fetch ;;
   stop) stop ;;
   status) status ;;
   reset) reset ;;
@@ -251,7 +258,8 @@ case "${1:-}" in
   # ($INFRA_DIR/kafka/conf/client-sasl.properties is a --command-config for the SCRAM listener.)
   tool)
     shift
-    [ -f "$LIBS/.complete" ] || die "Kafka jars not downloaded yet: run $0 start first"
+    [ -f "$LIBS/.complete" ] || die "Kafka jars not downloaded yet: run $0 fetch first"
+    [ -f "$CONF_DIR/log4j2-tools.xml" ] || { write_config; write_client_config; }
     kjava "$@" ;;
-  *) echo "usage: $0 start|stop|status|reset|env|tool CLASS [ARGS...]" >&2; exit 2 ;;
+  *) echo "usage: $0 start|stop|status|reset|env|fetch|tool CLASS [ARGS...]" >&2; exit 2 ;;
 esac
