@@ -28,14 +28,16 @@ check-generate: generate ## Fail if gen/ is not in sync with proto/
 	@test -z "$$(git status --porcelain -- gen/)" || { git status --porcelain -- gen/; echo "untracked files in gen/" >&2; exit 1; }
 
 .PHONY: lint
-lint: ## go vet, gofmt, buf lint, buf format and buf breaking
+lint: ## go vet, gofmt, buf lint, buf format, buf breaking and herald schema diff
 	go vet ./...
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); echo "gofmt needed" >&2; exit 1; }
 	$(BUF) lint
 	$(BUF) format -d --exit-code
 	@ref=$$(scripts/breaking-base.sh); \
-	if [ -n "$$ref" ]; then echo "buf breaking against $$ref"; $(BUF) breaking --against ".git#ref=$$ref"; \
-	else echo "buf breaking: no earlier commit to compare with"; fi
+	if [ -n "$$ref" ]; then \
+		echo "buf breaking against $$ref"; $(BUF) breaking --against ".git#ref=$$ref"; \
+		echo "herald schema diff against $$ref (registry rules, BACKWARD)"; go run ./cmd/herald schema diff --against "$$ref"; \
+	else echo "buf breaking, schema diff: no earlier commit to compare with"; fi
 
 .PHONY: test
 test: ## Run all tests with the race detector
@@ -48,6 +50,10 @@ test-integration: ## Run the tests against real Kafka, Apicurio and PostgreSQL (
 .PHONY: test-short
 test-short: ## Run the fast tests only
 	go test -short -count=1 ./...
+
+.PHONY: schema-gate
+schema-gate: ## Seed an embedded registry from the previous commit and run herald schema check against it
+	scripts/schema-gate.sh
 
 .PHONY: walkthrough
 walkthrough: ## Run the README's grpcurl walkthrough against a fresh herald dev

@@ -3,6 +3,9 @@
 //	herald dev               every service on embedded Kafka, registry and SQLite
 //	herald serve             chosen services on real Kafka, registry and database
 //	herald schema register   register every event schema (a deploy step)
+//	herald schema check      test proto/ against a registry's versions
+//	herald schema diff       test proto/ against a git revision of it
+//	herald registry          the embedded schema registry on its own
 //	herald help              show usage
 //
 // Settings come from flags, or from HERALD_* environment variables named
@@ -51,6 +54,11 @@ Usage:
                                   --database-url
   herald schema register [flags]  register every event schema (with its
                                   imports as references) in the registry
+  herald schema check [flags]     test the event schemas of proto/ against the registry's
+                                  versions (Confluent's protobuf rules); exit 1 if incompatible
+  herald schema diff --against REF
+                                  the same rules offline, against proto/ at a git revision
+  herald registry [flags]         run the embedded schema registry on its own
   herald help                     show this help
 
 Run "herald <command> -h" for the flags. Every flag can also be set through
@@ -70,6 +78,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return runProcess(ctx, false, args[1:], getenv, stderr)
 	case "schema":
 		return runSchema(ctx, args[1:], getenv, stdout, stderr)
+	case "registry":
+		return runRegistry(ctx, args[1:], getenv, stderr)
 	case "help", "-h", "--help":
 		fmt.Fprint(stdout, usage)
 		return nil

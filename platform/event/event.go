@@ -53,7 +53,12 @@ type Route struct {
 // [ErrNotAnEvent] when the option is missing, the topic is empty, or the key
 // field is not a top-level singular string field.
 func RouteOf(md protoreflect.MessageDescriptor) (Route, error) {
-	opts := md.Options()
+	return RouteOfOptions(md, md.Options())
+}
+
+// RouteOfOptions is [RouteOf] with the message's options given separately,
+// for descriptors whose options were compiled at run time.
+func RouteOfOptions(md protoreflect.MessageDescriptor, opts proto.Message) (Route, error) {
 	if opts == nil || !proto.HasExtension(opts, optionsv1.E_Event) {
 		return Route{}, fmt.Errorf("%s: %w: no (herald.options.v1.event) option", md.FullName(), ErrNotAnEvent)
 	}

@@ -5,8 +5,9 @@
 // configuration, optionally persisted in a JSON file so a restart keeps the
 // ids that records on disk refer to. The same schema text (with the same type
 // and references) gets the same id in every subject, as in Confluent's
-// registry. Compatibility levels are stored and reported but not yet
-// enforced: POST /compatibility answers 501 rather than a false "compatible".
+// registry. Compatibility levels are enforced for PROTOBUF schemas with
+// Confluent's rules (package compat): an incompatible registration answers
+// 409 with the reasons, and POST /compatibility answers truthfully.
 package registry
 
 import (
@@ -34,7 +35,7 @@ const (
 	codeInvalidCompatibility = 42203
 	codeUnauthorized         = 40101
 	codeInternal             = 50001
-	codeNotImplemented       = 50101
+	codeIncompatible         = 409
 )
 
 // Levels are the compatibility levels the registry accepts.
@@ -190,8 +191,8 @@ func (r *Registry) Handler() http.Handler {
 	h("PUT /config", r.putGlobalConfig)
 	h("GET /config/{subject}", r.getSubjectConfig)
 	h("PUT /config/{subject}", r.putSubjectConfig)
-	h("POST /compatibility/subjects/{subject}/versions/{version}", r.notImplemented)
-	h("POST /compatibility/subjects/{subject}/versions", r.notImplemented)
+	h("POST /compatibility/subjects/{subject}/versions/{version}", r.compatibility)
+	h("POST /compatibility/subjects/{subject}/versions", r.compatibility)
 	return mux
 }
 
@@ -230,11 +231,6 @@ func (r *Registry) writeErr(w http.ResponseWriter, err error) {
 	w.Header().Set("Content-Type", "application/vnd.schemaregistry.v1+json")
 	w.WriteHeader(ae.status)
 	_ = json.NewEncoder(w).Encode(ae)
-}
-
-func (r *Registry) notImplemented(*http.Request) (any, error) {
-	return nil, errf(http.StatusNotImplemented, codeNotImplemented,
-		"compatibility checks are not implemented by the embedded registry yet")
 }
 
 func boolParam(req *http.Request, name string) bool {
@@ -414,6 +410,15 @@ func (r *Registry) register(req *http.Request) (any, error) {
 				return map[string]int{"id": v.ID, "version": v.Version}, nil
 			}
 		}
+	}
+	msgs, err := r.check(name, in, nil)
+	if err != nil {
+		return nil, err
+	}
+	if len(msgs) > 0 {
+		return nil, errf(http.StatusConflict, codeIncompatible,
+			"Schema being registered is incompatible with an earlier schema for subject %q (level %s), details: [%s]",
+			name, r.levelOf(name), strings.Join(msgs, "; "))
 	}
 	id := 0
 	for _, sc := range r.st.Schemas {

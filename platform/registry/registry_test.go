@@ -1,6 +1,7 @@
 package registry_test
 
 import (
+	"encoding/json"
 	"errors"
 	"net/http"
 	"net/http/httptest"
@@ -174,14 +175,58 @@ func TestRegistryBasicAuth(t *testing.T) {
 	}
 }
 
-func TestCompatibilityEndpointDoesNotPretend(t *testing.T) {
+func TestCompatibilityIsEnforced(t *testing.T) {
 	srv := serve(t, registry.Config{})
-	resp, err := http.Post(srv.URL+"/compatibility/subjects/x-value/versions/latest", "application/json", strings.NewReader(`{"schema":"x"}`))
+	c := client(t, srv.URL)
+	const (
+		old = "syntax = \"proto3\";\npackage t.v1;\nmessage Paid {\n  string order_id = 1;\n  int64 amount = 2;\n}\n"
+		bad = "syntax = \"proto3\";\npackage t.v1;\nmessage Paid {\n  string order_id = 1;\n  string amount = 2;\n}\n"
+		ok  = "syntax = \"proto3\";\npackage t.v1;\nmessage Paid {\n  string order_id = 1;\n  int64 amount = 2;\n  string note = 3;\n}\n"
+	)
+	info := func(s string) schemaregistry.SchemaInfo {
+		return schemaregistry.SchemaInfo{Schema: s, SchemaType: "PROTOBUF"}
+	}
+	if _, err := c.Register("paid-value", info(old), false); err != nil {
+		t.Fatal(err)
+	}
+	_, err := c.Register("paid-value", info(bad), false)
+	if code(err) != 409 || !strings.Contains(err.Error(), "FIELD_SCALAR_KIND_CHANGED") || !strings.Contains(err.Error(), "t.v1.Paid.amount") ||
+		!strings.Contains(err.Error(), "line 5") {
+		t.Fatalf("incompatible register: %v; want 409 naming the rule, the field and its line", err)
+	}
+	compatible, err := c.TestCompatibility("paid-value", -1, info(bad))
+	if err != nil || compatible {
+		t.Fatalf("TestCompatibility(bad) = %v, %v; want false", compatible, err)
+	}
+	resp, err := http.Post(srv.URL+"/compatibility/subjects/paid-value/versions/latest?verbose=true",
+		"application/vnd.schemaregistry.v1+json", strings.NewReader(`{"schemaType":"PROTOBUF","schema":`+quote(bad)+`}`))
 	if err != nil {
 		t.Fatal(err)
 	}
-	resp.Body.Close()
-	if resp.StatusCode != http.StatusNotImplemented {
-		t.Fatalf("compatibility check answered %d; it must not claim compatibility it did not check", resp.StatusCode)
+	var verbose struct {
+		IsCompatible bool     `json:"is_compatible"`
+		Messages     []string `json:"messages"`
 	}
+	_ = json.NewDecoder(resp.Body).Decode(&verbose)
+	resp.Body.Close()
+	if verbose.IsCompatible || len(verbose.Messages) == 0 || !strings.Contains(verbose.Messages[0], "int64 → string") {
+		t.Fatalf("verbose check = %+v; want messages saying int64 → string", verbose)
+	}
+	if compatible, err := c.TestCompatibility("paid-value", -1, info(ok)); err != nil || !compatible {
+		t.Fatalf("TestCompatibility(ok) = %v, %v; want true", compatible, err)
+	}
+	if _, err := c.Register("paid-value", info(ok), false); err != nil {
+		t.Fatalf("compatible register: %v", err)
+	}
+	if _, err := c.UpdateCompatibility("paid-value", schemaregistry.None); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Register("paid-value", info(bad), false); err != nil {
+		t.Fatalf("register under NONE: %v", err)
+	}
+}
+
+func quote(s string) string {
+	b, _ := json.Marshal(s)
+	return string(b)
 }

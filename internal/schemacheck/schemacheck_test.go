@@ -1,0 +1,151 @@
+package schemacheck_test
+
+import (
+	"net/http/httptest"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/herald-events/herald/internal/schemacheck"
+	"github.com/herald-events/herald/internal/server"
+	"github.com/herald-events/herald/platform/registry"
+	"github.com/herald-events/herald/platform/schema"
+	"github.com/herald-events/herald/platform/schema/compat"
+)
+
+const eventsFile = "herald/orders/v1/events.proto"
+
+func tree(t *testing.T, edit func(string) string) (schemacheck.Tree, string) {
+	t.Helper()
+	files, err := schemacheck.ReadDir("../../proto")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if edit != nil {
+		before := files[eventsFile]
+		files[eventsFile] = edit(before)
+		if files[eventsFile] == before {
+			t.Fatal("edit changed nothing")
+		}
+	}
+	tr, err := schemacheck.Compile(files)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tr, files[eventsFile]
+}
+
+func lineOf(text, needle string) int {
+	for i, l := range strings.Split(text, "\n") {
+		if strings.Contains(l, needle) {
+			return i + 1
+		}
+	}
+	return 0
+}
+
+var (
+	breaking   = func(s string) string { return strings.Replace(s, "int32 quantity = 2;", "string quantity = 2;", 1) }
+	addedField = func(s string) string {
+		return strings.Replace(s, "google.protobuf.Timestamp create_time = 5;", "google.protobuf.Timestamp create_time = 5;\n  // Where to ship.\n  string shipping_address = 6;", 1)
+	}
+)
+
+func TestDiff(t *testing.T) {
+	base, _ := tree(t, nil)
+	bad, badText := tree(t, breaking)
+	rep, err := schemacheck.Diff(bad, base, compat.Backward)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.Compatible() {
+		t.Fatal("a field changed from int32 to string passed the diff")
+	}
+	var found bool
+	for _, f := range rep.Findings {
+		for _, v := range f.Violations {
+			if v.Rule == compat.FieldScalarKindChanged && v.Path == "herald.orders.v1.OrderLine.quantity" &&
+				v.Line == lineOf(badText, "string quantity = 2;") {
+				found = true
+			}
+		}
+	}
+	if !found {
+		t.Fatalf("report does not name the field and its line:\n%s", rep.Text())
+	}
+	if !strings.Contains(rep.Text(), eventsFile+":") {
+		t.Fatalf("text report lacks file:line:\n%s", rep.Text())
+	}
+
+	good, _ := tree(t, addedField)
+	if rep, err := schemacheck.Diff(good, base, compat.FullTransitive); err != nil || !rep.Compatible() {
+		t.Fatalf("adding a field: %v\n%s", err, rep.Text())
+	}
+}
+
+func TestReadGitMatchesTheTree(t *testing.T) {
+	files, err := schemacheck.ReadGit("HEAD", "../../proto")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := files[eventsFile]; !ok || len(files) < 5 {
+		t.Fatalf("ReadGit(HEAD) found %d files: %v", len(files), keys(files))
+	}
+	none, err := schemacheck.ReadGit("HEAD", "../../no-such-dir")
+	if err != nil || len(none) != 0 {
+		t.Fatalf("ReadGit of a missing dir = %v, %v", keys(none), err)
+	}
+}
+
+func keys(m map[string]string) []string {
+	var out []string
+	for k := range m {
+		out = append(out, k)
+	}
+	slices.Sort(out)
+	return out
+}
+
+// TestCheckRegistry registers the compiled-in event schemas the way a deploy
+// does, then checks the proto tree against them: unchanged and a new field
+// pass, a changed field type fails.
+func TestCheckRegistry(t *testing.T) {
+	reg, err := registry.New(registry.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(reg.Handler())
+	defer srv.Close()
+	if _, err := server.RegisterSchemas(server.RegistryConfig{URL: srv.URL}, schema.TopicName, ""); err != nil {
+		t.Fatal(err)
+	}
+	client, err := schema.NewClient(srv.URL, "", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name string
+		edit func(string) string
+		ok   bool
+	}{{"unchanged", nil, true}, {"field added", addedField, true}, {"type changed", breaking, false}} {
+		t.Run(tc.name, func(t *testing.T) {
+			tr, _ := tree(t, tc.edit)
+			rep, err := schemacheck.CheckRegistry(client, tr, schema.TopicName, "", "")
+			if err != nil {
+				t.Fatal(err)
+			}
+			if rep.Compatible() != tc.ok {
+				t.Fatalf("compatible = %v, want %v\n%s", rep.Compatible(), tc.ok, rep.Text())
+			}
+			if len(rep.Findings) != 4 || rep.Findings[0].Versions != 1 || rep.Findings[0].Level != compat.Backward {
+				t.Fatalf("findings: %+v", rep.Findings)
+			}
+		})
+	}
+	// A subject the registry does not have yet is reported, not failed.
+	tr, _ := tree(t, nil)
+	rep, err := schemacheck.CheckRegistry(client, tr, schema.TopicName, "fresh", compat.Full)
+	if err != nil || !rep.Compatible() || !strings.Contains(rep.Text(), "not registered yet") {
+		t.Fatalf("unregistered namespace: %v\n%s", err, rep.Text())
+	}
+}
