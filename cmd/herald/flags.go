@@ -51,6 +51,7 @@ func newFlags(name string, stderr io.Writer) *flags {
 // registry adds the flags that reach a schema registry.
 func (f *flags) registry() {
 	f.fs.StringVar(&f.cfg.Registry.URL, "schema-registry-url", "", "Confluent-API schema registry URL (Apicurio: http://host:port/apis/ccompat/v7)")
+	f.fs.StringVar(&f.cfg.Registry.URL, "registry", "", "short for --schema-registry-url")
 	f.fs.StringVar(&f.cfg.Registry.User, "schema-registry-user", "", "registry basic-auth user")
 	f.fs.StringVar(&f.cfg.Registry.Password, "schema-registry-password", "", "registry basic-auth password")
 	f.fs.StringVar(&f.strategy, "subject-strategy", string(schema.TopicName), "registry subject naming: topic, record or topic_record")

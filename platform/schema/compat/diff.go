@@ -12,7 +12,6 @@ const (
 	PackageChanged             = "PACKAGE_CHANGED"                     // incompatible
 	MessageAdded               = "MESSAGE_ADDED"                       // compatible
 	MessageRemoved             = "MESSAGE_REMOVED"                     // incompatible
-	MessageMoved               = "MESSAGE_MOVED"                       // compatible
 	FieldAdded                 = "FIELD_ADDED"                         // compatible
 	FieldRemoved               = "FIELD_REMOVED"                       // compatible
 	FieldNameChanged           = "FIELD_NAME_CHANGED"                  // compatible
@@ -61,11 +60,9 @@ func Compare(original, update protoreflect.FileDescriptor) []Difference {
 	for name, om := range c.origMsgs {
 		um, ok := c.updMsgs[name]
 		if !ok {
-			if c.moved(om) != nil {
-				c.add(MessageMoved, string(name), true, "message moved to "+string(c.moved(om).FullName()))
-			} else {
-				c.add(MessageRemoved, string(name), false, "message removed")
-			}
+			// Messages are matched by full name, as Confluent does: moving
+			// one into or out of another message removes it here.
+			c.add(MessageRemoved, string(name), false, "message removed")
 			continue
 		}
 		c.message(om, um)
@@ -103,38 +100,6 @@ func index(fd protoreflect.FileDescriptor) map[protoreflect.FullName]protoreflec
 	out := map[protoreflect.FullName]protoreflect.MessageDescriptor{}
 	walkMessages(fd.Messages(), func(md protoreflect.MessageDescriptor) { out[md.FullName()] = md })
 	return out
-}
-
-// moved finds, in the update, a message that is the original message under
-// another parent: same simple name, same field numbers.
-func (c *comparer) moved(om protoreflect.MessageDescriptor) protoreflect.MessageDescriptor {
-	if om.ParentFile() != c.orig {
-		return nil
-	}
-	for name, um := range c.updMsgs {
-		if name.Name() != om.Name() || name == om.FullName() {
-			continue
-		}
-		if _, stillThere := c.origMsgs[name]; stillThere {
-			continue
-		}
-		if sameNumbers(om, um) {
-			return um
-		}
-	}
-	return nil
-}
-
-func sameNumbers(a, b protoreflect.MessageDescriptor) bool {
-	if a.Fields().Len() != b.Fields().Len() {
-		return false
-	}
-	for i := range a.Fields().Len() {
-		if b.Fields().ByNumber(a.Fields().Get(i).Number()) == nil {
-			return false
-		}
-	}
-	return true
 }
 
 // realOneof returns the oneof a field belongs to, ignoring the synthetic
@@ -277,30 +242,17 @@ func (c *comparer) valueType(path string, of, uf protoreflect.FieldDescriptor) {
 			return
 		}
 		on, un := of.Message().FullName(), uf.Message().FullName()
-		if on != un && !c.isMove(of.Message(), uf.Message()) {
+		if on != un {
 			c.add(FieldNamedTypeChanged, path, false, fmt.Sprintf("%s → %s", on, un))
 		}
 	case uk == protoreflect.MessageKind || uk == protoreflect.GroupKind:
 		c.add(FieldKindChanged, path, false, fmt.Sprintf("%s → message", ok))
-	case ok == protoreflect.EnumKind && uk == protoreflect.EnumKind:
-		if on, un := of.Enum().FullName(), uf.Enum().FullName(); on != un && on.Name() != un.Name() {
-			c.add(FieldNamedTypeChanged, path, false, fmt.Sprintf("%s → %s", on, un))
-		}
 	case ok != uk:
+		// Enums are varints like the other kinds of their group, so one
+		// enum type may replace another, as in Confluent's registry.
 		if g := wireGroup(ok); g != 0 && g == wireGroup(uk) {
 			return
 		}
 		c.add(FieldScalarKindChanged, path, false, fmt.Sprintf("%s → %s", ok, uk))
 	}
-}
-
-// isMove reports whether two message types of a field are one message that
-// moved to another parent between the versions.
-func (c *comparer) isMove(om, um protoreflect.MessageDescriptor) bool {
-	if om.Name() != um.Name() {
-		return false
-	}
-	_, origStill := c.updMsgs[om.FullName()]
-	_, updBefore := c.origMsgs[um.FullName()]
-	return !origStill && !updBefore
 }
