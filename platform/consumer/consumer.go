@@ -159,19 +159,51 @@ func (r *Router) Topics() []string { return slices.Clone(r.topics) }
 // Group returns the consumer group.
 func (r *Router) Group() string { return r.cfg.Group }
 
-// Handler returns the router as a bus handler with its middleware.
+// Handler returns the router as a bus handler with its middleware:
+// recover, failure counting, retry of transient errors, dead-lettering, and
+// timing.
 func (r *Router) Handler() bus.Handler {
+	group, m, log := r.cfg.Group, r.cfg.Metrics, r.cfg.Logger
 	h := bus.Handler(r.dispatch)
 	h = Recover()(h)
-	h = Retry(r.cfg.MaxAttempts, r.cfg.Backoff, r.cfg.MaxBackoff)(h)
-	h = DeadLetter(r.cfg.DeadLetter, r.cfg.Group, r.cfg.DeadLetterSuffix, r.cfg.Logger, r.cfg.Metrics)(h)
-	return func(ctx context.Context, m *bus.Message) error {
-		err := h(ctx, m)
+	h = countFailures(group, m)(h)
+	h = Retry(r.cfg.MaxAttempts, r.cfg.Backoff, r.cfg.MaxBackoff, func(msg *bus.Message, attempt int, err error) {
+		typ, _ := msg.Header(event.HeaderType)
+		m.Retried(group, typ)
+		log.Debug("retrying message", "group", group, "message", msg.String(), "attempt", attempt, "err", err)
+	})(h)
+	h = DeadLetter(r.cfg.DeadLetter, group, r.cfg.DeadLetterSuffix, log, m)(h)
+	return func(ctx context.Context, msg *bus.Message) error {
+		start := time.Now()
+		err := h(ctx, msg)
+		typ, _ := msg.Header(event.HeaderType)
+		var at time.Time
+		if ts, ok := msg.Header(event.HeaderTime); ok {
+			at, _ = time.Parse(time.RFC3339Nano, ts)
+		}
+		m.Handled(group, typ, time.Since(start), at)
 		if err != nil && ctx.Err() == nil {
-			typ, _ := m.Header(event.HeaderType)
-			r.cfg.Metrics.Consumed(r.cfg.Group, typ, observe.ResultError)
+			m.Consumed(group, typ, observe.ResultError)
 		}
 		return err
+	}
+}
+
+// countFailures records every failed attempt with its class.
+func countFailures(group string, m *observe.Metrics) func(bus.Handler) bus.Handler {
+	return func(next bus.Handler) bus.Handler {
+		return func(ctx context.Context, msg *bus.Message) error {
+			err := next(ctx, msg)
+			if err != nil && ctx.Err() == nil {
+				typ, _ := msg.Header(event.HeaderType)
+				class := "transient"
+				if IsPermanent(err) {
+					class = "permanent"
+				}
+				m.Failed(group, typ, class)
+			}
+			return err
+		}
 	}
 }
 

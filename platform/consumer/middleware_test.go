@@ -56,8 +56,8 @@ func TestRetry(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			calls := 0
-			h := consumer.Retry(4, time.Millisecond, 4*time.Millisecond)(func(context.Context, *bus.Message) error {
+			calls, retries := 0, 0
+			h := consumer.Retry(4, time.Millisecond, 4*time.Millisecond, func(*bus.Message, int, error) { retries++ })(func(context.Context, *bus.Message) error {
 				calls++
 				if calls <= tc.failures {
 					return tc.err
@@ -67,6 +67,9 @@ func TestRetry(t *testing.T) {
 			err := h(context.Background(), msg)
 			if calls != tc.wantCalls || (err != nil) != tc.wantErr {
 				t.Fatalf("calls = %d, err = %v; want %d calls, error %v", calls, err, tc.wantCalls, tc.wantErr)
+			}
+			if retries != calls-1 {
+				t.Fatalf("onRetry called %d times for %d calls", retries, calls)
 			}
 			var ae *consumer.AttemptsError
 			if tc.wantErr && (!errors.As(err, &ae) || ae.Attempts != calls) {

@@ -24,8 +24,10 @@ func (e *AttemptsError) Unwrap() error { return e.Err }
 
 // Retry calls next up to maxAttempts times while it fails with a transient
 // (not [Permanent]) error, pausing between attempts with exponential backoff
-// from floor to ceil and full jitter. The final error is an [AttemptsError].
-func Retry(maxAttempts int, floor, ceil time.Duration) func(bus.Handler) bus.Handler {
+// from floor to ceil and full jitter. onRetry, when not nil, is told about
+// every attempt that is about to be repeated. The final error is an
+// [AttemptsError].
+func Retry(maxAttempts int, floor, ceil time.Duration, onRetry func(m *bus.Message, attempt int, err error)) func(bus.Handler) bus.Handler {
 	return func(next bus.Handler) bus.Handler {
 		return func(ctx context.Context, m *bus.Message) error {
 			wait := floor
@@ -37,6 +39,9 @@ func Retry(maxAttempts int, floor, ceil time.Duration) func(bus.Handler) bus.Han
 				}
 				if IsPermanent(err) || attempt >= maxAttempts || ctx.Err() != nil {
 					return &AttemptsError{Attempts: attempt, Err: err}
+				}
+				if onRetry != nil {
+					onRetry(m, attempt, err)
 				}
 				pause := wait/2 + rand.N(wait/2+1)
 				t := time.NewTimer(pause)

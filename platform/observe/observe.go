@@ -8,6 +8,7 @@ package observe
 
 import (
 	"net/http"
+	"strconv"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -30,6 +31,11 @@ type Metrics struct {
 	grpcDuration *prometheus.HistogramVec
 	published    *prometheus.CounterVec
 	consumed     *prometheus.CounterVec
+	failed       *prometheus.CounterVec
+	retried      *prometheus.CounterVec
+	handlerTime  *prometheus.HistogramVec
+	latency      *prometheus.HistogramVec
+	lag          *prometheus.GaugeVec
 }
 
 // New registers herald's metrics and the Go runtime and process collectors
@@ -50,8 +56,25 @@ func New() *Metrics {
 		consumed: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "herald_events_consumed_total", Help: "Messages handled by consumers, by group, event type and result (ok, duplicate, dead_lettered, error).",
 		}, []string{"group", "type", "result"}),
+		failed: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "herald_events_failed_total", Help: "Failed handler attempts, by group, event type and error class (transient or permanent).",
+		}, []string{"group", "type", "class"}),
+		retried: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "herald_events_retried_total", Help: "Handler attempts repeated after a transient failure, by group and event type.",
+		}, []string{"group", "type"}),
+		handlerTime: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name: "herald_handler_duration_seconds", Help: "Time to handle one message, retries and dead-lettering included.",
+			Buckets: []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5},
+		}, []string{"group", "type"}),
+		latency: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name: "herald_event_latency_seconds", Help: "End-to-end latency: handling time minus the event's ce_time.",
+			Buckets: []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30},
+		}, []string{"group", "type"}),
+		lag: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "herald_consumer_lag", Help: "Committed-readable messages not yet handled, per group and partition, as of the last poll.",
+		}, []string{"group", "topic", "partition"}),
 	}
-	m.reg.MustRegister(m.grpcRequests, m.grpcDuration, m.published, m.consumed,
+	m.reg.MustRegister(m.grpcRequests, m.grpcDuration, m.published, m.consumed, m.failed, m.retried, m.handlerTime, m.latency, m.lag,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }
@@ -84,6 +107,42 @@ func (m *Metrics) Consumed(group, eventType, result string) {
 		return
 	}
 	m.consumed.WithLabelValues(group, eventType, result).Inc()
+}
+
+// Failed records one failed handler attempt.
+func (m *Metrics) Failed(group, eventType, class string) {
+	if m == nil {
+		return
+	}
+	m.failed.WithLabelValues(group, eventType, class).Inc()
+}
+
+// Retried records one repeated attempt.
+func (m *Metrics) Retried(group, eventType string) {
+	if m == nil {
+		return
+	}
+	m.retried.WithLabelValues(group, eventType).Inc()
+}
+
+// Handled records how long handling one message took and, when the event
+// time is known, its end-to-end latency.
+func (m *Metrics) Handled(group, eventType string, took time.Duration, eventTime time.Time) {
+	if m == nil {
+		return
+	}
+	m.handlerTime.WithLabelValues(group, eventType).Observe(took.Seconds())
+	if !eventTime.IsZero() {
+		m.latency.WithLabelValues(group, eventType).Observe(time.Since(eventTime).Seconds())
+	}
+}
+
+// Lag records a partition's consumer lag.
+func (m *Metrics) Lag(group, topic string, partition int32, lag int64) {
+	if m == nil {
+		return
+	}
+	m.lag.WithLabelValues(group, topic, strconv.Itoa(int(partition))).Set(float64(max(lag, 0)))
 }
 
 // GaugeFunc registers a gauge whose value is read at scrape time, such as

@@ -21,6 +21,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/herald-events/herald/platform/bus"
+	"github.com/herald-events/herald/platform/observe"
 )
 
 // Option configures a [Publisher] or [Subscriber].
@@ -36,6 +37,9 @@ type config struct {
 	retryCeil   time.Duration
 	txnTimeout  time.Duration
 	commitAwait time.Duration
+	keyWorkers  int
+	grace       time.Duration
+	metrics     *observe.Metrics
 }
 
 func newConfig(opts []Option) (config, error) {
@@ -46,6 +50,8 @@ func newConfig(opts []Option) (config, error) {
 		retryCeil:   5 * time.Second,
 		txnTimeout:  40 * time.Second,
 		commitAwait: 10 * time.Second,
+		keyWorkers:  16,
+		grace:       10 * time.Second,
 	}
 	for _, o := range opts {
 		o(&c)
@@ -84,6 +90,23 @@ func MaxPollRecords(n int) Option { return func(c *config) { c.maxPoll = n } }
 func RetryBackoff(floor, ceil time.Duration) Option {
 	return func(c *config) { c.retryFloor, c.retryCeil = floor, ceil }
 }
+
+// KeyConcurrency bounds how many keys a subscriber handles at once within
+// one poll; messages of one key are always handled one after the other, in
+// offset order. Default 16: more overlaps slow handlers (I/O) better but
+// holds more database connections.
+func KeyConcurrency(n int) Option { return func(c *config) { c.keyWorkers = max(1, n) } }
+
+// ShutdownGrace is how long a subscriber whose context was cancelled keeps
+// handling the messages it already polled before it gives up on them.
+// Default 10s. Within the grace nothing is lost or repeated: the whole poll
+// is handled and committed. Past it, unfinished messages are redelivered to
+// the next consumer (and their finished neighbours with them), which the
+// inbox makes harmless.
+func ShutdownGrace(d time.Duration) Option { return func(c *config) { c.grace = d } }
+
+// Metrics reports consumer lag per group and partition to m. Default none.
+func Metrics(m *observe.Metrics) Option { return func(c *config) { c.metrics = m } }
 
 // Publisher is a Kafka [bus.Publisher].
 type Publisher struct {
@@ -296,6 +319,16 @@ func (s *Subscriber) Run(ctx context.Context, group string, topics []string, h b
 	defer cl.Close()
 	log.Info("consumer started", "topics", topics)
 
+	// Handlers get a context that outlives ctx by the grace period, so a
+	// shutdown finishes the poll in hand instead of abandoning it.
+	hctx, hcancel := context.WithCancel(context.WithoutCancel(ctx))
+	defer hcancel()
+	stop := context.AfterFunc(ctx, func() {
+		t := time.AfterFunc(s.cfg.grace, hcancel)
+		context.AfterFunc(hctx, func() { t.Stop() })
+	})
+	defer stop()
+
 	for {
 		fetches := cl.PollRecords(ctx, s.cfg.maxPoll)
 		if fetches.IsClientClosed() {
@@ -307,26 +340,21 @@ func (s *Subscriber) Run(ctx context.Context, group string, topics []string, h b
 			}
 		})
 		var (
-			wg   sync.WaitGroup
 			mu   sync.Mutex
 			done []*kgo.Record
+			sem  = make(chan struct{}, s.cfg.keyWorkers)
+			wg   sync.WaitGroup
 		)
 		fetches.EachPartition(func(p kgo.FetchTopicPartition) {
 			if len(p.Records) == 0 {
 				return
 			}
 			wg.Go(func() {
-				var last *kgo.Record
-				for _, r := range p.Records {
-					if !s.deliver(ctx, log, r, h) {
-						break
-					}
-					last = r
-				}
-				if last != nil {
+				if last := s.handlePartition(hctx, log, p.Records, h, sem); last != nil {
 					mu.Lock()
 					done = append(done, last)
 					mu.Unlock()
+					s.cfg.metrics.Lag(group, p.Topic, p.Partition, p.LastStableOffset-(last.Offset+1))
 				}
 			})
 		})
@@ -346,6 +374,45 @@ func (s *Subscriber) Run(ctx context.Context, group string, topics []string, h b
 			return nil
 		}
 	}
+}
+
+// handlePartition handles one partition's records: one goroutine per key,
+// at most cap(sem) at once, each key in offset order. It returns the last
+// record of the longest fully handled prefix, the one to commit.
+func (s *Subscriber) handlePartition(ctx context.Context, log *slog.Logger, recs []*kgo.Record, h bus.Handler, sem chan struct{}) *kgo.Record {
+	byKey := map[string][]int{}
+	var order []string
+	for i, r := range recs {
+		k := string(r.Key)
+		if _, ok := byKey[k]; !ok {
+			order = append(order, k)
+		}
+		byKey[k] = append(byKey[k], i)
+	}
+	handled := make([]bool, len(recs))
+	var wg sync.WaitGroup
+	for _, k := range order {
+		idx := byKey[k]
+		sem <- struct{}{}
+		wg.Go(func() {
+			defer func() { <-sem }()
+			for _, i := range idx {
+				if !s.deliver(ctx, log, recs[i], h) {
+					return
+				}
+				handled[i] = true
+			}
+		})
+	}
+	wg.Wait()
+	var last *kgo.Record
+	for i, ok := range handled {
+		if !ok {
+			break
+		}
+		last = recs[i]
+	}
+	return last
 }
 
 // deliver calls h until it succeeds or ctx ends; it reports success.
