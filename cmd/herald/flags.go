@@ -75,15 +75,20 @@ func (f *flags) process(embedded bool) {
 		return
 	}
 	f.registry()
+	f.kafka()
+	f.fs.StringVar(&f.cfg.DatabaseURL, "database-url", "", "postgres://user:pass@host:port/db (a schema per service) or sqlite:DIR")
+	f.fs.IntVar(&f.repl, "replication-factor", -1, "replication factor of topics created (-1: the broker's default)")
+	f.fs.BoolVar(&f.cfg.AutoRegister, "auto-register-schemas", false, "register missing event schemas at start instead of failing")
+}
+
+// kafka adds the flags that reach Kafka.
+func (f *flags) kafka() {
 	f.fs.Var(listFlag{&f.cfg.Kafka.Brokers}, "kafka-brokers", "Kafka bootstrap servers, host:port[,host:port...]")
 	f.fs.StringVar(&f.cfg.Kafka.SASLMechanism, "kafka-sasl-mechanism", "", "SASL mechanism: PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512")
 	f.fs.StringVar(&f.cfg.Kafka.SASLUser, "kafka-sasl-user", "", "SASL user")
 	f.fs.StringVar(&f.cfg.Kafka.SASLPassword, "kafka-sasl-password", "", "SASL password")
 	f.fs.BoolVar(&f.cfg.Kafka.TLS, "kafka-tls", false, "connect to Kafka over TLS")
 	f.fs.StringVar(&f.cfg.Kafka.TLSCAFile, "kafka-tls-ca", "", "PEM CA bundle to trust for Kafka TLS (implies --kafka-tls)")
-	f.fs.StringVar(&f.cfg.DatabaseURL, "database-url", "", "postgres://user:pass@host:port/db (a schema per service) or sqlite:DIR")
-	f.fs.IntVar(&f.repl, "replication-factor", -1, "replication factor of topics created (-1: the broker's default)")
-	f.fs.BoolVar(&f.cfg.AutoRegister, "auto-register-schemas", false, "register missing event schemas at start instead of failing")
 }
 
 // parse reads args, then HERALD_* variables for flags not given.

@@ -6,6 +6,7 @@
 //	herald schema check      test proto/ against a registry's versions
 //	herald schema diff       test proto/ against a git revision of it
 //	herald registry          the embedded schema registry on its own
+//	herald dlq               list, show and replay dead letters
 //	herald help              show usage
 //
 // Settings come from flags, or from HERALD_* environment variables named
@@ -59,6 +60,7 @@ Usage:
   herald schema diff --against REF
                                   the same rules offline, against proto/ at a git revision
   herald registry [flags]         run the embedded schema registry on its own
+  herald dlq list|show|replay     inspect dead-letter topics and send messages back
   herald help                     show this help
 
 Run "herald <command> -h" for the flags. Every flag can also be set through
@@ -80,6 +82,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return runSchema(ctx, args[1:], getenv, stdout, stderr)
 	case "registry":
 		return runRegistry(ctx, args[1:], getenv, stderr)
+	case "dlq":
+		return runDLQ(ctx, args[1:], getenv, stdout, stderr)
 	case "help", "-h", "--help":
 		fmt.Fprint(stdout, usage)
 		return nil

@@ -236,8 +236,8 @@ func (c *Config) Validate() error {
 	return errors.Join(errs...)
 }
 
-// kafkaOpts turns the Kafka settings into franz-go options.
-func (k KafkaConfig) kafkaOpts() ([]kgo.Opt, error) {
+// ClientOptions turns the SASL and TLS settings into franz-go options.
+func (k KafkaConfig) ClientOptions() ([]kgo.Opt, error) {
 	var opts []kgo.Opt
 	switch k.SASLMechanism {
 	case "PLAIN":

@@ -148,7 +148,7 @@ func Start(ctx context.Context, cfg Config) (_ *Process, err error) {
 	}
 	p.regURL = regCfg.URL
 
-	extra, err := cfg.Kafka.kafkaOpts()
+	extra, err := cfg.Kafka.ClientOptions()
 	if err != nil {
 		return nil, err
 	}

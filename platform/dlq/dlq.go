@@ -1,0 +1,206 @@
+// Package dlq reads, summarises and replays dead-letter topics: the
+// `<topic>.dlq` topics where the consumer router puts messages it could not
+// handle, with headers naming their origin and the reason.
+//
+// [Replay] republishes messages to the topic they came from with their
+// original key, value and CloudEvents headers (so the same ce_id), minus the
+// dead-letter headers. Consumers deduplicate by ce_id in their inbox, so a
+// message replayed twice, or replayed after all, has one effect.
+package dlq
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/herald-events/herald/platform/bus"
+	"github.com/herald-events/herald/platform/consumer"
+	"github.com/herald-events/herald/platform/event"
+)
+
+// Suffix is the default dead-letter topic suffix.
+const Suffix = ".dlq"
+
+// HeaderReplayedFrom is added to replayed messages: "<dlq topic>/<partition>@<offset>".
+const HeaderReplayedFrom = "herald_replayed_from"
+
+// Topics lists the dead-letter topics of the cluster whose names start with
+// prefix (a namespace followed by a dot, or "").
+func Topics(ctx context.Context, cl *kgo.Client, prefix string) ([]string, error) {
+	td, err := kadm.NewClient(cl).ListTopics(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("list topics: %w", err)
+	}
+	var out []string
+	for _, t := range td.Sorted() {
+		if strings.HasSuffix(t.Topic, Suffix) && strings.HasPrefix(t.Topic, prefix) {
+			out = append(out, t.Topic)
+		}
+	}
+	return out, nil
+}
+
+// Read returns every message of a topic, from the start to its end as of
+// the call, in partition and offset order.
+func Read(ctx context.Context, seeds []string, extra []kgo.Opt, topic string) ([]*bus.Message, error) {
+	admin, err := kgo.NewClient(append([]kgo.Opt{kgo.SeedBrokers(seeds...)}, extra...)...)
+	if err != nil {
+		return nil, err
+	}
+	ends, err := kadm.NewClient(admin).ListEndOffsets(ctx, topic)
+	admin.Close()
+	if err != nil {
+		return nil, fmt.Errorf("end offsets of %s: %w", topic, err)
+	}
+	if err := ends.Error(); err != nil {
+		return nil, fmt.Errorf("end offsets of %s: %w", topic, err)
+	}
+	want := map[int32]int64{}
+	parts := map[int32]kgo.Offset{}
+	ends.Each(func(o kadm.ListedOffset) {
+		if o.Offset > 0 {
+			want[o.Partition] = o.Offset
+			parts[o.Partition] = kgo.NewOffset().AtStart()
+		}
+	})
+	if len(want) == 0 {
+		return nil, nil
+	}
+	cl, err := kgo.NewClient(append([]kgo.Opt{kgo.SeedBrokers(seeds...),
+		kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{topic: parts})}, extra...)...)
+	if err != nil {
+		return nil, err
+	}
+	defer cl.Close()
+	byPart := map[int32][]*bus.Message{}
+	next := map[int32]int64{}
+	for !reached(next, want) {
+		fs := cl.PollFetches(ctx)
+		if err := ctx.Err(); err != nil {
+			return nil, fmt.Errorf("read %s: %w", topic, err)
+		}
+		var ferr error
+		fs.EachError(func(_ string, _ int32, err error) { ferr = errors.Join(ferr, err) })
+		if ferr != nil {
+			return nil, fmt.Errorf("read %s: %w", topic, ferr)
+		}
+		fs.EachRecord(func(r *kgo.Record) {
+			byPart[r.Partition] = append(byPart[r.Partition], message(r))
+			next[r.Partition] = r.Offset + 1
+		})
+	}
+	var out []*bus.Message
+	for p := int32(0); len(out) < count(byPart); p++ {
+		out = append(out, byPart[p]...)
+	}
+	return out, nil
+}
+
+func reached(next, want map[int32]int64) bool {
+	for p, end := range want {
+		if next[p] < end {
+			return false
+		}
+	}
+	return true
+}
+
+func count(m map[int32][]*bus.Message) int {
+	n := 0
+	for _, v := range m {
+		n += len(v)
+	}
+	return n
+}
+
+func message(r *kgo.Record) *bus.Message {
+	m := &bus.Message{Topic: r.Topic, Key: r.Key, Value: r.Value, Partition: r.Partition, Offset: r.Offset, Timestamp: r.Timestamp}
+	for _, h := range r.Headers {
+		m.Headers = append(m.Headers, bus.Header{Key: h.Key, Value: h.Value})
+	}
+	return m
+}
+
+// Filter selects dead letters; empty fields match everything.
+type Filter struct {
+	// ID matches the ce_id.
+	ID string
+	// Class matches the error class (permanent, retries_exhausted).
+	Class string
+}
+
+// Match reports whether m passes the filter.
+func (f Filter) Match(m *bus.Message) bool {
+	if f.ID != "" {
+		if id, _ := m.Header(event.HeaderID); id != f.ID {
+			return false
+		}
+	}
+	if f.Class != "" {
+		if c, _ := m.Header(consumer.HeaderDLQClass); c != f.Class {
+			return false
+		}
+	}
+	return true
+}
+
+// Summary describes one dead-letter topic.
+type Summary struct {
+	Topic string
+	Count int
+	// Newest are up to three of the newest reasons, newest first, as
+	// "class: error".
+	Newest []string
+}
+
+// Summarize counts the messages and collects the newest reasons.
+func Summarize(topic string, msgs []*bus.Message) Summary {
+	s := Summary{Topic: topic, Count: len(msgs)}
+	sorted := append([]*bus.Message(nil), msgs...)
+	// Newest first by broker timestamp.
+	for i := 1; i < len(sorted); i++ {
+		for j := i; j > 0 && sorted[j].Timestamp.After(sorted[j-1].Timestamp); j-- {
+			sorted[j], sorted[j-1] = sorted[j-1], sorted[j]
+		}
+	}
+	for _, m := range sorted[:min(3, len(sorted))] {
+		class, _ := m.Header(consumer.HeaderDLQClass)
+		reason, _ := m.Header(consumer.HeaderDLQError)
+		if len(reason) > 200 {
+			reason = reason[:200] + "…"
+		}
+		s.Newest = append(s.Newest, class+": "+reason)
+	}
+	return s
+}
+
+// Replay republishes the messages that pass filter to the topic each came
+// from, one at a time, and returns how many it sent.
+func Replay(ctx context.Context, pub bus.Publisher, msgs []*bus.Message, filter Filter) (int, error) {
+	n := 0
+	for _, m := range msgs {
+		if !filter.Match(m) {
+			continue
+		}
+		origin, _ := m.Header(consumer.HeaderDLQTopic)
+		if origin == "" {
+			return n, fmt.Errorf("dead letter %s has no %s header", m, consumer.HeaderDLQTopic)
+		}
+		out := &bus.Message{Topic: origin, Key: m.Key, Value: m.Value}
+		for _, h := range m.Headers {
+			if !strings.HasPrefix(h.Key, "herald_dlq_") && h.Key != HeaderReplayedFrom {
+				out.Headers = append(out.Headers, h)
+			}
+		}
+		out.SetHeader(HeaderReplayedFrom, m.String())
+		if err := pub.Publish(ctx, out); err != nil {
+			return n, fmt.Errorf("replay %s to %s: %w", m, origin, err)
+		}
+		n++
+	}
+	return n, nil
+}
