@@ -51,6 +51,10 @@ test-integration: ## Run the tests against real Kafka, Apicurio and PostgreSQL (
 test-short: ## Run the fast tests only
 	go test -short -count=1 ./...
 
+.PHONY: bench
+bench: ## Run the benchmarks (side-by-side comparisons in one run)
+	go test -run '^$$' -bench . -benchmem ./...
+
 .PHONY: schema-gate
 schema-gate: ## Seed an embedded registry from the previous commit and run herald schema check against it
 	scripts/schema-gate.sh

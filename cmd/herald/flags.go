@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"strings"
+	"time"
 
 	"github.com/herald-events/herald/internal/server"
 	"github.com/herald-events/herald/platform/schema"
@@ -66,6 +67,7 @@ func (f *flags) process(embedded bool) {
 	f.fs.StringVar(&f.cfg.GRPCTLSKey, "grpc-tls-key", "", "PEM private key file for --grpc-tls-cert")
 	f.fs.Var(listFlag{&f.cfg.Services}, "services", "comma-separated services to run (default: "+strings.Join(server.KnownServices(), ",")+")")
 	f.fs.IntVar(&f.parts, "partitions", 3, "partitions of each topic created")
+	f.fs.DurationVar(&f.cfg.ShutdownGrace, "shutdown-grace", 10*time.Second, "how long consumers finish the messages they hold after SIGTERM")
 	f.fs.StringVar(&f.level, "log-level", "info", "debug, info, warn or error")
 	if embedded {
 		f.fs.StringVar(&f.cfg.DataDir, "data-dir", ".herald", "directory for the broker log, registry state and SQLite files")

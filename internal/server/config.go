@@ -16,6 +16,7 @@ import (
 	"regexp"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/sasl/plain"
@@ -108,6 +109,9 @@ type Config struct {
 	// Default false: schemas come from `herald schema register`, and a
 	// missing subject stops the start. herald dev always registers.
 	AutoRegister bool
+	// ShutdownGrace bounds how long consumers finish the messages they hold
+	// after a stop signal. Default 10s.
+	ShutdownGrace time.Duration
 	// Logger defaults to [slog.Default].
 	Logger *slog.Logger
 	// Hooks inject faults in tests; nil in production.
@@ -147,6 +151,9 @@ func (c *Config) SetDefaults() {
 	}
 	if c.SubjectStrategy == "" {
 		c.SubjectStrategy = schema.TopicName
+	}
+	if c.ShutdownGrace <= 0 {
+		c.ShutdownGrace = 10 * time.Second
 	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()

@@ -3,6 +3,8 @@ package server_test
 import (
 	"io"
 	"net/http"
+	"os"
+	"os/exec"
 	"strings"
 	"testing"
 	"time"
@@ -132,11 +134,27 @@ func TestSagaEndToEnd(t *testing.T) {
 			`herald_grpc_requests_total{code="OK",method="/herald.orders.v1.OrderService/CreateOrder"} 3`,
 			`herald_outbox_pending{service="orders"} 0`,
 			`herald_outbox_pending{service="inventory"} 0`,
+			`herald_event_latency_seconds_count{group="` + s.group("herald-inventory") + `",type="herald.orders.v1.OrderCreated"} 3`,
+			`herald_handler_duration_seconds_count{group="` + s.group("herald-orders") + `",type="herald.inventory.v1.InventoryDeducted"} 1`,
+			`herald_consumer_lag{group="` + s.group("herald-inventory") + `",partition=`,
 			"go_goroutines",
 		} {
 			if !strings.Contains(text, want) {
 				t.Errorf("/metrics lacks %s", want)
 			}
+		}
+		promtool, err := exec.LookPath("promtool")
+		if err != nil {
+			if os.Getenv("CI") != "" {
+				t.Fatal("promtool is not installed; CI installs it (Debian package prometheus)")
+			}
+			t.Log("promtool not installed; exposition format not checked")
+			return
+		}
+		cmd := exec.Command(promtool, "check", "metrics")
+		cmd.Stdin = strings.NewReader(text)
+		if out, err := cmd.CombinedOutput(); err != nil {
+			t.Fatalf("promtool check metrics: %v\n%s", err, out)
 		}
 	})
 

@@ -318,7 +318,7 @@ func (p *Process) newService(ctx context.Context, name string, codec *schema.Cod
 
 func (p *Process) run() {
 	p.runCtx, p.stop = context.WithCancel(context.Background())
-	sub, err := kafkabus.NewSubscriber(p.kopts...)
+	sub, err := kafkabus.NewSubscriber(append(p.kopts, kafkabus.Metrics(p.metrics), kafkabus.ShutdownGrace(p.cfg.ShutdownGrace))...)
 	g, gctx := errgroup.WithContext(p.runCtx)
 	if err != nil {
 		g.Go(func() error { return err })
