@@ -22,7 +22,9 @@ func TestDLQCommands(t *testing.T) {
 	defer cancel()
 	p, err := server.Start(ctx, server.Config{
 		DataDir: t.TempDir(), Embedded: true, GRPCAddr: "127.0.0.1:0", KafkaAddr: "127.0.0.1:0", RegistryAddr: "127.0.0.1:0",
-		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
+		// One consumer group of herald.orders.v1, so one dead letter per poison record.
+		Services: []string{"orders", "inventory"},
+		Logger:   slog.New(slog.NewTextHandler(io.Discard, nil)),
 	})
 	if err != nil {
 		t.Fatal(err)

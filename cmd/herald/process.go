@@ -8,8 +8,10 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/herald-events/herald/internal/server"
+	"github.com/herald-events/herald/platform/observe"
 )
 
 // runProcess runs `herald dev` (embedded) or `herald serve`.
@@ -33,6 +35,16 @@ func runProcess(ctx context.Context, embedded bool, args []string, getenv func(s
 	cfg := f.cfg
 	cfg.Embedded = embedded
 	cfg.Logger = log
+	tracing, shutdownTracing, err := observe.NewTracing(ctx, "herald", getenv)
+	if err != nil {
+		return &usageError{err}
+	}
+	defer func() {
+		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_ = shutdownTracing(sctx)
+	}()
+	cfg.Tracing = tracing
 	cfg.SetDefaults()
 	if err := cfg.Validate(); err != nil {
 		return &usageError{err}

@@ -22,6 +22,7 @@ import (
 	"github.com/twmb/franz-go/pkg/sasl/plain"
 	"github.com/twmb/franz-go/pkg/sasl/scram"
 
+	"github.com/herald-events/herald/platform/observe"
 	"github.com/herald-events/herald/platform/schema"
 )
 
@@ -109,6 +110,9 @@ type Config struct {
 	// Default false: schemas come from `herald schema register`, and a
 	// missing subject stops the start. herald dev always registers.
 	AutoRegister bool
+	// Tracing is the process's OpenTelemetry setup (see
+	// observe.NewTracing). Default: spans and propagation, no export.
+	Tracing *observe.Tracing
 	// ShutdownGrace bounds how long consumers finish the messages they hold
 	// after a stop signal. Default 10s.
 	ShutdownGrace time.Duration
@@ -151,6 +155,9 @@ func (c *Config) SetDefaults() {
 	}
 	if c.SubjectStrategy == "" {
 		c.SubjectStrategy = schema.TopicName
+	}
+	if c.Tracing == nil {
+		c.Tracing = observe.LocalTracing()
 	}
 	if c.ShutdownGrace <= 0 {
 		c.ShutdownGrace = 10 * time.Second

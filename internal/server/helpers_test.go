@@ -77,16 +77,24 @@ func (w testWriter) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
-// startProcess starts herald on the embedded stack in dir, on free ports.
+// startProcess starts herald on the embedded stack in dir, on free ports
+// (or on the real stack when its addresses are in the environment).
 func startProcess(t *testing.T, dir string, hooks *server.Hooks) *stack {
+	t.Helper()
+	return startProcessWith(t, dir, func(c *server.Config) { c.Hooks = hooks })
+}
+
+// startProcessWith is startProcess with a hook to adjust the configuration.
+func startProcessWith(t *testing.T, dir string, adjust func(*server.Config)) *stack {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	cfg := server.Config{
 		DataDir: dir, Embedded: true,
 		GRPCAddr: "127.0.0.1:0", HTTPAddr: "127.0.0.1:0", KafkaAddr: "127.0.0.1:0", RegistryAddr: "127.0.0.1:0",
-		Logger: testLogger(t), Hooks: hooks,
+		Logger: testLogger(t),
 	}
+	adjust(&cfg)
 	if real, ok := realStack(); ok {
 		cfg.Embedded = false
 		cfg.Kafka, cfg.Registry, cfg.DatabaseURL = real.Kafka, real.Registry, real.DatabaseURL

@@ -204,7 +204,7 @@ func Start(ctx context.Context, cfg Config) (_ *Process, err error) {
 		gopts = append(gopts, grpc.Creds(creds))
 	}
 	p.metrics = observe.New()
-	p.grpc, p.health = grpcx.NewServer(p.log, p.metrics, gopts...)
+	p.grpc, p.health = grpcx.NewServer(p.log, p.metrics, cfg.Tracing, gopts...)
 	for _, name := range cfg.Services {
 		svc, err := p.newService(ctx, name, codec, dlq)
 		if err != nil {
@@ -212,8 +212,10 @@ func Start(ctx context.Context, cfg Config) (_ *Process, err error) {
 		}
 		svc.RegisterGRPC(p.grpc)
 		p.services = append(p.services, svc)
-		p.metrics.GaugeFunc("herald_outbox_pending", "Outbox rows not yet published.",
-			prometheus.Labels{"service": name}, pendingOf(svc.Outbox()))
+		if ob := svc.Outbox(); ob != nil { // services that publish nothing have no outbox
+			p.metrics.GaugeFunc("herald_outbox_pending", "Outbox rows not yet published.",
+				prometheus.Labels{"service": name}, pendingOf(ob))
+		}
 	}
 	if cfg.HTTPAddr != "" {
 		if err := p.serveHTTP(cfg.HTTPAddr); err != nil {
@@ -308,17 +310,19 @@ func (p *Process) newService(ctx context.Context, name string, codec *schema.Cod
 	switch name {
 	case orders.Name:
 		return orders.New(ctx, orders.Deps{DB: db, Codec: codec, Publisher: pub, DeadLetter: dlq, Logger: log,
-			Namespace: ns, Metrics: p.metrics, OutboxBeforeMark: beforeMark})
+			Namespace: ns, Metrics: p.metrics, Tracing: p.cfg.Tracing, OutboxBeforeMark: beforeMark})
 	case inventory.Name:
 		return inventory.New(ctx, inventory.Deps{DB: db, Codec: codec, Publisher: pub, DeadLetter: dlq, Logger: log,
-			Namespace: ns, Metrics: p.metrics})
+			Namespace: ns, Metrics: p.metrics, Tracing: p.cfg.Tracing})
 	}
 	return nil, fmt.Errorf("unknown service %q", name)
 }
 
 func (p *Process) run() {
 	p.runCtx, p.stop = context.WithCancel(context.Background())
-	sub, err := kafkabus.NewSubscriber(append(p.kopts, kafkabus.Metrics(p.metrics), kafkabus.ShutdownGrace(p.cfg.ShutdownGrace))...)
+	// Consumers commit their offsets and dead letters in one transaction.
+	sub, err := kafkabus.NewSubscriber(append(p.kopts, kafkabus.Metrics(p.metrics), kafkabus.ShutdownGrace(p.cfg.ShutdownGrace),
+		kafkabus.GroupTransactions(event.Namespaced(p.cfg.Namespace, "herald-consumer-")))...)
 	g, gctx := errgroup.WithContext(p.runCtx)
 	if err != nil {
 		g.Go(func() error { return err })

@@ -104,3 +104,19 @@ type Subscriber interface {
 
 // ErrClosed is returned by a publisher used after Close.
 var ErrClosed = errors.New("bus: closed")
+
+type deliveryKey struct{}
+
+// WithDeliveryPublisher returns ctx carrying a publisher bound to the
+// delivery in progress: on a backend with transactions, what it publishes
+// commits or aborts together with the consumed offsets. Subscribers set it;
+// handlers that publish on the bus (dead-lettering) prefer it.
+func WithDeliveryPublisher(ctx context.Context, p Publisher) context.Context {
+	return context.WithValue(ctx, deliveryKey{}, p)
+}
+
+// DeliveryPublisher returns the publisher set by [WithDeliveryPublisher].
+func DeliveryPublisher(ctx context.Context) (Publisher, bool) {
+	p, ok := ctx.Value(deliveryKey{}).(Publisher)
+	return p, ok
+}

@@ -18,6 +18,9 @@ import (
 	"slices"
 	"time"
 
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/trace"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/reflect/protoreflect"
 
@@ -25,7 +28,6 @@ import (
 	"github.com/herald-events/herald/platform/event"
 	"github.com/herald-events/herald/platform/observe"
 	"github.com/herald-events/herald/platform/schema"
-	"github.com/herald-events/herald/platform/tracectx"
 )
 
 // Decoder reads a framed value; [schema.Codec] is one.
@@ -98,6 +100,9 @@ type Config struct {
 	Logger *slog.Logger
 	// Metrics counts handled messages; nil records nothing.
 	Metrics *observe.Metrics
+	// Tracing continues each event's trace in a consumer span around its
+	// handler. Default [observe.LocalTracing].
+	Tracing *observe.Tracing
 }
 
 // Router dispatches events of its topics to typed handlers.
@@ -126,6 +131,9 @@ func NewRouter(cfg Config) (*Router, error) {
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
+	}
+	if cfg.Tracing == nil {
+		cfg.Tracing = observe.LocalTracing()
 	}
 	cfg.Group = event.Namespaced(cfg.Namespace, cfg.Group)
 	return &Router{cfg: cfg, handlers: map[protoreflect.FullName]Handler{}}, nil
@@ -226,10 +234,14 @@ func (r *Router) dispatch(ctx context.Context, m *bus.Message) error {
 		// types it cares about and passes over the rest.
 		return nil
 	}
-	if sc, err := tracectx.Parse(ev.TraceParent); err == nil {
-		ctx = tracectx.With(ctx, sc)
-	}
+	ctx, span := r.cfg.Tracing.Tracer("herald/consumer").Start(r.cfg.Tracing.Extract(ctx, ev.TraceParent), "handle "+ev.Type,
+		trace.WithSpanKind(trace.SpanKindConsumer), trace.WithAttributes(
+			attribute.String("messaging.system", "kafka"), attribute.String("messaging.destination.name", m.Topic),
+			attribute.String("messaging.consumer.group.name", r.cfg.Group), attribute.String("cloudevents.event_id", ev.ID)))
+	defer span.End()
 	if err := h(ctx, ev); err != nil {
+		span.RecordError(err)
+		span.SetStatus(codes.Error, err.Error())
 		return err
 	}
 	result := observe.ResultOK

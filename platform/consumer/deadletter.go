@@ -31,7 +31,9 @@ const (
 	ClassExhausted = "retries_exhausted"
 )
 
-// DeadLetter publishes a message whose handler failed to topic+suffix, with
+// DeadLetter publishes a message whose handler failed to topic+suffix (through
+// the delivery's own publisher when the subscriber provides one, see
+// [bus.WithDeliveryPublisher], else through pub), with
 // headers naming where it came from and why, and acknowledges it so the
 // consumer moves on; metrics (nil records nothing) counts it. A failure while shutting down is returned untouched (the
 // message is redelivered later); so is a failed dead-letter publish.
@@ -61,7 +63,13 @@ func DeadLetter(pub bus.Publisher, group, suffix string, log *slog.Logger, metri
 			dl.SetHeader(HeaderDLQError, err.Error())
 			dl.SetHeader(HeaderDLQAttempts, strconv.Itoa(attempts))
 			dl.SetHeader(HeaderDLQTime, time.Now().UTC().Format(time.RFC3339Nano))
-			if perr := pub.Publish(ctx, dl); perr != nil {
+			target := pub
+			if tx, ok := bus.DeliveryPublisher(ctx); ok {
+				// Kafka: the dead letter and the offset commit are one
+				// transaction.
+				target = tx
+			}
+			if perr := target.Publish(ctx, dl); perr != nil {
 				return fmt.Errorf("dead-letter %s: %w (handler error: %v)", m, perr, err)
 			}
 			typ, _ := m.Header(event.HeaderType)

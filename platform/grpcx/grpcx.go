@@ -1,5 +1,6 @@
-// Package grpcx builds herald's gRPC servers: health and reflection on, a
-// trace context taken from the traceparent metadata, panics recovered, and
+// Package grpcx builds herald's gRPC servers: health and reflection on, an
+// OpenTelemetry server span per call continuing the caller's traceparent,
+// panics recovered, and
 // every error mapped to a status code by [Status], the one place where
 // application errors become gRPC codes.
 package grpcx
@@ -11,18 +12,17 @@ import (
 	"runtime/debug"
 	"time"
 
+	"go.opentelemetry.io/contrib/instrumentation/google.golang.org/grpc/otelgrpc"
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
-	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/reflection"
 	"google.golang.org/grpc/status"
 
 	"github.com/herald-events/herald/platform/apperr"
 	"github.com/herald-events/herald/platform/observe"
-	"github.com/herald-events/herald/platform/tracectx"
 )
 
 // Status maps err to a gRPC status:
@@ -72,21 +72,12 @@ func Status(err error) *status.Status {
 	return status.New(codes.Internal, "internal error")
 }
 
-// UnaryInterceptor recovers panics, puts the caller's trace context (or a
-// new one) in the context, maps errors with [Status], counts and times each
-// call in m (which may be nil) and logs it.
+// UnaryInterceptor recovers panics, maps errors with [Status], counts and
+// times each call in m (which may be nil) and logs it with the call's
+// context (and so its trace and span ids).
 func UnaryInterceptor(log *slog.Logger, m *observe.Metrics) grpc.UnaryServerInterceptor {
 	return func(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (resp any, err error) {
 		start := time.Now()
-		sc := tracectx.New()
-		if md, ok := metadata.FromIncomingContext(ctx); ok {
-			if v := md.Get("traceparent"); len(v) > 0 {
-				if parent, perr := tracectx.Parse(v[0]); perr == nil {
-					sc = parent.Child()
-				}
-			}
-		}
-		ctx = tracectx.With(ctx, sc)
 		defer func() {
 			if r := recover(); r != nil {
 				log.Error("grpc handler panic", "method", info.FullMethod, "panic", r, "stack", string(debug.Stack()))
@@ -101,7 +92,7 @@ func UnaryInterceptor(log *slog.Logger, m *observe.Metrics) grpc.UnaryServerInte
 			level = slog.LevelError
 		}
 		log.Log(ctx, level, "grpc call", "method", info.FullMethod, "code", st.Code().String(),
-			"duration", time.Since(start), "trace_id", sc.TraceIDString(), "err", err)
+			"duration", time.Since(start), "err", err)
 		if err != nil {
 			return nil, st.Err()
 		}
@@ -110,9 +101,16 @@ func UnaryInterceptor(log *slog.Logger, m *observe.Metrics) grpc.UnaryServerInte
 }
 
 // NewServer returns a gRPC server with the interceptor, server reflection
-// and the standard health service. m may be nil.
-func NewServer(log *slog.Logger, m *observe.Metrics, opts ...grpc.ServerOption) (*grpc.Server, *health.Server) {
-	opts = append([]grpc.ServerOption{grpc.ChainUnaryInterceptor(UnaryInterceptor(log, m))}, opts...)
+// and the standard health service. Each call gets a server span that
+// continues the caller's traceparent. m and t may be nil.
+func NewServer(log *slog.Logger, m *observe.Metrics, t *observe.Tracing, opts ...grpc.ServerOption) (*grpc.Server, *health.Server) {
+	if t == nil {
+		t = observe.LocalTracing()
+	}
+	opts = append([]grpc.ServerOption{
+		grpc.StatsHandler(otelgrpc.NewServerHandler(otelgrpc.WithTracerProvider(t.Provider), otelgrpc.WithPropagators(t.Propagator))),
+		grpc.ChainUnaryInterceptor(UnaryInterceptor(log, m)),
+	}, opts...)
 	s := grpc.NewServer(opts...)
 	hs := health.NewServer()
 	healthpb.RegisterHealthServer(s, hs)

@@ -22,6 +22,8 @@ import (
 	"strings"
 	"time"
 
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/trace"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/reflect/protoreflect"
 	"google.golang.org/protobuf/reflect/protoregistry"
@@ -30,7 +32,6 @@ import (
 	"github.com/herald-events/herald/platform/event"
 	"github.com/herald-events/herald/platform/observe"
 	"github.com/herald-events/herald/platform/sqldb"
-	"github.com/herald-events/herald/platform/tracectx"
 )
 
 // Encoder frames an event value for a topic; [schema.Codec] is one.
@@ -89,6 +90,9 @@ type Config struct {
 	Logger *slog.Logger
 	// Metrics counts published events; nil records nothing.
 	Metrics *observe.Metrics
+	// Tracing traces adds and publishes and carries the trace in the
+	// traceparent header. Default [observe.LocalTracing].
+	Tracing *observe.Tracing
 	// BeforeMark, when set, runs after a batch is published and before it
 	// is marked sent; an error stops Run as a crash at that point would.
 	// It exists for fault-injection tests.
@@ -97,8 +101,9 @@ type Config struct {
 
 // Outbox writes events in business transactions and relays them to the bus.
 type Outbox struct {
-	cfg  Config
-	wake chan struct{}
+	cfg    Config
+	wake   chan struct{}
+	tracer trace.Tracer
 }
 
 // New returns an outbox; Validate errors are returned as is.
@@ -121,7 +126,10 @@ func New(cfg Config) (*Outbox, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
-	return &Outbox{cfg: cfg, wake: make(chan struct{}, 1)}, nil
+	if cfg.Tracing == nil {
+		cfg.Tracing = observe.LocalTracing()
+	}
+	return &Outbox{cfg: cfg, wake: make(chan struct{}, 1), tracer: cfg.Tracing.Tracer("herald/outbox")}, nil
 }
 
 const timeLayout = time.RFC3339Nano
@@ -137,7 +145,10 @@ func (o *Outbox) Add(ctx context.Context, tx *sqldb.Tx, msg proto.Message) (*eve
 	if err != nil {
 		return nil, err
 	}
-	env.TraceParent = tracectx.ChildOf(ctx).String()
+	ctx, span := o.tracer.Start(ctx, "outbox.add "+env.Type(), trace.WithAttributes(
+		attribute.String("cloudevents.event_id", env.ID), attribute.String("messaging.destination.name", route.Topic)))
+	defer span.End()
+	env.TraceParent = o.cfg.Tracing.Inject(ctx)
 	payload, err := proto.MarshalOptions{Deterministic: true}.Marshal(msg)
 	if err != nil {
 		return nil, fmt.Errorf("outbox add %s: %w", env.Type(), err)
@@ -244,10 +255,26 @@ func (o *Outbox) relayOnce(ctx context.Context) (int, error) {
 	}
 	msgs := make([]*bus.Message, 0, len(rows))
 	ids := make([]int64, 0, len(rows))
+	spans := make([]trace.Span, 0, len(rows))
+	defer func() {
+		for _, sp := range spans {
+			sp.End()
+		}
+	}()
 	for _, r := range rows {
 		m, err := o.toMessage(r)
 		if err != nil {
 			return 0, err
+		}
+		// The publish span continues the trace of the add; consumers
+		// continue the publish span.
+		sctx, span := o.tracer.Start(o.cfg.Tracing.Extract(ctx, r.traceparent), "publish "+m.Topic,
+			trace.WithSpanKind(trace.SpanKindProducer), trace.WithAttributes(
+				attribute.String("messaging.system", "kafka"), attribute.String("messaging.destination.name", m.Topic),
+				attribute.String("cloudevents.event_id", r.eventID), attribute.String("cloudevents.event_type", r.typ)))
+		spans = append(spans, span)
+		if tp := o.cfg.Tracing.Inject(sctx); tp != "" {
+			m.SetHeader(event.HeaderTraceParent, tp)
 		}
 		msgs = append(msgs, m)
 		ids = append(ids, r.id)

@@ -38,6 +38,8 @@ type Deps struct {
 	Namespace string
 	// Metrics may be nil.
 	Metrics *observe.Metrics
+	// Tracing may be nil.
+	Tracing *observe.Tracing
 }
 
 // Service is a running inventory service.
@@ -53,12 +55,12 @@ func New(ctx context.Context, d Deps) (*Service, error) {
 	if err != nil {
 		return nil, fmt.Errorf("inventory store: %w", err)
 	}
-	ob, err := outbox.New(outbox.Config{DB: d.DB, Source: "herald/" + Name, Publisher: d.Publisher, Encoder: d.Codec, Namespace: d.Namespace, Metrics: d.Metrics, Logger: d.Logger})
+	ob, err := outbox.New(outbox.Config{DB: d.DB, Source: "herald/" + Name, Publisher: d.Publisher, Encoder: d.Codec, Namespace: d.Namespace, Metrics: d.Metrics, Tracing: d.Tracing, Logger: d.Logger})
 	if err != nil {
 		return nil, err
 	}
 	a := app.New(store, ob)
-	router, err := consumer.NewRouter(consumer.Config{Group: "herald-" + Name, Namespace: d.Namespace, Metrics: d.Metrics, Decoder: d.Codec, DeadLetter: d.DeadLetter, Logger: d.Logger})
+	router, err := consumer.NewRouter(consumer.Config{Group: "herald-" + Name, Namespace: d.Namespace, Metrics: d.Metrics, Tracing: d.Tracing, Decoder: d.Codec, DeadLetter: d.DeadLetter, Logger: d.Logger})
 	if err != nil {
 		return nil, err
 	}

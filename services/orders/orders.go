@@ -41,6 +41,8 @@ type Deps struct {
 	Namespace string
 	// Metrics may be nil.
 	Metrics *observe.Metrics
+	// Tracing may be nil.
+	Tracing *observe.Tracing
 	// OutboxBeforeMark is a fault-injection hook; see outbox.Config.
 	OutboxBeforeMark func(ids []int64) error
 }
@@ -60,14 +62,14 @@ func New(ctx context.Context, d Deps) (*Service, error) {
 		return nil, fmt.Errorf("orders store: %w", err)
 	}
 	ob, err := outbox.New(outbox.Config{
-		DB: d.DB, Source: "herald/" + Name, Publisher: d.Publisher, Encoder: d.Codec, Namespace: d.Namespace, Metrics: d.Metrics,
+		DB: d.DB, Source: "herald/" + Name, Publisher: d.Publisher, Encoder: d.Codec, Namespace: d.Namespace, Metrics: d.Metrics, Tracing: d.Tracing,
 		Logger: d.Logger, BeforeMark: d.OutboxBeforeMark,
 	})
 	if err != nil {
 		return nil, err
 	}
 	a := app.New(store, ob)
-	router, err := consumer.NewRouter(consumer.Config{Group: "herald-" + Name, Namespace: d.Namespace, Metrics: d.Metrics, Decoder: d.Codec, DeadLetter: d.DeadLetter, Logger: d.Logger})
+	router, err := consumer.NewRouter(consumer.Config{Group: "herald-" + Name, Namespace: d.Namespace, Metrics: d.Metrics, Tracing: d.Tracing, Decoder: d.Codec, DeadLetter: d.DeadLetter, Logger: d.Logger})
 	if err != nil {
 		return nil, err
 	}

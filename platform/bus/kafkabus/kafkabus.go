@@ -10,6 +10,7 @@ package kafkabus
 
 import (
 	"context"
+	"crypto/rand"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -39,6 +40,7 @@ type config struct {
 	commitAwait time.Duration
 	keyWorkers  int
 	grace       time.Duration
+	groupTxnID  string
 	metrics     *observe.Metrics
 }
 
@@ -104,6 +106,18 @@ func KeyConcurrency(n int) Option { return func(c *config) { c.keyWorkers = max(
 // the next consumer (and their finished neighbours with them), which the
 // inbox makes harmless.
 func ShutdownGrace(d time.Duration) Option { return func(c *config) { c.grace = d } }
+
+// GroupTransactions makes a subscriber consume in Kafka transactions
+// (franz-go's GroupTransactSession). Each Run gets the transactional id
+// "<prefix><group>-<random>", unique per consumer instance as the group
+// protocol (KIP-447) allows; after a crash, the transaction the dead instance
+// left open holds read-committed readers back until the transaction timeout
+// (40s). Each poll is one transaction: the
+// offsets of the poll and whatever handlers publish through
+// [bus.DeliveryPublisher] (dead letters) commit together, or not at all —
+// a rebalance or a poll that was not fully handled aborts, and the records
+// come again. Default off: offsets are committed on their own.
+func GroupTransactions(prefix string) Option { return func(c *config) { c.groupTxnID = prefix } }
 
 // Metrics reports consumer lag per group and partition to m. Default none.
 func Metrics(m *observe.Metrics) Option { return func(c *config) { c.metrics = m } }
@@ -307,17 +321,39 @@ func (s *Subscriber) Run(ctx context.Context, group string, topics []string, h b
 		kgo.ConsumeTopics(topics...),
 		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
 		kgo.DisableAutoCommit(),
-		kgo.BlockRebalanceOnPoll(),
 		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
 		kgo.WithLogger(kgoLogger{s.cfg.logger}),
 	}
-	opts = append(opts, s.cfg.extra...)
-	cl, err := kgo.NewClient(opts...)
+	var (
+		poller interface {
+			PollRecords(context.Context, int) kgo.Fetches
+		}
+		sess *kgo.GroupTransactSession
+		cl   *kgo.Client
+		err  error
+	)
+	if s.cfg.groupTxnID != "" {
+		var suffix [6]byte
+		_, _ = rand.Read(suffix[:])
+		txnID := fmt.Sprintf("%s%s-%x", s.cfg.groupTxnID, group, suffix)
+		opts = append(opts, kgo.TransactionalID(txnID), kgo.TransactionTimeout(s.cfg.txnTimeout),
+			kgo.RequiredAcks(kgo.AllISRAcks()))
+		sess, err = kgo.NewGroupTransactSession(append(opts, s.cfg.extra...)...)
+		if err == nil {
+			cl, poller = sess.Client(), sess
+			defer sess.Close()
+		}
+	} else {
+		cl, err = kgo.NewClient(append(append(opts, kgo.BlockRebalanceOnPoll()), s.cfg.extra...)...)
+		if err == nil {
+			poller = cl
+			defer cl.Close()
+		}
+	}
 	if err != nil {
 		return fmt.Errorf("kafka consumer %s: %w", group, err)
 	}
-	defer cl.Close()
-	log.Info("consumer started", "topics", topics)
+	log.Info("consumer started", "topics", topics, "transactional", sess != nil)
 
 	// Handlers get a context that outlives ctx by the grace period, so a
 	// shutdown finishes the poll in hand instead of abandoning it.
@@ -328,9 +364,13 @@ func (s *Subscriber) Run(ctx context.Context, group string, topics []string, h b
 		context.AfterFunc(hctx, func() { t.Stop() })
 	})
 	defer stop()
+	dctx := hctx
+	if sess != nil {
+		dctx = bus.WithDeliveryPublisher(hctx, &sessionPublisher{cl: cl})
+	}
 
 	for {
-		fetches := cl.PollRecords(ctx, s.cfg.maxPoll)
+		fetches := poller.PollRecords(ctx, s.cfg.maxPoll)
 		if fetches.IsClientClosed() {
 			return nil
 		}
@@ -339,42 +379,89 @@ func (s *Subscriber) Run(ctx context.Context, group string, topics []string, h b
 				log.Warn("fetch error", "topic", t, "partition", p, "err", err)
 			}
 		})
+		if sess != nil && fetches.NumRecords() > 0 {
+			if err := sess.Begin(); err != nil {
+				return fmt.Errorf("kafka consumer %s: begin transaction: %w", group, err)
+			}
+		}
 		var (
-			mu   sync.Mutex
-			done []*kgo.Record
-			sem  = make(chan struct{}, s.cfg.keyWorkers)
-			wg   sync.WaitGroup
+			mu       sync.Mutex
+			done     []*kgo.Record
+			complete = true
+			sem      = make(chan struct{}, s.cfg.keyWorkers)
+			wg       sync.WaitGroup
 		)
 		fetches.EachPartition(func(p kgo.FetchTopicPartition) {
 			if len(p.Records) == 0 {
 				return
 			}
 			wg.Go(func() {
-				if last := s.handlePartition(hctx, log, p.Records, h, sem); last != nil {
-					mu.Lock()
+				last := s.handlePartition(dctx, log, p.Records, h, sem)
+				mu.Lock()
+				defer mu.Unlock()
+				if last != p.Records[len(p.Records)-1] {
+					complete = false
+				}
+				if last != nil {
 					done = append(done, last)
-					mu.Unlock()
 					s.cfg.metrics.Lag(group, p.Topic, p.Partition, p.LastStableOffset-(last.Offset+1))
 				}
 			})
 		})
 		wg.Wait()
-		if len(done) > 0 {
-			cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.cfg.commitAwait)
+		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.cfg.commitAwait+s.cfg.txnTimeout)
+		switch {
+		case sess != nil && fetches.NumRecords() > 0:
+			// A transaction commits every polled offset, so only a fully
+			// handled poll may commit; anything else aborts and the
+			// records come again (the inbox drops what was applied).
+			action := kgo.TryCommit
+			if !complete {
+				action = kgo.TryAbort
+			}
+			committed, err := sess.End(cctx, action)
+			if err != nil {
+				log.Warn("end consumer transaction", "err", err)
+			} else if !committed && complete {
+				log.Info("consumer transaction aborted by a rebalance; records will be redelivered")
+			}
+		case sess == nil && len(done) > 0:
 			if err := cl.CommitRecords(cctx, done...); err != nil {
 				// Not fatal: the records are redelivered and the inbox
 				// makes their second delivery a no-op.
 				log.Warn("commit offsets", "err", err)
 			}
-			cancel()
 		}
-		cl.AllowRebalance()
-		if ctx.Err() != nil {
+		cancel()
+		if sess == nil {
+			cl.AllowRebalance()
+		}
+		if ctx.Err() != nil || (sess != nil && !complete) {
 			log.Info("consumer stopped")
 			return nil
 		}
 	}
 }
+
+// sessionPublisher publishes inside the consumer's open transaction.
+type sessionPublisher struct{ cl *kgo.Client }
+
+func (p *sessionPublisher) Publish(ctx context.Context, msgs ...*bus.Message) error {
+	recs := make([]*kgo.Record, len(msgs))
+	for i, m := range msgs {
+		recs[i] = toRecord(m)
+	}
+	if err := p.cl.ProduceSync(ctx, recs...).FirstErr(); err != nil {
+		return fmt.Errorf("produce %d records in the consumer transaction: %w", len(recs), err)
+	}
+	return nil
+}
+
+func (p *sessionPublisher) Capabilities() bus.Capabilities {
+	return bus.Capabilities{AtomicBatches: true, OrderedByKey: true, Partitions: true}
+}
+
+func (p *sessionPublisher) Close() error { return nil }
 
 // handlePartition handles one partition's records: one goroutine per key,
 // at most cap(sem) at once, each key in offset order. It returns the last

@@ -105,6 +105,15 @@ func TestKeysInOrderAndConcurrent(t *testing.T) {
 // is in the middle of a poll; a second subscriber of the group picks up
 // the rest. Every message is handled exactly once.
 func TestShutdownMidBatchLosesAndRepeatsNothing(t *testing.T) {
+	for _, mode := range []struct {
+		name string
+		opts []kafkabus.Option
+	}{{"offset commits", nil}, {"group transactions", []kafkabus.Option{kafkabus.GroupTransactions("shutdown-test")}}} {
+		t.Run(mode.name, func(t *testing.T) { testShutdown(t, mode.opts) })
+	}
+}
+
+func testShutdown(t *testing.T, modeOpts []kafkabus.Option) {
 	seeds := cluster(t, "t", 5, 60)
 	var (
 		mu    sync.Mutex
@@ -122,8 +131,8 @@ func TestShutdownMidBatchLosesAndRepeatsNothing(t *testing.T) {
 		}
 	}
 	run := func(ctx context.Context, h bus.Handler) chan error {
-		sub, err := kafkabus.NewSubscriber(kafkabus.Seeds(seeds...), kafkabus.Logger(quiet()),
-			kafkabus.MaxPollRecords(100), kafkabus.ShutdownGrace(10*time.Second))
+		sub, err := kafkabus.NewSubscriber(append([]kafkabus.Option{kafkabus.Seeds(seeds...), kafkabus.Logger(quiet()),
+			kafkabus.MaxPollRecords(100), kafkabus.ShutdownGrace(10 * time.Second)}, modeOpts...)...)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -222,5 +231,91 @@ func TestFailingMessageIsRedelivered(t *testing.T) {
 	defer mu.Unlock()
 	if fmt.Sprint(seen) != "[0 1 2]" || attempts["1"] != 3 {
 		t.Fatalf("handled %v with %d attempts of message 1; want [0 1 2] and 3", seen, attempts["1"])
+	}
+}
+
+// TestDeadLetterCommitsWithTheOffsets: with group transactions, what a
+// handler publishes through the delivery publisher (a dead letter) becomes
+// visible only if the poll's offsets commit. An aborted poll leaves no dead
+// letter behind; the redelivery writes it once.
+func TestDeadLetterCommitsWithTheOffsets(t *testing.T) {
+	c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(1, "t", "t.dlq"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	seeds := c.ListenAddrs()
+	cl, err := kgo.NewClient(kgo.SeedBrokers(seeds...))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	if err := cl.ProduceSync(context.Background(),
+		&kgo.Record{Topic: "t", Key: []byte("a"), Value: []byte("poison")},
+		&kgo.Record{Topic: "t", Key: []byte("b"), Value: []byte("slow")}).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
+	var slow atomic.Bool
+	slow.Store(true)
+	handler := func(ctx context.Context, m *bus.Message) error {
+		if string(m.Value) == "poison" {
+			pub, ok := bus.DeliveryPublisher(ctx)
+			if !ok {
+				return fmt.Errorf("no delivery publisher in a transactional subscriber")
+			}
+			return pub.Publish(ctx, &bus.Message{Topic: "t.dlq", Key: m.Key, Value: m.Value})
+		}
+		if slow.Load() {
+			<-ctx.Done() // never finishes within the (zero) grace
+			return ctx.Err()
+		}
+		return nil
+	}
+	run := func(grace time.Duration) (context.CancelFunc, chan error) {
+		sub, err := kafkabus.NewSubscriber(kafkabus.Seeds(seeds...), kafkabus.Logger(quiet()),
+			kafkabus.GroupTransactions("dlq-test"), kafkabus.ShutdownGrace(grace))
+		if err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan error, 1)
+		go func() { done <- sub.Run(ctx, "g", []string{"t"}, handler) }()
+		return cancel, done
+	}
+	readDLQ := func() int {
+		rc, err := kgo.NewClient(kgo.SeedBrokers(seeds...), kgo.ConsumeTopics("t.dlq"),
+			kgo.FetchIsolationLevel(kgo.ReadCommitted()), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer rc.Close()
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		defer cancel()
+		n := 0
+		for ctx.Err() == nil {
+			n += rc.PollFetches(ctx).NumRecords()
+		}
+		return n
+	}
+
+	cancel, done := run(0)
+	time.Sleep(time.Second) // the poison is handled, the slow one hangs
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if n := readDLQ(); n != 0 {
+		t.Fatalf("%d dead letters visible after an aborted poll, want 0", n)
+	}
+
+	slow.Store(false)
+	cancel, done = run(10 * time.Second)
+	deadline := time.Now().Add(15 * time.Second)
+	for readDLQ() == 0 && time.Now().Before(deadline) {
+	}
+	cancel()
+	<-done
+	if n := readDLQ(); n != 1 {
+		t.Fatalf("%d dead letters after the redelivery, want exactly 1", n)
 	}
 }

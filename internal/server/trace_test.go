@@ -1,0 +1,73 @@
+package server_test
+
+import (
+	"testing"
+	"time"
+
+	"go.opentelemetry.io/otel/propagation"
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+	"go.opentelemetry.io/otel/sdk/trace/tracetest"
+
+	ordersv1 "github.com/herald-events/herald/gen/go/herald/orders/v1"
+	"github.com/herald-events/herald/internal/server"
+	"github.com/herald-events/herald/platform/observe"
+)
+
+// TestOneTraceAcrossTheSaga follows an order from the gRPC call through the
+// orders outbox, the Kafka record, inventory's handler and outbox, and the
+// reply handled by orders: every span belongs to the trace the gRPC call
+// started, each continuing the one before.
+func TestOneTraceAcrossTheSaga(t *testing.T) {
+	rec := tracetest.NewSpanRecorder()
+	tp := sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(rec))
+	s := startProcessWith(t, t.TempDir(), func(c *server.Config) {
+		c.Tracing = &observe.Tracing{Provider: tp, Propagator: propagation.TraceContext{}}
+	})
+	s.setStock(t, "APPLE", 5)
+	o := s.create(t, &ordersv1.CreateOrderRequest{CustomerId: "alice", Items: []*ordersv1.LineItem{item("APPLE", 1)}})
+	s.waitStatus(t, o.GetOrderId(), ordersv1.OrderStatus_ORDER_STATUS_CONFIRMED)
+
+	chain := []string{
+		"herald.orders.v1.OrderService/CreateOrder",
+		"outbox.add herald.orders.v1.OrderCreated",
+		"publish " + s.topic("herald.orders.v1"),
+		"handle herald.orders.v1.OrderCreated",
+		"outbox.add herald.inventory.v1.InventoryDeducted",
+		"publish " + s.topic("herald.inventory.v1"),
+		"handle herald.inventory.v1.InventoryDeducted",
+		"outbox.add herald.orders.v1.OrderConfirmed",
+	}
+	// Walk the chain: each step is a child of the one before. Other
+	// subscribers handle the same events with spans of the same names, so
+	// each step is looked up by its parent.
+	var missing string
+	eventually(t, 20*time.Second, func() bool {
+		ended := rec.Ended()
+		cur := find(ended, chain[0], nil)
+		for _, name := range chain[1:] {
+			if cur == nil {
+				break
+			}
+			cur = find(ended, name, cur)
+			missing = name
+		}
+		if cur != nil {
+			missing = ""
+		}
+		return cur != nil
+	}, "the saga's spans, each the child of the one before (first missing: %v)", func() any { return missing })
+}
+
+// find returns a span named name, whose parent is parent when given.
+func find(spans []sdktrace.ReadOnlySpan, name string, parent sdktrace.ReadOnlySpan) sdktrace.ReadOnlySpan {
+	for _, sp := range spans {
+		if sp.Name() != name {
+			continue
+		}
+		if parent == nil || (sp.Parent().SpanID() == parent.SpanContext().SpanID() &&
+			sp.SpanContext().TraceID() == parent.SpanContext().TraceID()) {
+			return sp
+		}
+	}
+	return nil
+}
