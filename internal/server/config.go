@@ -27,7 +27,7 @@ import (
 )
 
 // Known services, in start order.
-var knownServices = []string{"orders", "inventory"}
+var knownServices = []string{"orders", "inventory", "notification", "points", "logistics", "risk"}
 
 // KnownServices lists the services a process can run.
 func KnownServices() []string { return slices.Clone(knownServices) }

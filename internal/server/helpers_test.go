@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
@@ -191,9 +192,11 @@ func eventually(t *testing.T, timeout time.Duration, cond func() bool, format st
 	}
 }
 
-// readTopic returns the committed records of topic that match keep. It
-// reads from the start until the topic has been quiet for a moment; callers
-// first wait for the effects they expect, so the records are already there.
+// readTopic returns the committed records of topic that match keep,
+// reading from the start to the topic's last stable offsets as of the call.
+// Transaction markers take offsets no record reaches, so a partition also
+// counts as read after two empty polls in a row; callers first wait for the
+// effects they expect, so the records are there.
 func readTopic(t *testing.T, brokers []string, topic string, keep func(*kgo.Record) bool) []*kgo.Record {
 	t.Helper()
 	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...), kgo.ConsumeTopics(topic),
@@ -202,26 +205,44 @@ func readTopic(t *testing.T, brokers []string, topic string, keep func(*kgo.Reco
 		t.Fatal(err)
 	}
 	defer cl.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	ends, err := kadm.NewClient(cl).ListCommittedOffsets(ctx, topic)
+	if err != nil {
+		t.Fatalf("end offsets of %s: %v", topic, err)
+	}
+	want := map[int32]int64{}
+	ends.Each(func(o kadm.ListedOffset) { want[o.Partition] = o.Offset })
+	next := map[int32]int64{}
+	reached := func() bool {
+		for p, end := range want {
+			if next[p] < end {
+				return false
+			}
+		}
+		return true
+	}
 	var out []*kgo.Record
-	start := time.Now()
-	for {
-		ctx, cancel := context.WithTimeout(context.Background(), 700*time.Millisecond)
-		fs := cl.PollFetches(ctx)
-		cancel()
-		n := 0
+	for empty := 0; !reached() && empty < 2; {
+		pctx, pcancel := context.WithTimeout(ctx, 1500*time.Millisecond)
+		fs := cl.PollFetches(pctx)
+		pcancel()
+		if ctx.Err() != nil {
+			t.Fatalf("read %s: %v", topic, ctx.Err())
+		}
+		if fs.NumRecords() == 0 {
+			empty++
+			continue
+		}
+		empty = 0
 		fs.EachRecord(func(r *kgo.Record) {
-			n++
+			next[r.Partition] = r.Offset + 1
 			if keep == nil || keep(r) {
 				out = append(out, r)
 			}
 		})
-		if n == 0 && time.Since(start) > 2*time.Second {
-			return out
-		}
-		if time.Since(start) > 20*time.Second {
-			t.Fatalf("read %s: still receiving records after 20s", topic)
-		}
 	}
+	return out
 }
 
 func header(r *kgo.Record, key string) string {

@@ -33,7 +33,11 @@ import (
 	"github.com/herald-events/herald/platform/schema"
 	"github.com/herald-events/herald/platform/sqldb"
 	"github.com/herald-events/herald/services/inventory"
+	"github.com/herald-events/herald/services/logistics"
+	"github.com/herald-events/herald/services/notification"
 	"github.com/herald-events/herald/services/orders"
+	"github.com/herald-events/herald/services/points"
+	"github.com/herald-events/herald/services/risk"
 
 	// Generated event packages register their types for decoding.
 	_ "github.com/herald-events/herald/gen/go/herald/inventory/v1"
@@ -314,6 +318,17 @@ func (p *Process) newService(ctx context.Context, name string, codec *schema.Cod
 	case inventory.Name:
 		return inventory.New(ctx, inventory.Deps{DB: db, Codec: codec, Publisher: pub, DeadLetter: dlq, Logger: log,
 			Namespace: ns, Metrics: p.metrics, Tracing: p.cfg.Tracing})
+	case notification.Name:
+		return notification.New(ctx, notification.Deps{DB: db, Codec: codec, DeadLetter: dlq, Logger: log,
+			Namespace: ns, Metrics: p.metrics})
+	case points.Name:
+		return points.New(ctx, points.Deps{DB: db, Codec: codec, DeadLetter: dlq, Logger: log,
+			Namespace: ns, Metrics: p.metrics})
+	case logistics.Name:
+		return logistics.New(ctx, logistics.Deps{DB: db, Codec: codec, DeadLetter: dlq, Logger: log,
+			Namespace: ns, Metrics: p.metrics})
+	case risk.Name:
+		return risk.New(risk.Deps{Codec: codec, Kafka: p.kopts, Logger: log, Namespace: ns, Metrics: p.metrics, Tracing: p.cfg.Tracing})
 	}
 	return nil, fmt.Errorf("unknown service %q", name)
 }

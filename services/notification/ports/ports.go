@@ -1,0 +1,157 @@
+// Package ports adapts the notification use cases to the outside: the gRPC
+// NotificationService and the handlers of the orders events.
+package ports
+
+import (
+	"context"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	notificationv1 "github.com/herald-events/herald/gen/go/herald/notification/v1"
+	ordersv1 "github.com/herald-events/herald/gen/go/herald/orders/v1"
+	"github.com/herald-events/herald/platform/apperr"
+	"github.com/herald-events/herald/platform/consumer"
+	"github.com/herald-events/herald/platform/inbox"
+	"github.com/herald-events/herald/platform/sqldb"
+	"github.com/herald-events/herald/services/notification/app"
+	"github.com/herald-events/herald/services/notification/domain"
+)
+
+// GRPC implements notificationv1.NotificationServiceServer.
+type GRPC struct {
+	notificationv1.UnimplementedNotificationServiceServer
+	app *app.App
+}
+
+// NewGRPC returns the gRPC port.
+func NewGRPC(a *app.App) *GRPC { return &GRPC{app: a} }
+
+// Page size bounds of ListNotifications.
+const (
+	defaultPageSize = 50
+	maxPageSize     = 500
+	maxIDLength     = 128
+	pageTokenPrefix = "seq:"
+)
+
+// ListNotifications returns a page of notifications.
+func (g *GRPC) ListNotifications(ctx context.Context, req *notificationv1.ListNotificationsRequest) (*notificationv1.ListNotificationsResponse, error) {
+	var v apperr.Violations
+	size := int(req.GetPageSize())
+	switch {
+	case size < 0 || size > maxPageSize:
+		v.Add("page_size", "must be between 0 and %d", maxPageSize)
+	case size == 0:
+		size = defaultPageSize
+	}
+	cursor, ok := decodePageToken(req.GetPageToken())
+	if !ok {
+		v.Add("page_token", "is not a token returned by ListNotifications")
+	}
+	if len(req.GetCustomerId()) > maxIDLength {
+		v.Add("customer_id", "must be at most %d characters", maxIDLength)
+	}
+	if len(req.GetOrderId()) > maxIDLength {
+		v.Add("order_id", "must be at most %d characters", maxIDLength)
+	}
+	if err := v.Err(); err != nil {
+		return nil, err
+	}
+	ns, last, err := g.app.List(ctx, app.Filter{CustomerID: req.GetCustomerId(), OrderID: req.GetOrderId()}, cursor, size)
+	if err != nil {
+		return nil, err
+	}
+	resp := &notificationv1.ListNotificationsResponse{}
+	for _, n := range ns {
+		resp.Notifications = append(resp.Notifications, toNotification(n))
+	}
+	if len(ns) == size {
+		resp.NextPageToken = base64.RawURLEncoding.EncodeToString([]byte(pageTokenPrefix + strconv.FormatInt(last, 10)))
+	}
+	return resp, nil
+}
+
+func decodePageToken(tok string) (int64, bool) {
+	if tok == "" {
+		return 0, true
+	}
+	b, err := base64.RawURLEncoding.DecodeString(tok)
+	if err != nil || !strings.HasPrefix(string(b), pageTokenPrefix) {
+		return 0, false
+	}
+	n, err := strconv.ParseInt(strings.TrimPrefix(string(b), pageTokenPrefix), 10, 64)
+	return n, err == nil && n > 0
+}
+
+func toNotification(n *domain.Notification) *notificationv1.Notification {
+	out := &notificationv1.Notification{
+		NotificationId: n.ID, OrderId: n.OrderID, CustomerId: n.CustomerID,
+		Kind: notificationv1.NotificationKind(n.Kind), Text: n.Text, CreateTime: timestamppb.New(n.Created),
+		DeliveryStatus: notificationv1.DeliveryStatus(n.Status), DeliveryAttempts: int32(n.Attempts), LastError: n.LastError,
+	}
+	if !n.Delivered.IsZero() {
+		out.DeliverTime = timestamppb.New(n.Delivered)
+	}
+	return out
+}
+
+// Events handles the orders events.
+type Events struct {
+	app   *app.App
+	store app.Store
+}
+
+// NewEvents returns the event port.
+func NewEvents(a *app.App, s app.Store) *Events { return &Events{app: a, store: s} }
+
+// Register subscribes the handlers on r.
+func (e *Events) Register(r *consumer.Router) error {
+	if err := consumer.Handle(r, e.onOrderConfirmed); err != nil {
+		return err
+	}
+	if err := consumer.Handle(r, e.onOrderRejected); err != nil {
+		return err
+	}
+	return consumer.Handle(r, e.onOrderCancelled)
+}
+
+// errNoOrderID marks an event that names no order; retrying cannot fix it.
+var errNoOrderID = errors.New("event has no order_id")
+
+// record stores the notification of ev in one transaction with its inbox
+// claim.
+func (e *Events) record(ctx context.Context, ev *consumer.Event, orderID, customerID string, kind domain.Kind, text string) error {
+	if orderID == "" {
+		return consumer.Permanent(fmt.Errorf("%s %s: %w", ev.Type, ev.ID, errNoOrderID))
+	}
+	return e.store.InTx(ctx, func(tx *sqldb.Tx) error {
+		fresh, err := inbox.Claim(ctx, tx, ev.ID, ev.Type)
+		if err != nil {
+			return err
+		}
+		if !fresh {
+			ev.MarkDuplicate()
+			return nil
+		}
+		return e.app.Record(ctx, tx, orderID, customerID, kind, text)
+	})
+}
+
+func (e *Events) onOrderConfirmed(ctx context.Context, ev *consumer.Event, msg *ordersv1.OrderConfirmed) error {
+	t := msg.GetTotal()
+	text := domain.ConfirmedText(msg.GetOrderId(), domain.Money{Currency: t.GetCurrencyCode(), Units: t.GetUnits(), Nanos: t.GetNanos()})
+	return e.record(ctx, ev, msg.GetOrderId(), msg.GetCustomerId(), domain.KindConfirmed, text)
+}
+
+func (e *Events) onOrderRejected(ctx context.Context, ev *consumer.Event, msg *ordersv1.OrderRejected) error {
+	return e.record(ctx, ev, msg.GetOrderId(), msg.GetCustomerId(), domain.KindRejected, domain.RejectedText(msg.GetOrderId(), msg.GetReason()))
+}
+
+func (e *Events) onOrderCancelled(ctx context.Context, ev *consumer.Event, msg *ordersv1.OrderCancelled) error {
+	return e.record(ctx, ev, msg.GetOrderId(), msg.GetCustomerId(), domain.KindCancelled, domain.CancelledText(msg.GetOrderId()))
+}

@@ -1,0 +1,135 @@
+// Package adapters persists the points ledger in SQL (SQLite by default)
+// through sqldb, next to the service's inbox table.
+package adapters
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/herald-events/herald/platform/inbox"
+	"github.com/herald-events/herald/platform/sqldb"
+	"github.com/herald-events/herald/services/points/app"
+	"github.com/herald-events/herald/services/points/domain"
+)
+
+// Store is the SQL implementation of app.Store.
+type Store struct {
+	db *sqldb.DB
+}
+
+var _ app.Store = (*Store)(nil)
+
+// Migrations creates the ledger table. The unique (order_id, kind) index is
+// what makes a replayed award or reversal impossible even past the inbox.
+func Migrations(d sqldb.Dialect) []sqldb.Migration {
+	seq := "INTEGER PRIMARY KEY AUTOINCREMENT"
+	if d == sqldb.Postgres {
+		seq = "BIGSERIAL PRIMARY KEY"
+	}
+	return []sqldb.Migration{{ID: "0001_points", SQL: []string{
+		`CREATE TABLE IF NOT EXISTS points_ledger (
+			seq ` + seq + `,
+			order_id TEXT NOT NULL,
+			customer_id TEXT NOT NULL,
+			kind INTEGER NOT NULL,
+			points BIGINT NOT NULL,
+			created_at TEXT NOT NULL,
+			UNIQUE (order_id, kind)
+		)`,
+		`CREATE INDEX IF NOT EXISTS points_ledger_customer ON points_ledger (customer_id, seq)`,
+	}}}
+}
+
+// Open migrates db (ledger and inbox tables) and returns the store. The
+// service publishes nothing, so it has no outbox table.
+func Open(ctx context.Context, db *sqldb.DB) (*Store, error) {
+	var ms []sqldb.Migration
+	ms = append(ms, Migrations(db.Dialect())...)
+	ms = append(ms, inbox.Migrations(db.Dialect())...)
+	if err := db.Migrate(ctx, "points", ms); err != nil {
+		return nil, err
+	}
+	return &Store{db: db}, nil
+}
+
+// InTx runs fn in a transaction.
+func (s *Store) InTx(ctx context.Context, fn func(tx *sqldb.Tx) error) error {
+	return s.db.InTx(ctx, fn)
+}
+
+const timeLayout = time.RFC3339Nano
+
+type scanner interface{ Scan(...any) error }
+
+func scanEntry(row scanner) (domain.Entry, error) {
+	var (
+		e       domain.Entry
+		kind    int
+		created string
+	)
+	if err := row.Scan(&e.OrderID, &e.CustomerID, &kind, &e.Points, &created); err != nil {
+		return e, err
+	}
+	e.Kind = domain.Kind(kind)
+	e.Created, _ = time.Parse(timeLayout, created)
+	return e, nil
+}
+
+// Entries returns an order's entries; on PostgreSQL they stay locked until
+// tx ends, so an award and a reversal of one order are decided one after
+// the other.
+func (s *Store) Entries(ctx context.Context, tx *sqldb.Tx, orderID string) ([]domain.Entry, error) {
+	q := `SELECT order_id, customer_id, kind, points, created_at FROM points_ledger WHERE order_id = ? ORDER BY seq`
+	if tx.Dialect() == sqldb.Postgres {
+		q += ` FOR UPDATE`
+	}
+	rows, err := tx.QueryContext(ctx, q, orderID)
+	if err != nil {
+		return nil, fmt.Errorf("entries of order %s: %w", orderID, err)
+	}
+	defer rows.Close()
+	var out []domain.Entry
+	for rows.Next() {
+		e, err := scanEntry(rows)
+		if err != nil {
+			return nil, fmt.Errorf("entries of order %s: %w", orderID, err)
+		}
+		out = append(out, e)
+	}
+	return out, rows.Err()
+}
+
+// Insert adds an entry unless the order has one of that kind.
+func (s *Store) Insert(ctx context.Context, tx *sqldb.Tx, e domain.Entry) (bool, error) {
+	res, err := tx.ExecContext(ctx, `INSERT INTO points_ledger (order_id, customer_id, kind, points, created_at)
+		VALUES (?, ?, ?, ?, ?) ON CONFLICT (order_id, kind) DO NOTHING`,
+		e.OrderID, e.CustomerID, int(e.Kind), e.Points, e.Created.UTC().Format(timeLayout))
+	if err != nil {
+		return false, fmt.Errorf("insert %s entry of order %s: %w", e.Kind, e.OrderID, err)
+	}
+	n, err := res.RowsAffected()
+	if err != nil {
+		return false, fmt.Errorf("insert %s entry of order %s: %w", e.Kind, e.OrderID, err)
+	}
+	return n == 1, nil
+}
+
+// Ledger returns a customer's entries, oldest first.
+func (s *Store) Ledger(ctx context.Context, customerID string) ([]domain.Entry, error) {
+	rows, err := s.db.QueryContext(ctx, `SELECT order_id, customer_id, kind, points, created_at
+		FROM points_ledger WHERE customer_id = ? ORDER BY seq`, customerID)
+	if err != nil {
+		return nil, fmt.Errorf("ledger of %s: %w", customerID, err)
+	}
+	defer rows.Close()
+	var out []domain.Entry
+	for rows.Next() {
+		e, err := scanEntry(rows)
+		if err != nil {
+			return nil, fmt.Errorf("ledger of %s: %w", customerID, err)
+		}
+		out = append(out, e)
+	}
+	return out, rows.Err()
+}

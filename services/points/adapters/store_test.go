@@ -1,0 +1,123 @@
+package adapters_test
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/herald-events/herald/platform/sqldb"
+	"github.com/herald-events/herald/platform/sqldb/sqldbtest"
+	"github.com/herald-events/herald/services/points/adapters"
+	"github.com/herald-events/herald/services/points/app"
+	"github.com/herald-events/herald/services/points/domain"
+)
+
+// TestStoreContract is run against every database.
+func TestStoreContract(t *testing.T) {
+	sqldbtest.Each(t, func(t *testing.T, db *sqldb.DB) {
+		ctx := context.Background()
+		s, err := adapters.Open(ctx, db)
+		if err != nil {
+			t.Fatal(err)
+		}
+		// Opening again (a restart) migrates nothing twice.
+		if _, err := adapters.Open(ctx, db); err != nil {
+			t.Fatalf("second Open: %v", err)
+		}
+		now := time.Date(2025, 3, 4, 5, 6, 7, 8, time.UTC)
+		insert := func(e domain.Entry) bool {
+			t.Helper()
+			var ok bool
+			if err := s.InTx(ctx, func(tx *sqldb.Tx) (err error) { ok, err = s.Insert(ctx, tx, e); return err }); err != nil {
+				t.Fatal(err)
+			}
+			return ok
+		}
+		award := domain.Entry{OrderID: "o-1", CustomerID: "alice", Kind: domain.KindAward, Points: 12, Created: now}
+		if !insert(award) {
+			t.Fatal("first award not inserted")
+		}
+		if insert(domain.Entry{OrderID: "o-1", CustomerID: "alice", Kind: domain.KindAward, Points: 99, Created: now}) {
+			t.Fatal("second award of one order inserted; (order_id, kind) must be unique")
+		}
+		if !insert(domain.Entry{OrderID: "o-1", CustomerID: "alice", Kind: domain.KindReversal, Points: -12, Created: now}) {
+			t.Fatal("reversal not inserted")
+		}
+		if !insert(domain.Entry{OrderID: "o-2", CustomerID: "bob", Kind: domain.KindAward, Points: 3, Created: now}) {
+			t.Fatal("award of another order not inserted")
+		}
+
+		var got []domain.Entry
+		if err := s.InTx(ctx, func(tx *sqldb.Tx) (err error) { got, err = s.Entries(ctx, tx, "o-1"); return err }); err != nil {
+			t.Fatal(err)
+		}
+		if len(got) != 2 || got[0] != award || got[1].Points != -12 || got[1].Kind != domain.KindReversal {
+			t.Fatalf("Entries(o-1) = %+v, want the award (as stored) then the reversal", got)
+		}
+		ledger, err := s.Ledger(ctx, "alice")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(ledger) != 2 || domain.Balance(ledger) != 0 {
+			t.Fatalf("Ledger(alice) = %+v, want 2 entries summing to 0", ledger)
+		}
+		if ledger, err = s.Ledger(ctx, "nobody"); err != nil || len(ledger) != 0 {
+			t.Fatalf("Ledger(nobody) = %+v, %v; want empty", ledger, err)
+		}
+	})
+}
+
+// TestUseCasesOnce drives the use cases through the SQL store: a replayed
+// confirmation awards once, a replayed cancellation takes back once.
+func TestUseCasesOnce(t *testing.T) {
+	sqldbtest.Each(t, func(t *testing.T, db *sqldb.DB) {
+		ctx := context.Background()
+		s, err := adapters.Open(ctx, db)
+		if err != nil {
+			t.Fatal(err)
+		}
+		a := app.New(s)
+		in := func(fn func(tx *sqldb.Tx) error) {
+			t.Helper()
+			if err := s.InTx(ctx, fn); err != nil {
+				t.Fatal(err)
+			}
+		}
+		balance := func(customer string) (int64, int) {
+			t.Helper()
+			b, entries, err := a.Balance(ctx, customer)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return b, len(entries)
+		}
+		total := domain.Money{Currency: "EUR", Units: 25, Nanos: 990_000_000}
+		for range 2 {
+			in(func(tx *sqldb.Tx) error { return a.Confirmed(ctx, tx, "o-1", "alice", total) })
+		}
+		in(func(tx *sqldb.Tx) error {
+			return a.Confirmed(ctx, tx, "o-2", "alice", domain.Money{Currency: "EUR", Units: 4})
+		})
+		if b, n := balance("alice"); b != 29 || n != 2 {
+			t.Fatalf("alice after two orders (one replayed) = %d points in %d entries, want 29 in 2", b, n)
+		}
+		for range 2 {
+			in(func(tx *sqldb.Tx) error { return a.Cancelled(ctx, tx, "o-1") })
+		}
+		if b, n := balance("alice"); b != 4 || n != 3 {
+			t.Fatalf("alice after cancelling o-1 twice = %d points in %d entries, want 4 in 3", b, n)
+		}
+		// Cancelling an order that earned nothing writes nothing.
+		in(func(tx *sqldb.Tx) error { return a.Cancelled(ctx, tx, "o-unknown") })
+		in(func(tx *sqldb.Tx) error {
+			return a.Confirmed(ctx, tx, "o-3", "carol", domain.Money{Currency: "EUR", Nanos: 500_000_000})
+		})
+		in(func(tx *sqldb.Tx) error { return a.Cancelled(ctx, tx, "o-3") })
+		if b, n := balance("carol"); b != 0 || n != 0 {
+			t.Fatalf("carol = %d points in %d entries, want none", b, n)
+		}
+		if _, _, err := a.Balance(ctx, ""); err == nil {
+			t.Fatal("Balance of an empty customer id succeeded")
+		}
+	})
+}
