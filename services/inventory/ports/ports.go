@@ -58,17 +58,7 @@ func (e *Events) Register(r *consumer.Router) error {
 }
 
 func (e *Events) once(ctx context.Context, ev *consumer.Event, fn func(tx *sqldb.Tx) error) error {
-	return e.store.InTx(ctx, func(tx *sqldb.Tx) error {
-		fresh, err := inbox.Claim(ctx, tx, ev.ID, ev.Type)
-		if err != nil {
-			return err
-		}
-		if !fresh {
-			ev.MarkDuplicate()
-			return nil
-		}
-		return fn(tx)
-	})
+	return inbox.Once(ctx, e.store, ev, fn)
 }
 
 func (e *Events) onOrderCreated(ctx context.Context, ev *consumer.Event, msg *ordersv1.OrderCreated) error {

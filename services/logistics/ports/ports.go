@@ -64,17 +64,7 @@ func (e *Events) once(ctx context.Context, ev *consumer.Event, orderID string, f
 	if orderID == "" {
 		return consumer.Permanent(fmt.Errorf("%s %s: %w", ev.Type, ev.ID, errNoOrderID))
 	}
-	return e.store.InTx(ctx, func(tx *sqldb.Tx) error {
-		fresh, err := inbox.Claim(ctx, tx, ev.ID, ev.Type)
-		if err != nil {
-			return err
-		}
-		if !fresh {
-			ev.MarkDuplicate()
-			return nil
-		}
-		return fn(tx)
-	})
+	return inbox.Once(ctx, e.store, ev, fn)
 }
 
 func (e *Events) onInventoryDeducted(ctx context.Context, ev *consumer.Event, msg *inventoryv1.InventoryDeducted) error {

@@ -129,15 +129,7 @@ func (e *Events) record(ctx context.Context, ev *consumer.Event, orderID, custom
 	if orderID == "" {
 		return consumer.Permanent(fmt.Errorf("%s %s: %w", ev.Type, ev.ID, errNoOrderID))
 	}
-	return e.store.InTx(ctx, func(tx *sqldb.Tx) error {
-		fresh, err := inbox.Claim(ctx, tx, ev.ID, ev.Type)
-		if err != nil {
-			return err
-		}
-		if !fresh {
-			ev.MarkDuplicate()
-			return nil
-		}
+	return inbox.Once(ctx, e.store, ev, func(tx *sqldb.Tx) error {
 		return e.app.Record(ctx, tx, orderID, customerID, kind, text)
 	})
 }

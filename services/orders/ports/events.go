@@ -31,17 +31,7 @@ func (e *Events) Register(r *consumer.Router) error {
 
 // once applies fn in one transaction with the inbox claim of ev.
 func (e *Events) once(ctx context.Context, ev *consumer.Event, fn func(tx *sqldb.Tx) error) error {
-	err := e.store.InTx(ctx, func(tx *sqldb.Tx) error {
-		fresh, err := inbox.Claim(ctx, tx, ev.ID, ev.Type)
-		if err != nil {
-			return err
-		}
-		if !fresh {
-			ev.MarkDuplicate()
-			return nil
-		}
-		return fn(tx)
-	})
+	err := inbox.Once(ctx, e.store, ev, fn)
 	if ae, ok := apperr.As(err); ok && ae.Kind == apperr.KindNotFound {
 		return consumer.Permanent(err)
 	}
