@@ -66,6 +66,19 @@ func pendingOf(ob *outbox.Outbox) func() float64 {
 	}
 }
 
+// oldestOf reads an outbox's oldest pending age for a gauge.
+func oldestOf(ob *outbox.Outbox) func() float64 {
+	return func() float64 {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		age, err := ob.OldestPendingAge(ctx)
+		if err != nil {
+			return -1
+		}
+		return age.Seconds()
+	}
+}
+
 // serveHTTP serves /metrics and /healthz until the process stops.
 func (p *Process) serveHTTP(addr string) error {
 	ln, err := net.Listen("tcp", addr)
@@ -219,6 +232,8 @@ func Start(ctx context.Context, cfg Config) (_ *Process, err error) {
 		if ob := svc.Outbox(); ob != nil { // services that publish nothing have no outbox
 			p.metrics.GaugeFunc("herald_outbox_pending", "Outbox rows not yet published.",
 				prometheus.Labels{"service": name}, pendingOf(ob))
+			p.metrics.GaugeFunc("herald_outbox_oldest_pending_seconds", "Age of the oldest outbox row not yet published (0: none).",
+				prometheus.Labels{"service": name}, oldestOf(ob))
 		}
 	}
 	if cfg.HTTPAddr != "" {

@@ -93,6 +93,10 @@ type Config struct {
 	// MaxAttempts bounds deliveries of a failing message before it is
 	// dead-lettered. Default 5.
 	MaxAttempts int
+	// MaxRetryTime bounds the time spent retrying one message before it is
+	// dead-lettered. Default 30s: a longer outage holds a key that long,
+	// then its messages go to the dead-letter topic for replay.
+	MaxRetryTime time.Duration
 	// Backoff is the first pause between attempts, doubled each time (with
 	// jitter) up to MaxBackoff. Defaults 50ms and 2s.
 	Backoff, MaxBackoff time.Duration
@@ -122,6 +126,9 @@ func NewRouter(cfg Config) (*Router, error) {
 	}
 	if cfg.MaxAttempts <= 0 {
 		cfg.MaxAttempts = 5
+	}
+	if cfg.MaxRetryTime <= 0 {
+		cfg.MaxRetryTime = 30 * time.Second
 	}
 	if cfg.Backoff <= 0 {
 		cfg.Backoff = 50 * time.Millisecond
@@ -175,7 +182,7 @@ func (r *Router) Handler() bus.Handler {
 	h := bus.Handler(r.dispatch)
 	h = Recover()(h)
 	h = countFailures(group, m)(h)
-	h = Retry(r.cfg.MaxAttempts, r.cfg.Backoff, r.cfg.MaxBackoff, func(msg *bus.Message, attempt int, err error) {
+	h = Retry(RetryPolicy{MaxAttempts: r.cfg.MaxAttempts, MaxElapsed: r.cfg.MaxRetryTime, Floor: r.cfg.Backoff, Ceil: r.cfg.MaxBackoff}, func(msg *bus.Message, attempt int, err error) {
 		typ, _ := msg.Header(event.HeaderType)
 		m.Retried(group, typ)
 		log.Debug("retrying message", "group", group, "message", msg.String(), "attempt", attempt, "err", err)

@@ -22,28 +22,43 @@ func (e *AttemptsError) Error() string {
 
 func (e *AttemptsError) Unwrap() error { return e.Err }
 
-// Retry calls next up to maxAttempts times while it fails with a transient
-// (not [Permanent]) error, pausing between attempts with exponential backoff
-// from floor to ceil and full jitter. onRetry, when not nil, is told about
-// every attempt that is about to be repeated. The final error is an
+// RetryPolicy bounds [Retry].
+type RetryPolicy struct {
+	// MaxAttempts bounds the calls of one message.
+	MaxAttempts int
+	// MaxElapsed bounds the time spent on one message: no attempt starts
+	// after it (0: no bound).
+	MaxElapsed time.Duration
+	// Floor and Ceil bound the pause between attempts, which doubles from
+	// Floor with full jitter.
+	Floor, Ceil time.Duration
+}
+
+// Retry calls next while it fails with a transient (not [Permanent]) error,
+// within the policy's attempts and elapsed time, pausing between attempts
+// with exponential backoff and full jitter. onRetry, when not nil, is told
+// about every attempt that is about to be repeated. The final error is an
 // [AttemptsError].
-func Retry(maxAttempts int, floor, ceil time.Duration, onRetry func(m *bus.Message, attempt int, err error)) func(bus.Handler) bus.Handler {
+func Retry(p RetryPolicy, onRetry func(m *bus.Message, attempt int, err error)) func(bus.Handler) bus.Handler {
+	maxAttempts, floor, ceil := p.MaxAttempts, p.Floor, p.Ceil
 	return func(next bus.Handler) bus.Handler {
 		return func(ctx context.Context, m *bus.Message) error {
 			wait := floor
+			start := time.Now()
 			var err error
 			for attempt := 1; ; attempt++ {
 				err = next(ctx, m)
 				if err == nil {
 					return nil
 				}
-				if IsPermanent(err) || attempt >= maxAttempts || ctx.Err() != nil {
+				pause := wait/2 + rand.N(wait/2+1)
+				outOfTime := p.MaxElapsed > 0 && time.Since(start)+pause > p.MaxElapsed
+				if IsPermanent(err) || attempt >= maxAttempts || outOfTime || ctx.Err() != nil {
 					return &AttemptsError{Attempts: attempt, Err: err}
 				}
 				if onRetry != nil {
 					onRetry(m, attempt, err)
 				}
-				pause := wait/2 + rand.N(wait/2+1)
 				t := time.NewTimer(pause)
 				select {
 				case <-ctx.Done():

@@ -16,6 +16,7 @@ package outbox
 
 import (
 	"context"
+	"database/sql"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -178,6 +179,21 @@ func (o *Outbox) Pending(ctx context.Context) (int, error) {
 	var n int
 	err := o.cfg.DB.QueryRowContext(ctx, `SELECT COUNT(*) FROM herald_outbox WHERE sent_at IS NULL`).Scan(&n)
 	return n, err
+}
+
+// OldestPendingAge is how long the oldest unsent row has waited, or 0 when
+// none is pending.
+func (o *Outbox) OldestPendingAge(ctx context.Context) (time.Duration, error) {
+	var created sql.NullString
+	err := o.cfg.DB.QueryRowContext(ctx, `SELECT MIN(created_at) FROM herald_outbox WHERE sent_at IS NULL`).Scan(&created)
+	if err != nil || !created.Valid {
+		return 0, err
+	}
+	t, err := time.Parse(timeLayout, created.String)
+	if err != nil {
+		return 0, fmt.Errorf("outbox created_at %q: %w", created.String, err)
+	}
+	return time.Since(t), nil
 }
 
 // Run relays pending rows until ctx is done. It returns nil on

@@ -4,80 +4,11 @@ import (
 	"context"
 	"errors"
 	"strings"
-	"sync"
 	"testing"
-	"time"
 
 	"github.com/herald-events/herald/platform/bus"
 	"github.com/herald-events/herald/platform/consumer"
 )
-
-type recorder struct {
-	mu   sync.Mutex
-	msgs []*bus.Message
-	err  error
-}
-
-func (r *recorder) Publish(_ context.Context, msgs ...*bus.Message) error {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if r.err != nil {
-		return r.err
-	}
-	r.msgs = append(r.msgs, msgs...)
-	return nil
-}
-func (r *recorder) Capabilities() bus.Capabilities { return bus.Capabilities{} }
-func (r *recorder) Close() error                   { return nil }
-
-var msg = &bus.Message{Topic: "t", Key: []byte("k"), Value: []byte("v"), Partition: 2, Offset: 41}
-
-func TestRecover(t *testing.T) {
-	h := consumer.Recover()(func(context.Context, *bus.Message) error { panic("boom") })
-	err := h(context.Background(), msg)
-	if !consumer.IsPermanent(err) || !strings.Contains(err.Error(), "boom") {
-		t.Fatalf("err = %v, want a permanent error naming the panic", err)
-	}
-}
-
-func TestRetry(t *testing.T) {
-	transient := errors.New("db busy")
-	cases := []struct {
-		name      string
-		failures  int
-		err       error
-		wantCalls int
-		wantErr   bool
-	}{
-		{"succeeds first time", 0, transient, 1, false},
-		{"succeeds after transient failures", 2, transient, 3, false},
-		{"gives up after max attempts", 10, transient, 4, true},
-		{"does not retry permanent errors", 10, consumer.Permanent(errors.New("bad")), 1, true},
-	}
-	for _, tc := range cases {
-		t.Run(tc.name, func(t *testing.T) {
-			calls, retries := 0, 0
-			h := consumer.Retry(4, time.Millisecond, 4*time.Millisecond, func(*bus.Message, int, error) { retries++ })(func(context.Context, *bus.Message) error {
-				calls++
-				if calls <= tc.failures {
-					return tc.err
-				}
-				return nil
-			})
-			err := h(context.Background(), msg)
-			if calls != tc.wantCalls || (err != nil) != tc.wantErr {
-				t.Fatalf("calls = %d, err = %v; want %d calls, error %v", calls, err, tc.wantCalls, tc.wantErr)
-			}
-			if retries != calls-1 {
-				t.Fatalf("onRetry called %d times for %d calls", retries, calls)
-			}
-			var ae *consumer.AttemptsError
-			if tc.wantErr && (!errors.As(err, &ae) || ae.Attempts != calls) {
-				t.Fatalf("err = %v, want AttemptsError with %d attempts", err, calls)
-			}
-		})
-	}
-}
 
 func TestDeadLetter(t *testing.T) {
 	rec := &recorder{}
