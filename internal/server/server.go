@@ -309,41 +309,62 @@ func (p *Process) openDB(ctx context.Context, name string) (*sqldb.DB, error) {
 }
 
 func (p *Process) newService(ctx context.Context, name string, codec *schema.Codec, dlq bus.Publisher) (service, error) {
-	db, err := p.openDB(ctx, name)
-	if err != nil {
-		return nil, err
+	// Each service gets only what it uses: a database for its store,
+	// inbox and outbox, and a transactional publisher for its relay.
+	openDB := func() (*sqldb.DB, error) {
+		db, err := p.openDB(ctx, name)
+		if err != nil {
+			return nil, err
+		}
+		p.closers = append(p.closers, db.Close)
+		return db, nil
 	}
-	p.closers = append(p.closers, db.Close)
-	txnID := event.Namespaced(p.cfg.Namespace, "herald-"+name+"-outbox")
-	pub, err := kafkabus.NewPublisher(append(p.kopts, kafkabus.TransactionalID(txnID))...)
-	if err != nil {
-		return nil, err
+	relayPublisher := func() (bus.Publisher, error) {
+		txnID := event.Namespaced(p.cfg.Namespace, "herald-"+name+"-outbox")
+		pub, err := kafkabus.NewPublisher(append(p.kopts, kafkabus.TransactionalID(txnID))...)
+		if err != nil {
+			return nil, err
+		}
+		p.closers = append(p.closers, pub.Close)
+		return pub, nil
 	}
-	p.closers = append(p.closers, pub.Close)
 	log := p.log.With("service", name)
-	var beforeMark func([]int64) error
-	if p.cfg.Hooks != nil {
-		beforeMark = p.cfg.Hooks.OutboxBeforeMark[name]
+	ns, m, tr := p.cfg.Namespace, p.metrics, p.cfg.Tracing
+	if name == risk.Name {
+		return risk.New(risk.Deps{Codec: codec, Kafka: p.kopts, Logger: log, Namespace: ns, Metrics: m, Tracing: tr})
 	}
-	ns := p.cfg.Namespace
+	db, err := openDB()
+	if err != nil {
+		return nil, err
+	}
 	switch name {
 	case orders.Name:
+		pub, err := relayPublisher()
+		if err != nil {
+			return nil, err
+		}
+		var beforeMark func([]int64) error
+		if p.cfg.Hooks != nil {
+			beforeMark = p.cfg.Hooks.OutboxBeforeMark[name]
+		}
 		return orders.New(ctx, orders.Deps{DB: db, Codec: codec, Publisher: pub, DeadLetter: dlq, Logger: log,
-			Namespace: ns, Metrics: p.metrics, Tracing: p.cfg.Tracing, OutboxBeforeMark: beforeMark})
+			Namespace: ns, Metrics: m, Tracing: tr, OutboxBeforeMark: beforeMark})
 	case inventory.Name:
+		pub, err := relayPublisher()
+		if err != nil {
+			return nil, err
+		}
 		return inventory.New(ctx, inventory.Deps{DB: db, Codec: codec, Publisher: pub, DeadLetter: dlq, Logger: log,
-			Namespace: ns, Metrics: p.metrics, Tracing: p.cfg.Tracing})
+			Namespace: ns, Metrics: m, Tracing: tr})
 	case notification.Name:
 		return notification.New(ctx, notification.Deps{DB: db, Codec: codec, DeadLetter: dlq, Logger: log,
-			Namespace: ns, Metrics: p.metrics})
+			Namespace: ns, Metrics: m, Tracing: tr})
 	case points.Name:
 		return points.New(ctx, points.Deps{DB: db, Codec: codec, DeadLetter: dlq, Logger: log,
-			Namespace: ns, Metrics: p.metrics})
+			Namespace: ns, Metrics: m, Tracing: tr})
 	case logistics.Name:
 		return logistics.New(ctx, logistics.Deps{DB: db, Codec: codec, DeadLetter: dlq, Logger: log,
-			Namespace: ns, Metrics: p.metrics})
-	case risk.Name:
-		return risk.New(risk.Deps{Codec: codec, Kafka: p.kopts, Logger: log, Namespace: ns, Metrics: p.metrics, Tracing: p.cfg.Tracing})
+			Namespace: ns, Metrics: m, Tracing: tr})
 	}
 	return nil, fmt.Errorf("unknown service %q", name)
 }

@@ -39,35 +39,43 @@ func TestOneTraceAcrossTheSaga(t *testing.T) {
 	}
 	// Walk the chain: each step is a child of the one before. Other
 	// subscribers handle the same events with spans of the same names, so
-	// each step is looked up by its parent.
-	var missing string
+	// every candidate child is tried.
 	eventually(t, 20*time.Second, func() bool {
 		ended := rec.Ended()
-		cur := find(ended, chain[0], nil)
-		for _, name := range chain[1:] {
-			if cur == nil {
-				break
+		for _, root := range children(ended, chain[0], nil) {
+			if follows(ended, root, chain[1:]) {
+				return true
 			}
-			cur = find(ended, name, cur)
-			missing = name
 		}
-		if cur != nil {
-			missing = ""
-		}
-		return cur != nil
-	}, "the saga's spans, each the child of the one before (first missing: %v)", func() any { return missing })
+		return false
+	}, "the saga's spans, each the child of the one before")
 }
 
-// find returns a span named name, whose parent is parent when given.
-func find(spans []sdktrace.ReadOnlySpan, name string, parent sdktrace.ReadOnlySpan) sdktrace.ReadOnlySpan {
+// follows reports whether a chain of span names descends from parent.
+func follows(spans []sdktrace.ReadOnlySpan, parent sdktrace.ReadOnlySpan, chain []string) bool {
+	if len(chain) == 0 {
+		return true
+	}
+	for _, c := range children(spans, chain[0], parent) {
+		if follows(spans, c, chain[1:]) {
+			return true
+		}
+	}
+	return false
+}
+
+// children returns the spans named name whose parent is parent (any span
+// of that name when parent is nil).
+func children(spans []sdktrace.ReadOnlySpan, name string, parent sdktrace.ReadOnlySpan) []sdktrace.ReadOnlySpan {
+	var out []sdktrace.ReadOnlySpan
 	for _, sp := range spans {
 		if sp.Name() != name {
 			continue
 		}
 		if parent == nil || (sp.Parent().SpanID() == parent.SpanContext().SpanID() &&
 			sp.SpanContext().TraceID() == parent.SpanContext().TraceID()) {
-			return sp
+			out = append(out, sp)
 		}
 	}
-	return nil
+	return out
 }

@@ -46,6 +46,8 @@ type Deps struct {
 	Namespace string
 	// Metrics may be nil.
 	Metrics *observe.Metrics
+	// Tracing may be nil.
+	Tracing *observe.Tracing
 	// WebhookURL receives every notification as a JSON POST (see
 	// adapters.Webhook). Empty: notifications are written to Logger.
 	WebhookURL string
@@ -78,7 +80,7 @@ func New(ctx context.Context, d Deps) (*Service, error) {
 		return nil, err
 	}
 	a := app.New(store, disp.Notify)
-	router, err := consumer.NewRouter(consumer.Config{Group: "herald-" + Name, Namespace: d.Namespace, Metrics: d.Metrics, Decoder: d.Codec, DeadLetter: d.DeadLetter, Logger: d.Logger})
+	router, err := consumer.NewRouter(consumer.Config{Group: "herald-" + Name, Namespace: d.Namespace, Metrics: d.Metrics, Tracing: d.Tracing, Decoder: d.Codec, DeadLetter: d.DeadLetter, Logger: d.Logger})
 	if err != nil {
 		return nil, err
 	}

@@ -39,6 +39,8 @@ type Deps struct {
 	Namespace string
 	// Metrics may be nil.
 	Metrics *observe.Metrics
+	// Tracing may be nil.
+	Tracing *observe.Tracing
 }
 
 // Service is a running points service.
@@ -54,7 +56,7 @@ func New(ctx context.Context, d Deps) (*Service, error) {
 		return nil, fmt.Errorf("points store: %w", err)
 	}
 	a := app.New(store)
-	router, err := consumer.NewRouter(consumer.Config{Group: "herald-" + Name, Namespace: d.Namespace, Metrics: d.Metrics, Decoder: d.Codec, DeadLetter: d.DeadLetter, Logger: d.Logger})
+	router, err := consumer.NewRouter(consumer.Config{Group: "herald-" + Name, Namespace: d.Namespace, Metrics: d.Metrics, Tracing: d.Tracing, Decoder: d.Codec, DeadLetter: d.DeadLetter, Logger: d.Logger})
 	if err != nil {
 		return nil, err
 	}
