@@ -31,6 +31,8 @@ func TestRunUsageErrors(t *testing.T) {
 			"--database-url (HERALD_DATABASE_URL): required"},
 		{"serve with bad database url", []string{"serve", "--database-url=mysql://x"}, map[string]string{"HERALD_KAFKA_BROKERS": "k:9092", "HERALD_SCHEMA_REGISTRY_URL": "http://r:8081"},
 			`unsupported scheme "mysql"`},
+		{"serve risk alone needs no database but a registry", []string{"serve", "--services=risk", "--kafka-brokers=k:9092"}, nil,
+			"--schema-registry-url (HERALD_SCHEMA_REGISTRY_URL): required"},
 		{"serve with half a sasl config", []string{"serve", "--kafka-sasl-mechanism=SCRAM-SHA-256"}, nil, "needs --kafka-sasl-user"},
 		{"serve with unknown sasl", []string{"serve", "--kafka-sasl-mechanism=GSSAPI"}, nil, "--kafka-sasl-mechanism"},
 		{"schema without subcommand", []string{"schema"}, nil, "no subcommand"},

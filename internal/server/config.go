@@ -206,6 +206,7 @@ func (c *Config) Validate() error {
 			bad("schema-registry-url", "%q is not an http(s) URL", c.Registry.URL)
 		}
 		switch u, err := url.Parse(c.DatabaseURL); {
+		case c.DatabaseURL == "" && !c.needsDatabase():
 		case c.DatabaseURL == "":
 			bad("database-url", "required: postgres://user:pass@host:port/db or sqlite:DIR")
 		case err != nil:
@@ -248,6 +249,17 @@ func (c *Config) Validate() error {
 		bad("subject-strategy", "%v", err)
 	}
 	return errors.Join(errs...)
+}
+
+// needsDatabase reports whether a selected service keeps state (all but
+// risk, which works in Kafka transactions alone).
+func (c *Config) needsDatabase() bool {
+	for _, s := range c.Services {
+		if s != "risk" {
+			return true
+		}
+	}
+	return false
 }
 
 // ClientOptions turns the SASL and TLS settings into franz-go options.
