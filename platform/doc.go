@@ -12,7 +12,15 @@
 //     and [github.com/herald-events/herald/platform/inbox] give exactly-once effects on top of an
 //     at-least-once bus;
 //   - [github.com/herald-events/herald/platform/consumer] turns bus messages into typed events for
-//     handlers, with dead-lettering of what cannot be processed.
+//     handlers, with retry and dead-lettering of what cannot be processed, and
+//     [github.com/herald-events/herald/platform/dlq] reads and replays dead letters;
+//   - [github.com/herald-events/herald/platform/schema/compat] judges schema evolution with the
+//     Confluent rules for protobuf;
+//   - [github.com/herald-events/herald/platform/observe] holds the metrics and tracing setup,
+//     [github.com/herald-events/herald/platform/grpcx] the gRPC server plumbing and
+//     [github.com/herald-events/herald/platform/apperr] the errors it maps to status codes;
+//   - [github.com/herald-events/herald/platform/devstack] runs the embedded Kafka and registry of
+//     herald dev.
 //
 // A service may import the platform; the platform never imports a service.
 package platform

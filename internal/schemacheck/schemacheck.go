@@ -14,7 +14,6 @@ import (
 	"os/exec"
 	"path"
 	"path/filepath"
-	"slices"
 	"sort"
 	"strings"
 
@@ -368,11 +367,14 @@ func Diff(next, old Tree, level compat.Level) (Report, error) {
 		f.Violations = append([]compat.Violation{}, vs...)
 		rep.Findings = append(rep.Findings, f)
 	}
-	// An events file that disappeared is every message removed.
-	for path := range old {
-		if _, ok := next[path]; !ok && slices.ContainsFunc(Subjects(Tree{path: old[path]}, schema.TopicName, ""), func(s Subject) bool { return s.File.Path() == path }) {
-			rep.Findings = append(rep.Findings, Finding{Subject: path, File: path, Level: level,
-				Violations: []compat.Violation{{Difference: compat.Difference{Rule: compat.MessageRemoved, Path: path, Detail: "events file removed"}, Direction: "BACKWARD", Version: 1}}})
+	// An events file (or one of its imports) that disappeared is every
+	// message in it removed: incompatible for new readers of old data.
+	readsOld := level != compat.None && level != compat.Forward && level != compat.ForwardTransitive
+	for _, s := range Subjects(old, schema.TopicName, "") {
+		if _, ok := next[s.File.Path()]; !ok && readsOld {
+			rep.Findings = append(rep.Findings, Finding{Subject: s.Name, File: s.File.Path(), Level: level, Versions: 1,
+				Violations: []compat.Violation{{Difference: compat.Difference{Rule: compat.MessageRemoved, Path: s.File.Path(),
+					Detail: "file removed"}, Direction: "BACKWARD", Version: 1}}})
 		}
 	}
 	return rep, nil

@@ -77,6 +77,19 @@ func TestDiff(t *testing.T) {
 		t.Fatalf("text report lacks file:line:\n%s", rep.Text())
 	}
 
+	gone := schemacheck.Tree{}
+	for path, fd := range base {
+		if path != eventsFile {
+			gone[path] = fd
+		}
+	}
+	if rep, err := schemacheck.Diff(gone, base, compat.Backward); err != nil || rep.Compatible() || !strings.Contains(rep.Text(), "file removed") {
+		t.Fatalf("removing the orders events file: %v\n%s", err, rep.Text())
+	}
+	if rep, _ := schemacheck.Diff(gone, base, compat.Forward); !rep.Compatible() {
+		t.Fatalf("removing a file is a FORWARD-compatible change:\n%s", rep.Text())
+	}
+
 	good, _ := tree(t, addedField)
 	if rep, err := schemacheck.Diff(good, base, compat.FullTransitive); err != nil || !rep.Compatible() {
 		t.Fatalf("adding a field: %v\n%s", err, rep.Text())
