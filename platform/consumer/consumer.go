@@ -146,8 +146,13 @@ func NewRouter(cfg Config) (*Router, error) {
 	return &Router{cfg: cfg, handlers: map[protoreflect.FullName]Handler{}}, nil
 }
 
+// ErrNoKey marks an event whose key field (see the event option) is empty;
+// no handler is called for it and it is dead-lettered.
+var ErrNoKey = errors.New("event has an empty key field")
+
 // Handle registers fn for events of type T and subscribes the router to
-// T's topic. It fails when T is not an event message.
+// T's topic. Events of T whose key field is empty are permanent failures
+// (see [ErrNoKey]). It fails when T is not an event message.
 func Handle[T proto.Message](r *Router, fn func(ctx context.Context, ev *Event, msg T) error) error {
 	var zero T
 	md := zero.ProtoReflect().Descriptor()
@@ -159,6 +164,9 @@ func Handle[T proto.Message](r *Router, fn func(ctx context.Context, ev *Event, 
 		msg, ok := ev.Message.(T)
 		if !ok {
 			return Permanent(fmt.Errorf("event %s: decoded as %T", ev.ID, ev.Message))
+		}
+		if route.Key(msg) == "" {
+			return Permanent(fmt.Errorf("%s %s: %w", ev.Type, ev.ID, ErrNoKey))
 		}
 		return fn(ctx, ev, msg)
 	}

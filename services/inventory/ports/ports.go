@@ -57,22 +57,18 @@ func (e *Events) Register(r *consumer.Router) error {
 	return consumer.Handle(r, e.onOrderCancelled)
 }
 
-func (e *Events) once(ctx context.Context, ev *consumer.Event, fn func(tx *sqldb.Tx) error) error {
-	return inbox.Once(ctx, e.store, ev, fn)
-}
-
 func (e *Events) onOrderCreated(ctx context.Context, ev *consumer.Event, msg *ordersv1.OrderCreated) error {
 	lines := make([]domain.Line, 0, len(msg.GetLines()))
 	for _, l := range msg.GetLines() {
 		lines = append(lines, domain.Line{SKU: l.GetSku(), Quantity: int64(l.GetQuantity())})
 	}
-	return e.once(ctx, ev, func(tx *sqldb.Tx) error {
+	return inbox.Once(ctx, e.store, ev, func(tx *sqldb.Tx) error {
 		return e.app.Deduct(ctx, tx, msg.GetOrderId(), lines)
 	})
 }
 
 func (e *Events) onOrderCancelled(ctx context.Context, ev *consumer.Event, msg *ordersv1.OrderCancelled) error {
-	return e.once(ctx, ev, func(tx *sqldb.Tx) error {
+	return inbox.Once(ctx, e.store, ev, func(tx *sqldb.Tx) error {
 		return e.app.Release(ctx, tx, msg.GetOrderId())
 	})
 }

@@ -4,8 +4,6 @@ package ports
 
 import (
 	"context"
-	"errors"
-	"fmt"
 
 	inventoryv1 "github.com/herald-events/herald/gen/go/herald/inventory/v1"
 	logisticsv1 "github.com/herald-events/herald/gen/go/herald/logistics/v1"
@@ -56,29 +54,18 @@ func (e *Events) Register(r *consumer.Router) error {
 	return consumer.Handle(r, e.onOrderCancelled)
 }
 
-// errNoOrderID marks an event that names no order; retrying cannot fix it.
-var errNoOrderID = errors.New("event has no order_id")
-
-// once applies fn in one transaction with the inbox claim of ev.
-func (e *Events) once(ctx context.Context, ev *consumer.Event, orderID string, fn func(tx *sqldb.Tx) error) error {
-	if orderID == "" {
-		return consumer.Permanent(fmt.Errorf("%s %s: %w", ev.Type, ev.ID, errNoOrderID))
-	}
-	return inbox.Once(ctx, e.store, ev, fn)
-}
-
 func (e *Events) onInventoryDeducted(ctx context.Context, ev *consumer.Event, msg *inventoryv1.InventoryDeducted) error {
 	lines := make([]domain.Line, 0, len(msg.GetLines()))
 	for _, l := range msg.GetLines() {
 		lines = append(lines, domain.Line{SKU: l.GetSku(), Quantity: l.GetQuantity()})
 	}
-	return e.once(ctx, ev, msg.GetOrderId(), func(tx *sqldb.Tx) error {
+	return inbox.Once(ctx, e.store, ev, func(tx *sqldb.Tx) error {
 		return e.app.Reserve(ctx, tx, msg.GetOrderId(), lines)
 	})
 }
 
 func (e *Events) onOrderCancelled(ctx context.Context, ev *consumer.Event, msg *ordersv1.OrderCancelled) error {
-	return e.once(ctx, ev, msg.GetOrderId(), func(tx *sqldb.Tx) error {
+	return inbox.Once(ctx, e.store, ev, func(tx *sqldb.Tx) error {
 		return e.app.Release(ctx, tx, msg.GetOrderId())
 	})
 }

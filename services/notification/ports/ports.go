@@ -5,8 +5,6 @@ package ports
 import (
 	"context"
 	"encoding/base64"
-	"errors"
-	"fmt"
 	"strconv"
 	"strings"
 
@@ -120,15 +118,9 @@ func (e *Events) Register(r *consumer.Router) error {
 	return consumer.Handle(r, e.onOrderCancelled)
 }
 
-// errNoOrderID marks an event that names no order; retrying cannot fix it.
-var errNoOrderID = errors.New("event has no order_id")
-
 // record stores the notification of ev in one transaction with its inbox
 // claim.
 func (e *Events) record(ctx context.Context, ev *consumer.Event, orderID, customerID string, kind domain.Kind, text string) error {
-	if orderID == "" {
-		return consumer.Permanent(fmt.Errorf("%s %s: %w", ev.Type, ev.ID, errNoOrderID))
-	}
 	return inbox.Once(ctx, e.store, ev, func(tx *sqldb.Tx) error {
 		return e.app.Record(ctx, tx, orderID, customerID, kind, text)
 	})

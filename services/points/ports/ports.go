@@ -4,8 +4,6 @@ package ports
 
 import (
 	"context"
-	"errors"
-	"fmt"
 
 	"google.golang.org/protobuf/types/known/timestamppb"
 
@@ -59,26 +57,15 @@ func (e *Events) Register(r *consumer.Router) error {
 	return consumer.Handle(r, e.onOrderCancelled)
 }
 
-// errNoOrderID marks an event that names no order; retrying cannot fix it.
-var errNoOrderID = errors.New("event has no order_id")
-
-// once applies fn in one transaction with the inbox claim of ev.
-func (e *Events) once(ctx context.Context, ev *consumer.Event, orderID string, fn func(tx *sqldb.Tx) error) error {
-	if orderID == "" {
-		return consumer.Permanent(fmt.Errorf("%s %s: %w", ev.Type, ev.ID, errNoOrderID))
-	}
-	return inbox.Once(ctx, e.store, ev, fn)
-}
-
 func (e *Events) onOrderConfirmed(ctx context.Context, ev *consumer.Event, msg *ordersv1.OrderConfirmed) error {
 	total := domain.Money{Currency: msg.GetTotal().GetCurrencyCode(), Units: msg.GetTotal().GetUnits(), Nanos: msg.GetTotal().GetNanos()}
-	return e.once(ctx, ev, msg.GetOrderId(), func(tx *sqldb.Tx) error {
+	return inbox.Once(ctx, e.store, ev, func(tx *sqldb.Tx) error {
 		return e.app.Confirmed(ctx, tx, msg.GetOrderId(), msg.GetCustomerId(), total)
 	})
 }
 
 func (e *Events) onOrderCancelled(ctx context.Context, ev *consumer.Event, msg *ordersv1.OrderCancelled) error {
-	return e.once(ctx, ev, msg.GetOrderId(), func(tx *sqldb.Tx) error {
+	return inbox.Once(ctx, e.store, ev, func(tx *sqldb.Tx) error {
 		return e.app.Cancelled(ctx, tx, msg.GetOrderId())
 	})
 }
