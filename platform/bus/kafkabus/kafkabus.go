@@ -37,6 +37,7 @@ type config struct {
 	retryFloor  time.Duration
 	retryCeil   time.Duration
 	txnTimeout  time.Duration
+	instance    string
 	commitAwait time.Duration
 	keyWorkers  int
 	grace       time.Duration
@@ -109,15 +110,26 @@ func ShutdownGrace(d time.Duration) Option { return func(c *config) { c.grace = 
 
 // GroupTransactions makes a subscriber consume in Kafka transactions
 // (franz-go's GroupTransactSession). Each Run gets the transactional id
-// "<prefix><group>-<random>", unique per consumer instance as the group
-// protocol (KIP-447) allows; after a crash, the transaction the dead instance
-// left open holds read-committed readers back until the transaction timeout
-// (40s). Each poll is one transaction: the
+// "<prefix><group>-<instance>", where the instance is [InstanceID] or, when
+// that is unset, random per Run (KIP-447 lets every consumer instance have
+// its own id). With a stable instance id, a restarted instance fences its
+// predecessor and aborts the transaction a crash left open at once; with a
+// random one, that transaction holds read-committed readers and offset
+// fetches back until the transaction timeout (40s). Each poll is one transaction: the
 // offsets of the poll and whatever handlers publish through
 // [bus.DeliveryPublisher] (dead letters) commit together, or not at all —
-// a rebalance or a poll that was not fully handled aborts, and the records
-// come again. Default off: offsets are committed on their own.
+// a poll that was not fully handled aborts, and the records come again. A
+// rebalance waits for the poll in hand to end, so that a member that joins
+// is never handed records this one is still handling (the rebalance timeout,
+// 60s by default, must exceed the time to handle one poll). Default off:
+// offsets are committed on their own.
 func GroupTransactions(prefix string) Option { return func(c *config) { c.groupTxnID = prefix } }
+
+// InstanceID names this consumer instance in transactional ids (see
+// [GroupTransactions]). It must be stable across restarts of one instance
+// and unique among the instances running at once: two live instances with
+// the same id fence each other. Default: random per Run.
+func InstanceID(id string) Option { return func(c *config) { c.instance = id } }
 
 // Metrics reports consumer lag per group and partition to m. Default none.
 func Metrics(m *observe.Metrics) Option { return func(c *config) { c.metrics = m } }
@@ -333,12 +345,20 @@ func (s *Subscriber) Run(ctx context.Context, group string, topics []string, h b
 		err  error
 	)
 	if s.cfg.groupTxnID != "" {
-		var suffix [6]byte
-		_, _ = rand.Read(suffix[:])
-		txnID := fmt.Sprintf("%s%s-%x", s.cfg.groupTxnID, group, suffix)
+		instance := s.cfg.instance
+		if instance == "" {
+			var suffix [6]byte
+			_, _ = rand.Read(suffix[:])
+			instance = fmt.Sprintf("%x", suffix)
+		}
+		txnID := s.cfg.groupTxnID + group + "-" + instance
 		opts = append(opts, kgo.TransactionalID(txnID), kgo.TransactionTimeout(s.cfg.txnTimeout),
 			kgo.RequiredAcks(kgo.AllISRAcks()))
-		sess, err = kgo.NewGroupTransactSession(append(opts, s.cfg.extra...)...)
+		// Rebalances wait for the poll in hand to end (franz-go's option
+		// (a)): otherwise a member joining mid-poll, as in a rolling
+		// deploy, is handed records this one is still handling, and both
+		// handle them.
+		sess, err = kgo.NewGroupTransactSession(append(append(opts, kgo.BlockRebalanceOnPoll()), s.cfg.extra...)...)
 		if err == nil {
 			cl, poller = sess.Client(), sess
 			defer sess.Close()
@@ -433,9 +453,7 @@ func (s *Subscriber) Run(ctx context.Context, group string, topics []string, h b
 			}
 		}
 		cancel()
-		if sess == nil {
-			cl.AllowRebalance()
-		}
+		cl.AllowRebalance()
 		if ctx.Err() != nil || (sess != nil && !complete) {
 			log.Info("consumer stopped")
 			return nil
