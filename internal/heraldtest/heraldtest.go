@@ -4,6 +4,7 @@ package heraldtest
 
 import (
 	"bufio"
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -53,6 +54,8 @@ type Proc struct {
 	GRPCAddr string
 	cmd      *exec.Cmd
 	done     chan error
+	exited   chan struct{}
+	exitErr  error
 	mu       sync.Mutex
 	out      []string
 }
@@ -64,14 +67,26 @@ var ready = regexp.MustCompile(`herald (dev|serve) ready"? grpc=(\S+)`)
 // the test ends; its output is logged if the test failed.
 func Start(t *testing.T, bin string, args []string, env ...string) *Proc {
 	t.Helper()
-	p := &Proc{cmd: exec.Command(bin, args...), done: make(chan error, 1)}
-	p.cmd.Env = append([]string{"PATH=" + os.Getenv("PATH"), "HOME=" + os.Getenv("HOME")}, env...)
-	stderr, err := p.cmd.StderrPipe()
+	p, err := Launch(t, bin, args, env...)
 	if err != nil {
 		t.Fatal(err)
 	}
+	return p
+}
+
+// Launch is [Start] returning an error, instead of failing the test, when
+// the process exits or is not ready within a minute; the process is then
+// killed.
+func Launch(t *testing.T, bin string, args []string, env ...string) (*Proc, error) {
+	t.Helper()
+	p := &Proc{cmd: exec.Command(bin, args...), done: make(chan error, 1), exited: make(chan struct{})}
+	p.cmd.Env = append([]string{"PATH=" + os.Getenv("PATH"), "HOME=" + os.Getenv("HOME")}, env...)
+	stderr, err := p.cmd.StderrPipe()
+	if err != nil {
+		return nil, err
+	}
 	if err := p.cmd.Start(); err != nil {
-		t.Fatal(err)
+		return nil, err
 	}
 	addr := make(chan string, 1)
 	scanned := make(chan struct{})
@@ -90,7 +105,10 @@ func Start(t *testing.T, bin string, args []string, env ...string) *Proc {
 	}()
 	go func() {
 		<-scanned
-		p.done <- p.cmd.Wait()
+		err := p.cmd.Wait()
+		p.exitErr = err
+		close(p.exited)
+		p.done <- err
 	}()
 	t.Cleanup(func() {
 		_ = p.cmd.Process.Kill()
@@ -100,13 +118,36 @@ func Start(t *testing.T, bin string, args []string, env ...string) *Proc {
 	})
 	select {
 	case p.GRPCAddr = <-addr:
+		return p, nil
 	case err := <-p.done:
 		p.done <- err
-		t.Fatalf("herald %v exited before it was ready: %v\n%s", args, err, p.Output())
+		return nil, fmt.Errorf("herald %v exited before it was ready: %v\n%s", args, err, p.Output())
 	case <-time.After(60 * time.Second):
-		t.Fatalf("herald %v was not ready within 60s\n%s", args, p.Output())
+		_ = p.cmd.Process.Kill()
+		return nil, fmt.Errorf("herald %v was not ready within 60s\n%s", args, p.Output())
 	}
-	return p
+}
+
+// Exited is closed when the process has ended, whatever ended it.
+func (p *Proc) Exited() <-chan struct{} { return p.exited }
+
+// ExitErr is how the process ended; valid once Exited is closed.
+func (p *Proc) ExitErr() error {
+	<-p.exited
+	return p.exitErr
+}
+
+// Kill sends SIGKILL, as a crash would, and waits for the process to end.
+func (p *Proc) Kill(t *testing.T) {
+	t.Helper()
+	if err := p.cmd.Process.Signal(syscall.SIGKILL); err != nil && !errors.Is(err, os.ErrProcessDone) {
+		t.Fatal(err)
+	}
+	select {
+	case <-p.exited:
+	case <-time.After(30 * time.Second):
+		t.Fatal("herald did not exit within 30s of SIGKILL")
+	}
 }
 
 // Output returns what the process wrote to stderr so far.

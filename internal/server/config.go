@@ -87,6 +87,13 @@ type Config struct {
 	// Defaults "127.0.0.1:9092" and "127.0.0.1:8081".
 	KafkaAddr, RegistryAddr string
 
+	// Bus is the message bus: "kafka" (default), "nats" (JetStream) or
+	// "rabbitmq". herald dev always uses its embedded Kafka.
+	Bus string
+	// NATSURL (nats://host:port) and RabbitMQURL (amqp://user:pass@host:port/vhost)
+	// reach the other buses.
+	NATSURL, RabbitMQURL string
+
 	// Kafka, Registry and DatabaseURL name the real infrastructure
 	// (herald serve). DatabaseURL is postgres://... (one schema per
 	// service) or sqlite:DIR (one file per service in DIR).
@@ -98,6 +105,12 @@ type Config struct {
 	// ids and database schemas, so several deployments can share the same
 	// infrastructure. Default none.
 	Namespace string
+	// InstanceID names this process among the replicas of its services,
+	// stable across its restarts and unique among replicas running at once
+	// (a pod name, say). Kafka consumer transactions use it, so that a
+	// restarted process fences its crashed predecessor at once instead of
+	// waiting out the transaction timeout. Default: random per start.
+	InstanceID string
 	// Services to run. Default: all.
 	Services []string
 	// Partitions and ReplicationFactor of topics the process creates.
@@ -144,8 +157,15 @@ func (c *Config) SetDefaults() {
 	if c.RegistryAddr == "" {
 		c.RegistryAddr = "127.0.0.1:8081"
 	}
+	if c.Bus == "" {
+		c.Bus = BusKafka
+	}
 	if len(c.Services) == 0 {
+		// Default: every service the bus can carry (risk needs Kafka).
 		c.Services = KnownServices()
+		if c.Bus != BusKafka {
+			c.Services = slices.DeleteFunc(c.Services, func(s string) bool { return s == "risk" })
+		}
 	}
 	if c.Partitions == 0 {
 		c.Partitions = 3
@@ -166,6 +186,15 @@ func (c *Config) SetDefaults() {
 		c.Logger = slog.Default()
 	}
 }
+
+// The buses a process can use.
+const (
+	BusKafka    = "kafka"
+	BusNATS     = "nats"
+	BusRabbitMQ = "rabbitmq"
+)
+
+var instanceRE = regexp.MustCompile(`^[A-Za-z0-9._-]{1,64}$`)
 
 var namespaceRE = regexp.MustCompile(`^[a-z][a-z0-9_]{0,30}$`)
 
@@ -191,8 +220,29 @@ func (c *Config) Validate() error {
 	if (c.GRPCTLSCert == "") != (c.GRPCTLSKey == "") {
 		bad("grpc-tls-cert", "set both --grpc-tls-cert and --grpc-tls-key, or neither")
 	}
+	switch {
+	case c.Bus == BusKafka:
+	case c.Embedded:
+		bad("bus", "%q: herald dev runs on its embedded Kafka only; use herald serve for %s", c.Bus, c.Bus)
+	case c.Bus == BusNATS:
+		if u, err := url.Parse(c.NATSURL); c.NATSURL == "" || err != nil || (u.Scheme != "nats" && u.Scheme != "tls") {
+			bad("nats-url", "required with --bus=nats: nats://host:port (got %q)", c.NATSURL)
+		}
+	case c.Bus == BusRabbitMQ:
+		if u, err := url.Parse(c.RabbitMQURL); c.RabbitMQURL == "" || err != nil || (u.Scheme != "amqp" && u.Scheme != "amqps") {
+			bad("rabbitmq-url", "required with --bus=rabbitmq: amqp://user:pass@host:port/ (got %q)", c.RabbitMQURL)
+		}
+	default:
+		bad("bus", "%q: want kafka, nats or rabbitmq", c.Bus)
+	}
+	if c.Bus != BusKafka && slices.Contains(c.Services, "risk") {
+		bad("services", "risk needs --bus=kafka: it transforms in Kafka transactions, which %s does not have", c.Bus)
+	}
+	if c.InstanceID != "" && !instanceRE.MatchString(c.InstanceID) {
+		bad("instance-id", "%q: want 1 to 64 of [A-Za-z0-9._-]", c.InstanceID)
+	}
 	if !c.Embedded {
-		if len(c.Kafka.Brokers) == 0 {
+		if c.Bus == BusKafka && len(c.Kafka.Brokers) == 0 {
 			bad("kafka-brokers", "required: the Kafka bootstrap servers, host:port[,host:port...]")
 		}
 		for _, b := range c.Kafka.Brokers {

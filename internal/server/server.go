@@ -10,7 +10,6 @@ import (
 	"net/url"
 	"path/filepath"
 	"slices"
-	"strings"
 	"sync"
 	"time"
 
@@ -25,6 +24,7 @@ import (
 
 	"github.com/herald-events/herald/platform/bus"
 	"github.com/herald-events/herald/platform/bus/kafkabus"
+	"github.com/herald-events/herald/platform/bus/natsbus"
 	"github.com/herald-events/herald/platform/devstack"
 	"github.com/herald-events/herald/platform/event"
 	"github.com/herald-events/herald/platform/grpcx"
@@ -120,7 +120,8 @@ type Process struct {
 	health   *health.Server
 	grpcLn   net.Listener
 	services []service
-	kopts    []kafkabus.Option
+	kopts    []kafkabus.Option // nil unless the bus is Kafka
+	bus      transport
 	metrics  *observe.Metrics
 	httpAddr string
 	closers  []func() error
@@ -165,17 +166,8 @@ func Start(ctx context.Context, cfg Config) (_ *Process, err error) {
 	}
 	p.regURL = regCfg.URL
 
-	extra, err := cfg.Kafka.ClientOptions()
-	if err != nil {
-		return nil, err
-	}
-	kopts := []kafkabus.Option{kafkabus.Seeds(p.brokers...), kafkabus.Logger(p.log), kafkabus.ClientOptions(extra...)}
-	p.kopts = kopts
-
-	pctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	err = kafkabus.Ping(pctx, kopts...)
-	cancel()
-	if err != nil {
+	p.metrics = observe.New()
+	if p.bus, err = p.newTransport(); err != nil {
 		return nil, err
 	}
 	events, err := event.Events(protoregistry.GlobalFiles, "herald")
@@ -189,10 +181,10 @@ func Start(ctx context.Context, cfg Config) (_ *Process, err error) {
 			topics = append(topics, t, t+".dlq")
 		}
 	}
-	if err := kafkabus.EnsureTopics(ctx, cfg.Partitions, cfg.ReplicationFactor, topics, kopts...); err != nil {
-		return nil, fmt.Errorf("kafka %s: %w", strings.Join(p.brokers, ","), err)
+	if err := p.bus.prepare(ctx, topics); err != nil {
+		return nil, err
 	}
-	p.log.Info("topics ready", "topics", topics)
+	p.log.Info("topics ready", "bus", p.bus.String(), "topics", topics)
 
 	client, err := schema.NewClient(regCfg.URL, regCfg.User, regCfg.Password)
 	if err != nil {
@@ -206,7 +198,7 @@ func Start(ctx context.Context, cfg Config) (_ *Process, err error) {
 		return nil, err
 	}
 
-	dlq, err := kafkabus.NewPublisher(kopts...)
+	dlq, err := p.bus.publisher()
 	if err != nil {
 		return nil, err
 	}
@@ -220,7 +212,6 @@ func Start(ctx context.Context, cfg Config) (_ *Process, err error) {
 		}
 		gopts = append(gopts, grpc.Creds(creds))
 	}
-	p.metrics = observe.New()
 	p.grpc, p.health = grpcx.NewServer(p.log, p.metrics, cfg.Tracing, gopts...)
 	for _, name := range cfg.Services {
 		svc, err := p.newService(ctx, name, codec, dlq)
@@ -320,8 +311,7 @@ func (p *Process) newService(ctx context.Context, name string, codec *schema.Cod
 		return db, nil
 	}
 	relayPublisher := func() (bus.Publisher, error) {
-		txnID := event.Namespaced(p.cfg.Namespace, "herald-"+name+"-outbox")
-		pub, err := kafkabus.NewPublisher(append(p.kopts, kafkabus.TransactionalID(txnID))...)
+		pub, err := p.bus.relayPublisher(name)
 		if err != nil {
 			return nil, err
 		}
@@ -331,6 +321,9 @@ func (p *Process) newService(ctx context.Context, name string, codec *schema.Cod
 	log := p.log.With("service", name)
 	ns, m, tr := p.cfg.Namespace, p.metrics, p.cfg.Tracing
 	if name == risk.Name {
+		if p.kopts == nil {
+			return nil, fmt.Errorf("risk runs on Kafka only, not on %s", p.bus)
+		}
 		return risk.New(risk.Deps{Codec: codec, Kafka: p.kopts, Logger: log, Namespace: ns, Metrics: m, Tracing: tr})
 	}
 	db, err := openDB()
@@ -371,9 +364,7 @@ func (p *Process) newService(ctx context.Context, name string, codec *schema.Cod
 
 func (p *Process) run() {
 	p.runCtx, p.stop = context.WithCancel(context.Background())
-	// Consumers commit their offsets and dead letters in one transaction.
-	sub, err := kafkabus.NewSubscriber(append(p.kopts, kafkabus.Metrics(p.metrics), kafkabus.ShutdownGrace(p.cfg.ShutdownGrace),
-		kafkabus.GroupTransactions(event.Namespaced(p.cfg.Namespace, "herald-consumer-")))...)
+	sub, err := p.bus.subscriber()
 	g, gctx := errgroup.WithContext(p.runCtx)
 	if err != nil {
 		g.Go(func() error { return err })
@@ -406,6 +397,23 @@ func (p *Process) run() {
 		p.runErr = g.Wait()
 		close(p.done)
 	}()
+}
+
+// newTransport connects the configured bus.
+func (p *Process) newTransport() (transport, error) {
+	switch p.cfg.Bus {
+	case BusKafka:
+		extra, err := p.cfg.Kafka.ClientOptions()
+		if err != nil {
+			return nil, err
+		}
+		p.kopts = []kafkabus.Option{kafkabus.Seeds(p.brokers...), kafkabus.Logger(p.log), kafkabus.ClientOptions(extra...)}
+		return &kafkaTransport{cfg: &p.cfg, p: p, brokers: p.brokers, opts: p.kopts}, nil
+	case BusNATS:
+		return &natsTransport{cfg: &p.cfg, p: p, opts: []natsbus.Option{natsbus.URL(p.cfg.NATSURL), natsbus.Logger(p.log),
+			natsbus.Registerer(p.metrics.Registerer())}}, nil
+	}
+	return nil, fmt.Errorf("%s: unknown bus %q", Setting("bus"), p.cfg.Bus)
 }
 
 // GRPCAddr is the address gRPC listens on.

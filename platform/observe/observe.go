@@ -79,6 +79,10 @@ func New() *Metrics {
 	return m
 }
 
+// Registerer is the registry behind [Metrics.Handler], for collectors a
+// component owns (a bus backend's connection counters, say).
+func (m *Metrics) Registerer() prometheus.Registerer { return m.reg }
+
 // Handler serves the metrics in the Prometheus text format.
 func (m *Metrics) Handler() http.Handler {
 	return promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{})

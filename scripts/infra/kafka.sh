@@ -2,7 +2,7 @@
 # Single-node Apache Kafka (KRaft, broker+controller) as a local process,
 # built from the Kafka jars on Maven Central.
 #
-#   scripts/infra/kafka.sh start|stop|status|reset|env|fetch|tool CLASS [ARGS...]
+#   scripts/infra/kafka.sh start|stop|kill|status|reset|env|fetch|tool CLASS [ARGS...]
 #
 # Listeners (all on 127.0.0.1):
 #   PLAINTEXT       $HERALD_INFRA_KAFKA_PORT            (default 19092)
@@ -226,6 +226,21 @@ start() {
 
 stop() { stop_pid "$PIDFILE" "$MARKER"; }
 
+# kill: SIGKILL the broker, as a crash would (for the chaos suite); `start`
+# brings it back on the same data, recovering its logs.
+kill9() {
+  if ! pid_alive "$PIDFILE" "$MARKER"; then
+    log "not running"
+    return 0
+  fi
+  local pid
+  pid="$(cat "$PIDFILE")"
+  kill -KILL "$pid"
+  for _ in $(seq 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.05; done
+  rm -f "$PIDFILE"
+  log "killed pid $pid with SIGKILL"
+}
+
 status() {
   if pid_alive "$PIDFILE" "$MARKER"; then
     if ready; then
@@ -250,6 +265,7 @@ case "${1:-}" in
   start) start ;;
   fetch) fetch ;;
   stop) stop ;;
+  kill) kill9 ;;
   status) status ;;
   reset) reset ;;
   env) print_env ;;
@@ -261,5 +277,5 @@ case "${1:-}" in
     [ -f "$LIBS/.complete" ] || die "Kafka jars not downloaded yet: run $0 fetch first"
     [ -f "$CONF_DIR/log4j2-tools.xml" ] || { write_config; write_client_config; }
     kjava "$@" ;;
-  *) echo "usage: $0 start|stop|status|reset|env|fetch|tool CLASS [ARGS...]" >&2; exit 2 ;;
+  *) echo "usage: $0 start|stop|kill|status|reset|env|fetch|tool CLASS [ARGS...]" >&2; exit 2 ;;
 esac
