@@ -20,11 +20,11 @@ esac
 
 rc=0
 declare -A pids
-for s in kafka apicurio postgres; do
+for s in kafka apicurio postgres nats; do
   "$here/$s.sh" "$action" &
   pids[$s]=$!
 done
-for s in kafka apicurio postgres; do
+for s in kafka apicurio postgres nats; do
   wait "${pids[$s]}" || { log "$s: $action failed"; rc=1; }
 done
 exit "$rc"

@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
-# Start Kafka, Apicurio Registry and PostgreSQL as local processes and print
-# the environment for herald on stdout:
+# Start Kafka, Apicurio Registry, PostgreSQL and NATS (JetStream) as local
+# processes and print the environment for herald on stdout:
 #
 #   eval "$(scripts/infra/up.sh)"
 #
 # Downloads and package installs run one after the other (apt and Maven do
-# not like concurrent runs); the three services then start in parallel.
+# not like concurrent runs); the services then start in parallel.
 # Progress goes to stderr. Stop everything with scripts/infra/down.sh.
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -13,7 +13,7 @@ SERVICE=up
 # shellcheck source=lib.sh
 . "$here/lib.sh"
 
-services=(kafka apicurio postgres)
+services=(kafka apicurio postgres nats)
 begin=$SECONDS
 
 for s in "${services[@]}"; do
