@@ -2,6 +2,7 @@ package server_test
 
 import (
 	"os"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -115,5 +116,24 @@ func TestSagaOnEveryBus(t *testing.T) {
 				t.Fatalf("alice's balance after award and reversal = %d, want 0 (entries %v)", bal.GetBalance(), bal.GetEntries())
 			}
 		})
+	}
+}
+
+// TestSubscriptionsTable: the table RabbitMQ deployments declare their
+// queues from is what the services really subscribe to.
+func TestSubscriptionsTable(t *testing.T) {
+	s := startProcess(t, t.TempDir(), nil)
+	got := s.proc.Subscriptions()
+	want := server.Subscriptions(s.ns)
+	if len(got) != len(server.KnownServices()) {
+		t.Fatalf("process runs %d consumer groups, want one per service (%d): %v", len(got), len(server.KnownServices()), got)
+	}
+	for group, topics := range got {
+		if !slices.Equal(topics, want[group]) {
+			t.Errorf("group %s reads %v; server.Subscriptions says %v", group, topics, want[group])
+		}
+	}
+	if len(want) != len(got) {
+		t.Errorf("server.Subscriptions has %d groups, the services %d", len(want), len(got))
 	}
 }

@@ -25,6 +25,7 @@ import (
 	"github.com/herald-events/herald/platform/bus"
 	"github.com/herald-events/herald/platform/bus/kafkabus"
 	"github.com/herald-events/herald/platform/bus/natsbus"
+	"github.com/herald-events/herald/platform/bus/rabbitbus"
 	"github.com/herald-events/herald/platform/devstack"
 	"github.com/herald-events/herald/platform/event"
 	"github.com/herald-events/herald/platform/grpcx"
@@ -51,6 +52,8 @@ type service interface {
 	GRPCServiceNames() []string
 	Run(ctx context.Context, sub bus.Subscriber) error
 	Outbox() *outbox.Outbox
+	// Subscription is the service's consumer group and the topics it reads.
+	Subscription() (group string, topics []string)
 }
 
 // pendingOf reads an outbox backlog for a gauge, with a short timeout.
@@ -409,11 +412,25 @@ func (p *Process) newTransport() (transport, error) {
 		}
 		p.kopts = []kafkabus.Option{kafkabus.Seeds(p.brokers...), kafkabus.Logger(p.log), kafkabus.ClientOptions(extra...)}
 		return &kafkaTransport{cfg: &p.cfg, p: p, brokers: p.brokers, opts: p.kopts}, nil
+	case BusRabbitMQ:
+		return &rabbitTransport{cfg: &p.cfg, p: p, opts: []rabbitbus.Option{rabbitbus.URL(p.cfg.RabbitMQURL), rabbitbus.Logger(p.log),
+			rabbitbus.Registerer(p.metrics.Registerer())}}, nil
 	case BusNATS:
 		return &natsTransport{cfg: &p.cfg, p: p, opts: []natsbus.Option{natsbus.URL(p.cfg.NATSURL), natsbus.Logger(p.log),
 			natsbus.Registerer(p.metrics.Registerer())}}, nil
 	}
 	return nil, fmt.Errorf("%s: unknown bus %q", Setting("bus"), p.cfg.Bus)
+}
+
+// Subscriptions are the consumer groups of the process's services and the
+// topics each reads.
+func (p *Process) Subscriptions() map[string][]string {
+	out := map[string][]string{}
+	for _, s := range p.services {
+		g, topics := s.Subscription()
+		out[g] = topics
+	}
+	return out
 }
 
 // GRPCAddr is the address gRPC listens on.

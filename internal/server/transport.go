@@ -9,6 +9,7 @@ import (
 	"github.com/herald-events/herald/platform/bus"
 	"github.com/herald-events/herald/platform/bus/kafkabus"
 	"github.com/herald-events/herald/platform/bus/natsbus"
+	"github.com/herald-events/herald/platform/bus/rabbitbus"
 	"github.com/herald-events/herald/platform/event"
 	"github.com/herald-events/herald/platform/sqldb"
 )
@@ -105,4 +106,65 @@ func (n *natsTransport) publisher() (bus.Publisher, error) {
 
 func (n *natsTransport) subscriber() (bus.Subscriber, error) {
 	return natsbus.NewSubscriber(append(n.opts, natsbus.Metrics(n.p.metrics), natsbus.ShutdownGrace(n.cfg.ShutdownGrace))...)
+}
+
+// rabbitTransport runs on RabbitMQ: a topic exchange per domain, a quorum
+// queue per consumer group and topic, publisher confirms, no transactions
+// (the outbox publishes event by event; the inbox dedupes).
+type rabbitTransport struct {
+	cfg  *Config
+	p    *Process
+	opts []rabbitbus.Option
+}
+
+func (r *rabbitTransport) String() string { return "rabbitmq " + sqldb.Redact(r.cfg.RabbitMQURL) }
+
+// prepare declares the exchanges and, since RabbitMQ keeps nothing for a
+// queue that does not exist yet, the queue of every herald consumer group,
+// whichever process runs it: an event published before its consumers first
+// start waits in their queues.
+func (r *rabbitTransport) prepare(ctx context.Context, topics []string) error {
+	pctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	err := rabbitbus.Ping(pctx, r.opts...)
+	cancel()
+	if err != nil {
+		return fmt.Errorf("%s: %w", Setting("rabbitmq-url"), err)
+	}
+	if err := rabbitbus.EnsureTopologyWith(ctx, topics, r.opts...); err != nil {
+		return fmt.Errorf("%s: %w", r, err)
+	}
+	for group, read := range Subscriptions(r.cfg.Namespace) {
+		if err := rabbitbus.EnsureGroup(ctx, group, read, r.opts...); err != nil {
+			return fmt.Errorf("%s: queues of %s: %w", r, group, err)
+		}
+	}
+	return nil
+}
+
+func (r *rabbitTransport) relayPublisher(service string) (bus.Publisher, error) {
+	return rabbitbus.NewPublisher(append(r.opts, rabbitbus.ClientName(event.Namespaced(r.cfg.Namespace, "herald-"+service+"-outbox")))...)
+}
+
+func (r *rabbitTransport) publisher() (bus.Publisher, error) {
+	return rabbitbus.NewPublisher(append(r.opts, rabbitbus.ClientName("herald-dead-letters"))...)
+}
+
+func (r *rabbitTransport) subscriber() (bus.Subscriber, error) {
+	return rabbitbus.NewSubscriber(append(r.opts, rabbitbus.Metrics(r.p.metrics), rabbitbus.ShutdownGrace(r.cfg.ShutdownGrace))...)
+}
+
+// Subscriptions lists every herald consumer group (in namespace) and the
+// topics it reads, whether or not this process runs it. A test checks it
+// against what the services subscribe to.
+func Subscriptions(namespace string) map[string][]string {
+	orders, inventory := event.Namespaced(namespace, "herald.orders.v1"), event.Namespaced(namespace, "herald.inventory.v1")
+	group := func(service string) string { return event.Namespaced(namespace, "herald-"+service) }
+	return map[string][]string{
+		group("orders"):       {inventory},
+		group("inventory"):    {orders},
+		group("notification"): {orders},
+		group("points"):       {orders},
+		group("logistics"):    {inventory, orders},
+		group("risk"):         {orders},
+	}
 }

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Stop the services started by scripts/infra/up.sh.
 #
-#   scripts/infra/down.sh           stop; Kafka and PostgreSQL data are kept
-#   scripts/infra/down.sh --reset   stop and delete Kafka and PostgreSQL data
+#   scripts/infra/down.sh           stop; Kafka, PostgreSQL, NATS and RabbitMQ data are kept
+#   scripts/infra/down.sh --reset   stop and delete their data
 #
 # Downloads stay cached either way (delete $HERALD_INFRA_DIR to drop them).
 set -euo pipefail
@@ -20,11 +20,11 @@ esac
 
 rc=0
 declare -A pids
-for s in kafka apicurio postgres nats; do
+for s in kafka apicurio postgres nats rabbitmq; do
   "$here/$s.sh" "$action" &
   pids[$s]=$!
 done
-for s in kafka apicurio postgres nats; do
+for s in kafka apicurio postgres nats rabbitmq; do
   wait "${pids[$s]}" || { log "$s: $action failed"; rc=1; }
 done
 exit "$rc"

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Start Kafka, Apicurio Registry, PostgreSQL and NATS (JetStream) as local
+# Start Kafka, Apicurio Registry, PostgreSQL, NATS (JetStream) and RabbitMQ as local
 # processes and print the environment for herald on stdout:
 #
 #   eval "$(scripts/infra/up.sh)"
@@ -13,7 +13,7 @@ SERVICE=up
 # shellcheck source=lib.sh
 . "$here/lib.sh"
 
-services=(kafka apicurio postgres nats)
+services=(kafka apicurio postgres nats rabbitmq)
 begin=$SECONDS
 
 for s in "${services[@]}"; do

@@ -71,6 +71,11 @@ func New(ctx context.Context, d Deps) (*Service, error) {
 // Name returns [Name].
 func (s *Service) Name() string { return Name }
 
+// Subscription is the consumer group and the topics it reads.
+func (s *Service) Subscription() (group string, topics []string) {
+	return s.router.Group(), s.router.Topics()
+}
+
 // RegisterGRPC adds LogisticsService to a gRPC server.
 func (s *Service) RegisterGRPC(gs *grpc.Server) {
 	logisticsv1.RegisterLogisticsServiceServer(gs, s.grpc)

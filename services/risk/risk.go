@@ -24,6 +24,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 
 	"google.golang.org/grpc"
 
@@ -116,6 +117,11 @@ func New(d Deps) (*Service, error) {
 
 // Name returns [Name].
 func (s *Service) Name() string { return Name }
+
+// Subscription is the consumer group and the topics it reads.
+func (s *Service) Subscription() (group string, topics []string) {
+	return s.group, slices.Clone(s.topics)
+}
 
 // RegisterGRPC registers nothing: the service has no API.
 func (s *Service) RegisterGRPC(*grpc.Server) {}
