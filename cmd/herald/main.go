@@ -7,6 +7,7 @@
 //	herald schema diff       test proto/ against a git revision of it
 //	herald registry          the embedded schema registry on its own
 //	herald dlq               list, show and replay dead letters
+//	herald bench             place orders on a running herald and measure
 //	herald help              show usage
 //
 // Settings come from flags, or from HERALD_* environment variables named
@@ -61,6 +62,8 @@ Usage:
                                   the same rules offline, against proto/ at a git revision
   herald registry [flags]         run the embedded schema registry on its own
   herald dlq list|show|replay     inspect dead-letter topics and send messages back
+  herald bench [flags]            place orders on a running herald at a chosen
+                                  concurrency and rate; print throughput and latencies
   herald help                     show this help
 
 Run "herald <command> -h" for the flags. Every flag can also be set through
@@ -84,6 +87,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return runRegistry(ctx, args[1:], getenv, stderr)
 	case "dlq":
 		return runDLQ(ctx, args[1:], getenv, stdout, stderr)
+	case "bench":
+		return runBench(ctx, args[1:], getenv, stdout, stderr)
 	case "help", "-h", "--help":
 		fmt.Fprint(stdout, usage)
 		return nil
