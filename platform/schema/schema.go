@@ -10,6 +10,7 @@
 package schema
 
 import (
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"net"
@@ -227,6 +228,9 @@ func (c *Codec) Decode(topic string, value []byte) (msg proto.Message, err error
 	if len(value) < 6 || value[0] != 0 {
 		return nil, fmt.Errorf("decode %s: %w: not Confluent wire format (%d bytes, magic %#x)", topic, ErrUndecodable, len(value), firstByte(value))
 	}
+	if err := checkIndexes(value); err != nil {
+		return nil, fmt.Errorf("decode %s: %w: %v", topic, ErrUndecodable, err)
+	}
 	defer func() {
 		// The serde indexes message arrays without bounds checks; a
 		// corrupt message-index array must not take the consumer down.
@@ -246,6 +250,26 @@ func (c *Codec) Decode(topic string, value []byte) (msg proto.Message, err error
 		return nil, fmt.Errorf("decode %s: %w: empty value", topic, ErrUndecodable)
 	}
 	return m, nil
+}
+
+// checkIndexes rejects a message-index array whose length cannot fit in
+// the bytes that follow it. The serde allocates as many indexes as the
+// length claims before reading them, so a corrupt length (a few bytes of a
+// poison record) would exhaust memory: a fatal error, not a recoverable
+// panic, and the consumer would crash on that record at every restart.
+func checkIndexes(value []byte) error {
+	rest := value[5:]
+	n, read := binary.Varint(rest)
+	switch {
+	case read <= 0:
+		return errors.New("unreadable message-index array length")
+	case n < 0:
+		return fmt.Errorf("negative message-index array length %d", n)
+	case n > int64(len(rest)-read):
+		// Every index takes at least one byte.
+		return fmt.Errorf("message-index array length %d exceeds the %d bytes that follow", n, len(rest)-read)
+	}
+	return nil
 }
 
 func firstByte(b []byte) byte {
