@@ -52,8 +52,22 @@ test-short: ## Run the fast tests only
 	go test -short -count=1 ./...
 
 .PHONY: bench
-bench: ## Run the benchmarks (side-by-side comparisons in one run)
-	go test -run '^$$' -bench . -benchmem ./...
+bench: ## Side-by-side benchmarks: herald vs raw franz-go (publish, EOS) and relay rows/s (real stack when its variables are set)
+	go test -run '^$$' -bench 'Publish|EOS' -benchtime 50x -count 3 -benchmem ./platform/bus/kafkabus/
+	go test -run '^$$' -bench Relay -benchtime 5000x -count 3 ./platform/outbox/
+	go test -run '^$$' -bench Router -count 3 -benchmem ./platform/consumer/
+
+.PHONY: chaos
+chaos: ## Chaos suite, long profile: 10,000 orders and at least 20 kills of orders, inventory and Kafka (starts the real stack)
+	env=$$(scripts/infra/up.sh); eval "$$env"; HERALD_CHAOS=long go test -count=1 -timeout 60m -v -run TestChaos ./internal/chaos/
+
+.PHONY: chaos-short
+chaos-short: ## Chaos suite, the shorter profile CI runs
+	env=$$(scripts/infra/up.sh); eval "$$env"; HERALD_CHAOS=short go test -count=1 -timeout 30m -v -run TestChaos ./internal/chaos/
+
+.PHONY: fuzz
+fuzz: ## Run every fuzz target for FUZZTIME each (default 10s)
+	scripts/fuzz.sh $(or $(FUZZTIME),10s)
 
 .PHONY: schema-gate
 schema-gate: ## Seed an embedded registry from the previous commit and run herald schema check against it

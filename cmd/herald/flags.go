@@ -82,7 +82,6 @@ func (f *flags) process(embedded bool) {
 	f.kafka()
 	f.fs.StringVar(&f.cfg.NATSURL, "nats-url", "", "NATS server URL with JetStream enabled, nats://host:port (--bus=nats)")
 	f.fs.StringVar(&f.cfg.RabbitMQURL, "rabbitmq-url", "", "RabbitMQ URL, amqp://user:pass@host:port/vhost (--bus=rabbitmq)")
-	f.fs.StringVar(&f.cfg.InstanceID, "instance-id", "", "stable name of this replica (e.g. the pod name): a restart fences its crashed predecessor's Kafka transactions at once")
 	f.fs.StringVar(&f.cfg.DatabaseURL, "database-url", "", "postgres://user:pass@host:port/db (a schema per service) or sqlite:DIR")
 	f.fs.IntVar(&f.repl, "replication-factor", -1, "replication factor of topics created (-1: the broker's default)")
 	f.fs.BoolVar(&f.cfg.AutoRegister, "auto-register-schemas", false, "register missing event schemas at start instead of failing")

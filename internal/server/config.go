@@ -105,12 +105,6 @@ type Config struct {
 	// ids and database schemas, so several deployments can share the same
 	// infrastructure. Default none.
 	Namespace string
-	// InstanceID names this process among the replicas of its services,
-	// stable across its restarts and unique among replicas running at once
-	// (a pod name, say). Kafka consumer transactions use it, so that a
-	// restarted process fences its crashed predecessor at once instead of
-	// waiting out the transaction timeout. Default: random per start.
-	InstanceID string
 	// Services to run. Default: all.
 	Services []string
 	// Partitions and ReplicationFactor of topics the process creates.
@@ -194,8 +188,6 @@ const (
 	BusRabbitMQ = "rabbitmq"
 )
 
-var instanceRE = regexp.MustCompile(`^[A-Za-z0-9._-]{1,64}$`)
-
 var namespaceRE = regexp.MustCompile(`^[a-z][a-z0-9_]{0,30}$`)
 
 // Validate reports every invalid setting, naming its flag and variable.
@@ -237,9 +229,6 @@ func (c *Config) Validate() error {
 	}
 	if c.Bus != BusKafka && slices.Contains(c.Services, "risk") {
 		bad("services", "risk needs --bus=kafka: it transforms in Kafka transactions, which %s does not have", c.Bus)
-	}
-	if c.InstanceID != "" && !instanceRE.MatchString(c.InstanceID) {
-		bad("instance-id", "%q: want 1 to 64 of [A-Za-z0-9._-]", c.InstanceID)
 	}
 	if !c.Embedded {
 		if c.Bus == BusKafka && len(c.Kafka.Brokers) == 0 {

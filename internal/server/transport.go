@@ -67,9 +67,6 @@ func (k *kafkaTransport) publisher() (bus.Publisher, error) {
 func (k *kafkaTransport) subscriber() (bus.Subscriber, error) {
 	opts := append(k.opts, kafkabus.Metrics(k.p.metrics), kafkabus.ShutdownGrace(k.cfg.ShutdownGrace),
 		kafkabus.GroupTransactions(event.Namespaced(k.cfg.Namespace, "herald-consumer-")))
-	if k.cfg.InstanceID != "" {
-		opts = append(opts, kafkabus.InstanceID(k.cfg.InstanceID))
-	}
 	return kafkabus.NewSubscriber(opts...)
 }
 

@@ -37,7 +37,6 @@ type config struct {
 	retryFloor  time.Duration
 	retryCeil   time.Duration
 	txnTimeout  time.Duration
-	instance    string
 	commitAwait time.Duration
 	keyWorkers  int
 	grace       time.Duration
@@ -110,12 +109,13 @@ func ShutdownGrace(d time.Duration) Option { return func(c *config) { c.grace = 
 
 // GroupTransactions makes a subscriber consume in Kafka transactions
 // (franz-go's GroupTransactSession). Each Run gets the transactional id
-// "<prefix><group>-<instance>", where the instance is [InstanceID] or, when
-// that is unset, random per Run (KIP-447 lets every consumer instance have
-// its own id). With a stable instance id, a restarted instance fences its
-// predecessor and aborts the transaction a crash left open at once; with a
-// random one, that transaction holds read-committed readers and offset
-// fetches back until the transaction timeout (40s). Each poll is one transaction: the
+// "<prefix><group>-<random>", unique per consumer instance as the group
+// protocol (KIP-447) allows; after a crash, the transaction the dead instance
+// left open holds read-committed readers and the group's offset fetches
+// back until the transaction timeout (40s). (A stable id per instance would
+// fence the dead one at once; tried, a restarted consumer with the same id
+// stalled without end when the broker was killed soon after, so it is not
+// offered.) Each poll is one transaction: the
 // offsets of the poll and whatever handlers publish through
 // [bus.DeliveryPublisher] (dead letters) commit together, or not at all —
 // a poll that was not fully handled aborts, and the records come again. A
@@ -124,12 +124,6 @@ func ShutdownGrace(d time.Duration) Option { return func(c *config) { c.grace = 
 // 60s by default, must exceed the time to handle one poll). Default off:
 // offsets are committed on their own.
 func GroupTransactions(prefix string) Option { return func(c *config) { c.groupTxnID = prefix } }
-
-// InstanceID names this consumer instance in transactional ids (see
-// [GroupTransactions]). It must be stable across restarts of one instance
-// and unique among the instances running at once: two live instances with
-// the same id fence each other. Default: random per Run.
-func InstanceID(id string) Option { return func(c *config) { c.instance = id } }
 
 // Metrics reports consumer lag per group and partition to m. Default none.
 func Metrics(m *observe.Metrics) Option { return func(c *config) { c.metrics = m } }
@@ -214,16 +208,18 @@ func (p *Publisher) publishTxn(ctx context.Context, recs []*kgo.Record) error {
 		errMu    sync.Mutex
 		firstErr error
 	)
-	for _, r := range recs {
-		p.cl.Produce(ctx, r, func(_ *kgo.Record, err error) {
-			if err != nil {
-				errMu.Lock()
-				if firstErr == nil {
-					firstErr = err
-				}
-				errMu.Unlock()
+	// One promise for the whole batch, not a closure per record.
+	promise := func(_ *kgo.Record, err error) {
+		if err != nil {
+			errMu.Lock()
+			if firstErr == nil {
+				firstErr = err
 			}
-		})
+			errMu.Unlock()
+		}
+	}
+	for _, r := range recs {
+		p.cl.Produce(ctx, r, promise)
 	}
 	flushErr := p.cl.Flush(ctx)
 	errMu.Lock()
@@ -345,13 +341,9 @@ func (s *Subscriber) Run(ctx context.Context, group string, topics []string, h b
 		err  error
 	)
 	if s.cfg.groupTxnID != "" {
-		instance := s.cfg.instance
-		if instance == "" {
-			var suffix [6]byte
-			_, _ = rand.Read(suffix[:])
-			instance = fmt.Sprintf("%x", suffix)
-		}
-		txnID := s.cfg.groupTxnID + group + "-" + instance
+		var suffix [6]byte
+		_, _ = rand.Read(suffix[:])
+		txnID := fmt.Sprintf("%s%s-%x", s.cfg.groupTxnID, group, suffix)
 		opts = append(opts, kgo.TransactionalID(txnID), kgo.TransactionTimeout(s.cfg.txnTimeout),
 			kgo.RequiredAcks(kgo.AllISRAcks()))
 		// Rebalances wait for the poll in hand to end (franz-go's option
