@@ -118,11 +118,11 @@ func ShutdownGrace(d time.Duration) Option { return func(c *config) { c.grace = 
 // offered.) Each poll is one transaction: the
 // offsets of the poll and whatever handlers publish through
 // [bus.DeliveryPublisher] (dead letters) commit together, or not at all —
-// a poll that was not fully handled aborts, and the records come again. A
-// rebalance waits for the poll in hand to end, so that a member that joins
-// is never handed records this one is still handling (the rebalance timeout,
-// 60s by default, must exceed the time to handle one poll). Default off:
-// offsets are committed on their own.
+// a poll that was not fully handled aborts, and the records come again, as
+// does a poll during which the group rebalanced: a member that joins may
+// handle records this one is still finishing (the inbox drops the repeat).
+// A transaction that cannot end (the broker died) ends the session; Run
+// starts a new one. Default off: offsets are committed on their own.
 func GroupTransactions(prefix string) Option { return func(c *config) { c.groupTxnID = prefix } }
 
 // Metrics reports consumer lag per group and partition to m. Default none.
@@ -322,6 +322,39 @@ func (s *Subscriber) Capabilities() bus.Capabilities {
 
 // Run consumes until ctx is done. See [bus.Subscriber].
 func (s *Subscriber) Run(ctx context.Context, group string, topics []string, h bus.Handler) error {
+	// A consumer transaction that cannot end (the broker went away in the
+	// middle of it, say) leaves franz-go's session unusable: no error of
+	// End is retryable. Start a new session, which rejoins the group; the
+	// aborted poll is delivered again.
+	backoff := 100 * time.Millisecond
+	for {
+		err := s.run(ctx, group, topics, h)
+		var broken *brokenSessionError
+		if !errors.As(err, &broken) {
+			return err
+		}
+		if ctx.Err() != nil {
+			s.cfg.logger.Warn("kafka consumer transaction failed while stopping; its poll will be delivered again", "group", group, "err", broken.err)
+			return nil
+		}
+		s.cfg.logger.Warn("kafka consumer transaction failed; starting a new session", "group", group, "err", broken.err, "retry_in", backoff)
+		t := time.NewTimer(backoff)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return nil
+		case <-t.C:
+		}
+		backoff = min(backoff*2, 10*time.Second)
+	}
+}
+
+// brokenSessionError ends one session of a transactional [Subscriber.Run].
+type brokenSessionError struct{ err error }
+
+func (e *brokenSessionError) Error() string { return "consumer transaction session: " + e.err.Error() }
+
+func (s *Subscriber) run(ctx context.Context, group string, topics []string, h bus.Handler) error {
 	log := s.cfg.logger.With("group", group)
 	opts := []kgo.Opt{
 		kgo.SeedBrokers(s.cfg.seeds...),
@@ -346,11 +379,12 @@ func (s *Subscriber) Run(ctx context.Context, group string, topics []string, h b
 		txnID := fmt.Sprintf("%s%s-%x", s.cfg.groupTxnID, group, suffix)
 		opts = append(opts, kgo.TransactionalID(txnID), kgo.TransactionTimeout(s.cfg.txnTimeout),
 			kgo.RequiredAcks(kgo.AllISRAcks()))
-		// Rebalances wait for the poll in hand to end (franz-go's option
-		// (a)): otherwise a member joining mid-poll, as in a rolling
-		// deploy, is handed records this one is still handling, and both
-		// handle them.
-		sess, err = kgo.NewGroupTransactSession(append(append(opts, kgo.BlockRebalanceOnPoll()), s.cfg.extra...)...)
+		// A rebalance does not wait for the poll in hand (franz-go's
+		// option (b): it aborts the transaction). Blocking rebalances on
+		// poll, option (a), would keep a joining member from records this
+		// one is still finishing, but stalled consumers for good after
+		// broker restarts in the chaos suite.
+		sess, err = kgo.NewGroupTransactSession(append(opts, s.cfg.extra...)...)
 		if err == nil {
 			cl, poller = sess.Client(), sess
 			defer sess.Close()
@@ -393,7 +427,7 @@ func (s *Subscriber) Run(ctx context.Context, group string, topics []string, h b
 		})
 		if sess != nil && fetches.NumRecords() > 0 {
 			if err := sess.Begin(); err != nil {
-				return fmt.Errorf("kafka consumer %s: begin transaction: %w", group, err)
+				return &brokenSessionError{fmt.Errorf("begin transaction: %w", err)}
 			}
 		}
 		var (
@@ -433,8 +467,10 @@ func (s *Subscriber) Run(ctx context.Context, group string, topics []string, h b
 			}
 			committed, err := sess.End(cctx, action)
 			if err != nil {
-				log.Warn("end consumer transaction", "err", err)
-			} else if !committed && complete {
+				cancel()
+				return &brokenSessionError{fmt.Errorf("end transaction: %w", err)}
+			}
+			if !committed && complete {
 				log.Info("consumer transaction aborted by a rebalance; records will be redelivered")
 			}
 		case sess == nil && len(done) > 0:
