@@ -120,6 +120,18 @@ func TestSagaEndToEnd(t *testing.T) {
 		}
 	})
 
+	t.Run("the profiler answers next to the metrics", func(t *testing.T) {
+		resp, err := http.Get("http://" + s.proc.HTTPAddr() + "/debug/pprof/goroutine?debug=1")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		body, _ := io.ReadAll(resp.Body)
+		if resp.StatusCode != http.StatusOK || !strings.Contains(string(body), "goroutine profile:") {
+			t.Fatalf("GET /debug/pprof/goroutine: %s\n%.300s", resp.Status, body)
+		}
+	})
+
 	t.Run("metrics count the saga", func(t *testing.T) {
 		resp, err := http.Get("http://" + s.proc.HTTPAddr() + "/metrics")
 		if err != nil {

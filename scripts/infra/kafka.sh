@@ -111,6 +111,12 @@ share.coordinator.state.topic.replication.factor=1
 share.coordinator.state.topic.min.isr=1
 group.initial.rebalance.delay.ms=0
 
+# A single combined node that was killed re-registers with the controller
+# only once its old broker session has expired: keep that short, so a
+# restart after kill -9 (the chaos suite) is back within seconds.
+broker.heartbeat.interval.ms=500
+broker.session.timeout.ms=2000
+
 num.network.threads=2
 num.io.threads=4
 log.retention.hours=24

@@ -1,0 +1,415 @@
+package chaos_test
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"math/rand/v2"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+
+	inventoryv1 "github.com/herald-events/herald/gen/go/herald/inventory/v1"
+	"github.com/herald-events/herald/internal/heraldtest"
+	"github.com/herald-events/herald/internal/server"
+	"github.com/herald-events/herald/platform/event"
+)
+
+// profile sizes a chaos run.
+type profile struct {
+	orders      int           // orders herald bench places
+	rate        int           // orders per second
+	concurrency int           // bench workers
+	minKills    int           // kills the run must reach while bench runs
+	follow      time.Duration // bench's wait for final states after the last accept
+	settle      time.Duration // wait for outboxes and lag to drain afterwards
+}
+
+func profileFor(name string) (profile, bool) {
+	switch name {
+	case "short": // CI
+		return profile{orders: 2400, rate: 40, concurrency: 8, minKills: 6, follow: 3 * time.Minute, settle: 3 * time.Minute}, true
+	case "long": // make chaos
+		return profile{orders: 10000, rate: 40, concurrency: 16, minKills: 20, follow: 5 * time.Minute, settle: 5 * time.Minute}, true
+	}
+	return profile{}, false
+}
+
+// The SKUs of a run and their stock at the start: two plentiful, one that
+// runs out during the run, one never in stock.
+func initialStock() map[string]int64 {
+	return map[string]int64{"APPLE": 1_000_000, "PEAR": 1_000_000, "FIG": 400, "DURIAN": 0}
+}
+
+const skuMix = "APPLE=6,PEAR=3,FIG=2,DURIAN=1"
+
+func TestChaos(t *testing.T) {
+	name := os.Getenv("HERALD_CHAOS")
+	if name == "" {
+		t.Skip("chaos suite off: set HERALD_CHAOS=short|long with the real stack running (make chaos)")
+	}
+	prof, ok := profileFor(name)
+	if !ok {
+		t.Fatalf("HERALD_CHAOS=%q: want short or long", name)
+	}
+	env := realEnv(t)
+	seed := uint64(time.Now().UnixNano())
+	if s := os.Getenv("HERALD_CHAOS_SEED"); s != "" {
+		v, err := strconv.ParseUint(s, 10, 64)
+		if err != nil {
+			t.Fatalf("HERALD_CHAOS_SEED=%q: %v", s, err)
+		}
+		seed = v
+	}
+	t.Logf("chaos profile %s, seed %d (replay the schedule with HERALD_CHAOS_SEED=%d)", name, seed, seed)
+
+	ns := fmt.Sprintf("chaos%x", time.Now().UnixNano()&0xffffffffff)
+	if _, err := server.RegisterSchemas(server.RegistryConfig{URL: env.registry}, "", ns); err != nil {
+		t.Fatalf("register schemas: %v", err)
+	}
+	c := &cluster{t: t, bin: heraldtest.Build(t), ns: ns, env: env, svcs: map[string]*svc{}}
+	c.add("orders", "orders")
+	c.add("inventory", "inventory")
+	c.add("subscribers", "notification,points")
+	for _, s := range c.order() {
+		c.start(s)
+	}
+
+	stock := initialStock()
+	c.setStock(stock)
+
+	ctx, cancel := context.WithTimeout(context.Background(), 40*time.Minute)
+	defer cancel()
+	bench := c.startBench(ctx, prof, seed)
+
+	rng := rand.New(rand.NewPCG(seed, 0x6865726c64))
+	// Kills happen while bench places orders; the follow phase after it
+	// lets the last crash heal.
+	issuing := time.Duration(prof.orders/prof.rate) * time.Second
+	kills := c.chaos(rng, bench.done, issuing)
+	sum := bench.wait(t)
+	t.Logf("bench: %d accepted, %d completed %v, %d not completed; %.1f accepted/s; %d retries %v; accept→final p50 %.0fms p99 %.0fms max %.0fms",
+		sum.Accepted, sum.Completed, sum.ByStatus, sum.NotCompleted, sum.AcceptedPerSec, sum.Retries, sum.Errors,
+		sum.Final.P50, sum.Final.P99, sum.Final.Max)
+	if kills < prof.minKills {
+		t.Errorf("only %d kills happened while bench ran; the profile wants at least %d", kills, prof.minKills)
+	}
+	c.checkAlive()
+
+	// Afterwards: outboxes drain and consumers catch up, then every
+	// invariant holds.
+	inv := c.settle(prof.settle)
+	c.checkInvariants(inv, sum, stock, prof)
+	if n := c.unexpectedExits(); n > 0 {
+		t.Errorf("%d process exits that were not kills (see the log above)", n)
+	}
+}
+
+// stackEnv is the real infrastructure from the environment.
+type stackEnv struct {
+	brokers  []string
+	registry string
+	database string
+	kafkaSh  string
+}
+
+func realEnv(t *testing.T) stackEnv {
+	t.Helper()
+	e := stackEnv{
+		registry: os.Getenv("HERALD_SCHEMA_REGISTRY_URL"),
+		database: os.Getenv("HERALD_DATABASE_URL"),
+	}
+	if b := os.Getenv("HERALD_KAFKA_BROKERS"); b != "" {
+		e.brokers = strings.Split(b, ",")
+	}
+	if len(e.brokers) == 0 || e.registry == "" || !strings.HasPrefix(e.database, "postgres") {
+		t.Fatal("the chaos suite needs the real stack: eval \"$(scripts/infra/up.sh)\" (HERALD_KAFKA_BROKERS, HERALD_SCHEMA_REGISTRY_URL, HERALD_DATABASE_URL=postgres://...)")
+	}
+	_, file, _, _ := runtime.Caller(0)
+	e.kafkaSh = filepath.Join(filepath.Dir(file), "..", "..", "scripts", "infra", "kafka.sh")
+	if _, err := os.Stat(e.kafkaSh); err != nil {
+		t.Fatal(err)
+	}
+	return e
+}
+
+// svc is one supervised `herald serve` process.
+type svc struct {
+	name     string
+	services string
+	grpcAddr string
+	httpAddr string
+	proc     *heraldtest.Proc
+	conn     *grpc.ClientConn
+}
+
+// cluster runs and kills the processes of a chaos run.
+type cluster struct {
+	t    *testing.T
+	bin  string
+	ns   string
+	env  stackEnv
+	mu   sync.Mutex
+	svcs map[string]*svc
+	// unexpected counts processes that ended without being killed.
+	unexpected int
+}
+
+func (c *cluster) add(name, services string) {
+	c.svcs[name] = &svc{name: name, services: services, grpcAddr: freeAddr(c.t), httpAddr: freeAddr(c.t)}
+}
+
+func (c *cluster) order() []*svc {
+	return []*svc{c.svcs["orders"], c.svcs["inventory"], c.svcs["subscribers"]}
+}
+
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
+}
+
+// start launches s, retrying while the process cannot start (for example
+// because the broker is down: a process pings Kafka before it serves), as a
+// supervisor would.
+func (c *cluster) start(s *svc) {
+	t := c.t
+	t.Helper()
+	args := []string{"serve", "--services=" + s.services, "--grpc-addr=" + s.grpcAddr, "--http-addr=" + s.httpAddr,
+		"--shutdown-grace=2s"}
+	env := []string{
+		"HERALD_KAFKA_BROKERS=" + strings.Join(c.env.brokers, ","),
+		"HERALD_SCHEMA_REGISTRY_URL=" + c.env.registry,
+		"HERALD_DATABASE_URL=" + c.env.database,
+		"HERALD_NAMESPACE=" + c.ns,
+	}
+	var lastErr error
+	for attempt := range 30 {
+		p, err := heraldtest.Launch(t, c.bin, args, env...)
+		if err == nil {
+			c.mu.Lock()
+			s.proc = p
+			c.mu.Unlock()
+			if s.conn == nil {
+				if s.conn, err = grpc.NewClient(s.grpcAddr, grpc.WithTransportCredentials(insecure.NewCredentials())); err != nil {
+					t.Fatal(err)
+				}
+				t.Cleanup(func() { s.conn.Close() })
+			}
+			return
+		}
+		lastErr = err
+		t.Logf("start %s (attempt %d) failed: %s", s.name, attempt+1, firstLine(err.Error()))
+		time.Sleep(time.Second)
+	}
+	t.Fatalf("%s did not start: %v", s.name, lastErr)
+}
+
+func firstLine(s string) string {
+	if i := strings.IndexByte(s, '\n'); i >= 0 {
+		return s[:i]
+	}
+	return s
+}
+
+// checkAlive restarts any process that ended without being killed, and
+// counts it: a supervisor would restart it, but herald should not need one
+// to survive a broker or peer crash.
+func (c *cluster) checkAlive() {
+	for _, s := range c.order() {
+		select {
+		case <-s.proc.Exited():
+			out := s.proc.Output()
+			lines := strings.Split(out, "\n")
+			c.t.Errorf("%s exited on its own (%v); last lines:\n%s", s.name, s.proc.ExitErr(),
+				strings.Join(lines[max(0, len(lines)-15):], "\n"))
+			c.mu.Lock()
+			c.unexpected++
+			c.mu.Unlock()
+			c.start(s)
+		default:
+		}
+	}
+}
+
+func (c *cluster) unexpectedExits() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.unexpected
+}
+
+func (c *cluster) setStock(stock map[string]int64) {
+	cl := inventoryv1.NewInventoryServiceClient(c.svcs["inventory"].conn)
+	for sku, q := range stock {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		_, err := cl.SetStock(ctx, &inventoryv1.SetStockRequest{Sku: sku, Quantity: q})
+		cancel()
+		if err != nil {
+			c.t.Fatalf("SetStock %s: %v", sku, err)
+		}
+	}
+}
+
+// chaos kills and restarts targets in a seeded random order and rhythm
+// for the given time (or until bench ends), and returns how many kills
+// happened. The first three kills hit each target once, in random order.
+func (c *cluster) chaos(rng *rand.Rand, benchDone <-chan struct{}, limit time.Duration) int {
+	t := c.t
+	targets := []string{"orders", "inventory", "kafka"}
+	rng.Shuffle(len(targets), func(i, j int) { targets[i], targets[j] = targets[j], targets[i] })
+	began := time.Now()
+	kills := 0
+	per := map[string]int{}
+	defer func() {
+		t.Logf("%d kills in %.0fs: orders %d, inventory %d, kafka %d", kills, time.Since(began).Seconds(),
+			per["orders"], per["inventory"], per["kafka"])
+	}()
+	for {
+		pause := time.Duration(500+rng.IntN(2500)) * time.Millisecond
+		down := time.Duration(rng.IntN(2000)) * time.Millisecond
+		target := ""
+		if kills < len(targets) {
+			target = targets[kills]
+		} else {
+			// Kafka restarts cost the most; it gets one kill in five.
+			target = []string{"orders", "orders", "inventory", "inventory", "kafka"}[rng.IntN(5)]
+		}
+		select {
+		case <-benchDone:
+			return kills
+		case <-time.After(pause):
+		}
+		if time.Since(began) > limit {
+			return kills
+		}
+		c.checkAlive()
+		kills++
+		per[target]++
+		t.Logf("kill %d at +%.1fs: %s (down %s)", kills, time.Since(began).Seconds(), target, down)
+		switch target {
+		case "kafka":
+			c.kafka("kill")
+			time.Sleep(down)
+			c.kafka("start")
+		default:
+			s := c.svcs[target]
+			s.proc.Kill(t)
+			time.Sleep(down)
+			c.start(s)
+		}
+		t.Logf("kill %d: %s back at +%.1fs", kills, target, time.Since(began).Seconds())
+	}
+}
+
+func (c *cluster) kafka(verb string) {
+	c.t.Helper()
+	cmd := exec.Command("bash", c.env.kafkaSh, verb)
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := cmd.Run(); err != nil {
+		c.t.Fatalf("kafka.sh %s: %v\n%s", verb, err, out.String())
+	}
+}
+
+// benchRun is a running `herald bench`.
+type benchRun struct {
+	cmd    *exec.Cmd
+	stdout bytes.Buffer
+	done   chan struct{}
+	err    error
+}
+
+func (c *cluster) startBench(ctx context.Context, prof profile, seed uint64) *benchRun {
+	t := c.t
+	b := &benchRun{done: make(chan struct{})}
+	b.cmd = exec.CommandContext(ctx, c.bin, "bench",
+		"--target="+c.svcs["orders"].grpcAddr,
+		"--orders="+strconv.Itoa(prof.orders),
+		"--rate="+strconv.Itoa(prof.rate),
+		"--concurrency="+strconv.Itoa(prof.concurrency),
+		"--skus="+skuMix,
+		"--out-of-stock=DURIAN",
+		"--no-stock-setup", // the suite sets the stock it checks against
+		"--retry-for=3m",   // a restart waits for the broker when it is down too
+		"--follow-timeout="+prof.follow.String(),
+		"--log-level=warn",
+		"--seed="+strconv.FormatUint(seed, 10),
+		"--json")
+	b.cmd.Stdout = &b.stdout
+	stderr, err := b.cmd.StderrPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := b.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() {
+		sc := bufio.NewScanner(stderr)
+		for n := 0; sc.Scan(); n++ {
+			if n%5 == 0 { // a progress line every few seconds is enough
+				t.Log("bench: " + sc.Text())
+			}
+		}
+		b.err = b.cmd.Wait()
+		close(b.done)
+	}()
+	return b
+}
+
+// benchSummary is the part of `herald bench --json` the suite reads.
+type benchSummary struct {
+	Accepted       int            `json:"accepted"`
+	NotAccepted    int            `json:"not_accepted"`
+	Completed      int            `json:"completed"`
+	NotCompleted   int            `json:"not_completed"`
+	ByStatus       map[string]int `json:"by_status"`
+	AcceptedPerSec float64        `json:"accepted_per_s"`
+	Retries        int            `json:"retries"`
+	Errors         map[string]int `json:"errors"`
+	Final          struct {
+		P50 float64 `json:"p50_ms"`
+		P99 float64 `json:"p99_ms"`
+		Max float64 `json:"max_ms"`
+	} `json:"final_latency"`
+}
+
+func (b *benchRun) wait(t *testing.T) benchSummary {
+	t.Helper()
+	<-b.done
+	var sum benchSummary
+	if err := json.Unmarshal(b.stdout.Bytes(), &sum); err != nil {
+		t.Fatalf("bench output is not its JSON summary (%v, exit %v):\n%s", err, b.err, b.stdout.String())
+	}
+	if b.err != nil {
+		t.Errorf("herald bench: %v", b.err)
+	}
+	return sum
+}
+
+func topic(ns, name string) string { return event.Namespaced(ns, name) }
+
+func sortedKeys[V any](m map[string]V) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	return keys
+}

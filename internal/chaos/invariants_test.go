@@ -1,0 +1,458 @@
+package chaos_test
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"maps"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	inventoryv1 "github.com/herald-events/herald/gen/go/herald/inventory/v1"
+	"github.com/herald-events/herald/platform/event"
+	"github.com/herald-events/herald/platform/sqldb"
+	notifydomain "github.com/herald-events/herald/services/notification/domain"
+	orderdomain "github.com/herald-events/herald/services/orders/domain"
+	pointsdomain "github.com/herald-events/herald/services/points/domain"
+)
+
+// state is what the databases and the broker hold after a run.
+type state struct {
+	orders        map[string]orderdomain.Status
+	lines         map[string]map[string]int64 // order → sku → quantity
+	stock         map[string]int64
+	reserved      map[string]map[string]int64 // order → sku → quantity, not released
+	released      map[string]map[string]int64 // order → sku → quantity, released
+	notifications map[string][]notifydomain.Kind
+	awards        map[string]int
+	reversals     map[string]int
+	outbox        map[string]int   // service → rows not yet published
+	unconsumed    map[string]int64 // consumer group → committed records it has not consumed
+}
+
+// groups are the consumer groups of the run and the topics they read.
+func (c *cluster) groups() map[string][]string {
+	orders, inventory := topic(c.ns, "herald.orders.v1"), topic(c.ns, "herald.inventory.v1")
+	return map[string][]string{
+		topic(c.ns, "herald-orders"):       {inventory},
+		topic(c.ns, "herald-inventory"):    {orders},
+		topic(c.ns, "herald-notification"): {orders},
+		topic(c.ns, "herald-points"):       {orders},
+	}
+}
+
+// settle waits until every outbox is empty and every group has consumed
+// everything, then reads the state.
+func (c *cluster) settle(limit time.Duration) state {
+	t := c.t
+	t.Helper()
+	deadline := time.Now().Add(limit)
+	began := time.Now()
+	for {
+		st := c.read()
+		busy := 0
+		for _, n := range st.outbox {
+			busy += n
+		}
+		for _, n := range st.unconsumed {
+			busy += int(n)
+		}
+		if busy == 0 {
+			t.Logf("settled after %s: outboxes empty, every group caught up", time.Since(began).Round(time.Millisecond))
+			return st
+		}
+		if time.Now().After(deadline) {
+			t.Errorf("not settled within %s: outbox %v, unconsumed %v", limit, st.outbox, st.unconsumed)
+			return st
+		}
+		c.checkAlive()
+		time.Sleep(2 * time.Second)
+	}
+}
+
+func (c *cluster) db(ctx context.Context, service string) *sqldb.DB {
+	c.t.Helper()
+	db, err := sqldb.OpenPostgres(ctx, c.env.database, c.ns+"_"+service)
+	if err != nil {
+		c.t.Fatalf("open %s database: %v", service, err)
+	}
+	return db
+}
+
+// query runs q and calls scan for each row.
+func query(ctx context.Context, db *sqldb.DB, q string, scan func(scan func(...any) error) error) error {
+	rows, err := db.QueryContext(ctx, q)
+	if err != nil {
+		return fmt.Errorf("%s: %w", q, err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		if err := scan(rows.Scan); err != nil {
+			return fmt.Errorf("%s: %w", q, err)
+		}
+	}
+	return rows.Err()
+}
+
+func (c *cluster) read() state {
+	t := c.t
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	st := state{
+		orders: map[string]orderdomain.Status{}, lines: map[string]map[string]int64{}, stock: map[string]int64{},
+		reserved: map[string]map[string]int64{}, released: map[string]map[string]int64{},
+		notifications: map[string][]notifydomain.Kind{}, awards: map[string]int{}, reversals: map[string]int{},
+		outbox: map[string]int{}, unconsumed: map[string]int64{},
+	}
+	must := func(err error) {
+		t.Helper()
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	add := func(m map[string]map[string]int64, order, sku string, q int64) {
+		if m[order] == nil {
+			m[order] = map[string]int64{}
+		}
+		m[order][sku] += q
+	}
+
+	odb := c.db(ctx, "orders")
+	defer odb.Close()
+	must(query(ctx, odb, `SELECT order_id, status, lines FROM orders`, func(scan func(...any) error) error {
+		var id, raw string
+		var status int
+		if err := scan(&id, &status, &raw); err != nil {
+			return err
+		}
+		st.orders[id] = orderdomain.Status(status)
+		var lines []orderdomain.Line
+		if err := json.Unmarshal([]byte(raw), &lines); err != nil {
+			return fmt.Errorf("order %s lines: %w", id, err)
+		}
+		for _, l := range lines {
+			add(st.lines, id, l.SKU, int64(l.Quantity))
+		}
+		return nil
+	}))
+
+	idb := c.db(ctx, "inventory")
+	defer idb.Close()
+	must(query(ctx, idb, `SELECT sku, quantity FROM stock`, func(scan func(...any) error) error {
+		var sku string
+		var q int64
+		if err := scan(&sku, &q); err != nil {
+			return err
+		}
+		st.stock[sku] = q
+		return nil
+	}))
+	must(query(ctx, idb, `SELECT order_id, sku, quantity, released FROM reservations`, func(scan func(...any) error) error {
+		var order, sku string
+		var q int64
+		var released int
+		if err := scan(&order, &sku, &q, &released); err != nil {
+			return err
+		}
+		if released != 0 {
+			add(st.released, order, sku, q)
+		} else {
+			add(st.reserved, order, sku, q)
+		}
+		return nil
+	}))
+
+	ndb := c.db(ctx, "notification")
+	defer ndb.Close()
+	must(query(ctx, ndb, `SELECT order_id, kind FROM notifications`, func(scan func(...any) error) error {
+		var order string
+		var kind int
+		if err := scan(&order, &kind); err != nil {
+			return err
+		}
+		st.notifications[order] = append(st.notifications[order], notifydomain.Kind(kind))
+		return nil
+	}))
+
+	pdb := c.db(ctx, "points")
+	defer pdb.Close()
+	must(query(ctx, pdb, `SELECT order_id, kind FROM points_ledger`, func(scan func(...any) error) error {
+		var order string
+		var kind int
+		if err := scan(&order, &kind); err != nil {
+			return err
+		}
+		switch pointsdomain.Kind(kind) {
+		case pointsdomain.KindAward:
+			st.awards[order]++
+		case pointsdomain.KindReversal:
+			st.reversals[order]++
+		}
+		return nil
+	}))
+
+	for name, db := range map[string]*sqldb.DB{"orders": odb, "inventory": idb} {
+		var n int
+		if err := db.QueryRowContext(ctx, `SELECT COUNT(*) FROM herald_outbox WHERE sent_at IS NULL`).Scan(&n); err != nil {
+			t.Fatalf("%s outbox: %v", name, err)
+		}
+		st.outbox[name] = n
+	}
+
+	cl, err := kgo.NewClient(kgo.SeedBrokers(c.env.brokers...))
+	must(err)
+	defer cl.Close()
+	for group, topics := range c.groups() {
+		n, err := unconsumed(ctx, cl, c.env.brokers, group, topics)
+		if err != nil {
+			t.Logf("lag of %s: %v (retrying)", group, err)
+			n = -1
+		}
+		st.unconsumed[group] = n
+	}
+	return st
+}
+
+// unconsumed counts the committed records in topics after group's
+// committed offsets: the group's lag in records. (Offsets alone overstate
+// it: a transaction's commit marker takes an offset but is no record.)
+func unconsumed(ctx context.Context, admin *kgo.Client, brokers []string, group string, topics []string) (int64, error) {
+	adm := kadm.NewClient(admin)
+	committed, err := adm.FetchOffsets(ctx, group)
+	if err != nil {
+		return 0, fmt.Errorf("fetch offsets: %w", err)
+	}
+	if err := committed.Error(); err != nil {
+		return 0, fmt.Errorf("fetch offsets: %w", err)
+	}
+	ends, err := adm.ListCommittedOffsets(ctx, topics...)
+	if err != nil {
+		return 0, fmt.Errorf("end offsets: %w", err)
+	}
+	if err := ends.Error(); err != nil {
+		return 0, fmt.Errorf("end offsets: %w", err)
+	}
+	from := map[string]map[int32]kgo.Offset{}
+	want := map[string]map[int32]int64{}
+	ends.Each(func(o kadm.ListedOffset) {
+		start := int64(0)
+		if r, ok := committed.Lookup(o.Topic, o.Partition); ok {
+			start = r.At
+		}
+		if o.Offset <= start {
+			return
+		}
+		if from[o.Topic] == nil {
+			from[o.Topic], want[o.Topic] = map[int32]kgo.Offset{}, map[int32]int64{}
+		}
+		from[o.Topic][o.Partition] = kgo.NewOffset().At(start)
+		want[o.Topic][o.Partition] = o.Offset
+	})
+	if len(from) == 0 {
+		return 0, nil
+	}
+	// Something lies between the committed offset and the end: records,
+	// or only commit markers. Read it to tell.
+	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...), kgo.ConsumePartitions(from),
+		kgo.FetchIsolationLevel(kgo.ReadCommitted()))
+	if err != nil {
+		return 0, err
+	}
+	defer cl.Close()
+	var n int64
+	for empty := 0; empty < 2; {
+		pctx, cancel := context.WithTimeout(ctx, time.Second)
+		fs := cl.PollFetches(pctx)
+		cancel()
+		got := 0
+		fs.EachRecord(func(r *kgo.Record) {
+			if r.Offset < want[r.Topic][r.Partition] {
+				n++
+				got++
+			}
+		})
+		if got == 0 {
+			empty++
+		}
+		if ctx.Err() != nil {
+			return 0, ctx.Err()
+		}
+	}
+	return n, nil
+}
+
+// outcomes reads the inventory topic and counts, per order, the distinct
+// inventory outcome events (by ce_id; the relay may publish an event twice,
+// with one id).
+func (c *cluster) outcomes() map[string]map[string]bool {
+	t := c.t
+	t.Helper()
+	deducted := string((&inventoryv1.InventoryDeducted{}).ProtoReflect().Descriptor().FullName())
+	failed := string((&inventoryv1.InventoryDeductionFailed{}).ProtoReflect().Descriptor().FullName())
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	name := topic(c.ns, "herald.inventory.v1")
+	cl, err := kgo.NewClient(kgo.SeedBrokers(c.env.brokers...), kgo.ConsumeTopics(name),
+		kgo.FetchIsolationLevel(kgo.ReadCommitted()), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	out := map[string]map[string]bool{}
+	for empty := 0; empty < 3; {
+		pctx, pcancel := context.WithTimeout(ctx, 2*time.Second)
+		fs := cl.PollFetches(pctx)
+		pcancel()
+		if ctx.Err() != nil {
+			t.Fatalf("read %s: %v", name, ctx.Err())
+		}
+		if fs.NumRecords() == 0 {
+			empty++
+			continue
+		}
+		empty = 0
+		fs.EachRecord(func(r *kgo.Record) {
+			var id, typ string
+			for _, h := range r.Headers {
+				switch h.Key {
+				case event.HeaderID:
+					id = string(h.Value)
+				case event.HeaderType:
+					typ = string(h.Value)
+				}
+			}
+			if typ != deducted && typ != failed {
+				return
+			}
+			order := string(r.Key)
+			if out[order] == nil {
+				out[order] = map[string]bool{}
+			}
+			out[order][id] = true
+		})
+	}
+	return out
+}
+
+// checkInvariants checks what a run must leave behind.
+func (c *cluster) checkInvariants(st state, sum benchSummary, initial map[string]int64, prof profile) {
+	t := c.t
+	t.Helper()
+	byStatus := map[orderdomain.Status]int{}
+	for _, s := range st.orders {
+		byStatus[s]++
+	}
+	t.Logf("orders: %d (%d confirmed, %d rejected, %d cancelled, %d pending)", len(st.orders),
+		byStatus[orderdomain.StatusConfirmed], byStatus[orderdomain.StatusRejected],
+		byStatus[orderdomain.StatusCancelled], byStatus[orderdomain.StatusPending])
+
+	// Every accepted order reached a final state.
+	if sum.Accepted != prof.orders || sum.NotAccepted != 0 {
+		t.Errorf("bench accepted %d of %d orders (%d not accepted)", sum.Accepted, prof.orders, sum.NotAccepted)
+	}
+	if sum.NotCompleted != 0 || sum.Completed != sum.Accepted {
+		t.Errorf("bench: %d accepted orders did not reach a final state (%d completed)", sum.NotCompleted, sum.Completed)
+	}
+	if len(st.orders) != sum.Accepted {
+		t.Errorf("orders database holds %d orders, bench accepted %d", len(st.orders), sum.Accepted)
+	}
+	if byStatus[orderdomain.StatusPending] != 0 {
+		t.Errorf("%d orders still PENDING", byStatus[orderdomain.StatusPending])
+	}
+	if byStatus[orderdomain.StatusConfirmed] == 0 || byStatus[orderdomain.StatusRejected] == 0 {
+		t.Errorf("a run should confirm some orders and reject some: %v", byStatus)
+	}
+
+	// Stock adds up per SKU, and matches the confirmed orders' lines.
+	deducted, released := map[string]int64{}, map[string]int64{}
+	for _, m := range st.reserved {
+		for sku, q := range m {
+			deducted[sku] += q
+		}
+	}
+	for _, m := range st.released {
+		for sku, q := range m {
+			deducted[sku] += q
+			released[sku] += q
+		}
+	}
+	for _, sku := range sortedKeys(initial) {
+		want := initial[sku] - deducted[sku] + released[sku]
+		if st.stock[sku] != want {
+			t.Errorf("%s: initial %d − deducted %d + released %d = %d, stock is %d",
+				sku, initial[sku], deducted[sku], released[sku], want, st.stock[sku])
+		} else {
+			t.Logf("%s: initial %d − deducted %d + released %d = %d ✓", sku, initial[sku], deducted[sku], released[sku], want)
+		}
+	}
+	for id, s := range st.orders {
+		held := st.reserved[id]
+		switch s {
+		case orderdomain.StatusConfirmed:
+			if !maps.Equal(held, st.lines[id]) {
+				t.Errorf("confirmed order %s: reserved %v, lines %v", id, held, st.lines[id])
+			}
+		default:
+			if len(held) > 0 {
+				t.Errorf("%s order %s still holds stock %v", s, id, held)
+			}
+		}
+	}
+	for id := range st.reserved {
+		if _, ok := st.orders[id]; !ok {
+			t.Errorf("stock reserved for unknown order %s", id)
+		}
+	}
+
+	// Exactly one inventory outcome per order.
+	outcomes := c.outcomes()
+	for id := range st.orders {
+		if n := len(outcomes[id]); n != 1 {
+			t.Errorf("order %s has %d inventory outcome events, want 1", id, n)
+		}
+	}
+	if len(outcomes) != len(st.orders) {
+		t.Errorf("inventory outcomes for %d orders, %d orders exist", len(outcomes), len(st.orders))
+	}
+
+	// One notification per state change, one points award per confirmed
+	// order.
+	want := map[orderdomain.Status]notifydomain.Kind{
+		orderdomain.StatusConfirmed: notifydomain.KindConfirmed,
+		orderdomain.StatusRejected:  notifydomain.KindRejected,
+	}
+	for id, s := range st.orders {
+		got := st.notifications[id]
+		if k, ok := want[s]; ok && (len(got) != 1 || got[0] != k) {
+			t.Errorf("order %s (%s): notifications %v, want one %v", id, s, got, k)
+		}
+		if s == orderdomain.StatusConfirmed && st.awards[id] != 1 {
+			t.Errorf("confirmed order %s has %d points awards, want 1", id, st.awards[id])
+		}
+		if s != orderdomain.StatusConfirmed && s != orderdomain.StatusCancelled && st.awards[id] != 0 {
+			t.Errorf("%s order %s has points", s, id)
+		}
+	}
+	if n := len(st.notifications); n != len(st.orders) {
+		t.Errorf("notifications for %d orders, %d orders exist", n, len(st.orders))
+	}
+
+	// Nothing stuck.
+	for name, n := range st.outbox {
+		if n != 0 {
+			t.Errorf("%s outbox: %d rows not published", name, n)
+		}
+	}
+	for group, n := range st.unconsumed {
+		if n != 0 {
+			t.Errorf("group %s: %d records not consumed", group, n)
+		}
+	}
+	if !t.Failed() {
+		t.Logf("invariants hold: %d orders final, stock adds up for %d SKUs, one outcome/notification/award each, outboxes empty, lag 0 in %d groups",
+			len(st.orders), len(initial), len(st.unconsumed))
+	}
+}

@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# herald bench on each bus, one after the other, same machine, same run:
+# orders and inventory run as one `herald serve` process on Kafka, NATS
+# JetStream and RabbitMQ in turn, with PostgreSQL and the registry from
+# scripts/infra/up.sh, and `herald bench` drives CreateOrder against each.
+#
+#   eval "$(scripts/infra/up.sh)"
+#   scripts/bench-buses.sh [DURATION] [CONCURRENCY]    (default 20s 16)
+#
+# Prints one line per bus and leaves each bench's JSON in $OUT (default
+# a temporary directory, printed at the end).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+duration="${1:-20s}"
+concurrency="${2:-16}"
+: "${HERALD_KAFKA_BROKERS:?run eval \"\$(scripts/infra/up.sh)\" first}" "${HERALD_NATS_URL:?}" "${HERALD_RABBITMQ_URL:?}"
+: "${HERALD_SCHEMA_REGISTRY_URL:?}" "${HERALD_DATABASE_URL:?}"
+out="${OUT:-$(mktemp -d)}"
+bin="$out/herald"
+go build -o "$bin" ./cmd/herald
+grpc=127.0.0.1:28400
+pid=""
+trap '[ -n "$pid" ] && kill "$pid" 2>/dev/null; true' EXIT
+
+for bus in kafka nats rabbitmq; do
+  ns="bench_${bus}_$(date +%s)"
+  HERALD_NAMESPACE="$ns" "$bin" schema register >/dev/null
+  HERALD_NAMESPACE="$ns" "$bin" serve --bus="$bus" --services=orders,inventory \
+    --grpc-addr="$grpc" --http-addr= --log-level=warn 2>"$out/$bus.log" &
+  pid=$!
+  for _ in $(seq 100); do
+    grpcurl -plaintext "$grpc" grpc.health.v1.Health/Check >/dev/null 2>&1 && break
+    sleep 0.2
+  done
+  "$bin" bench --target="$grpc" --duration="$duration" --concurrency="$concurrency" \
+    --follow-timeout=2m --json >"$out/$bus.json" 2>/dev/null || echo "$bus: bench reported a failure (see $out/$bus.json)" >&2
+  kill "$pid"; wait "$pid" 2>/dev/null || true; pid=""
+  jq -r --arg bus "$bus" '"\($bus)\taccepted \(.accepted_per_s)/s\tcompleted \(.completed_per_s)/s\taccept p50/p99 \(.accept_latency.p50_ms)/\(.accept_latency.p99_ms) ms\taccept→final p50/p99 \(.final_latency.p50_ms)/\(.final_latency.p99_ms) ms\tnot completed \(.not_completed)"' "$out/$bus.json"
+done
+echo "JSON summaries and process logs in $out" >&2

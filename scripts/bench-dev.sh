@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# The end-to-end figures of docs/performance.md, in one run on one machine:
+# a fresh `herald dev` (embedded Kafka, registry, SQLite), then herald bench
+# with a trivial gRPC method (grpc.health.v1.Health/Check) for the ceiling
+# of the tool and gRPC here, then orders open-ended, at 1,000/s and at 50/s.
+#
+#   scripts/bench-dev.sh [DURATION] [CONCURRENCY]    (default 20s 16)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+duration="${1:-20s}"
+concurrency="${2:-16}"
+out="${OUT:-$(mktemp -d)}"
+bin="$out/herald"
+go build -o "$bin" ./cmd/herald
+"$bin" dev --data-dir="$out/data" --grpc-addr=127.0.0.1:28500 --http-addr=127.0.0.1:28502 \
+  --kafka-addr=127.0.0.1:28509 --registry-addr=127.0.0.1:28501 --log-level=warn 2>"$out/dev.log" &
+pid=$!
+trap 'kill $pid 2>/dev/null; wait $pid 2>/dev/null; true' EXIT
+for _ in $(seq 150); do
+  grpcurl -plaintext 127.0.0.1:28500 grpc.health.v1.Health/Check >/dev/null 2>&1 && break
+  sleep 0.2
+done
+run() {
+  local name="$1"; shift
+  "$bin" bench --target=127.0.0.1:28500 --duration="$duration" --concurrency="$concurrency" \
+    --follow-timeout=2m --json "$@" >"$out/$name.json" 2>/dev/null || echo "$name: bench reported a failure" >&2
+  jq -r --arg n "$name" '"\($n)\taccepted \(.accepted_per_s)/s\tcompleted \(.completed_per_s)/s\taccept p50/p99 \(.accept_latency.p50_ms)/\(.accept_latency.p99_ms) ms\taccept→final p50/p99/max \(.final_latency.p50_ms)/\(.final_latency.p99_ms)/\(.final_latency.max_ms) ms\tnot completed \(.not_completed)"' "$out/$name.json"
+}
+run health --method=health
+run open
+run rate1000 --rate=1000
+run rate50 --rate=50
+jq -rn --slurpfile h "$out/health.json" --slurpfile o "$out/open.json" \
+  '"completed orders/s ÷ health checks/s = \(($o[0].completed_per_s / $h[0].accepted_per_s * 1000 | round) / 1000)"'
+echo "JSON summaries in $out" >&2
