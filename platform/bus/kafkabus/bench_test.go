@@ -204,8 +204,22 @@ func BenchmarkPublish(b *testing.B) {
 				if err := cl.BeginTransaction(); err != nil {
 					b.Fatal(err)
 				}
-				if err := cl.ProduceSync(ctx, recs...).FirstErr(); err != nil {
+				// Produce and Flush, as a hand-written transactional
+				// producer would (ProduceSync measured about half as fast
+				// at batch 100 here).
+				var failed atomic.Pointer[error]
+				for _, r := range recs {
+					cl.Produce(ctx, r, func(_ *kgo.Record, err error) {
+						if err != nil {
+							failed.CompareAndSwap(nil, &err)
+						}
+					})
+				}
+				if err := cl.Flush(ctx); err != nil {
 					b.Fatal(err)
+				}
+				if err := failed.Load(); err != nil {
+					b.Fatal(*err)
 				}
 				if err := cl.EndTransaction(ctx, kgo.TryCommit); err != nil {
 					b.Fatal(err)
