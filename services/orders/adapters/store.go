@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/herald-events/herald/platform/apperr"
@@ -135,7 +136,10 @@ func (s *Store) Get(ctx context.Context, tx *sqldb.Tx, id string) (*domain.Order
 
 // GetByRequestID returns the order created with an idempotency key.
 func (s *Store) GetByRequestID(ctx context.Context, tx *sqldb.Tx, requestID string) (*domain.Order, string, error) {
-	o, _, hash, err := scanOrder(tx.QueryRowContext(ctx, `SELECT `+columns+` FROM orders WHERE request_id = ?`, requestID))
+	// "request_id <> ''" restates the partial index's condition, so that
+	// the planner may use the index with a bound parameter (a plain
+	// "request_id = ?" scanned the whole table on SQLite).
+	o, _, hash, err := scanOrder(tx.QueryRowContext(ctx, `SELECT `+columns+` FROM orders WHERE request_id = ? AND request_id <> ''`, requestID))
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, "", nil
 	}
@@ -157,8 +161,24 @@ func (s *Store) Update(ctx context.Context, tx *sqldb.Tx, o *domain.Order) error
 
 // List pages through orders, newest first.
 func (s *Store) List(ctx context.Context, customerID string, cursor int64, limit int) ([]*domain.Order, int64, error) {
-	q := `SELECT ` + columns + ` FROM orders WHERE (? = 0 OR seq < ?) AND (? = '' OR customer_id = ?) ORDER BY seq DESC LIMIT ?`
-	rows, err := s.db.QueryContext(ctx, q, cursor, cursor, customerID, customerID, limit)
+	// Only the conditions that apply, so that a customer's page walks the
+	// (customer_id, seq) index instead of filtering every row.
+	var (
+		where []string
+		args  []any
+	)
+	if cursor != 0 {
+		where, args = append(where, "seq < ?"), append(args, cursor)
+	}
+	if customerID != "" {
+		where, args = append(where, "customer_id = ?"), append(args, customerID)
+	}
+	q := `SELECT ` + columns + ` FROM orders`
+	if len(where) > 0 {
+		q += ` WHERE ` + strings.Join(where, " AND ")
+	}
+	q += ` ORDER BY seq DESC LIMIT ?`
+	rows, err := s.db.QueryContext(ctx, q, append(args, limit)...)
 	if err != nil {
 		return nil, 0, fmt.Errorf("list orders: %w", err)
 	}
