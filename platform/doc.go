@@ -4,7 +4,10 @@
 //   - [github.com/herald-events/herald/platform/event] reads the routing options on event messages and
 //     names the CloudEvents headers every record carries;
 //   - [github.com/herald-events/herald/platform/bus] is the publish/subscribe interface, with
-//     [github.com/herald-events/herald/platform/bus/kafkabus] as its Kafka implementation;
+//     [github.com/herald-events/herald/platform/bus/kafkabus] (Kafka),
+//     [github.com/herald-events/herald/platform/bus/natsbus] (NATS JetStream) and
+//     [github.com/herald-events/herald/platform/bus/rabbitbus] (RabbitMQ) as implementations and
+//     [github.com/herald-events/herald/platform/bus/bustest] as the conformance suite they pass;
 //   - [github.com/herald-events/herald/platform/schema] frames values in the Confluent wire format
 //     through a schema registry, and [github.com/herald-events/herald/platform/registry] is an embedded
 //     Confluent-API registry;

@@ -5,7 +5,11 @@
 // [Handler] at least once, in order per partition. What a backend can promise
 // beyond that is spelled out by [Capabilities], so that callers such as the
 // outbox relay ask for a power (atomic batches) instead of assuming Kafka.
-// [github.com/herald-events/herald/platform/bus/kafkabus] is the Kafka implementation.
+// The implementations are [github.com/herald-events/herald/platform/bus/kafkabus]
+// (Kafka), [github.com/herald-events/herald/platform/bus/natsbus] (NATS
+// JetStream) and [github.com/herald-events/herald/platform/bus/rabbitbus]
+// (RabbitMQ); [github.com/herald-events/herald/platform/bus/bustest] is the
+// conformance suite they pass (docs/transports.md compares them).
 package bus
 
 import (

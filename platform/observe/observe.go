@@ -7,6 +7,8 @@
 package observe
 
 import (
+	"errors"
+	"fmt"
 	"net/http"
 	"strconv"
 	"time"
@@ -77,6 +79,23 @@ func New() *Metrics {
 	m.reg.MustRegister(m.grpcRequests, m.grpcDuration, m.published, m.consumed, m.failed, m.retried, m.handlerTime, m.latency, m.lag,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
+}
+
+// CounterVec registers a counter vector in reg, or returns the one already
+// registered there under the same name, so that several clients of one
+// process (a bus backend's publishers and subscribers, say) share it.
+func CounterVec(reg prometheus.Registerer, opts prometheus.CounterOpts, labels ...string) (*prometheus.CounterVec, error) {
+	vec := prometheus.NewCounterVec(opts, labels)
+	if err := reg.Register(vec); err != nil {
+		var dup prometheus.AlreadyRegisteredError
+		if errors.As(err, &dup) {
+			if existing, ok := dup.ExistingCollector.(*prometheus.CounterVec); ok {
+				return existing, nil
+			}
+		}
+		return nil, fmt.Errorf("register %s: %w", opts.Name, err)
+	}
+	return vec, nil
 }
 
 // Registerer is the registry behind [Metrics.Handler], for collectors a

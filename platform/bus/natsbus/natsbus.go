@@ -252,20 +252,10 @@ func Streams(l StreamLimits) Option { return func(c *config) { c.limits = l } }
 
 // connEvents makes or finds the connection event counter in reg.
 func connEvents(reg prometheus.Registerer) (*prometheus.CounterVec, error) {
-	vec := prometheus.NewCounterVec(prometheus.CounterOpts{
+	return observe.CounterVec(reg, prometheus.CounterOpts{
 		Name: "herald_nats_connection_events_total",
 		Help: "NATS connection state changes, by client (publisher, subscriber, admin) and event (disconnected, reconnected, closed, error).",
-	}, []string{"client", "event"})
-	if err := reg.Register(vec); err != nil {
-		var dup prometheus.AlreadyRegisteredError
-		if errors.As(err, &dup) {
-			if existing, ok := dup.ExistingCollector.(*prometheus.CounterVec); ok {
-				return existing, nil
-			}
-		}
-		return nil, err
-	}
-	return vec, nil
+	}, "client", "event")
 }
 
 // conn is one NATS connection with its JetStream context.

@@ -334,21 +334,11 @@ func checkTopic(topic string) error {
 
 // connEvents makes or finds the connection event counter in reg.
 func connEvents(reg prometheus.Registerer) (*prometheus.CounterVec, error) {
-	vec := prometheus.NewCounterVec(prometheus.CounterOpts{
+	return observe.CounterVec(reg, prometheus.CounterOpts{
 		Name: "herald_rabbitmq_connection_events_total",
 		Help: "RabbitMQ connection state changes, by client (publisher, subscriber, admin) and event " +
 			"(connected, disconnected, reconnect_failed, reconnected, blocked, unblocked, closed).",
-	}, []string{"client", "event"})
-	if err := reg.Register(vec); err != nil {
-		var dup prometheus.AlreadyRegisteredError
-		if errors.As(err, &dup) {
-			if existing, ok := dup.ExistingCollector.(*prometheus.CounterVec); ok {
-				return existing, nil
-			}
-		}
-		return nil, err
-	}
-	return vec, nil
+	}, "client", "event")
 }
 
 // count records a connection event.
