@@ -10,6 +10,7 @@
 package schema
 
 import (
+	"bytes"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -88,9 +89,16 @@ type Codec struct {
 	autoRegister bool
 	types        *protoregistry.Types
 
-	mu    sync.Mutex
-	sers  map[protoreflect.FullName]*protobuf.Serializer
-	deser *protobuf.Deserializer
+	mu     sync.Mutex
+	sers   map[protoreflect.FullName]*protobuf.Serializer
+	frames map[frameKey][]byte
+	deser  *protobuf.Deserializer
+}
+
+// frameKey names the framing a (topic, message type) pair encodes with.
+type frameKey struct {
+	topic string
+	name  protoreflect.FullName
 }
 
 // NewClient returns a Confluent-API registry client for url, with basic auth
@@ -114,6 +122,7 @@ func NewCodec(client schemaregistry.Client, opts ...Option) (*Codec, error) {
 		strategy: TopicName,
 		types:    protoregistry.GlobalTypes,
 		sers:     make(map[protoreflect.FullName]*protobuf.Serializer),
+		frames:   make(map[frameKey][]byte),
 	}
 	for _, o := range opts {
 		o(c)
@@ -163,9 +172,27 @@ func (c *Codec) serializer(md protoreflect.MessageDescriptor) (*protobuf.Seriali
 	return s, nil
 }
 
-// Encode frames msg for topic.
+// Encode frames msg for topic. The first value of each (topic, message
+// type) goes through the serde, which looks the schema up (or registers
+// it); its framing (magic byte, schema id, message indexes) is then kept,
+// and later values are that framing followed by the marshalled message.
+// The serde itself would rebuild the schema text for its cache key on
+// every call, which dominated the publish path's CPU profile.
 func (c *Codec) Encode(topic string, msg proto.Message) ([]byte, error) {
 	md := msg.ProtoReflect().Descriptor()
+	key := frameKey{topic, md.FullName()}
+	c.mu.Lock()
+	prefix, ok := c.frames[key]
+	c.mu.Unlock()
+	if ok {
+		out := make([]byte, len(prefix), len(prefix)+proto.Size(msg))
+		copy(out, prefix)
+		out, err := proto.MarshalOptions{}.MarshalAppend(out, msg)
+		if err != nil {
+			return nil, fmt.Errorf("encode %s for %s: %w", md.FullName(), topic, err)
+		}
+		return out, nil
+	}
 	s, err := c.serializer(md)
 	if err != nil {
 		return nil, err
@@ -174,7 +201,35 @@ func (c *Codec) Encode(topic string, msg proto.Message) ([]byte, error) {
 	if err != nil {
 		return nil, fmt.Errorf("encode %s for %s (subject %s): %w", md.FullName(), topic, c.strategy.Subject(topic, md), err)
 	}
+	if n, err := framingLen(b); err == nil {
+		c.mu.Lock()
+		c.frames[key] = bytes.Clone(b[:n])
+		c.mu.Unlock()
+	}
 	return b, nil
+}
+
+// framingLen returns the length of the Confluent framing at the start of
+// b: magic byte, 4-byte schema id, then the message-index array (a zigzag
+// varint count and that many varints; a lone 0 stands for [0]).
+func framingLen(b []byte) (int, error) {
+	if len(b) < 6 || b[0] != 0 {
+		return 0, errors.New("short or unframed value")
+	}
+	n := 5
+	count, read := binary.Varint(b[n:])
+	if read <= 0 || count < 0 {
+		return 0, errors.New("unreadable message-index array length")
+	}
+	n += read
+	for range count {
+		_, read := binary.Varint(b[n:])
+		if read <= 0 {
+			return 0, errors.New("unreadable message index")
+		}
+		n += read
+	}
+	return n, nil
 }
 
 // Register registers the schema of msg's file (and, as references, of its
