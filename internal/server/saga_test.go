@@ -180,6 +180,31 @@ func TestSagaEndToEnd(t *testing.T) {
 		}
 	})
 
+	t.Run("consumer lag returns to zero", func(t *testing.T) {
+		// Every event the saga published has been handled, so each
+		// partition inventory reads is at its end: lag 0, commit markers
+		// included.
+		prefix := `herald_consumer_lag{group="` + s.group("herald-inventory") + `",`
+		var last []string
+		eventually(t, 10*time.Second, func() bool {
+			resp, err := http.Get("http://" + s.proc.HTTPAddr() + "/metrics")
+			if err != nil {
+				return false
+			}
+			body, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			last = last[:0]
+			zero := true
+			for _, line := range strings.Split(string(body), "\n") {
+				if strings.HasPrefix(line, prefix) {
+					last = append(last, line)
+					zero = zero && strings.HasSuffix(line, "} 0")
+				}
+			}
+			return len(last) > 0 && zero
+		}, "inventory's lag to read 0 on every partition (last: %v)", func() any { return last })
+	})
+
 	t.Run("pages through orders", func(t *testing.T) {
 		var all []string
 		tok := ""

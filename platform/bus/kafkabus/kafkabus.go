@@ -14,7 +14,9 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kadm"
@@ -134,6 +136,11 @@ type Publisher struct {
 	mu     sync.Mutex // serialises transactions and guards cl
 	cl     *kgo.Client
 	closed bool
+	// uncommitted is raised by the client's logger when franz-go ends a
+	// transaction without committing it although a commit was asked.
+	uncommitted atomic.Bool
+	// beforeEnd, when set (tests), runs between Flush and EndTransaction.
+	beforeEnd func()
 }
 
 var _ bus.Publisher = (*Publisher)(nil)
@@ -158,7 +165,7 @@ func (p *Publisher) newClient() (*kgo.Client, error) {
 		kgo.RequiredAcks(kgo.AllISRAcks()),
 		kgo.ProducerLinger(0),
 		kgo.RecordPartitioner(kgo.StickyKeyPartitioner(nil)),
-		kgo.WithLogger(kgoLogger{p.cfg.logger}),
+		kgo.WithLogger(txnLogger{kgoLogger{p.cfg.logger}, &p.uncommitted}),
 	}
 	if p.cfg.txnID != "" {
 		opts = append(opts, kgo.TransactionalID(p.cfg.txnID), kgo.TransactionTimeout(p.cfg.txnTimeout))
@@ -204,6 +211,7 @@ func (p *Publisher) publishTxn(ctx context.Context, recs []*kgo.Record) error {
 		p.reset()
 		return fmt.Errorf("begin transaction: %w", err)
 	}
+	p.uncommitted.Store(false)
 	var (
 		errMu    sync.Mutex
 		firstErr error
@@ -235,6 +243,9 @@ func (p *Publisher) publishTxn(ctx context.Context, recs []*kgo.Record) error {
 			return fmt.Errorf("produce in transaction: %w (abort buffered: %v)", produceErr, err)
 		}
 	}
+	if p.beforeEnd != nil {
+		p.beforeEnd()
+	}
 	endCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), p.cfg.txnTimeout)
 	defer cancel()
 	if err := p.cl.EndTransaction(endCtx, commit); err != nil {
@@ -246,7 +257,45 @@ func (p *Publisher) publishTxn(ctx context.Context, recs []*kgo.Record) error {
 	if produceErr != nil {
 		return fmt.Errorf("produce in transaction (aborted): %w", produceErr)
 	}
+	if p.uncommitted.Load() {
+		// franz-go can end a transaction whose records were all
+		// acknowledged with an abort (or nothing) and still return nil:
+		// it decides from its own record of the partitions added to the
+		// transaction, which under load was seen missing (docs/reliability.md).
+		// Returning nil would mark events sent that no reader will ever
+		// see. The client's sequence state is suspect too: replace it.
+		p.reset()
+		return fmt.Errorf("end transaction: %w: %d acknowledged records", ErrNotCommitted, len(recs))
+	}
 	return nil
+}
+
+// ErrNotCommitted reports a transaction that the Kafka client ended
+// without committing although every record in it was acknowledged and a
+// commit was asked. Nothing of it is visible to readers; publish again.
+var ErrNotCommitted = errors.New("transaction ended without a commit")
+
+// txnLogger passes log lines on to the herald logger and raises flag when
+// franz-go says it is ending a transaction without committing it on its own
+// account. That log line is the only signal the client gives: its
+// EndTransaction returns nil either way.
+type txnLogger struct {
+	kgoLogger
+	flag *atomic.Bool
+}
+
+// Level asks for the client's info lines, where those decisions are
+// logged; Log forwards only what the wrapped logger wants.
+func (l txnLogger) Level() kgo.LogLevel { return max(l.kgoLogger.Level(), kgo.LogLevelInfo) }
+
+func (l txnLogger) Log(level kgo.LogLevel, msg string, keyvals ...any) {
+	if strings.HasPrefix(msg, "no produce succeeded in this transaction") ||
+		strings.HasPrefix(msg, "no records were produced during the commit") {
+		l.flag.Store(true)
+	}
+	if level <= l.kgoLogger.Level() {
+		l.kgoLogger.Log(level, msg, keyvals...)
+	}
 }
 
 // reset replaces the client after an unrecoverable transaction error. The
@@ -363,6 +412,9 @@ func (s *Subscriber) run(ctx context.Context, group string, topics []string, h b
 		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
 		kgo.DisableAutoCommit(),
 		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
+		// Commit markers come with the records so that the committed
+		// offset passes them: lag then reads 0 at rest, not 1.
+		kgo.KeepControlRecords(),
 		kgo.WithLogger(kgoLogger{s.cfg.logger}),
 	}
 	var (
@@ -515,14 +567,20 @@ func (p *sessionPublisher) Close() error { return nil }
 func (s *Subscriber) handlePartition(ctx context.Context, log *slog.Logger, recs []*kgo.Record, h bus.Handler, sem chan struct{}) *kgo.Record {
 	byKey := map[string][]int{}
 	var order []string
+	handled := make([]bool, len(recs))
 	for i, r := range recs {
+		if r.Attrs.IsControl() {
+			// A transaction's commit marker: nothing to handle, but
+			// committing past it leaves the partition with no lag.
+			handled[i] = true
+			continue
+		}
 		k := string(r.Key)
 		if _, ok := byKey[k]; !ok {
 			order = append(order, k)
 		}
 		byKey[k] = append(byKey[k], i)
 	}
-	handled := make([]bool, len(recs))
 	var wg sync.WaitGroup
 	for _, k := range order {
 		idx := byKey[k]
@@ -601,7 +659,14 @@ func EnsureTopics(ctx context.Context, partitions int32, replication int16, topi
 // kgoLogger forwards franz-go's warnings and errors to slog.
 type kgoLogger struct{ l *slog.Logger }
 
-func (k kgoLogger) Level() kgo.LogLevel { return kgo.LogLevelWarn }
+// Level passes the client's warnings and errors on; its debug lines
+// (every request, every partition) only when the logger takes debug.
+func (k kgoLogger) Level() kgo.LogLevel {
+	if k.l.Enabled(context.Background(), slog.LevelDebug) {
+		return kgo.LogLevelDebug
+	}
+	return kgo.LogLevelWarn
+}
 
 func (k kgoLogger) Log(level kgo.LogLevel, msg string, keyvals ...any) {
 	switch level {

@@ -1,0 +1,107 @@
+package kafkabus
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"log/slog"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kfake"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/herald-events/herald/platform/bus"
+)
+
+// TestPublisherRefusesAnUncommittedEnd: when franz-go says it ends a
+// transaction without the commit that was asked, Publish fails with
+// ErrNotCommitted on a fresh client, and the next Publish works. The
+// client's line is injected between Flush and EndTransaction, where the
+// real one is logged.
+func TestPublisherRefusesAnUncommittedEnd(t *testing.T) {
+	c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.DefaultNumPartitions(1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(c.Close)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	seeds := c.ListenAddrs()
+	if err := EnsureTopics(ctx, 1, 1, []string{"t"}, Seeds(seeds...)); err != nil {
+		t.Fatal(err)
+	}
+	p, err := NewPublisher(Seeds(seeds...), TransactionalID("t-relay"), Logger(slog.New(slog.DiscardHandler)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = p.Close() })
+
+	first := p.cl
+	p.beforeEnd = func() {
+		txnLogger{kgoLogger{slog.New(slog.DiscardHandler)}, &p.uncommitted}.Log(kgo.LogLevelInfo,
+			"no produce succeeded in this transaction but produces were attempted; issuing an abort to clear any server-side partition registrations")
+	}
+	err = p.Publish(ctx, &bus.Message{Topic: "t", Key: []byte("k"), Value: []byte("one")})
+	if !errors.Is(err, ErrNotCommitted) {
+		t.Fatalf("Publish = %v, want ErrNotCommitted", err)
+	}
+	if p.cl == first {
+		t.Fatal("the client was kept after an uncommitted end")
+	}
+
+	p.beforeEnd = nil
+	if err := p.Publish(ctx, &bus.Message{Topic: "t", Key: []byte("k"), Value: []byte("two")}); err != nil {
+		t.Fatalf("Publish after the refusal: %v", err)
+	}
+	// The second value is committed and readable.
+	cl, err := kgo.NewClient(kgo.SeedBrokers(seeds...), kgo.ConsumeTopics("t"),
+		kgo.FetchIsolationLevel(kgo.ReadCommitted()), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	for {
+		fs := cl.PollFetches(ctx)
+		if ctx.Err() != nil {
+			t.Fatal("the published value never became readable")
+		}
+		found := false
+		fs.EachRecord(func(r *kgo.Record) { found = found || bytes.Equal(r.Value, []byte("two")) })
+		if found {
+			return
+		}
+	}
+}
+
+func TestTxnLoggerRaisesOnlyOnUncommittedEnds(t *testing.T) {
+	var buf bytes.Buffer
+	var flag atomic.Bool
+	l := txnLogger{kgoLogger{slog.New(slog.NewTextHandler(&buf, nil))}, &flag}
+	if l.Level() < kgo.LogLevelInfo {
+		t.Fatalf("Level = %v; the client's info lines are needed", l.Level())
+	}
+	l.Log(kgo.LogLevelInfo, "ending transaction", "commit", true)
+	l.Log(kgo.LogLevelInfo, "beginning transaction")
+	if flag.Load() {
+		t.Fatal("flag raised by an ordinary line")
+	}
+	if buf.Len() != 0 {
+		t.Fatalf("info lines reached a logger at warn: %q", buf.String())
+	}
+	l.Log(kgo.LogLevelWarn, "something odd")
+	if !bytes.Contains(buf.Bytes(), []byte("kafka: something odd")) {
+		t.Fatalf("warning not forwarded: %q", buf.String())
+	}
+	for _, msg := range []string{
+		"no produce succeeded in this transaction but produces were attempted; issuing an abort to clear any server-side partition registrations",
+		"no records were produced during the commit; thus no transaction was began; ending without doing anything",
+	} {
+		flag.Store(false)
+		l.Log(kgo.LogLevelInfo, msg)
+		if !flag.Load() {
+			t.Fatalf("flag not raised by %q", msg)
+		}
+	}
+}
