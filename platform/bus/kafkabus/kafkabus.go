@@ -203,7 +203,18 @@ func (p *Publisher) Publish(ctx context.Context, msgs ...*bus.Message) error {
 		}
 		return nil
 	}
-	return p.publishTxn(ctx, recs)
+	err := p.publishTxn(ctx, recs)
+	if errors.Is(err, ErrNotCommitted) && !p.closed {
+		// Nothing of that transaction is visible, and the client was
+		// replaced: one more attempt, with records of its own.
+		p.cfg.logger.Warn("kafka client ended the transaction without committing it; publishing again on a new client",
+			"records", len(recs), "transactional_id", p.cfg.txnID)
+		for i, m := range msgs {
+			recs[i] = toRecord(m)
+		}
+		err = p.publishTxn(ctx, recs)
+	}
+	return err
 }
 
 func (p *Publisher) publishTxn(ctx context.Context, recs []*kgo.Record) error {

@@ -16,10 +16,10 @@ import (
 )
 
 // TestPublisherRefusesAnUncommittedEnd: when franz-go says it ends a
-// transaction without the commit that was asked, Publish fails with
-// ErrNotCommitted on a fresh client, and the next Publish works. The
-// client's line is injected between Flush and EndTransaction, where the
-// real one is logged.
+// transaction without the commit that was asked, Publish replaces the
+// client and publishes again; when that happens twice in a row, Publish
+// fails with ErrNotCommitted. The client's line is injected between Flush
+// and EndTransaction, where the real one is logged.
 func TestPublisherRefusesAnUncommittedEnd(t *testing.T) {
 	c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.DefaultNumPartitions(1))
 	if err != nil {
@@ -38,22 +38,31 @@ func TestPublisherRefusesAnUncommittedEnd(t *testing.T) {
 	}
 	t.Cleanup(func() { _ = p.Close() })
 
-	first := p.cl
-	p.beforeEnd = func() {
-		txnLogger{kgoLogger{slog.New(slog.DiscardHandler)}, &p.uncommitted}.Log(kgo.LogLevelInfo,
-			"no produce succeeded in this transaction but produces were attempted; issuing an abort to clear any server-side partition registrations")
+	injected := 0
+	inject := func(times int) {
+		injected = 0
+		p.beforeEnd = func() {
+			if injected < times {
+				injected++
+				txnLogger{kgoLogger{slog.New(slog.DiscardHandler)}, &p.uncommitted}.Log(kgo.LogLevelInfo,
+					"no produce succeeded in this transaction but produces were attempted; issuing an abort to clear any server-side partition registrations")
+			}
+		}
 	}
+
+	first := p.cl
+	inject(2)
 	err = p.Publish(ctx, &bus.Message{Topic: "t", Key: []byte("k"), Value: []byte("one")})
-	if !errors.Is(err, ErrNotCommitted) {
-		t.Fatalf("Publish = %v, want ErrNotCommitted", err)
+	if !errors.Is(err, ErrNotCommitted) || injected != 2 {
+		t.Fatalf("Publish = %v after %d uncommitted ends, want ErrNotCommitted after 2", err, injected)
 	}
 	if p.cl == first {
 		t.Fatal("the client was kept after an uncommitted end")
 	}
 
-	p.beforeEnd = nil
-	if err := p.Publish(ctx, &bus.Message{Topic: "t", Key: []byte("k"), Value: []byte("two")}); err != nil {
-		t.Fatalf("Publish after the refusal: %v", err)
+	inject(1)
+	if err := p.Publish(ctx, &bus.Message{Topic: "t", Key: []byte("k"), Value: []byte("two")}); err != nil || injected != 1 {
+		t.Fatalf("Publish with one uncommitted end = %v (%d injected), want it published again", err, injected)
 	}
 	// The second value is committed and readable.
 	cl, err := kgo.NewClient(kgo.SeedBrokers(seeds...), kgo.ConsumeTopics("t"),
