@@ -16,6 +16,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 
 	_ "modernc.org/sqlite" // registers the "sqlite" driver
 )
@@ -39,14 +40,75 @@ type DB struct {
 	// (up to 100 ms a turn) and so wastes the write lock's idle time
 	// when many goroutines want it.
 	writer chan struct{}
+	// stmts, for SQLite, keeps prepared statements by query text: the
+	// pure-Go SQLite spends a good part of each query compiling it.
+	stmts *stmtCache
 }
 
 func newDB(db *sql.DB, d Dialect) *DB {
 	out := &DB{sql: db, dialect: d}
 	if d == SQLite {
 		out.writer = make(chan struct{}, 1)
+		out.stmts = &stmtCache{db: db, m: make(map[string]*sql.Stmt)}
 	}
 	return out
+}
+
+// stmtCacheSize bounds the statements kept. Queries with a variable
+// number of placeholders (IN lists) have one text per length; once the
+// cache is full, new texts run unprepared.
+const stmtCacheSize = 128
+
+type stmtCache struct {
+	db *sql.DB
+	mu sync.Mutex
+	m  map[string]*sql.Stmt
+}
+
+// get returns the prepared statement for q, or nil when q is not cached
+// and cannot be (the cache is full, or preparing failed: the caller then
+// runs q directly and sees the error there).
+func (c *stmtCache) get(ctx context.Context, q string) *sql.Stmt {
+	if c == nil || !cacheable(q) {
+		return nil
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if st, ok := c.m[q]; ok {
+		return st
+	}
+	if len(c.m) >= stmtCacheSize {
+		return nil
+	}
+	st, err := c.db.PrepareContext(ctx, q)
+	if err != nil {
+		return nil
+	}
+	c.m[q] = st
+	return st
+}
+
+// cacheable keeps schema changes (migrations, run once) out of the cache.
+func cacheable(q string) bool {
+	q = strings.TrimSpace(q)
+	for _, verb := range []string{"SELECT", "INSERT", "UPDATE", "DELETE"} {
+		if len(q) >= len(verb) && strings.EqualFold(q[:len(verb)], verb) {
+			return true
+		}
+	}
+	return false
+}
+
+func (c *stmtCache) close() {
+	if c == nil {
+		return
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for q, st := range c.m {
+		_ = st.Close()
+		delete(c.m, q)
+	}
 }
 
 // OpenSQLite opens (creating if needed) a SQLite database file in WAL mode
@@ -76,7 +138,10 @@ func Wrap(db *sql.DB, d Dialect) *DB { return newDB(db, d) }
 func (db *DB) Dialect() Dialect { return db.dialect }
 
 // Close closes the database.
-func (db *DB) Close() error { return db.sql.Close() }
+func (db *DB) Close() error {
+	db.stmts.close()
+	return db.sql.Close()
+}
 
 // Rebind rewrites "?" placeholders for the dialect ("$1", "$2", ... for
 // PostgreSQL). Queries must not contain a literal "?".
@@ -101,16 +166,25 @@ func rebind(d Dialect, q string) string {
 
 // ExecContext runs a statement outside a transaction.
 func (db *DB) ExecContext(ctx context.Context, q string, args ...any) (sql.Result, error) {
+	if st := db.stmts.get(ctx, q); st != nil {
+		return st.ExecContext(ctx, args...)
+	}
 	return db.sql.ExecContext(ctx, db.Rebind(q), args...)
 }
 
 // QueryContext runs a query outside a transaction.
 func (db *DB) QueryContext(ctx context.Context, q string, args ...any) (*sql.Rows, error) {
+	if st := db.stmts.get(ctx, q); st != nil {
+		return st.QueryContext(ctx, args...)
+	}
 	return db.sql.QueryContext(ctx, db.Rebind(q), args...)
 }
 
 // QueryRowContext runs a single-row query outside a transaction.
 func (db *DB) QueryRowContext(ctx context.Context, q string, args ...any) *sql.Row {
+	if st := db.stmts.get(ctx, q); st != nil {
+		return st.QueryRowContext(ctx, args...)
+	}
 	return db.sql.QueryRowContext(ctx, db.Rebind(q), args...)
 }
 
@@ -118,21 +192,39 @@ func (db *DB) QueryRowContext(ctx context.Context, q string, args ...any) *sql.R
 type Tx struct {
 	tx       *sql.Tx
 	dialect  Dialect
+	stmts    *stmtCache
 	onCommit []func()
+}
+
+// stmt returns the cached statement for q bound to the transaction, or nil.
+func (t *Tx) stmt(ctx context.Context, q string) *sql.Stmt {
+	if st := t.stmts.get(ctx, q); st != nil {
+		return t.tx.StmtContext(ctx, st)
+	}
+	return nil
 }
 
 // ExecContext runs a statement in the transaction.
 func (t *Tx) ExecContext(ctx context.Context, q string, args ...any) (sql.Result, error) {
+	if st := t.stmt(ctx, q); st != nil {
+		return st.ExecContext(ctx, args...)
+	}
 	return t.tx.ExecContext(ctx, rebind(t.dialect, q), args...)
 }
 
 // QueryContext runs a query in the transaction.
 func (t *Tx) QueryContext(ctx context.Context, q string, args ...any) (*sql.Rows, error) {
+	if st := t.stmt(ctx, q); st != nil {
+		return st.QueryContext(ctx, args...)
+	}
 	return t.tx.QueryContext(ctx, rebind(t.dialect, q), args...)
 }
 
 // QueryRowContext runs a single-row query in the transaction.
 func (t *Tx) QueryRowContext(ctx context.Context, q string, args ...any) *sql.Row {
+	if st := t.stmt(ctx, q); st != nil {
+		return st.QueryRowContext(ctx, args...)
+	}
 	return t.tx.QueryRowContext(ctx, rebind(t.dialect, q), args...)
 }
 
@@ -159,7 +251,7 @@ func (db *DB) InTx(ctx context.Context, fn func(*Tx) error) error {
 	if err != nil {
 		return fmt.Errorf("begin: %w", err)
 	}
-	tx := &Tx{tx: stx, dialect: db.dialect}
+	tx := &Tx{tx: stx, dialect: db.dialect, stmts: db.stmts}
 	if err := fn(tx); err != nil {
 		if rbErr := stx.Rollback(); rbErr != nil && !errors.Is(rbErr, sql.ErrTxDone) {
 			return errors.Join(err, fmt.Errorf("rollback: %w", rbErr))

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -93,5 +94,58 @@ func TestSQLiteWaitingTransactionHonoursContext(t *testing.T) {
 	}
 	if err := db.InTx(context.Background(), func(*sqldb.Tx) error { return nil }); err != nil {
 		t.Fatalf("InTx after the holder: %v", err)
+	}
+}
+
+// TestSQLiteStatementsStayCorrect: statements are kept prepared by query
+// text on SQLite. Results stay right inside and outside transactions,
+// after a schema change, and for more distinct texts than are kept.
+func TestSQLiteStatementsStayCorrect(t *testing.T) {
+	db := openSQLite(t)
+	ctx := context.Background()
+	for i := range 3 {
+		if err := db.InTx(ctx, func(tx *sqldb.Tx) error {
+			_, err := tx.ExecContext(ctx, `UPDATE counter SET n = n + ?`, i+1)
+			return err
+		}); err != nil {
+			t.Fatal(err)
+		}
+		var n int
+		if err := db.QueryRowContext(ctx, `SELECT n FROM counter`).Scan(&n); err != nil || n != (i+1)*(i+2)/2 {
+			t.Fatalf("after update %d: n = %d, %v", i, n, err)
+		}
+	}
+	// A statement kept before a schema change sees the new schema.
+	if _, err := db.ExecContext(ctx, `ALTER TABLE counter ADD COLUMN label TEXT NOT NULL DEFAULT 'x'`); err != nil {
+		t.Fatal(err)
+	}
+	rows, err := db.QueryContext(ctx, `SELECT * FROM counter`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cols, _ := rows.Columns()
+	rows.Close()
+	if len(cols) != 2 {
+		t.Fatalf("SELECT * after ALTER TABLE: columns %v, want n and label", cols)
+	}
+	// More distinct texts (IN lists of every length) than the cache keeps:
+	// each still answers right, in and out of a transaction.
+	for k := 1; k <= 300; k++ {
+		q := `SELECT COUNT(*) FROM counter WHERE n IN (?` + strings.Repeat(", ?", k-1) + `)`
+		args := make([]any, k)
+		for i := range args {
+			args[i] = i + 1 // the counter holds 6
+		}
+		want := 0
+		if k >= 6 {
+			want = 1
+		}
+		var got int
+		if err := db.QueryRowContext(ctx, q, args...).Scan(&got); err != nil || got != want {
+			t.Fatalf("IN list of %d: %d, %v; want %d", k, got, err, want)
+		}
+		if err := db.InTx(ctx, func(tx *sqldb.Tx) error { return tx.QueryRowContext(ctx, q, args...).Scan(&got) }); err != nil || got != want {
+			t.Fatalf("IN list of %d in a transaction: %d, %v; want %d", k, got, err, want)
+		}
 	}
 }
