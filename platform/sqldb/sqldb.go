@@ -73,15 +73,29 @@ func (c *stmtCache) get(ctx context.Context, q string) *sql.Stmt {
 		return nil
 	}
 	c.mu.Lock()
-	defer c.mu.Unlock()
-	if st, ok := c.m[q]; ok {
+	st, ok := c.m[q]
+	full := len(c.m) >= stmtCacheSize
+	c.mu.Unlock()
+	if ok {
 		return st
 	}
-	if len(c.m) >= stmtCacheSize {
+	if full {
 		return nil
 	}
+	// Prepared without the lock: preparing takes a connection of the
+	// pool, which a caller holding the lock must never wait for.
 	st, err := c.db.PrepareContext(ctx, q)
 	if err != nil {
+		return nil
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if other, ok := c.m[q]; ok {
+		_ = st.Close()
+		return other
+	}
+	if len(c.m) >= stmtCacheSize {
+		_ = st.Close()
 		return nil
 	}
 	c.m[q] = st
