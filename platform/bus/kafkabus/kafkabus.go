@@ -188,36 +188,30 @@ func (p *Publisher) Publish(ctx context.Context, msgs ...*bus.Message) error {
 	if len(msgs) == 0 {
 		return nil
 	}
-	recs := make([]*kgo.Record, len(msgs))
-	for i, m := range msgs {
-		recs[i] = toRecord(m)
-	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if p.closed {
 		return bus.ErrClosed
 	}
 	if p.cfg.txnID == "" {
-		if err := p.cl.ProduceSync(ctx, recs...).FirstErr(); err != nil {
-			return fmt.Errorf("produce %d records: %w", len(recs), err)
+		if err := p.cl.ProduceSync(ctx, toRecords(msgs)...).FirstErr(); err != nil {
+			return fmt.Errorf("produce %d records: %w", len(msgs), err)
 		}
 		return nil
 	}
-	err := p.publishTxn(ctx, recs)
+	err := p.publishTxn(ctx, msgs)
 	if errors.Is(err, ErrNotCommitted) && !p.closed {
 		// Nothing of that transaction is visible, and the client was
 		// replaced: one more attempt, with records of its own.
 		p.cfg.logger.Warn("kafka client ended the transaction without committing it; publishing again on a new client",
-			"records", len(recs), "transactional_id", p.cfg.txnID)
-		for i, m := range msgs {
-			recs[i] = toRecord(m)
-		}
-		err = p.publishTxn(ctx, recs)
+			"records", len(msgs), "transactional_id", p.cfg.txnID)
+		err = p.publishTxn(ctx, msgs)
 	}
 	return err
 }
 
-func (p *Publisher) publishTxn(ctx context.Context, recs []*kgo.Record) error {
+func (p *Publisher) publishTxn(ctx context.Context, msgs []*bus.Message) error {
+	recs := toRecords(msgs)
 	if err := p.cl.BeginTransaction(); err != nil {
 		p.reset()
 		return fmt.Errorf("begin transaction: %w", err)
@@ -332,6 +326,14 @@ func (p *Publisher) Close() error {
 		p.cl.Close()
 	}
 	return nil
+}
+
+func toRecords(msgs []*bus.Message) []*kgo.Record {
+	recs := make([]*kgo.Record, len(msgs))
+	for i, m := range msgs {
+		recs[i] = toRecord(m)
+	}
+	return recs
 }
 
 func toRecord(m *bus.Message) *kgo.Record {
@@ -556,12 +558,8 @@ func (s *Subscriber) run(ctx context.Context, group string, topics []string, h b
 type sessionPublisher struct{ cl *kgo.Client }
 
 func (p *sessionPublisher) Publish(ctx context.Context, msgs ...*bus.Message) error {
-	recs := make([]*kgo.Record, len(msgs))
-	for i, m := range msgs {
-		recs[i] = toRecord(m)
-	}
-	if err := p.cl.ProduceSync(ctx, recs...).FirstErr(); err != nil {
-		return fmt.Errorf("produce %d records in the consumer transaction: %w", len(recs), err)
+	if err := p.cl.ProduceSync(ctx, toRecords(msgs)...).FirstErr(); err != nil {
+		return fmt.Errorf("produce %d records in the consumer transaction: %w", len(msgs), err)
 	}
 	return nil
 }
