@@ -4,7 +4,9 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"io"
 	"log/slog"
+	"net/http"
 	"os"
 	"strings"
 	"testing"
@@ -28,6 +30,27 @@ type stack struct {
 	ns        string
 	orders    ordersv1.OrderServiceClient
 	inventory inventoryv1.InventoryServiceClient
+}
+
+// get fetches path from the process's HTTP address (metrics, profiles).
+func (s *stack) get(path string) (status int, body string, err error) {
+	resp, err := http.Get("http://" + s.proc.HTTPAddr() + path)
+	if err != nil {
+		return 0, "", err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b), err
+}
+
+// metrics returns the process's /metrics page.
+func (s *stack) metrics(t *testing.T) string {
+	t.Helper()
+	_, body, err := s.get("/metrics")
+	if err != nil {
+		t.Fatalf("GET /metrics: %v", err)
+	}
+	return body
 }
 
 // topic and group name a topic or consumer group inside the test's namespace.

@@ -1,8 +1,6 @@
 package server_test
 
 import (
-	"io"
-	"net/http"
 	"slices"
 	"strings"
 	"testing"
@@ -139,21 +137,16 @@ func TestRiskAssessesEachOrderOnce(t *testing.T) {
 		})
 	}
 
-	resp, err := http.Get("http://" + s.proc.HTTPAddr() + "/metrics")
-	if err != nil {
-		t.Fatal(err)
-	}
-	body, _ := io.ReadAll(resp.Body)
-	resp.Body.Close()
+	body := s.metrics(t)
 	for _, want := range []string{
 		`herald_events_consumed_total{group="` + s.group("herald-risk") + `",result="ok",type="herald.orders.v1.OrderCreated"} 4`,
 		`herald_events_published_total{service="risk",type="herald.risk.v1.RiskAssessed"} 4`,
 	} {
-		if !strings.Contains(string(body), want) {
+		if !strings.Contains(body, want) {
 			t.Errorf("/metrics lacks %s", want)
 		}
 	}
-	if strings.Contains(string(body), `herald_outbox_pending{service="risk"}`) {
+	if strings.Contains(body, `herald_outbox_pending{service="risk"}`) {
 		t.Error("/metrics has an outbox backlog for risk, which has no outbox")
 	}
 

@@ -1,7 +1,6 @@
 package server_test
 
 import (
-	"io"
 	"net/http"
 	"os"
 	"os/exec"
@@ -121,25 +120,17 @@ func TestSagaEndToEnd(t *testing.T) {
 	})
 
 	t.Run("the profiler answers next to the metrics", func(t *testing.T) {
-		resp, err := http.Get("http://" + s.proc.HTTPAddr() + "/debug/pprof/goroutine?debug=1")
+		status, body, err := s.get("/debug/pprof/goroutine?debug=1")
 		if err != nil {
 			t.Fatal(err)
 		}
-		defer resp.Body.Close()
-		body, _ := io.ReadAll(resp.Body)
-		if resp.StatusCode != http.StatusOK || !strings.Contains(string(body), "goroutine profile:") {
-			t.Fatalf("GET /debug/pprof/goroutine: %s\n%.300s", resp.Status, body)
+		if status != http.StatusOK || !strings.Contains(body, "goroutine profile:") {
+			t.Fatalf("GET /debug/pprof/goroutine: %d\n%.300s", status, body)
 		}
 	})
 
 	t.Run("metrics count the saga", func(t *testing.T) {
-		resp, err := http.Get("http://" + s.proc.HTTPAddr() + "/metrics")
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer resp.Body.Close()
-		body, _ := io.ReadAll(resp.Body)
-		text := string(body)
+		text := s.metrics(t)
 		for _, want := range []string{
 			`herald_events_published_total{service="orders",type="herald.orders.v1.OrderCreated"} 3`,
 			`herald_events_consumed_total{group="` + s.group("herald-inventory") + `",result="ok",type="herald.orders.v1.OrderCreated"} 3`,
@@ -187,15 +178,13 @@ func TestSagaEndToEnd(t *testing.T) {
 		prefix := `herald_consumer_lag{group="` + s.group("herald-inventory") + `",`
 		var last []string
 		eventually(t, 10*time.Second, func() bool {
-			resp, err := http.Get("http://" + s.proc.HTTPAddr() + "/metrics")
+			_, body, err := s.get("/metrics")
 			if err != nil {
 				return false
 			}
-			body, _ := io.ReadAll(resp.Body)
-			resp.Body.Close()
 			last = last[:0]
 			zero := true
-			for _, line := range strings.Split(string(body), "\n") {
+			for _, line := range strings.Split(body, "\n") {
 				if strings.HasPrefix(line, prefix) {
 					last = append(last, line)
 					zero = zero && strings.HasSuffix(line, "} 0")

@@ -2,8 +2,6 @@ package server_test
 
 import (
 	"fmt"
-	"io"
-	"net/http"
 	"strconv"
 	"strings"
 	"testing"
@@ -279,22 +277,17 @@ func TestSubscribersEndToEnd(t *testing.T) {
 		}
 
 		// The copies were seen as duplicates, not silently applied.
-		resp, err := http.Get("http://" + s.proc.HTTPAddr() + "/metrics")
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer resp.Body.Close()
-		body, _ := io.ReadAll(resp.Body)
+		body := s.metrics(t)
 		for _, g := range []string{"herald-notification", "herald-points"} {
 			// Delivery is at least once, so the copies count at least
 			// twice (a redelivered poll counts again); the effects above
 			// are what must be exact.
 			series := fmt.Sprintf(`herald_events_consumed_total{group="%s",result="duplicate",type="herald.orders.v1.OrderConfirmed"} `, s.group(g))
-			if n := metricValue(string(body), series); n < 2 {
+			if n := metricValue(body, series); n < 2 {
 				t.Errorf("/metrics: %s= %v, want at least 2", series, n)
 			}
 		}
-		if strings.Contains(string(body), `herald_outbox_pending{service="notification"}`) {
+		if strings.Contains(body, `herald_outbox_pending{service="notification"}`) {
 			t.Error("/metrics has an outbox gauge for notification, which has no outbox")
 		}
 	})
