@@ -272,4 +272,3 @@ func TestRunVerifierNoticesDriftAndRecovery(t *testing.T) {
 	}
 	waitFor("the ids back", func() bool { return c.Err() == nil })
 }
-
