@@ -212,17 +212,20 @@ func (c *Codec) Consistent() error {
 }
 
 // RunVerifier calls [Codec.Verify] every interval (default 30s when
-// every <= 0) until ctx is done. After a Verify that could not reach the
+// every <= 0) until ctx is done. In between it checks every 5 seconds (at
+// most every interval) that the registry answers at all, with one cheap
+// request; after a failed check, a Verify that could not reach the
 // registry, or an Encode, Decode or Lookup that could not, it verifies
 // every second (at most every interval) until the registry answers, so the
-// ids are checked right after every reconnect. It logs once per change of
-// state: ids verified, ids drifted (publishing refused), registry
+// ids are verified right after every reconnect: a registry that restarted
+// empty is caught within seconds of coming back. It logs once per change
+// of state: ids verified, ids drifted (publishing refused), registry
 // unreachable.
 func (c *Codec) RunVerifier(ctx context.Context, every time.Duration) {
 	if every <= 0 {
 		every = 30 * time.Second
 	}
-	retry := min(every, time.Second)
+	retry, probeEvery := min(every, time.Second), min(every, 5*time.Second)
 	const (
 		stateUnknown = iota
 		stateOK
@@ -230,9 +233,11 @@ func (c *Codec) RunVerifier(ctx context.Context, every time.Duration) {
 		stateUnreachable
 	)
 	state, lastDrift := stateUnknown, ""
-	timer := time.NewTimer(every)
+	nextVerify := time.Now().Add(every)
+	timer := time.NewTimer(probeEvery)
 	defer timer.Stop()
 	for {
+		woken := false
 		select {
 		case <-ctx.Done():
 			return
@@ -241,6 +246,7 @@ func (c *Codec) RunVerifier(ctx context.Context, every time.Duration) {
 			if state == stateUnreachable {
 				continue // already polling
 			}
+			woken = true
 			if !timer.Stop() {
 				select {
 				case <-timer.C:
@@ -248,11 +254,22 @@ func (c *Codec) RunVerifier(ctx context.Context, every time.Duration) {
 				}
 			}
 		}
-		err := c.Verify(ctx)
+		var err error
+		if state != stateUnreachable && !woken && time.Now().Before(nextVerify) {
+			// Between verifications: is the registry there at all?
+			if err = c.probe(); err == nil {
+				timer.Reset(probeEvery)
+				continue
+			}
+			err = fault.Transient(dependency, fmt.Errorf("check schema registry: %w", err))
+		} else {
+			err = c.Verify(ctx)
+			nextVerify = time.Now().Add(every)
+		}
 		if ctx.Err() != nil {
 			return
 		}
-		next, wait := stateOK, every
+		next, wait := stateOK, probeEvery
 		switch {
 		case errors.Is(err, ErrSchemaDrift):
 			next = stateDrift
@@ -278,4 +295,15 @@ func (c *Codec) RunVerifier(ctx context.Context, every time.Duration) {
 		state = next
 		timer.Reset(wait)
 	}
+}
+
+// probe asks the registry for its subject list, uncached: the cheapest
+// request that proves it answers.
+func (c *Codec) probe() error {
+	client := c.verifier.fresh
+	if client == nil {
+		client = c.client
+	}
+	_, err := client.GetAllSubjects()
+	return err
 }

@@ -37,7 +37,10 @@ func newSwappable(t *testing.T) *swappable {
 	s.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		h := s.cur.Load()
 		if h == nil {
-			http.Error(w, "registry down", http.StatusServiceUnavailable)
+			// Down: the connection drops without an answer.
+			if conn, _, err := http.NewResponseController(w).Hijack(); err == nil {
+				_ = conn.Close()
+			}
 			return
 		}
 		(*h).ServeHTTP(w, r)
@@ -271,4 +274,36 @@ func TestRunVerifierNoticesDriftAndRecovery(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitFor("the ids back", func() bool { return c.Err() == nil })
+}
+
+// TestRunVerifierVerifiesOnReconnect: with a long interval, the verifier
+// still checks the ids as soon as a registry that was unreachable answers
+// again, here one that came back with other ids.
+func TestRunVerifierVerifiesOnReconnect(t *testing.T) {
+	reg := newSwappable(t)
+	reg.swap(t)
+	registerIn(t, reg.srv.URL, false)
+	c := codecAt(t, reg.srv.URL)
+	if _, err := c.Lookup(ordersTopic, desc(&ordersv1.OrderCreated{})); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); c.RunVerifier(ctx, time.Hour) }()
+	defer func() { cancel(); <-done }()
+
+	reg.cur.Store(nil) // down: a lookup fails and wakes the verifier
+	if _, err := c.Lookup(inventoryTopic, desc(&inventoryv1.InventoryDeducted{})); !fault.IsTransient(err) {
+		t.Fatalf("Lookup with the registry down = %v; want transient", err)
+	}
+	time.Sleep(100 * time.Millisecond)
+	reg.swap(t) // back, with other ids
+	registerIn(t, reg.srv.URL, true)
+	deadline := time.Now().Add(10 * time.Second)
+	for !errors.Is(c.Err(), schema.ErrSchemaDrift) {
+		if time.Now().After(deadline) {
+			t.Fatal("the verifier did not verify after the registry came back")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
 }
