@@ -104,6 +104,12 @@ func (c *Codec) Err() error {
 func (c *Codec) Verify(ctx context.Context) error {
 	c.verifier.run.Lock()
 	defer c.verifier.run.Unlock()
+	return c.verifyLocked(ctx)
+}
+
+// verifyLocked runs a Verify and keeps its answer; the caller holds
+// c.verifier.run.
+func (c *Codec) verifyLocked(ctx context.Context) error {
 	err := c.verify(ctx)
 	c.verifier.mu.Lock()
 	c.verifier.at, c.verifier.result = time.Now(), err
@@ -196,16 +202,22 @@ func (c *Codec) lookupWith(client schemaregistry.Client, topic string, md protor
 // A codec knows the ids it encoded, looked up or registered; one that
 // knows none (a tool that only decodes) finds every registry consistent.
 func (c *Codec) Consistent() error {
+	// Holding run while checking the age makes concurrent callers wait
+	// for one Verify and share its answer.
+	c.verifier.run.Lock()
+	defer c.verifier.run.Unlock()
 	c.verifier.mu.Lock()
-	if !c.verifier.at.IsZero() && time.Since(c.verifier.at) < consistentFor {
-		err := c.verifier.result
-		c.verifier.mu.Unlock()
-		return err
-	}
+	at, result := c.verifier.at, c.verifier.result
 	c.verifier.mu.Unlock()
+	if !at.IsZero() && time.Since(at) < consistentFor {
+		if result != nil {
+			return fault.Transient(dependency, result)
+		}
+		return nil
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	if err := c.Verify(ctx); err != nil {
+	if err := c.verifyLocked(ctx); err != nil {
 		return fault.Transient(dependency, err)
 	}
 	return nil
