@@ -7,6 +7,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"os"
 
 	"github.com/herald-events/herald/internal/schemacheck"
 	"github.com/herald-events/herald/internal/server"
@@ -18,6 +19,8 @@ const schemaUsage = `Usage:
   herald schema register [flags]          register every event schema (with its imports as references)
   herald schema check [flags]             test proto/ against the versions in the registry; exit 1 when incompatible
   herald schema diff --against REF [flags] the same rules offline, between proto/ at a git revision and now
+  herald schema export [--file F] [flags] write every subject, version, id and schema of the registry as JSON
+  herald schema import --file F [flags]   put an export back with the same ids (the registry's IMPORT mode)
 `
 
 func runSchema(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
@@ -30,6 +33,10 @@ func runSchema(ctx context.Context, args []string, getenv func(string) string, s
 		return runSchemaRegister(args[1:], getenv, stdout, stderr)
 	case "check", "diff":
 		return runSchemaGate(args[0], args[1:], getenv, stdout, stderr)
+	case "export":
+		return runSchemaExport(ctx, args[1:], getenv, stdout, stderr)
+	case "import":
+		return runSchemaImport(ctx, args[1:], getenv, stdout, stderr)
 	}
 	fmt.Fprint(stderr, schemaUsage)
 	return &usageError{fmt.Errorf("schema: unknown subcommand %q", args[0])}
@@ -146,4 +153,90 @@ func runSchemaGate(verb string, args []string, getenv func(string) string, stdou
 		return errIncompatible
 	}
 	return nil
+}
+
+// registryAdmin parses the registry flags plus those extra adds, for the
+// export and import subcommands.
+func registryAdmin(name string, args []string, getenv func(string) string, stderr io.Writer, extra func(*flag.FlagSet)) (*schema.RegistryAdmin, error) {
+	f := newFlags(name, stderr)
+	f.registry()
+	extra(f.fs)
+	if err := f.parse(args, getenv); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return nil, err
+		}
+		return nil, &usageError{err}
+	}
+	if f.cfg.Registry.URL == "" {
+		return nil, &usageError{fmt.Errorf("%s: required", server.Setting("schema-registry-url"))}
+	}
+	return &schema.RegistryAdmin{URL: f.cfg.Registry.URL, User: f.cfg.Registry.User, Password: f.cfg.Registry.Password}, nil
+}
+
+// runSchemaExport writes the registry's contents, ids included, so a lost
+// registry can be refilled with the same ids (see docs/reliability.md).
+func runSchemaExport(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+	var file string
+	admin, err := registryAdmin("herald schema export", args, getenv, stderr, func(fs *flag.FlagSet) {
+		fs.StringVar(&file, "file", "", "write the export to this file instead of stdout")
+	})
+	if errors.Is(err, flag.ErrHelp) {
+		return nil
+	} else if err != nil {
+		return err
+	}
+	exp, err := admin.ExportRegistry(ctx)
+	if err != nil {
+		return err
+	}
+	b, err := json.MarshalIndent(exp, "", "  ")
+	if err != nil {
+		return err
+	}
+	b = append(b, '\n')
+	if file == "" {
+		_, err = stdout.Write(b)
+		return err
+	}
+	tmp := file + ".tmp"
+	if err := os.WriteFile(tmp, b, 0o644); err != nil {
+		return fmt.Errorf("--file: %w", err)
+	}
+	if err := os.Rename(tmp, file); err != nil {
+		return fmt.Errorf("--file: %w", err)
+	}
+	fmt.Fprintf(stderr, "exported %d schema versions from %s to %s\n", len(exp.Schemas), admin.URL, file)
+	return nil
+}
+
+// runSchemaImport registers an export's schemas with their ids and
+// versions, through the registry's IMPORT mode.
+func runSchemaImport(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+	var (
+		file  string
+		force bool
+	)
+	admin, err := registryAdmin("herald schema import", args, getenv, stderr, func(fs *flag.FlagSet) {
+		fs.StringVar(&file, "file", "", "the export to import (from herald schema export)")
+		fs.BoolVar(&force, "force", false, "import although the registry already has subjects (ids already taken by other schemas still fail)")
+	})
+	if errors.Is(err, flag.ErrHelp) {
+		return nil
+	} else if err != nil {
+		return err
+	}
+	if file == "" {
+		return &usageError{errors.New("--file: required (an export written by herald schema export)")}
+	}
+	b, err := os.ReadFile(file)
+	if err != nil {
+		return &usageError{fmt.Errorf("--file: %w", err)}
+	}
+	var exp schema.Export
+	if err := json.Unmarshal(b, &exp); err != nil {
+		return &usageError{fmt.Errorf("--file %s: not an export: %w", file, err)}
+	}
+	n, err := admin.ImportRegistry(ctx, &exp, force)
+	fmt.Fprintf(stdout, "imported %d of %d schema versions into %s with their ids\n", n, len(exp.Schemas), admin.URL)
+	return err
 }

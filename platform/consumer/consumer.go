@@ -35,6 +35,17 @@ type Decoder interface {
 	Decode(topic string, value []byte) (proto.Message, error)
 }
 
+// ConsistencyChecker is implemented by a [Decoder] that can tell whether a
+// value decoding to a type other than its ce_type header names is the
+// message's fault; [schema.Codec] is one. Consistent returns nil when the
+// schema registry agrees with the decoder (the message is bad and is
+// dead-lettered) and a transient error when it does not or cannot be
+// reached (the registry changed under the consumer: the message is
+// retried until an operator restores the registry).
+type ConsistencyChecker interface {
+	Consistent() error
+}
+
 // Event is a decoded message with its CloudEvents attributes.
 type Event struct {
 	ID          string
@@ -281,7 +292,13 @@ func (r *Router) decode(m *bus.Message) (*Event, error) {
 	}
 	ev := &Event{ID: id, Message: msg, Raw: m, Type: string(msg.ProtoReflect().Descriptor().FullName())}
 	if t, ok := m.Header(event.HeaderType); ok && t != ev.Type {
-		return nil, Permanent(fmt.Errorf("message %s: %s header %q but value is %s", m, event.HeaderType, t, ev.Type))
+		mismatch := fmt.Errorf("message %s: %s header %q but value is %s", m, event.HeaderType, t, ev.Type)
+		if cc, ok := r.cfg.Decoder.(ConsistencyChecker); ok {
+			if err := cc.Consistent(); err != nil {
+				return nil, fmt.Errorf("%w; not treated as a bad message: %w", mismatch, err)
+			}
+		}
+		return nil, Permanent(mismatch)
 	}
 	ev.Source, _ = m.Header(event.HeaderSource)
 	ev.TraceParent, _ = m.Header(event.HeaderTraceParent)

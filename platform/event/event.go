@@ -10,6 +10,8 @@ package event
 import (
 	"errors"
 	"fmt"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/google/uuid"
@@ -90,15 +92,26 @@ func IsEvent(md protoreflect.MessageDescriptor) bool {
 // Events lists every message with the event option in the files of files
 // (for example [protoregistry.GlobalFiles]) whose package starts with
 // prefix, checking that each one's route is valid.
+//
+// The order is fixed: by file path, then by declaration order inside a
+// file. [protoregistry.Files] ranges over a map, so without sorting a
+// registration loop would hand the schema registry a different order on
+// every run, and a registry that numbers schemas as they arrive would give
+// the same schemas different ids each time.
 func Events(files *protoregistry.Files, prefix protoreflect.FullName) ([]protoreflect.MessageDescriptor, error) {
+	var fds []protoreflect.FileDescriptor
+	files.RangeFiles(func(fd protoreflect.FileDescriptor) bool {
+		if prefix == "" || fd.Package() == prefix || hasPrefix(fd.Package(), prefix+".") {
+			fds = append(fds, fd)
+		}
+		return true
+	})
+	slices.SortFunc(fds, func(a, b protoreflect.FileDescriptor) int { return strings.Compare(a.Path(), b.Path()) })
 	var (
 		out  []protoreflect.MessageDescriptor
 		errs []error
 	)
-	files.RangeFiles(func(fd protoreflect.FileDescriptor) bool {
-		if prefix != "" && fd.Package() != prefix && !hasPrefix(fd.Package(), prefix+".") {
-			return true
-		}
+	for _, fd := range fds {
 		msgs := fd.Messages()
 		for i := range msgs.Len() {
 			md := msgs.Get(i)
@@ -111,8 +124,7 @@ func Events(files *protoregistry.Files, prefix protoreflect.FullName) ([]protore
 			}
 			out = append(out, md)
 		}
-		return true
-	})
+	}
 	return out, errors.Join(errs...)
 }
 

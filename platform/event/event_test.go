@@ -2,6 +2,9 @@ package event_test
 
 import (
 	"errors"
+	"log/slog"
+	"maps"
+	"net/http/httptest"
 	"strings"
 	"testing"
 
@@ -10,7 +13,10 @@ import (
 
 	inventoryv1 "github.com/herald-events/herald/gen/go/herald/inventory/v1"
 	ordersv1 "github.com/herald-events/herald/gen/go/herald/orders/v1"
+	_ "github.com/herald-events/herald/gen/go/herald/risk/v1"
 	"github.com/herald-events/herald/platform/event"
+	"github.com/herald-events/herald/platform/registry"
+	"github.com/herald-events/herald/platform/schema"
 )
 
 // TestEveryEventHasRoute holds the contract rule: in an events.proto file,
@@ -114,6 +120,78 @@ func TestEventsListsAllSagaEvents(t *testing.T) {
 		}
 		if !found {
 			t.Errorf("Events() lacks %s (got %v)", w, names)
+		}
+	}
+}
+
+// TestEventsOrderIsFixed registers every herald event into two fresh
+// registries, as `herald schema register` does after a registry lost its
+// state, and expects the same id for every subject: the registry numbers
+// schemas in arrival order, so the order Events returns must not change
+// from one run to the next (protoregistry ranges over a map).
+func TestEventsOrderIsFixed(t *testing.T) {
+	first, err := event.Events(protoregistry.GlobalFiles, "herald")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := 1; i < len(first); i++ {
+		a, b := first[i-1], first[i]
+		if a.ParentFile().Path() > b.ParentFile().Path() ||
+			(a.ParentFile() == b.ParentFile() && a.Index() > b.Index()) {
+			t.Errorf("%s (%s) listed before %s (%s)", a.FullName(), a.ParentFile().Path(), b.FullName(), b.ParentFile().Path())
+		}
+	}
+	ids := func() map[string]int {
+		reg, err := registry.New(registry.Config{Logger: slog.New(slog.DiscardHandler)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		srv := httptest.NewServer(reg.Handler())
+		defer srv.Close()
+		client, err := schema.NewClient(srv.URL, "", "")
+		if err != nil {
+			t.Fatal(err)
+		}
+		codec, err := schema.NewCodec(client)
+		if err != nil {
+			t.Fatal(err)
+		}
+		events, err := event.Events(protoregistry.GlobalFiles, "herald")
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, md := range events {
+			r, _ := event.RouteOf(md)
+			if _, err := codec.Register(r.Topic, md); err != nil {
+				t.Fatalf("register %s: %v", md.FullName(), err)
+			}
+		}
+		// Every subject, the imports' included.
+		subjects, err := client.GetAllSubjects()
+		if err != nil {
+			t.Fatal(err)
+		}
+		out := map[string]int{}
+		for _, s := range subjects {
+			md, err := client.GetLatestSchemaMetadata(s)
+			if err != nil {
+				t.Fatal(err)
+			}
+			out[s] = md.ID
+		}
+		return out
+	}
+	a, b := ids(), ids()
+	if len(a) < 4 {
+		t.Fatalf("only %d subjects registered: %v", len(a), a)
+	}
+	if !maps.Equal(a, b) {
+		t.Errorf("two registrations into empty registries gave different ids:\n%v\n%v", a, b)
+	}
+	// Three more rounds: a map order would differ in at least one.
+	for range 3 {
+		if c := ids(); !maps.Equal(a, c) {
+			t.Fatalf("registration ids changed: %v then %v", a, c)
 		}
 	}
 }

@@ -8,6 +8,13 @@
 // registry. Compatibility levels are enforced for PROTOBUF schemas with
 // Confluent's rules (package compat): an incompatible registration answers
 // 409 with the reasons, and POST /compatibility answers truthfully.
+//
+// Modes work as in Confluent's registry (GET/PUT /mode, GET/PUT/DELETE
+// /mode/{subject}): [ModeReadOnly] refuses changes, and [ModeImport]
+// accepts registrations that carry their own "id" and "version", so the
+// contents of a lost registry can be put back with the ids that records
+// on the bus refer to (`herald schema import`). New ids continue above
+// the highest imported one. Modes are persisted with the rest.
 package registry
 
 import (
@@ -65,6 +72,7 @@ type versionRecord struct {
 type subjectRecord struct {
 	Versions      []versionRecord `json:"versions"`
 	Compatibility string          `json:"compatibility,omitempty"`
+	Mode          string          `json:"mode,omitempty"`
 }
 
 type state struct {
@@ -72,6 +80,7 @@ type state struct {
 	Schemas       map[int]*schemaRecord     `json:"schemas"`
 	Subjects      map[string]*subjectRecord `json:"subjects"`
 	Compatibility string                    `json:"compatibility"`
+	Mode          string                    `json:"mode,omitempty"`
 }
 
 // Config configures a [Registry].
@@ -193,6 +202,11 @@ func (r *Registry) Handler() http.Handler {
 	h("PUT /config/{subject}", r.putSubjectConfig)
 	h("POST /compatibility/subjects/{subject}/versions/{version}", r.compatibility)
 	h("POST /compatibility/subjects/{subject}/versions", r.compatibility)
+	h("GET /mode", r.getGlobalMode)
+	h("PUT /mode", r.putGlobalMode)
+	h("GET /mode/{subject}", r.getSubjectMode)
+	h("PUT /mode/{subject}", r.putSubjectMode)
+	h("DELETE /mode/{subject}", r.deleteSubjectMode)
 	return mux
 }
 
@@ -354,6 +368,9 @@ type schemaRequest struct {
 	Schema     string      `json:"schema"`
 	SchemaType string      `json:"schemaType"`
 	References []Reference `json:"references"`
+	// ID and Version are only accepted in IMPORT mode.
+	ID      int `json:"id,omitempty"`
+	Version int `json:"version,omitempty"`
 }
 
 func decodeSchemaRequest(req *http.Request) (schemaRequest, error) {
@@ -400,6 +417,12 @@ func (r *Registry) register(req *http.Request) (any, error) {
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	if err := r.writable(name); err != nil {
+		return nil, err
+	}
+	if in.ID != 0 || in.Version != 0 {
+		return r.importSchema(name, in)
+	}
 	if err := r.checkReferences(in.References); err != nil {
 		return nil, err
 	}
@@ -448,6 +471,62 @@ func (r *Registry) register(req *http.Request) (any, error) {
 	return map[string]int{"id": id, "version": next}, nil
 }
 
+// importSchema registers in under name with the id (and version, when
+// given) it carries; the caller holds r.mu. The id must be free or
+// already name the same schema, and the version free or already name that
+// id. Compatibility is not checked: an import copies history as it was.
+func (r *Registry) importSchema(name string, in schemaRequest) (any, error) {
+	if r.modeOf(name) != ModeImport {
+		return nil, errf(http.StatusUnprocessableEntity, codeNotPermitted,
+			"Subject %s is not in import mode: a schema id or version may only be given in IMPORT mode", name)
+	}
+	if in.ID <= 0 || in.Version < 0 {
+		return nil, errf(http.StatusUnprocessableEntity, codeInvalidSchema,
+			"Invalid import of subject %s: id %d, version %d (an id above 0 is required)", name, in.ID, in.Version)
+	}
+	if sc, ok := r.st.Schemas[in.ID]; ok && !sameSchema(sc, in) {
+		return nil, errf(http.StatusConflict, codeNotPermitted,
+			"Overwrite new schema with id %d is not permitted: the id already names another schema", in.ID)
+	}
+	if err := r.checkReferences(in.References); err != nil {
+		return nil, err
+	}
+	s := r.st.Subjects[name]
+	if s == nil {
+		s = &subjectRecord{}
+	}
+	version := in.Version
+	for _, v := range s.Versions {
+		switch {
+		case version != 0 && v.Version == version && v.ID == in.ID:
+			return map[string]int{"id": v.ID, "version": v.Version}, nil
+		case version != 0 && v.Version == version:
+			return nil, errf(http.StatusConflict, codeNotPermitted,
+				"Version %d of subject %s already names schema id %d, not %d", version, name, v.ID, in.ID)
+		case version == 0 && v.ID == in.ID && !v.Deleted:
+			return map[string]int{"id": v.ID, "version": v.Version}, nil
+		}
+	}
+	if version == 0 {
+		version = 1
+		if n := len(s.Versions); n > 0 {
+			version = s.Versions[n-1].Version + 1
+		}
+	}
+	if _, ok := r.st.Schemas[in.ID]; !ok {
+		r.st.Schemas[in.ID] = &schemaRecord{ID: in.ID, Type: in.SchemaType, Schema: in.Schema, References: in.References}
+	}
+	r.st.NextID = max(r.st.NextID, in.ID+1)
+	s.Versions = append(s.Versions, versionRecord{Version: version, ID: in.ID})
+	slices.SortFunc(s.Versions, func(a, b versionRecord) int { return a.Version - b.Version })
+	r.st.Subjects[name] = s
+	if err := r.save(); err != nil {
+		return nil, err
+	}
+	r.cfg.Logger.Info("schema imported", "subject", name, "version", version, "id", in.ID)
+	return map[string]int{"id": in.ID, "version": version}, nil
+}
+
 func (r *Registry) lookup(req *http.Request) (any, error) {
 	name := req.PathValue("subject")
 	in, err := decodeSchemaRequest(req)
@@ -474,6 +553,9 @@ func (r *Registry) deleteSubject(req *http.Request) (any, error) {
 	permanent := boolParam(req, "permanent")
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	if err := r.writable(name); err != nil {
+		return nil, err
+	}
 	s, ok := r.st.Subjects[name]
 	if !ok || len(s.Versions) == 0 {
 		return nil, errf(http.StatusNotFound, codeSubjectNotFound, "Subject '%s' not found.", name)
@@ -507,6 +589,9 @@ func (r *Registry) deleteVersion(req *http.Request) (any, error) {
 	permanent := boolParam(req, "permanent")
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	if err := r.writable(name); err != nil {
+		return nil, err
+	}
 	v, err := r.findVersion(name, req.PathValue("version"), permanent)
 	if err != nil {
 		return nil, err

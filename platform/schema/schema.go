@@ -7,6 +7,35 @@
 // as their own subjects and referenced. Producers look schemas up instead of
 // registering them unless [AutoRegister] is set; [Codec.Register] is what a
 // deploy step (or the embedded dev stack) runs to register them.
+//
+// # Ids that cannot drift
+//
+// A codec keeps the schema id of every (topic, event type) it encoded,
+// looked up or registered, and frames later values with it without asking
+// the registry again. Those ids are only right while the registry keeps
+// them: a registry that lost its state and was filled again may give the
+// same schemas other ids, and a cached id may then name another type.
+// [Codec.Verify] asks the registry afresh whether each cached id still
+// names its schema; on a mismatch the codec refuses to encode (an error
+// that is [fault.IsTransient] and matches [ErrSchemaDrift]) and
+// [Codec.Err] reports it for readiness, until a later Verify finds every id
+// back. [Codec.RunVerifier] verifies periodically and after every
+// reconnect to the registry.
+//
+// # Errors
+//
+// An unreachable registry makes Encode, Decode, Lookup and Register fail
+// with errors marked [fault.Transient] for "schema registry". A value that
+// cannot be decoded is a bad message, wrapping [ErrUndecodable], only when
+// the registry is consistent with the codec: if its framing is broken, or
+// if the registry still has every id the codec knows. When the registry
+// changed under the codec (Verify finds drift, or the registry cannot be
+// reached to tell), an unresolvable schema id or a value that does not
+// parse with its schema is a transient error: the record is retried, never
+// dead-lettered, until an operator restores the registry. The same rule
+// covers a decoded type that differs from the record's ce_type header:
+// [Codec.Consistent] is what the consumer asks before calling that a bad
+// message.
 package schema
 
 import (
@@ -14,6 +43,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"net/url"
 	"sync"
@@ -25,7 +55,12 @@ import (
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/reflect/protoreflect"
 	"google.golang.org/protobuf/reflect/protoregistry"
+
+	"github.com/herald-events/herald/platform/fault"
 )
+
+// dependency names the schema registry in transient errors.
+const dependency = "schema registry"
 
 // Strategy names how a subject is derived from a topic and an event type.
 type Strategy string
@@ -82,6 +117,10 @@ func AutoRegister(on bool) Option { return func(c *Codec) { c.autoRegister = on 
 // [protoregistry.GlobalTypes].
 func WithTypes(t *protoregistry.Types) Option { return func(c *Codec) { c.types = t } }
 
+// WithLogger sets where [Codec.RunVerifier] logs its state changes.
+// Default [slog.Default].
+func WithLogger(l *slog.Logger) Option { return func(c *Codec) { c.log = l } }
+
 // Codec encodes and decodes event values. It is safe for concurrent use.
 type Codec struct {
 	client       schemaregistry.Client
@@ -89,10 +128,22 @@ type Codec struct {
 	autoRegister bool
 	types        *protoregistry.Types
 
+	log *slog.Logger
+
 	mu     sync.Mutex
 	sers   map[protoreflect.FullName]*protobuf.Serializer
-	frames map[frameKey][]byte
+	frames map[frameKey]framing
+	drift  error // non-nil while Verify finds ids that moved
 	deser  *protobuf.Deserializer
+
+	verifier
+}
+
+// framing is what a (topic, message type) pair is encoded with.
+type framing struct {
+	prefix []byte // magic byte, schema id, message indexes
+	id     int
+	md     protoreflect.MessageDescriptor
 }
 
 // frameKey names the framing a (topic, message type) pair encodes with.
@@ -122,11 +173,13 @@ func NewCodec(client schemaregistry.Client, opts ...Option) (*Codec, error) {
 		strategy: TopicName,
 		types:    protoregistry.GlobalTypes,
 		sers:     make(map[protoreflect.FullName]*protobuf.Serializer),
-		frames:   make(map[frameKey][]byte),
+		frames:   make(map[frameKey]framing),
+		log:      slog.Default(),
 	}
 	for _, o := range opts {
 		o(c)
 	}
+	c.verifier.init(client)
 	d, err := protobuf.NewDeserializer(client, serde.ValueSerde, protobuf.NewDeserializerConfig())
 	if err != nil {
 		return nil, fmt.Errorf("protobuf deserializer: %w", err)
@@ -142,11 +195,15 @@ func (c *Codec) Strategy() Strategy { return c.strategy }
 // newSerializer makes a serializer for md that registers missing schemas
 // when auto is set and only looks them up otherwise.
 func (c *Codec) newSerializer(md protoreflect.MessageDescriptor, auto bool) (*protobuf.Serializer, error) {
+	return c.newSerializerWith(c.client, md, auto)
+}
+
+func (c *Codec) newSerializerWith(client schemaregistry.Client, md protoreflect.MessageDescriptor, auto bool) (*protobuf.Serializer, error) {
 	conf := protobuf.NewSerializerConfig()
 	conf.AutoRegisterSchemas = auto
 	conf.CacheSchemas = true
 	conf.NormalizeSchemas = false
-	s, err := protobuf.NewSerializer(c.client, serde.ValueSerde, conf)
+	s, err := protobuf.NewSerializer(client, serde.ValueSerde, conf)
 	if err != nil {
 		return nil, fmt.Errorf("protobuf serializer for %s: %w", md.FullName(), err)
 	}
@@ -178,13 +235,23 @@ func (c *Codec) serializer(md protoreflect.MessageDescriptor) (*protobuf.Seriali
 // and later values are that framing followed by the marshalled message.
 // The serde itself would rebuild the schema text for its cache key on
 // every call, which dominated the publish path's CPU profile.
+//
+// While [Codec.Verify] finds ids that moved, Encode refuses every value
+// with the drift error (see [Codec.Err]). A registry that cannot be
+// reached, or that lacks the subject or schema, gives a transient error:
+// either way the fix is in the registry, not in the value.
 func (c *Codec) Encode(topic string, msg proto.Message) ([]byte, error) {
 	md := msg.ProtoReflect().Descriptor()
 	key := frameKey{topic, md.FullName()}
 	c.mu.Lock()
-	prefix, ok := c.frames[key]
+	f, ok := c.frames[key]
+	drift := c.drift
 	c.mu.Unlock()
+	if drift != nil {
+		return nil, fmt.Errorf("encode %s for %s: %w", md.FullName(), topic, drift)
+	}
 	if ok {
+		prefix := f.prefix
 		out := make([]byte, len(prefix), len(prefix)+proto.Size(msg))
 		copy(out, prefix)
 		out, err := proto.MarshalOptions{}.MarshalAppend(out, msg)
@@ -199,14 +266,36 @@ func (c *Codec) Encode(topic string, msg proto.Message) ([]byte, error) {
 	}
 	b, err := s.Serialize(topic, msg)
 	if err != nil {
-		return nil, fmt.Errorf("encode %s for %s (subject %s): %w", md.FullName(), topic, c.strategy.Subject(topic, md), err)
+		err = fmt.Errorf("encode %s for %s (subject %s): %w", md.FullName(), topic, c.strategy.Subject(topic, md), err)
+		if !permanent(err) || notFound(err) {
+			return nil, c.unreachable(err)
+		}
+		return nil, err
 	}
-	if n, err := framingLen(b); err == nil {
-		c.mu.Lock()
-		c.frames[key] = bytes.Clone(b[:n])
-		c.mu.Unlock()
-	}
+	c.remember(topic, md, b)
 	return b, nil
+}
+
+// remember keeps the framing at the start of b for (topic, md).
+func (c *Codec) remember(topic string, md protoreflect.MessageDescriptor, b []byte) {
+	n, err := framingLen(b)
+	if err != nil {
+		return
+	}
+	id, err := frameID(b)
+	if err != nil {
+		return
+	}
+	c.mu.Lock()
+	c.frames[frameKey{topic, md.FullName()}] = framing{prefix: bytes.Clone(b[:n]), id: id, md: md}
+	c.mu.Unlock()
+}
+
+// unreachable marks err transient for the registry and wakes the verifier,
+// which then watches for the registry's return.
+func (c *Codec) unreachable(err error) error {
+	c.verifier.nudge()
+	return fault.Transient(dependency, err)
 }
 
 // framingLen returns the length of the Confluent framing at the start of
@@ -242,8 +331,13 @@ func (c *Codec) Register(topic string, md protoreflect.MessageDescriptor) (int, 
 	}
 	b, err := s.Serialize(topic, dynamicOrGenerated(c.types, md))
 	if err != nil {
-		return 0, fmt.Errorf("register %s as %s: %w", md.FullName(), c.strategy.Subject(topic, md), err)
+		err = fmt.Errorf("register %s as %s: %w", md.FullName(), c.strategy.Subject(topic, md), err)
+		if !permanent(err) {
+			return 0, c.unreachable(err)
+		}
+		return 0, err
 	}
+	c.remember(topic, md, b)
 	return frameID(b)
 }
 
@@ -257,8 +351,13 @@ func (c *Codec) Lookup(topic string, md protoreflect.MessageDescriptor) (int, er
 	}
 	b, err := s.Serialize(topic, dynamicOrGenerated(c.types, md))
 	if err != nil {
-		return 0, fmt.Errorf("look up %s as %s: %w", md.FullName(), c.strategy.Subject(topic, md), err)
+		err = fmt.Errorf("look up %s as %s: %w", md.FullName(), c.strategy.Subject(topic, md), err)
+		if !permanent(err) {
+			return 0, c.unreachable(err)
+		}
+		return 0, err
 	}
+	c.remember(topic, md, b)
 	return frameID(b)
 }
 
@@ -278,7 +377,9 @@ func dynamicOrGenerated(types *protoregistry.Types, md protoreflect.MessageDescr
 
 // Decode reads a framed value into a new message of the type its schema
 // names. Values that can never decode wrap [ErrUndecodable]; other errors
-// (the registry unreachable) are worth retrying.
+// are transient: the registry unreachable, or a schema id that does not
+// resolve (or a value that does not parse with its schema) while the
+// registry is not consistent with the codec (see [Codec.Consistent]).
 func (c *Codec) Decode(topic string, value []byte) (msg proto.Message, err error) {
 	if len(value) < 6 || value[0] != 0 {
 		return nil, fmt.Errorf("decode %s: %w: not Confluent wire format (%d bytes, magic %#x)", topic, ErrUndecodable, len(value), firstByte(value))
@@ -289,16 +390,18 @@ func (c *Codec) Decode(topic string, value []byte) (msg proto.Message, err error
 	defer func() {
 		// The serde indexes message arrays without bounds checks; a
 		// corrupt message-index array must not take the consumer down.
+		// A message index past the end of the schema's file panics too,
+		// which is also what an id now naming another schema can cause.
 		if r := recover(); r != nil {
-			msg, err = nil, fmt.Errorf("decode %s: %w: %v", topic, ErrUndecodable, r)
+			msg, err = nil, c.undecodable(topic, fmt.Errorf("%v", r))
 		}
 	}()
 	v, err := c.deser.Deserialize(topic, value)
 	if err != nil {
 		if permanent(err) {
-			return nil, fmt.Errorf("decode %s: %w: %v", topic, ErrUndecodable, err)
+			return nil, c.undecodable(topic, err)
 		}
-		return nil, fmt.Errorf("decode %s: %w", topic, err)
+		return nil, c.unreachable(fmt.Errorf("decode %s: %w", topic, err))
 	}
 	m, ok := v.(proto.Message)
 	if !ok || m == nil {
@@ -334,12 +437,32 @@ func firstByte(b []byte) byte {
 	return b[0]
 }
 
+// undecodable classifies a value whose schema did not resolve or did not
+// parse it: a bad message (wrapping [ErrUndecodable]) when the registry is
+// consistent with the codec, a transient error when it is not.
+func (c *Codec) undecodable(topic string, cause error) error {
+	if err := c.Consistent(); err != nil {
+		return fmt.Errorf("decode %s: %v; not treated as a bad message: %w", topic, cause, err)
+	}
+	return fmt.Errorf("decode %s: %w: %v", topic, ErrUndecodable, cause)
+}
+
+// notFound reports whether err is the registry saying a subject, version
+// or schema does not exist.
+func notFound(err error) bool {
+	var re *rest.Error
+	return errors.As(err, &re) && re.Code >= 40400 && re.Code < 40500
+}
+
 // permanent reports whether a serde error is about the data rather than the
 // registry's availability.
 func permanent(err error) bool {
 	var re *rest.Error
 	if errors.As(err, &re) {
 		return re.Code >= 40000 && re.Code < 50000
+	}
+	if fault.IsTransient(err) {
+		return false
 	}
 	var ne net.Error
 	if errors.As(err, &ne) {

