@@ -51,6 +51,9 @@ func runProcess(ctx context.Context, embedded bool, args []string, getenv func(s
 	}
 	p, err := server.Start(ctx, cfg)
 	if err != nil {
+		if ce := (*server.ConfigError)(nil); errors.As(err, &ce) {
+			return &usageError{err}
+		}
 		return err
 	}
 	log.Info(name+" ready", "grpc", p.GRPCAddr(), "kafka", strings.Join(p.Brokers(), ","), "registry", p.RegistryURL(),
