@@ -1,0 +1,50 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"net/http"
+	"net/http/httptest"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kfake"
+)
+
+// TestServeWrongRegistryPath runs `herald serve` against an HTTP server
+// that is no Confluent-API registry (as Apicurio without /apis/ccompat/v7):
+// exit code 2 at once, naming the setting and the path Apicurio needs.
+func TestServeWrongRegistryPath(t *testing.T) {
+	cluster, err := kfake.NewCluster(kfake.NumBrokers(1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(cluster.Close)
+	notRegistry := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		http.Error(w, "404 page not found", http.StatusNotFound)
+	}))
+	t.Cleanup(notRegistry.Close)
+
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	var out, errOut bytes.Buffer
+	begin := time.Now()
+	err = run(ctx, []string{"serve", "--kafka-brokers=" + cluster.ListenAddrs()[0], "--schema-registry-url=" + notRegistry.URL,
+		"--database-url=sqlite:" + filepath.Join(t.TempDir(), "db"), "--grpc-addr=127.0.0.1:0", "--http-addr=",
+		"--startup-timeout=20s"}, func(string) string { return "" }, &out, &errOut)
+	var ue *usageError
+	if !errors.As(err, &ue) {
+		t.Fatalf("run = %v; want a usage error (exit code 2)\n%s", err, errOut.String())
+	}
+	for _, want := range []string{"--schema-registry-url", "/apis/ccompat/v7"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error %q does not mention %q", err, want)
+		}
+	}
+	if took := time.Since(begin); took > 10*time.Second {
+		t.Errorf("a configuration error took %s", took)
+	}
+}
