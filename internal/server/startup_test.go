@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -412,4 +413,132 @@ func grepLines(s, sub string) string {
 		}
 	}
 	return strings.Join(out, "")
+}
+
+// tcpProxy forwards a fixed loopback address to a target; cut closes the
+// listener and every connection (the target looks down), restore listens
+// again on the same address.
+type tcpProxy struct {
+	t      *testing.T
+	addr   string
+	target string
+	mu     sync.Mutex
+	ln     net.Listener
+	conns  []net.Conn
+}
+
+func newTCPProxy(t *testing.T, target string) *tcpProxy {
+	p := &tcpProxy{t: t, addr: freeAddr(t), target: target}
+	p.restore()
+	t.Cleanup(p.cut)
+	return p
+}
+
+func (p *tcpProxy) restore() {
+	ln, err := net.Listen("tcp", p.addr)
+	if err != nil {
+		p.t.Fatalf("proxy: listen %s: %v", p.addr, err)
+	}
+	p.mu.Lock()
+	p.ln = ln
+	p.mu.Unlock()
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			up, err := net.Dial("tcp", p.target)
+			if err != nil {
+				c.Close()
+				continue
+			}
+			p.mu.Lock()
+			p.conns = append(p.conns, c, up)
+			p.mu.Unlock()
+			go func() { _, _ = io.Copy(up, c); up.Close() }()
+			go func() { _, _ = io.Copy(c, up); c.Close() }()
+		}
+	}()
+}
+
+func (p *tcpProxy) cut() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.ln != nil {
+		p.ln.Close()
+		p.ln = nil
+	}
+	for _, c := range p.conns {
+		c.Close()
+	}
+	p.conns = nil
+}
+
+// TestReadinessFollowsPostgres cuts the way to a real PostgreSQL under a
+// running process: not ready within seconds, ready again by itself.
+func TestReadinessFollowsPostgres(t *testing.T) {
+	real, ok := realStack()
+	if !ok || !strings.HasPrefix(real.DatabaseURL, "postgres") {
+		t.Skip("HERALD_DATABASE_URL (PostgreSQL) is not set")
+	}
+	u, err := url.Parse(real.DatabaseURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	proxy := newTCPProxy(t, u.Host)
+	u.Host = proxy.addr
+	cluster, err := kfake.NewCluster(kfake.NumBrokers(1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(cluster.Close)
+	reg, err := registry.New(registry.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	regSrv := httptest.NewServer(reg.Handler())
+	t.Cleanup(regSrv.Close)
+
+	dir := t.TempDir()
+	cfg := serveConfig(dir, cluster.ListenAddrs(), regSrv.URL, testLogger(t))
+	cfg.DatabaseURL, cfg.Namespace = u.String(), namespaceFor(dir)
+	cfg.HTTPAddr, cfg.HealthInterval = "127.0.0.1:0", 200*time.Millisecond
+	p, err := start(t, cfg)
+	if err != nil {
+		t.Fatalf("start: %v", err)
+	}
+	s := &stack{proc: p}
+	conn, err := grpc.NewClient(p.GRPCAddr(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	hc := healthpb.NewHealthClient(conn)
+	healthz := func() (int, string) {
+		code, body, err := s.get("/healthz")
+		if err != nil {
+			t.Fatalf("GET /healthz: %v", err)
+		}
+		return code, body
+	}
+
+	proxy.cut()
+	eventually(t, 5*time.Second, func() bool {
+		code, _ := healthz()
+		return code == http.StatusServiceUnavailable && health(t, hc, "") == healthpb.HealthCheckResponse_NOT_SERVING &&
+			health(t, hc, "herald.orders.v1.OrderService") == healthpb.HealthCheckResponse_NOT_SERVING
+	}, "NOT_SERVING and /healthz 503 with PostgreSQL cut off")
+	if _, body := healthz(); !strings.Contains(body, `"dependency":"orders database"`) || strings.Contains(body, "herald:herald@") {
+		t.Fatalf("/healthz body %s; want the orders database named, without its password", body)
+	}
+	if code, _, _ := s.get("/livez"); code != http.StatusOK {
+		t.Fatalf("/livez = %d during the outage, want 200", code)
+	}
+
+	proxy.restore()
+	eventually(t, 10*time.Second, func() bool {
+		code, _ := healthz()
+		return code == http.StatusOK && health(t, hc, "") == healthpb.HealthCheckResponse_SERVING
+	}, "SERVING and /healthz 200 with PostgreSQL back")
 }
