@@ -13,6 +13,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -94,7 +95,15 @@ func (p *Process) serveHTTP(addr string) error {
 	}
 	mux := http.NewServeMux()
 	mux.Handle("GET /metrics", p.metrics.Handler())
-	mux.HandleFunc("GET /healthz", p.ready.healthz)
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, req *http.Request) {
+		if r := p.ready.Load(); r != nil {
+			r.healthz(w, req)
+			return
+		}
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(http.StatusServiceUnavailable)
+		_, _ = w.Write([]byte(`{"status":"starting"}` + "\n"))
+	})
 	// Liveness: the process runs and serves HTTP. No dependency is
 	// checked, so an outage never gets the process restarted.
 	mux.HandleFunc("GET /livez", func(w http.ResponseWriter, _ *http.Request) {
@@ -137,9 +146,9 @@ type Process struct {
 	services []service
 	kopts    []kafkabus.Option // nil unless the bus is Kafka
 	bus      transport
-	dbs      map[string]*sqldb.DB // by service; risk has none
-	deps     []dependency         // probed for readiness
-	ready    *readiness
+	dbs      map[string]*sqldb.DB      // by service; risk has none
+	deps     []dependency              // probed for readiness
+	ready    atomic.Pointer[readiness] // nil while Start waits
 	metrics  *observe.Metrics
 	httpAddr string
 	closers  []func() error
@@ -191,6 +200,14 @@ func Start(ctx context.Context, cfg Config) (_ *Process, err error) {
 	p.regURL = regCfg.URL
 
 	p.metrics = observe.New()
+	// HTTP first: /livez answers (and /healthz says "starting") while
+	// Start waits for the dependencies, so an orchestrator's liveness probe
+	// does not restart a process that waits as it should.
+	if cfg.HTTPAddr != "" {
+		if err := p.serveHTTP(cfg.HTTPAddr); err != nil {
+			return nil, err
+		}
+	}
 	if err := p.reach(ctx, registryDependency(regCfg)); err != nil {
 		return nil, err
 	}
@@ -274,12 +291,7 @@ func Start(ctx context.Context, cfg Config) (_ *Process, err error) {
 				prometheus.Labels{"service": name}, oldestOf(ob))
 		}
 	}
-	p.ready = newReadiness(p.log, p.metrics, p.deps, cfg.HealthInterval, p.setServing)
-	if cfg.HTTPAddr != "" {
-		if err := p.serveHTTP(cfg.HTTPAddr); err != nil {
-			return nil, err
-		}
-	}
+	p.ready.Store(newReadiness(p.log, p.metrics, p.deps, cfg.HealthInterval, p.setServing))
 	if p.grpcLn, err = net.Listen("tcp", cfg.GRPCAddr); err != nil {
 		return nil, fmt.Errorf("grpc: listen %s: %w", cfg.GRPCAddr, err)
 	}
@@ -443,9 +455,10 @@ func (p *Process) run() {
 	// Start has just reached every dependency: serve, then let the
 	// readiness probes say otherwise.
 	p.setServing(true)
-	p.ready.markServing(true)
+	ready := p.ready.Load()
+	ready.markServing(true)
 	g.Go(func() error {
-		p.ready.run(gctx)
+		ready.run(gctx)
 		return nil
 	})
 	g.Go(func() error {

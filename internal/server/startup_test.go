@@ -115,6 +115,16 @@ func serveConfig(dir string, brokers []string, registryURL string, log *slog.Log
 	}
 }
 
+// statusOf GETs path from addr and returns the status code (0: no answer).
+func statusOf(addr, path string) int {
+	resp, err := http.Get("http://" + addr + path)
+	if err != nil {
+		return 0
+	}
+	resp.Body.Close()
+	return resp.StatusCode
+}
+
 // topicsOf lists the topics of a broker.
 func topicsOf(t *testing.T, brokers []string) []string {
 	t.Helper()
@@ -183,8 +193,14 @@ func TestStartWaitsForTheRegistry(t *testing.T) {
 		log, logs := capture(t)
 		cfg := serveConfig(t.TempDir(), brokers, reg.url(), log)
 		cfg.StartupTimeout = 30 * time.Second
+		cfg.HTTPAddr = freeAddr(t)
 		const delay = 1500 * time.Millisecond
-		timer := time.AfterFunc(delay, reg.start)
+		// While Start waits, liveness is ok and readiness says "starting".
+		waiting := make(chan [2]int, 1)
+		timer := time.AfterFunc(delay, func() {
+			waiting <- [2]int{statusOf(cfg.HTTPAddr, "/livez"), statusOf(cfg.HTTPAddr, "/healthz")}
+			reg.start()
+		})
 		defer timer.Stop()
 		begin := time.Now()
 		p, err := start(t, cfg)
@@ -193,6 +209,9 @@ func TestStartWaitsForTheRegistry(t *testing.T) {
 		}
 		if took := time.Since(begin); took < delay {
 			t.Fatalf("Start returned after %s, before the registry started (%s)", took, delay)
+		}
+		if got := <-waiting; got != [2]int{http.StatusOK, http.StatusServiceUnavailable} {
+			t.Errorf("while waiting: /livez %d, /healthz %d; want 200 and 503", got[0], got[1])
 		}
 		if p.RegistryURL() != reg.url() {
 			t.Fatalf("registry %s, want %s", p.RegistryURL(), reg.url())
