@@ -48,3 +48,27 @@ func TestServeWrongRegistryPath(t *testing.T) {
 		t.Errorf("a configuration error took %s", took)
 	}
 }
+
+// TestServeStoppedWhileWaiting stops `herald serve` (as SIGTERM does)
+// while it waits for an unreachable registry: it ends at once, without an
+// error.
+func TestServeStoppedWhileWaiting(t *testing.T) {
+	gone := httptest.NewServer(http.NotFoundHandler())
+	gone.Close() // nothing listens there any more
+	ctx, cancel := context.WithCancel(context.Background())
+	time.AfterFunc(500*time.Millisecond, cancel)
+	var out, errOut bytes.Buffer
+	begin := time.Now()
+	err := run(ctx, []string{"serve", "--kafka-brokers=127.0.0.1:9", "--schema-registry-url=" + gone.URL,
+		"--database-url=sqlite:" + filepath.Join(t.TempDir(), "db"), "--grpc-addr=127.0.0.1:0", "--http-addr=",
+		"--startup-timeout=1m"}, func(string) string { return "" }, &out, &errOut)
+	if err != nil {
+		t.Fatalf("run = %v after a stop signal, want nil\n%s", err, errOut.String())
+	}
+	if took := time.Since(begin); took > 10*time.Second {
+		t.Fatalf("stopping took %s", took)
+	}
+	if !strings.Contains(errOut.String(), "waiting for schema registry at "+gone.URL) {
+		t.Fatalf("no line says what it waited for:\n%s", errOut.String())
+	}
+}
