@@ -28,6 +28,8 @@ func TestBinaryExitCodes(t *testing.T) {
 		want string
 	}{
 		{[]string{"serve"}, 2, "HERALD_KAFKA_BROKERS"},
+		{[]string{"serve", "--kafka-brokers", "127.0.0.1:abc", "--schema-registry-url=http://r:8081", "--database-url=sqlite:x"}, 2,
+			"--kafka-brokers (HERALD_KAFKA_BROKERS)"},
 		{[]string{"dev", "--services=nope"}, 2, `unknown service "nope"`},
 		{[]string{"help"}, 0, "herald serve"},
 	}

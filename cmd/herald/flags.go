@@ -63,7 +63,7 @@ func (f *flags) registry() {
 // process adds the flags of dev and serve.
 func (f *flags) process(embedded bool) {
 	f.fs.StringVar(&f.cfg.GRPCAddr, "grpc-addr", "127.0.0.1:8080", "gRPC listen address (reflection and health are on)")
-	f.fs.StringVar(&f.cfg.HTTPAddr, "http-addr", "127.0.0.1:8082", "HTTP listen address for /metrics and /healthz (empty: off)")
+	f.fs.StringVar(&f.cfg.HTTPAddr, "http-addr", "127.0.0.1:8082", "HTTP listen address for /metrics, /healthz (readiness) and /livez (liveness) (empty: off)")
 	f.fs.StringVar(&f.cfg.GRPCTLSCert, "grpc-tls-cert", "", "PEM certificate file: serve gRPC over TLS")
 	f.fs.StringVar(&f.cfg.GRPCTLSKey, "grpc-tls-key", "", "PEM private key file for --grpc-tls-cert")
 	f.fs.Var(listFlag{&f.cfg.Services}, "services", "comma-separated services to run (default: "+strings.Join(server.KnownServices(), ",")+")")
@@ -85,6 +85,8 @@ func (f *flags) process(embedded bool) {
 	f.fs.StringVar(&f.cfg.DatabaseURL, "database-url", "", "postgres://user:pass@host:port/db (a schema per service) or sqlite:DIR")
 	f.fs.IntVar(&f.repl, "replication-factor", -1, "replication factor of topics created (-1: the broker's default)")
 	f.fs.BoolVar(&f.cfg.AutoRegister, "auto-register-schemas", false, "register missing event schemas at start instead of failing")
+	f.fs.DurationVar(&f.cfg.StartupTimeout, "startup-timeout", 2*time.Minute,
+		"how long to wait at start for the schema registry, the bus and the database to answer (0: fail at once)")
 }
 
 // kafka adds the flags that reach Kafka.

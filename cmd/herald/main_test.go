@@ -10,6 +10,8 @@ import (
 
 func TestRunUsageErrors(t *testing.T) {
 	env := map[string]string{}
+	// Settings that pass validation, for cases about one other setting.
+	reachable := map[string]string{"HERALD_SCHEMA_REGISTRY_URL": "http://r:8081", "HERALD_DATABASE_URL": "sqlite:x"}
 	getenv := func(k string) string { return env[k] }
 	cases := []struct {
 		name string
@@ -33,6 +35,14 @@ func TestRunUsageErrors(t *testing.T) {
 			`unsupported scheme "mysql"`},
 		{"serve risk alone needs no database but a registry", []string{"serve", "--services=risk", "--kafka-brokers=k:9092"}, nil,
 			"--schema-registry-url (HERALD_SCHEMA_REGISTRY_URL): required"},
+		{"serve with a broker port that is no number", []string{"serve", "--kafka-brokers", "127.0.0.1:abc"}, reachable, `--kafka-brokers (HERALD_KAFKA_BROKERS): "127.0.0.1:abc"`},
+		{"serve with broker port 0", []string{"serve", "--kafka-brokers=k1:9092,127.0.0.1:0"}, reachable, `--kafka-brokers (HERALD_KAFKA_BROKERS): "127.0.0.1:0"`},
+		{"serve with a broker port above 65535", []string{"serve"}, map[string]string{"HERALD_KAFKA_BROKERS": "k:70000",
+			"HERALD_SCHEMA_REGISTRY_URL": "http://r:8081", "HERALD_DATABASE_URL": "sqlite:x"}, `--kafka-brokers (HERALD_KAFKA_BROKERS): "k:70000"`},
+		{"serve with a broker without host", []string{"serve", "--kafka-brokers=:9092"}, reachable, "--kafka-brokers"},
+		{"serve with a bad grpc port", []string{"serve", "--kafka-brokers=k:9092", "--grpc-addr=127.0.0.1:http"}, reachable, "--grpc-addr"},
+		{"serve with a bad http port", []string{"serve", "--kafka-brokers=k:9092", "--http-addr=127.0.0.1:99999"}, reachable, "--http-addr"},
+		{"serve with a negative startup timeout", []string{"serve", "--kafka-brokers=k:9092", "--startup-timeout=-1s"}, reachable, "--startup-timeout"},
 		{"serve with half a sasl config", []string{"serve", "--kafka-sasl-mechanism=SCRAM-SHA-256"}, nil, "needs --kafka-sasl-user"},
 		{"serve with unknown sasl", []string{"serve", "--kafka-sasl-mechanism=GSSAPI"}, nil, "--kafka-sasl-mechanism"},
 		{"schema without subcommand", []string{"schema"}, nil, "no subcommand"},

@@ -51,6 +51,13 @@ func runProcess(ctx context.Context, embedded bool, args []string, getenv func(s
 	}
 	p, err := server.Start(ctx, cfg)
 	if err != nil {
+		if ce := (*server.ConfigError)(nil); errors.As(err, &ce) {
+			return &usageError{err}
+		}
+		if ctx.Err() != nil && errors.Is(err, context.Canceled) {
+			log.Info("stopped while starting", "err", err) // a signal, not a failure
+			return nil
+		}
 		return err
 	}
 	log.Info(name+" ready", "grpc", p.GRPCAddr(), "kafka", strings.Join(p.Brokers(), ","), "registry", p.RegistryURL(),

@@ -15,6 +15,7 @@ import (
 	"os"
 	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -123,6 +124,14 @@ type Config struct {
 	// ShutdownGrace bounds how long consumers finish the messages they hold
 	// after a stop signal. Default 10s.
 	ShutdownGrace time.Duration
+	// StartupTimeout bounds how long [Start] waits for the schema registry,
+	// the bus and the databases to answer, retrying with backoff. Zero (the
+	// default for a Config; herald serve's flag defaults to 2m) fails at the
+	// first unanswered attempt.
+	StartupTimeout time.Duration
+	// HealthInterval is how often a running process probes its
+	// dependencies for readiness (gRPC health and /healthz). Default 1s.
+	HealthInterval time.Duration
 	// Logger defaults to [slog.Default].
 	Logger *slog.Logger
 	// Hooks inject faults in tests; nil in production.
@@ -176,6 +185,9 @@ func (c *Config) SetDefaults() {
 	if c.ShutdownGrace <= 0 {
 		c.ShutdownGrace = 10 * time.Second
 	}
+	if c.HealthInterval <= 0 {
+		c.HealthInterval = time.Second
+	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()
 	}
@@ -205,8 +217,8 @@ func (c *Config) Validate() error {
 			struct{ flag, addr string }{"registry-addr", c.RegistryAddr})
 	}
 	for _, a := range addrs {
-		if _, _, err := net.SplitHostPort(a.addr); err != nil {
-			bad(a.flag, "%q is not host:port", a.addr)
+		if err := checkHostPort(a.addr, false); err != nil {
+			bad(a.flag, "%v", err)
 		}
 	}
 	if (c.GRPCTLSCert == "") != (c.GRPCTLSKey == "") {
@@ -235,8 +247,8 @@ func (c *Config) Validate() error {
 			bad("kafka-brokers", "required: the Kafka bootstrap servers, host:port[,host:port...]")
 		}
 		for _, b := range c.Kafka.Brokers {
-			if _, _, err := net.SplitHostPort(b); err != nil {
-				bad("kafka-brokers", "%q is not host:port", b)
+			if err := checkHostPort(b, true); err != nil {
+				bad("kafka-brokers", "%v", err)
 			}
 		}
 		if c.Registry.URL == "" {
@@ -284,11 +296,45 @@ func (c *Config) Validate() error {
 	if c.Partitions < 1 {
 		bad("partitions", "%d: must be at least 1", c.Partitions)
 	}
+	if c.StartupTimeout < 0 {
+		bad("startup-timeout", "%s: must be 0 (no waiting) or more", c.StartupTimeout)
+	}
 	if _, err := schema.ParseStrategy(string(c.SubjectStrategy)); err != nil {
 		bad("subject-strategy", "%v", err)
 	}
 	return errors.Join(errs...)
 }
+
+// checkHostPort checks a "host:port" address: a numeric port up to 65535.
+// A listen address may leave the host empty (every interface) and use port
+// 0 (any free port); a remote address (dial) must name both.
+func checkHostPort(addr string, dial bool) error {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return fmt.Errorf("%q is not host:port", addr)
+	}
+	n, err := strconv.Atoi(port)
+	switch {
+	case err != nil || n < 0 || n > 65535:
+		return fmt.Errorf("%q: port %q is not a number up to 65535", addr, port)
+	case dial && n == 0:
+		return fmt.Errorf("%q: port 0 cannot be dialled", addr)
+	case dial && host == "":
+		return fmt.Errorf("%q: the host is missing", addr)
+	}
+	return nil
+}
+
+// ConfigError is a setting that cannot work as given, found when [Start]
+// first reaches a dependency (a URL that answers, but not as the expected
+// API). Waiting does not help; herald exits with code 2, as for a setting
+// [Config.Validate] refuses.
+type ConfigError struct{ Err error }
+
+func (e *ConfigError) Error() string { return e.Err.Error() }
+
+// Unwrap returns the underlying error.
+func (e *ConfigError) Unwrap() error { return e.Err }
 
 // needsDatabase reports whether a selected service keeps state (all but
 // risk, which works in Kafka transactions alone).

@@ -11,7 +11,9 @@ import (
 	"net/url"
 	"path/filepath"
 	"slices"
+	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -29,6 +31,7 @@ import (
 	"github.com/herald-events/herald/platform/bus/rabbitbus"
 	"github.com/herald-events/herald/platform/devstack"
 	"github.com/herald-events/herald/platform/event"
+	"github.com/herald-events/herald/platform/fault"
 	"github.com/herald-events/herald/platform/grpcx"
 	"github.com/herald-events/herald/platform/observe"
 	"github.com/herald-events/herald/platform/outbox"
@@ -83,7 +86,8 @@ func oldestOf(ob *outbox.Outbox) func() float64 {
 	}
 }
 
-// serveHTTP serves /metrics and /healthz until the process stops.
+// serveHTTP serves /metrics, /healthz (readiness) and /livez (liveness)
+// until the process stops.
 func (p *Process) serveHTTP(addr string) error {
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
@@ -91,7 +95,18 @@ func (p *Process) serveHTTP(addr string) error {
 	}
 	mux := http.NewServeMux()
 	mux.Handle("GET /metrics", p.metrics.Handler())
-	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, req *http.Request) {
+		if r := p.ready.Load(); r != nil {
+			r.healthz(w, req)
+			return
+		}
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(http.StatusServiceUnavailable)
+		_, _ = w.Write([]byte(`{"status":"starting"}` + "\n"))
+	})
+	// Liveness: the process runs and serves HTTP. No dependency is
+	// checked, so an outage never gets the process restarted.
+	mux.HandleFunc("GET /livez", func(w http.ResponseWriter, _ *http.Request) {
 		_, _ = w.Write([]byte("ok\n"))
 	})
 	// Go's profiler, for `go tool pprof http://<http-addr>/debug/pprof/profile`
@@ -131,6 +146,9 @@ type Process struct {
 	services []service
 	kopts    []kafkabus.Option // nil unless the bus is Kafka
 	bus      transport
+	dbs      map[string]*sqldb.DB      // by service; risk has none
+	deps     []dependency              // probed for readiness
+	ready    atomic.Pointer[readiness] // nil while Start waits
 	metrics  *observe.Metrics
 	httpAddr string
 	closers  []func() error
@@ -145,12 +163,18 @@ type Process struct {
 // Start validates cfg, starts the infrastructure (when embedded) and the
 // services, and serves gRPC. Stop it with [Process.Close]; [Process.Done]
 // is closed when it ends on its own (a fatal error).
+//
+// Start reaches the dependencies in this order, waiting for each up to
+// cfg.StartupTimeout: the schema registry (before anything is created on
+// the bus, so a failed start leaves nothing behind), the bus, the
+// databases; then it creates the topics and looks up the event schemas. A
+// setting that cannot work is a *[ConfigError]: no waiting.
 func Start(ctx context.Context, cfg Config) (_ *Process, err error) {
 	cfg.SetDefaults()
 	if err := cfg.Validate(); err != nil {
-		return nil, err
+		return nil, &ConfigError{err}
 	}
-	p := &Process{cfg: cfg, log: cfg.Logger, done: make(chan struct{})}
+	p := &Process{cfg: cfg, log: cfg.Logger, done: make(chan struct{}), dbs: map[string]*sqldb.DB{}}
 	defer func() {
 		if err != nil {
 			p.closeAll()
@@ -176,9 +200,36 @@ func Start(ctx context.Context, cfg Config) (_ *Process, err error) {
 	p.regURL = regCfg.URL
 
 	p.metrics = observe.New()
+	// HTTP first: /livez answers (and /healthz says "starting") while
+	// Start waits for the dependencies, so an orchestrator's liveness probe
+	// does not restart a process that waits as it should.
+	if cfg.HTTPAddr != "" {
+		if err := p.serveHTTP(cfg.HTTPAddr); err != nil {
+			return nil, err
+		}
+	}
+	if err := p.reach(ctx, registryDependency(regCfg)); err != nil {
+		return nil, err
+	}
 	if p.bus, err = p.newTransport(); err != nil {
 		return nil, err
 	}
+	busDep, err := p.busDependency()
+	if err != nil {
+		return nil, err
+	}
+	if err := p.reach(ctx, busDep); err != nil {
+		return nil, err
+	}
+	for _, name := range cfg.Services {
+		if name == risk.Name { // works in Kafka transactions alone
+			continue
+		}
+		if err := p.reachDB(ctx, name); err != nil {
+			return nil, err
+		}
+	}
+
 	events, err := event.Events(protoregistry.GlobalFiles, "herald")
 	if err != nil {
 		return nil, err
@@ -206,6 +257,10 @@ func Start(ctx context.Context, cfg Config) (_ *Process, err error) {
 	if err := p.prepareSchemas(codec, events); err != nil {
 		return nil, err
 	}
+	// Readiness hook: the codec's check that cached schema ids still name
+	// the same schemas joins the probes here, e.g.
+	//   p.addReadinessProbe(dependency{name: "schema ids", addr: p.regURL,
+	//       check: func(context.Context) error { return codec.Err() }})
 
 	dlq, err := p.bus.publisher()
 	if err != nil {
@@ -236,11 +291,7 @@ func Start(ctx context.Context, cfg Config) (_ *Process, err error) {
 				prometheus.Labels{"service": name}, oldestOf(ob))
 		}
 	}
-	if cfg.HTTPAddr != "" {
-		if err := p.serveHTTP(cfg.HTTPAddr); err != nil {
-			return nil, err
-		}
-	}
+	p.ready.Store(newReadiness(p.log, p.metrics, p.deps, cfg.HealthInterval, p.setServing))
 	if p.grpcLn, err = net.Listen("tcp", cfg.GRPCAddr); err != nil {
 		return nil, fmt.Errorf("grpc: listen %s: %w", cfg.GRPCAddr, err)
 	}
@@ -253,7 +304,11 @@ func Start(ctx context.Context, cfg Config) (_ *Process, err error) {
 // AutoRegister) or checks that a deploy step registered them.
 func (p *Process) prepareSchemas(codec *schema.Codec, events []protoreflect.MessageDescriptor) error {
 	register := p.cfg.Embedded || p.cfg.AutoRegister
-	var missing []error
+	// The events of one file share their imports, so one missing subject
+	// fails several lookups alike: say each cause once, with its events.
+	var causes []string
+	byCause := map[string][]string{}
+	transient := false
 	for _, md := range events {
 		r, _ := event.RouteOf(md)
 		topic := event.Namespaced(p.cfg.Namespace, r.Topic)
@@ -263,16 +318,35 @@ func (p *Process) prepareSchemas(codec *schema.Codec, events []protoreflect.Mess
 		} else {
 			_, err = codec.Lookup(topic, md)
 		}
-		if err != nil {
-			missing = append(missing, err)
+		if err == nil {
+			continue
 		}
+		transient = transient || fault.IsTransient(err)
+		cause := err
+		if inner := errors.Unwrap(err); inner != nil {
+			cause = inner
+		}
+		if _, seen := byCause[cause.Error()]; !seen {
+			causes = append(causes, cause.Error())
+		}
+		byCause[cause.Error()] = append(byCause[cause.Error()], string(md.Name()))
 	}
-	if len(missing) > 0 {
-		if register {
-			return fmt.Errorf("register event schemas at %s: %w", p.regURL, errors.Join(missing...))
+	if len(causes) > 0 {
+		var b strings.Builder
+		for i, c := range causes {
+			if i > 0 {
+				b.WriteString("; ")
+			}
+			fmt.Fprintf(&b, "%s (%s)", c, strings.Join(byCause[c], ", "))
 		}
-		return fmt.Errorf("event schemas are not registered at %s (run `herald schema register`, or start with %s): %w",
-			p.regURL, Setting("auto-register-schemas"), errors.Join(missing...))
+		switch {
+		case transient:
+			return fault.Transient("schema registry", fmt.Errorf("schema registry at %s stopped answering during the start: %s", p.regURL, b.String()))
+		case register:
+			return fmt.Errorf("register event schemas at %s: %s", p.regURL, b.String())
+		}
+		return fmt.Errorf("event schemas are not registered at %s (run `herald schema register`, or start with %s): %s",
+			p.regURL, Setting("auto-register-schemas"), b.String())
 	}
 	verb := "found"
 	if register {
@@ -311,14 +385,6 @@ func (p *Process) openDB(ctx context.Context, name string) (*sqldb.DB, error) {
 func (p *Process) newService(ctx context.Context, name string, codec *schema.Codec, dlq bus.Publisher) (service, error) {
 	// Each service gets only what it uses: a database for its store,
 	// inbox and outbox, and a transactional publisher for its relay.
-	openDB := func() (*sqldb.DB, error) {
-		db, err := p.openDB(ctx, name)
-		if err != nil {
-			return nil, err
-		}
-		p.closers = append(p.closers, db.Close)
-		return db, nil
-	}
 	relayPublisher := func() (bus.Publisher, error) {
 		pub, err := p.bus.relayPublisher(name)
 		if err != nil {
@@ -335,9 +401,9 @@ func (p *Process) newService(ctx context.Context, name string, codec *schema.Cod
 		}
 		return risk.New(risk.Deps{Codec: codec, Kafka: p.kopts, Logger: log, Namespace: ns, Metrics: m, Tracing: tr})
 	}
-	db, err := openDB()
-	if err != nil {
-		return nil, err
+	db := p.dbs[name]
+	if db == nil {
+		return nil, fmt.Errorf("%s: no database opened", name)
 	}
 	switch name {
 	case orders.Name:
@@ -385,11 +451,16 @@ func (p *Process) run() {
 			}
 			return nil
 		})
-		for _, n := range s.GRPCServiceNames() {
-			p.health.SetServingStatus(n, healthpb.HealthCheckResponse_SERVING)
-		}
 	}
-	p.health.SetServingStatus("", healthpb.HealthCheckResponse_SERVING)
+	// Start has just reached every dependency: serve, then let the
+	// readiness probes say otherwise.
+	p.setServing(true)
+	ready := p.ready.Load()
+	ready.markServing(true)
+	g.Go(func() error {
+		ready.run(gctx)
+		return nil
+	})
 	g.Go(func() error {
 		if err := p.grpc.Serve(p.grpcLn); err != nil && !errors.Is(err, grpc.ErrServerStopped) {
 			return fmt.Errorf("grpc: %w", err)
@@ -406,6 +477,21 @@ func (p *Process) run() {
 		p.runErr = g.Wait()
 		close(p.done)
 	}()
+}
+
+// setServing sets the gRPC health of the process ("") and of each of its
+// gRPC services. After the health server's Shutdown it changes nothing.
+func (p *Process) setServing(ok bool) {
+	st := healthpb.HealthCheckResponse_NOT_SERVING
+	if ok {
+		st = healthpb.HealthCheckResponse_SERVING
+	}
+	p.health.SetServingStatus("", st)
+	for _, s := range p.services {
+		for _, n := range s.GRPCServiceNames() {
+			p.health.SetServingStatus(n, st)
+		}
+	}
 }
 
 // newTransport connects the configured bus.
