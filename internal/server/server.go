@@ -146,6 +146,7 @@ type Process struct {
 	services []service
 	kopts    []kafkabus.Option // nil unless the bus is Kafka
 	bus      transport
+	codec    *schema.Codec
 	dbs      map[string]*sqldb.DB      // by service; risk has none
 	deps     []dependency              // probed for readiness
 	ready    atomic.Pointer[readiness] // nil while Start waits
@@ -167,8 +168,10 @@ type Process struct {
 // Start reaches the dependencies in this order, waiting for each up to
 // cfg.StartupTimeout: the schema registry (before anything is created on
 // the bus, so a failed start leaves nothing behind), the bus, the
-// databases; then it creates the topics and looks up the event schemas. A
-// setting that cannot work is a *[ConfigError]: no waiting.
+// databases; then it looks up (or, embedded, registers) the event schemas
+// and only then creates the topics, so a start that stops on a missing
+// subject leaves no topics behind either. A setting that cannot work is a
+// *[ConfigError]: no waiting.
 func Start(ctx context.Context, cfg Config) (_ *Process, err error) {
 	cfg.SetDefaults()
 	if err := cfg.Validate(); err != nil {
@@ -234,6 +237,27 @@ func Start(ctx context.Context, cfg Config) (_ *Process, err error) {
 	if err != nil {
 		return nil, err
 	}
+	// The schemas before the topics: a start that stops on a missing
+	// subject leaves nothing behind on the bus.
+	client, err := schema.NewClient(regCfg.URL, regCfg.User, regCfg.Password)
+	if err != nil {
+		return nil, err
+	}
+	codec, err := schema.NewCodec(client, schema.WithStrategy(cfg.SubjectStrategy), schema.AutoRegister(cfg.AutoRegister),
+		schema.WithLogger(p.log))
+	if err != nil {
+		return nil, err
+	}
+	if err := p.prepareSchemas(codec, events); err != nil {
+		return nil, err
+	}
+	p.codec = codec
+	// Readiness also covers the ids: while a cached schema id names
+	// another schema in the registry, the process refuses to publish and
+	// says so (schema.Codec.RunVerifier keeps Err current).
+	p.addReadinessProbe(dependency{name: "schema ids", addr: p.regURL,
+		check: func(context.Context) error { return codec.Err() }})
+
 	var topics []string
 	for _, md := range events {
 		r, _ := event.RouteOf(md)
@@ -245,22 +269,6 @@ func Start(ctx context.Context, cfg Config) (_ *Process, err error) {
 		return nil, err
 	}
 	p.log.Info("topics ready", "bus", p.bus.String(), "topics", topics)
-
-	client, err := schema.NewClient(regCfg.URL, regCfg.User, regCfg.Password)
-	if err != nil {
-		return nil, err
-	}
-	codec, err := schema.NewCodec(client, schema.WithStrategy(cfg.SubjectStrategy), schema.AutoRegister(cfg.AutoRegister))
-	if err != nil {
-		return nil, err
-	}
-	if err := p.prepareSchemas(codec, events); err != nil {
-		return nil, err
-	}
-	// Readiness hook: the codec's check that cached schema ids still name
-	// the same schemas joins the probes here, e.g.
-	//   p.addReadinessProbe(dependency{name: "schema ids", addr: p.regURL,
-	//       check: func(context.Context) error { return codec.Err() }})
 
 	dlq, err := p.bus.publisher()
 	if err != nil {
@@ -459,6 +467,10 @@ func (p *Process) run() {
 	ready.markServing(true)
 	g.Go(func() error {
 		ready.run(gctx)
+		return nil
+	})
+	g.Go(func() error {
+		p.codec.RunVerifier(gctx, 0)
 		return nil
 	})
 	g.Go(func() error {

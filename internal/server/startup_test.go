@@ -561,3 +561,33 @@ func TestReadinessFollowsPostgres(t *testing.T) {
 		return code == http.StatusOK && health(t, hc, "") == healthpb.HealthCheckResponse_SERVING
 	}, "SERVING and /healthz 200 with PostgreSQL back")
 }
+
+// TestStartWithoutSchemasLeavesNoTopics starts herald serve against an
+// empty registry without --auto-register-schemas: the start stops with the
+// advice to run herald schema register, names what is missing and for which
+// events, and has created no topic.
+func TestStartWithoutSchemasLeavesNoTopics(t *testing.T) {
+	cluster, err := kfake.NewCluster(kfake.NumBrokers(1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(cluster.Close)
+	reg := newRegistryServer(t, freeAddr(t))
+	reg.start()
+
+	cfg := serveConfig(t.TempDir(), cluster.ListenAddrs(), reg.url(), testLogger(t))
+	cfg.AutoRegister = false
+	_, err = start(t, cfg)
+	if err == nil {
+		t.Fatal("start succeeded with no schema registered")
+	}
+	if !strings.Contains(err.Error(), "herald schema register") {
+		t.Errorf("error %q does not say to run herald schema register", err)
+	}
+	if !strings.Contains(err.Error(), "not found") || !strings.Contains(err.Error(), "OrderCreated") {
+		t.Errorf("error %q does not name what is missing and for which events", err)
+	}
+	if topics := topicsOf(t, cluster.ListenAddrs()); len(topics) != 0 {
+		t.Errorf("a start stopped by missing schemas left topics behind: %v", topics)
+	}
+}

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -230,7 +231,9 @@ func (c *Codec) Consistent() error {
 // registry, or an Encode, Decode or Lookup that could not, it verifies
 // every second (at most every interval) until the registry answers, so the
 // ids are verified right after every reconnect: a registry that restarted
-// empty is caught within seconds of coming back. It logs once per change
+// empty is caught within seconds of coming back. A check that finds the
+// registry's subject list changed also verifies at once, which catches a
+// restart too quick for a check to fall into. It logs once per change
 // of state: ids verified, ids drifted (publishing refused), registry
 // unreachable.
 func (c *Codec) RunVerifier(ctx context.Context, every time.Duration) {
@@ -244,9 +247,11 @@ func (c *Codec) RunVerifier(ctx context.Context, every time.Duration) {
 		stateDrift
 		stateUnreachable
 	)
-	state, lastDrift := stateUnknown, ""
-	nextVerify := time.Now().Add(every)
-	timer := time.NewTimer(probeEvery)
+	state, lastDrift, lastSubjects := stateUnknown, "", ""
+	// The first round verifies at once: the ids the codec holds are then
+	// checked against the registry as it is when the process starts.
+	nextVerify := time.Now()
+	timer := time.NewTimer(0)
 	defer timer.Stop()
 	for {
 		woken := false
@@ -268,13 +273,30 @@ func (c *Codec) RunVerifier(ctx context.Context, every time.Duration) {
 		}
 		var err error
 		if state != stateUnreachable && !woken && time.Now().Before(nextVerify) {
-			// Between verifications: is the registry there at all?
-			if err = c.probe(); err == nil {
+			// Between verifications: is the registry there at all, and
+			// does it list the subjects it listed before? A registry
+			// that restarted empty, or was filled again, lists others:
+			// verify at once instead of at the next period.
+			var subjects string
+			subjects, err = c.probe()
+			if err == nil && (lastSubjects == "" || subjects == lastSubjects) {
+				lastSubjects = subjects
 				timer.Reset(probeEvery)
 				continue
 			}
-			err = fault.Transient(dependency, fmt.Errorf("check schema registry: %w", err))
+			if err == nil {
+				lastSubjects = subjects
+				err = c.Verify(ctx)
+				nextVerify = time.Now().Add(every)
+			} else {
+				err = fault.Transient(dependency, fmt.Errorf("check schema registry: %w", err))
+			}
 		} else {
+			// The subject list before the Verify is the one later checks
+			// compare with: a change during it is then seen.
+			if subjects, perr := c.probe(); perr == nil {
+				lastSubjects = subjects
+			}
 			err = c.Verify(ctx)
 			nextVerify = time.Now().Add(every)
 		}
@@ -310,12 +332,17 @@ func (c *Codec) RunVerifier(ctx context.Context, every time.Duration) {
 }
 
 // probe asks the registry for its subject list, uncached: the cheapest
-// request that proves it answers.
-func (c *Codec) probe() error {
+// request that proves it answers. It returns the list, sorted and joined,
+// so that a change shows.
+func (c *Codec) probe() (string, error) {
 	client := c.verifier.fresh
 	if client == nil {
 		client = c.client
 	}
-	_, err := client.GetAllSubjects()
-	return err
+	subjects, err := client.GetAllSubjects()
+	if err != nil {
+		return "", err
+	}
+	slices.Sort(subjects)
+	return "\x00" + strings.Join(subjects, "\x00"), nil
 }
