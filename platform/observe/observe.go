@@ -62,7 +62,7 @@ func New() *Metrics {
 			Name: "herald_events_consumed_total", Help: "Messages handled by consumers, by group, event type and result (ok, duplicate, dead_lettered, error).",
 		}, []string{"group", "type", "result"}),
 		failed: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "herald_events_failed_total", Help: "Failed handler attempts, by group, event type and error class (transient or permanent).",
+			Name: "herald_events_failed_total", Help: "Failed handler attempts, by group, event type and error class (transient, permanent or unclassified).",
 		}, []string{"group", "type", "class"}),
 		retried: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "herald_events_retried_total", Help: "Handler attempts repeated after a transient failure, by group and event type.",
