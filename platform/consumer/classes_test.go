@@ -56,7 +56,7 @@ func TestRouterFailureClasses(t *testing.T) {
 			wantCalls: 1, wantDead: consumer.ClassPermanent, wantLevel: "level=WARN"},
 		{name: "unclassified is retried a few times, then dead-lettered at Error level",
 			handlerErr: []error{errors.New("odd"), errors.New("odd"), errors.New("odd"), errors.New("odd")},
-			wantCalls: 3, wantDead: consumer.ClassExhausted, wantLevel: "level=ERROR"},
+			wantCalls:  3, wantDead: consumer.ClassExhausted, wantLevel: "level=ERROR"},
 		{name: "unclassified that recovers is not dead-lettered", handlerErr: []error{errors.New("odd")}, wantCalls: 2},
 		{name: "an unreachable registry is transient", decoder: &flakyDecoder{err: errors.New("dial tcp: connection refused"), fails: 6},
 			wantCalls: 1},
