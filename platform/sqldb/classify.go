@@ -70,7 +70,9 @@ func transient(err error) bool {
 		code := se.Code() & 0xff
 		return code == sqliteBusy || code == sqliteLocked
 	}
-	if errors.Is(err, driver.ErrBadConn) || errors.Is(err, sql.ErrConnDone) {
+	// A connection the driver closed under the caller (its socket went
+	// away) or that database/sql already gave up.
+	if errors.Is(err, pgconn.ErrConnClosed) || errors.Is(err, driver.ErrBadConn) || errors.Is(err, sql.ErrConnDone) {
 		return true
 	}
 	// Network errors: refused, reset, unexpected EOF, I/O timeouts.
