@@ -186,3 +186,22 @@ func TestCircuitHoldsTheGroup(t *testing.T) {
 		t.Errorf("%d failed calls; the test did not exercise retries", downCalls.Load())
 	}
 }
+
+// TestRouterPublishesItsCircuit: a router's circuit series exist, closed
+// and with no transitions, as soon as the router is built.
+func TestRouterPublishesItsCircuit(t *testing.T) {
+	m := observe.New()
+	if _, err := consumer.NewRouter(consumer.Config{Group: "g", Namespace: "ns", Decoder: plainDecoder{}, DeadLetter: &recorder{},
+		Metrics: m, Logger: nopLogger()}); err != nil {
+		t.Fatal(err)
+	}
+	for series, want := range map[string]string{
+		`herald_consumer_circuit_open{group="ns.g"}`:                             "0",
+		`herald_consumer_circuit_transitions_total{group="ns.g",state="open"}`:   "0",
+		`herald_consumer_circuit_transitions_total{group="ns.g",state="closed"}`: "0",
+	} {
+		if got := metricLine(t, m, series); got != series+" "+want {
+			t.Errorf("%q, want %s %s", got, series, want)
+		}
+	}
+}
