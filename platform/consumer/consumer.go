@@ -3,11 +3,24 @@
 // A [Router] decodes each message (Confluent framing, CloudEvents headers),
 // dispatches it by event type to the function registered with [Handle], and
 // wraps the whole in middleware of the one shape func(bus.Handler)
-// bus.Handler: [Recover] turns panics into failures, [Retry] retries
-// transient errors with backoff, and [DeadLetter] moves permanent failures
-// (and exhausted retries) to a dead-letter topic with the reason, so the
-// consumer keeps going. Handlers make their effects idempotent with the inbox
-// package.
+// bus.Handler. Every failure falls in one of three classes:
+//
+//   - transient ([fault.IsTransient]: the database, the schema registry or
+//     another dependency cannot be reached now): never dead-lettered.
+//     [Circuit] keeps the message and calls the handler again without limit
+//     with a capped backoff; the group's circuit opens on the first such
+//     failure, so its other deliveries wait while one probe at a time tests
+//     the dependency, and the first success closes it.
+//   - permanent ([Permanent], an undecodable value, a panic caught by
+//     [Recover]): [DeadLetter] moves the message to its dead-letter topic at
+//     once with the reason, so the consumer keeps going.
+//   - unclassified (anything else): [Retry] tries a few times with backoff,
+//     then the message is dead-lettered as retries_exhausted, logged at
+//     Error level and counted, since such an error should be classified.
+//
+// When the context ends (shutdown, a lost partition) a failing message is
+// never dead-lettered: the error is returned so the bus redelivers it.
+// Handlers make their effects idempotent with the inbox package.
 package consumer
 
 import (
@@ -26,6 +39,7 @@ import (
 
 	"github.com/herald-events/herald/platform/bus"
 	"github.com/herald-events/herald/platform/event"
+	"github.com/herald-events/herald/platform/fault"
 	"github.com/herald-events/herald/platform/observe"
 	"github.com/herald-events/herald/platform/schema"
 )
@@ -64,7 +78,8 @@ type Event struct {
 func (e *Event) MarkDuplicate() { e.duplicate = true }
 
 // Handler handles one event. Return [Permanent] for errors that retrying
-// cannot fix.
+// cannot fix, and an error marked with [fault.Transient] when a dependency
+// cannot be reached (the platform's stores mark theirs).
 type Handler func(ctx context.Context, ev *Event) error
 
 type permanentError struct{ err error }
@@ -101,16 +116,21 @@ type Config struct {
 	// DeadLetterSuffix is appended to a topic to name its dead-letter
 	// topic. Default ".dlq".
 	DeadLetterSuffix string
-	// MaxAttempts bounds deliveries of a failing message before it is
-	// dead-lettered. Default 5.
+	// MaxAttempts bounds the attempts of a message failing with an
+	// unclassified error before it is dead-lettered. Default 5. Transient
+	// errors are retried without limit (see [Circuit]).
 	MaxAttempts int
-	// MaxRetryTime bounds the time spent retrying one message before it is
-	// dead-lettered. Default 30s: a longer outage holds a key that long,
-	// then its messages go to the dead-letter topic for replay.
+	// MaxRetryTime bounds the time spent retrying one message failing with
+	// an unclassified error before it is dead-lettered. Default 30s.
 	MaxRetryTime time.Duration
-	// Backoff is the first pause between attempts, doubled each time (with
-	// jitter) up to MaxBackoff. Defaults 50ms and 2s.
+	// Backoff is the first pause between attempts of an unclassified
+	// failure, doubled each time (with jitter) up to MaxBackoff. Defaults
+	// 50ms and 2s.
 	Backoff, MaxBackoff time.Duration
+	// CircuitBackoff is the first pause between probes of an unavailable
+	// dependency, doubled each time (with jitter) up to CircuitMaxBackoff.
+	// Defaults 100ms and 5s.
+	CircuitBackoff, CircuitMaxBackoff time.Duration
 	// Logger defaults to [slog.Default].
 	Logger *slog.Logger
 	// Metrics counts handled messages; nil records nothing.
@@ -125,6 +145,7 @@ type Router struct {
 	cfg      Config
 	handlers map[protoreflect.FullName]Handler
 	topics   []string
+	circuit  func(bus.Handler) bus.Handler
 }
 
 // NewRouter validates cfg and returns an empty router.
@@ -154,7 +175,8 @@ func NewRouter(cfg Config) (*Router, error) {
 		cfg.Tracing = observe.LocalTracing()
 	}
 	cfg.Group = event.Namespaced(cfg.Namespace, cfg.Group)
-	return &Router{cfg: cfg, handlers: map[protoreflect.FullName]Handler{}}, nil
+	circuit := Circuit(CircuitPolicy{Group: cfg.Group, Floor: cfg.CircuitBackoff, Ceil: cfg.CircuitMaxBackoff, Logger: cfg.Logger, Metrics: cfg.Metrics})
+	return &Router{cfg: cfg, handlers: map[protoreflect.FullName]Handler{}, circuit: circuit}, nil
 }
 
 // ErrNoKey marks an event whose key field (see the event option) is empty;
@@ -194,13 +216,15 @@ func (r *Router) Topics() []string { return slices.Clone(r.topics) }
 func (r *Router) Group() string { return r.cfg.Group }
 
 // Handler returns the router as a bus handler with its middleware:
-// recover, failure counting, retry of transient errors, dead-lettering, and
-// timing.
+// recover, failure counting, the group's circuit for transient errors,
+// bounded retry of unclassified ones, dead-lettering, and timing. Every
+// handler of one router shares its circuit.
 func (r *Router) Handler() bus.Handler {
 	group, m, log := r.cfg.Group, r.cfg.Metrics, r.cfg.Logger
 	h := bus.Handler(r.dispatch)
 	h = Recover()(h)
 	h = countFailures(group, m)(h)
+	h = r.circuit(h)
 	h = Retry(RetryPolicy{MaxAttempts: r.cfg.MaxAttempts, MaxElapsed: r.cfg.MaxRetryTime, Floor: r.cfg.Backoff, Ceil: r.cfg.MaxBackoff}, func(msg *bus.Message, attempt int, err error) {
 		typ, _ := msg.Header(event.HeaderType)
 		m.Retried(group, typ)
@@ -230,14 +254,30 @@ func countFailures(group string, m *observe.Metrics) func(bus.Handler) bus.Handl
 			err := next(ctx, msg)
 			if err != nil && ctx.Err() == nil {
 				typ, _ := msg.Header(event.HeaderType)
-				class := "transient"
-				if IsPermanent(err) {
-					class = "permanent"
-				}
-				m.Failed(group, typ, class)
+				m.Failed(group, typ, classOf(err))
 			}
 			return err
 		}
+	}
+}
+
+// Failure classes counted in herald_events_failed_total.
+const (
+	classTransient    = "transient"
+	classPermanent    = "permanent"
+	classUnclassified = "unclassified"
+)
+
+// classOf names err's class. Transient wins over permanent: an unavailable
+// dependency is never the message's fault.
+func classOf(err error) string {
+	switch {
+	case fault.IsTransient(err):
+		return classTransient
+	case IsPermanent(err):
+		return classPermanent
+	default:
+		return classUnclassified
 	}
 }
 
@@ -258,6 +298,7 @@ func (r *Router) dispatch(ctx context.Context, m *bus.Message) error {
 	if !ok {
 		// Topics carry every event of a domain; a service handles the
 		// types it cares about and passes over the rest.
+		markSkipped(ctx)
 		return nil
 	}
 	ctx, span := r.cfg.Tracing.Tracer("herald/consumer").Start(r.cfg.Tracing.Extract(ctx, ev.TraceParent), "handle "+ev.Type,
@@ -288,7 +329,7 @@ func (r *Router) decode(m *bus.Message) (*Event, error) {
 		if errors.Is(err, schema.ErrUndecodable) {
 			return nil, Permanent(err)
 		}
-		return nil, err
+		return nil, fault.Transient("schema registry", err)
 	}
 	ev := &Event{ID: id, Message: msg, Raw: m, Type: string(msg.ProtoReflect().Descriptor().FullName())}
 	if t, ok := m.Header(event.HeaderType); ok && t != ev.Type {

@@ -10,6 +10,7 @@ import (
 
 	"github.com/herald-events/herald/platform/bus"
 	"github.com/herald-events/herald/platform/event"
+	"github.com/herald-events/herald/platform/fault"
 	"github.com/herald-events/herald/platform/observe"
 )
 
@@ -35,18 +36,24 @@ const (
 // the delivery's own publisher when the subscriber provides one, see
 // [bus.WithDeliveryPublisher], else through pub), with
 // headers naming where it came from and why, and acknowledges it so the
-// consumer moves on; metrics (nil records nothing) counts it. A failure while shutting down is returned untouched (the
-// message is redelivered later); so is a failed dead-letter publish.
+// consumer moves on; metrics (nil records nothing) counts it. A [Permanent]
+// failure is logged at Warn level with class permanent; any other is
+// written as retries_exhausted and logged at Error level, since an
+// unclassified error that outlives its retries is a bug to classify.
+//
+// A transient failure ([fault.IsTransient]) is never dead-lettered, nor is
+// a failure while shutting down: both are returned untouched, so the
+// message is redelivered later; so is a failed dead-letter publish.
 func DeadLetter(pub bus.Publisher, group, suffix string, log *slog.Logger, metrics *observe.Metrics) func(bus.Handler) bus.Handler {
 	return func(next bus.Handler) bus.Handler {
 		return func(ctx context.Context, m *bus.Message) error {
 			err := next(ctx, m)
-			if err == nil || ctx.Err() != nil {
+			if err == nil || ctx.Err() != nil || fault.IsTransient(err) {
 				return err
 			}
-			class := ClassExhausted
+			class, level := ClassExhausted, slog.LevelError
 			if IsPermanent(err) {
-				class = ClassPermanent
+				class, level = ClassPermanent, slog.LevelWarn
 			}
 			attempts := 1
 			var ae *AttemptsError
@@ -74,7 +81,8 @@ func DeadLetter(pub bus.Publisher, group, suffix string, log *slog.Logger, metri
 			}
 			typ, _ := m.Header(event.HeaderType)
 			metrics.Consumed(group, typ, observe.ResultDeadLettered)
-			log.Warn("message dead-lettered", "group", group, "from", m.String(), "to", dl.Topic,
+			metrics.DeadLettered(group, typ, class)
+			log.Log(ctx, level, "message dead-lettered", "group", group, "from", m.String(), "to", dl.Topic,
 				"class", class, "attempts", attempts, "err", err)
 			return nil
 		}

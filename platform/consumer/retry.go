@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/herald-events/herald/platform/bus"
+	"github.com/herald-events/herald/platform/fault"
 )
 
 // AttemptsError is the last error of a message that failed every attempt.
@@ -34,7 +35,8 @@ type RetryPolicy struct {
 	Floor, Ceil time.Duration
 }
 
-// Retry calls next while it fails with a transient (not [Permanent]) error,
+// Retry calls next while it fails with an unclassified error (neither
+// [Permanent] nor transient, see [fault.IsTransient]: [Circuit] owns those),
 // within the policy's attempts and elapsed time, pausing between attempts
 // with exponential backoff and full jitter. onRetry, when not nil, is told
 // about every attempt that is about to be repeated. The final error is an
@@ -53,7 +55,7 @@ func Retry(p RetryPolicy, onRetry func(m *bus.Message, attempt int, err error)) 
 				}
 				pause := wait/2 + rand.N(wait/2+1)
 				outOfTime := p.MaxElapsed > 0 && time.Since(start)+pause > p.MaxElapsed
-				if IsPermanent(err) || attempt >= maxAttempts || outOfTime || ctx.Err() != nil {
+				if IsPermanent(err) || fault.IsTransient(err) || attempt >= maxAttempts || outOfTime || ctx.Err() != nil {
 					return &AttemptsError{Attempts: attempt, Err: err}
 				}
 				if onRetry != nil {

@@ -22,6 +22,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/herald-events/herald/platform/apperr"
+	"github.com/herald-events/herald/platform/fault"
 	"github.com/herald-events/herald/platform/observe"
 )
 
@@ -32,9 +33,15 @@ import (
 //	apperr.KindAlreadyExists      → AlreadyExists
 //	apperr.KindFailedPrecondition → FailedPrecondition
 //	context.Canceled              → Canceled
+//	a transient error             → Unavailable, "<dependency> unavailable, retry"
 //	context.DeadlineExceeded      → DeadlineExceeded
 //	a gRPC status error           → itself
 //	anything else                 → Internal, without the detail
+//
+// A transient error ([fault.IsTransient]: the database or another dependency
+// cannot be reached now) tells the client to retry the same request (with
+// the same idempotency key); its message names the dependency only, never
+// the internal detail.
 func Status(err error) *status.Status {
 	if err == nil {
 		return status.New(codes.OK, "")
@@ -63,6 +70,12 @@ func Status(err error) *status.Status {
 	switch {
 	case errors.Is(err, context.Canceled):
 		return status.New(codes.Canceled, err.Error())
+	case fault.IsTransient(err):
+		dep := fault.DependencyOf(err)
+		if dep == "" {
+			dep = "a dependency"
+		}
+		return status.New(codes.Unavailable, dep+" unavailable, retry")
 	case errors.Is(err, context.DeadlineExceeded):
 		return status.New(codes.DeadlineExceeded, err.Error())
 	}
@@ -74,7 +87,8 @@ func Status(err error) *status.Status {
 
 // UnaryInterceptor recovers panics, maps errors with [Status], counts and
 // times each call in m (which may be nil) and logs it with the call's
-// context (and so its trace and span ids).
+// context (and so its trace and span ids): at Error level for Internal and
+// Unknown, Warn for Unavailable, Debug otherwise.
 func UnaryInterceptor(log *slog.Logger, m *observe.Metrics) grpc.UnaryServerInterceptor {
 	return func(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (resp any, err error) {
 		start := time.Now()
@@ -88,8 +102,11 @@ func UnaryInterceptor(log *slog.Logger, m *observe.Metrics) grpc.UnaryServerInte
 		st := Status(err)
 		m.GRPC(info.FullMethod, st.Code().String(), time.Since(start))
 		level := slog.LevelDebug
-		if st.Code() == codes.Internal || st.Code() == codes.Unknown {
+		switch st.Code() {
+		case codes.Internal, codes.Unknown:
 			level = slog.LevelError
+		case codes.Unavailable:
+			level = slog.LevelWarn
 		}
 		log.Log(ctx, level, "grpc call", "method", info.FullMethod, "code", st.Code().String(),
 			"duration", time.Since(start), "err", err)

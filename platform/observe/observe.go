@@ -38,6 +38,9 @@ type Metrics struct {
 	handlerTime  *prometheus.HistogramVec
 	latency      *prometheus.HistogramVec
 	lag          *prometheus.GaugeVec
+	deadLettered *prometheus.CounterVec
+	circuitOpen  *prometheus.GaugeVec
+	circuitMoves *prometheus.CounterVec
 }
 
 // New registers herald's metrics and the Go runtime and process collectors
@@ -59,7 +62,7 @@ func New() *Metrics {
 			Name: "herald_events_consumed_total", Help: "Messages handled by consumers, by group, event type and result (ok, duplicate, dead_lettered, error).",
 		}, []string{"group", "type", "result"}),
 		failed: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "herald_events_failed_total", Help: "Failed handler attempts, by group, event type and error class (transient or permanent).",
+			Name: "herald_events_failed_total", Help: "Failed handler attempts, by group, event type and error class (transient, permanent or unclassified).",
 		}, []string{"group", "type", "class"}),
 		retried: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "herald_events_retried_total", Help: "Handler attempts repeated after a transient failure, by group and event type.",
@@ -75,8 +78,18 @@ func New() *Metrics {
 		lag: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "herald_consumer_lag", Help: "Committed-readable messages not yet handled, per group and partition, as of the last poll.",
 		}, []string{"group", "topic", "partition"}),
+		deadLettered: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "herald_events_dead_lettered_total", Help: "Messages moved to a dead-letter topic, by group, event type and class (permanent, retries_exhausted).",
+		}, []string{"group", "type", "class"}),
+		circuitOpen: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "herald_consumer_circuit_open", Help: "1 while a consumer group waits for an unavailable dependency (its circuit is open), else 0.",
+		}, []string{"group"}),
+		circuitMoves: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "herald_consumer_circuit_transitions_total", Help: "Changes of a consumer group's circuit, by group and new state (open, closed).",
+		}, []string{"group", "state"}),
 	}
 	m.reg.MustRegister(m.grpcRequests, m.grpcDuration, m.published, m.consumed, m.failed, m.retried, m.handlerTime, m.latency, m.lag,
+		m.deadLettered, m.circuitOpen, m.circuitMoves,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }
@@ -138,6 +151,39 @@ func (m *Metrics) Failed(group, eventType, class string) {
 		return
 	}
 	m.failed.WithLabelValues(group, eventType, class).Inc()
+}
+
+// DeadLettered records one message moved to a dead-letter topic with its
+// error class.
+func (m *Metrics) DeadLettered(group, eventType, class string) {
+	if m == nil {
+		return
+	}
+	m.deadLettered.WithLabelValues(group, eventType, class).Inc()
+}
+
+// CircuitInit publishes group's circuit as closed, with no transitions, so
+// the series exist before the first outage.
+func (m *Metrics) CircuitInit(group string) {
+	if m == nil {
+		return
+	}
+	m.circuitOpen.WithLabelValues(group).Set(0)
+	m.circuitMoves.WithLabelValues(group, "open").Add(0)
+	m.circuitMoves.WithLabelValues(group, "closed").Add(0)
+}
+
+// CircuitChanged records that group's circuit opened (open) or closed.
+func (m *Metrics) CircuitChanged(group string, open bool) {
+	if m == nil {
+		return
+	}
+	state, v := "closed", 0.0
+	if open {
+		state, v = "open", 1
+	}
+	m.circuitOpen.WithLabelValues(group).Set(v)
+	m.circuitMoves.WithLabelValues(group, state).Inc()
 }
 
 // Retried records one repeated attempt.

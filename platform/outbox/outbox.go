@@ -31,6 +31,7 @@ import (
 
 	"github.com/herald-events/herald/platform/bus"
 	"github.com/herald-events/herald/platform/event"
+	"github.com/herald-events/herald/platform/fault"
 	"github.com/herald-events/herald/platform/observe"
 	"github.com/herald-events/herald/platform/sqldb"
 )
@@ -198,6 +199,12 @@ func (o *Outbox) OldestPendingAge(ctx context.Context) (time.Duration, error) {
 
 // Run relays pending rows until ctx is done. It returns nil on
 // cancellation and an error only from the BeforeMark hook.
+//
+// A failing round (the database or the bus unreachable) is retried with a
+// backoff doubling from 100ms to 5s. The log gets one line when the relay
+// starts failing (Warn for a transient error, see [fault.IsTransient],
+// Error otherwise) and one when it recovers, with how long it failed; the
+// attempts in between are logged at Debug level.
 func (o *Outbox) Run(ctx context.Context) error {
 	if o.cfg.Publisher == nil || o.cfg.Encoder == nil {
 		return errors.New("outbox relay: Publisher and Encoder are required")
@@ -205,6 +212,7 @@ func (o *Outbox) Run(ctx context.Context) error {
 	log := o.cfg.Logger.With("source", o.cfg.Source)
 	backoff := 100 * time.Millisecond
 	lastPurge := time.Time{}
+	var failingSince time.Time
 	for {
 		n, err := o.relayOnce(ctx)
 		var hookErr *hookError
@@ -214,12 +222,26 @@ func (o *Outbox) Run(ctx context.Context) error {
 		case errors.As(err, &hookErr):
 			return hookErr.err
 		case err != nil:
-			log.Error("outbox relay failed; retrying", "err", err, "retry_in", backoff)
+			if failingSince.IsZero() {
+				failingSince = time.Now()
+				level := slog.LevelError
+				if fault.IsTransient(err) {
+					level = slog.LevelWarn
+				}
+				log.Log(ctx, level, "outbox relay failing; retrying until it recovers", "err", err,
+					"dependency", fault.DependencyOf(err))
+			} else {
+				log.Debug("outbox relay still failing", "err", err, "retry_in", backoff)
+			}
 			if !sleep(ctx, backoff) {
 				return nil
 			}
 			backoff = min(backoff*2, 5*time.Second)
 			continue
+		}
+		if !failingSince.IsZero() {
+			log.Info("outbox relay recovered", "failed_for", time.Since(failingSince).Round(time.Millisecond))
+			failingSince = time.Time{}
 		}
 		backoff = 100 * time.Millisecond
 		if time.Since(lastPurge) > time.Minute {

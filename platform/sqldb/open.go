@@ -27,19 +27,19 @@ func OpenPostgres(ctx context.Context, rawURL, schema string) (*DB, error) {
 	// Create the schema on a plain connection first.
 	conn, err := pgx.ConnectConfig(ctx, cfg)
 	if err != nil {
-		return nil, fmt.Errorf("connect %s: %w", Redact(rawURL), err)
+		return nil, fmt.Errorf("connect %s: %w", Redact(rawURL), classify(err))
 	}
 	_, err = conn.Exec(ctx, `CREATE SCHEMA IF NOT EXISTS `+pgx.Identifier{schema}.Sanitize())
 	conn.Close(ctx)
 	if err != nil {
-		return nil, fmt.Errorf("create schema %s: %w", schema, err)
+		return nil, fmt.Errorf("create schema %s: %w", schema, classify(err))
 	}
 	cfg.RuntimeParams["search_path"] = schema
 	db := stdlib.OpenDB(*cfg)
 	db.SetMaxOpenConns(16)
 	if err := db.PingContext(ctx); err != nil {
 		db.Close()
-		return nil, fmt.Errorf("connect %s: %w", Redact(rawURL), err)
+		return nil, fmt.Errorf("connect %s: %w", Redact(rawURL), classify(err))
 	}
 	return &DB{sql: db, dialect: Postgres}, nil
 }

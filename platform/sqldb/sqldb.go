@@ -2,6 +2,12 @@
 // that rewrites "?" placeholders, transactions with after-commit hooks, and
 // ordered migrations.
 //
+// Errors meaning that the database cannot be reached now (a refused or lost
+// connection, PostgreSQL's connection exceptions and shutdown codes,
+// serialization failures and deadlocks, SQLite's busy and locked results)
+// are marked with [fault.Transient] under the name [Dependency], so that
+// consumers wait for the database and gRPC answers UNAVAILABLE.
+//
 // Services write their business rows, their outbox rows and their inbox
 // rows through one [Tx], which is what makes the outbox and inbox exact.
 // [OpenSQLite] opens the embedded default.
@@ -10,6 +16,7 @@ package sqldb
 import (
 	"context"
 	"database/sql"
+	"database/sql/driver"
 	"errors"
 	"fmt"
 	"os"
@@ -181,20 +188,26 @@ func rebind(d Dialect, q string) string {
 // ExecContext runs a statement outside a transaction.
 func (db *DB) ExecContext(ctx context.Context, q string, args ...any) (sql.Result, error) {
 	if st := db.stmts.get(ctx, q); st != nil {
-		return st.ExecContext(ctx, args...)
+		res, err := st.ExecContext(ctx, args...)
+		return res, classify(err)
 	}
-	return db.sql.ExecContext(ctx, db.Rebind(q), args...)
+	res, err := db.sql.ExecContext(ctx, db.Rebind(q), args...)
+	return res, classify(err)
 }
 
 // QueryContext runs a query outside a transaction.
 func (db *DB) QueryContext(ctx context.Context, q string, args ...any) (*sql.Rows, error) {
 	if st := db.stmts.get(ctx, q); st != nil {
-		return st.QueryContext(ctx, args...)
+		rows, err := st.QueryContext(ctx, args...)
+		return rows, classify(err)
 	}
-	return db.sql.QueryContext(ctx, db.Rebind(q), args...)
+	rows, err := db.sql.QueryContext(ctx, db.Rebind(q), args...)
+	return rows, classify(err)
 }
 
-// QueryRowContext runs a single-row query outside a transaction.
+// QueryRowContext runs a single-row query outside a transaction. The
+// error of its Scan is not classified (see [DB.InTx], which is); a reader
+// that must tell an outage apart runs its query in a transaction.
 func (db *DB) QueryRowContext(ctx context.Context, q string, args ...any) *sql.Row {
 	if st := db.stmts.get(ctx, q); st != nil {
 		return st.QueryRowContext(ctx, args...)
@@ -250,7 +263,9 @@ func (t *Tx) Dialect() Dialect { return t.dialect }
 func (t *Tx) OnCommit(fn func()) { t.onCommit = append(t.onCommit, fn) }
 
 // InTx runs fn in a transaction, committing when it returns nil and rolling
-// back otherwise, then runs the after-commit hooks. On SQLite, transactions
+// back otherwise, then runs the after-commit hooks. Errors that mean the
+// database cannot be reached now (from begin, fn or commit) are marked
+// transient (see [fault.IsTransient], [Dependency]). On SQLite, transactions
 // of one DB run one at a time, so fn must not start another on the same DB.
 func (db *DB) InTx(ctx context.Context, fn func(*Tx) error) error {
 	if db.writer != nil {
@@ -263,20 +278,32 @@ func (db *DB) InTx(ctx context.Context, fn func(*Tx) error) error {
 	}
 	stx, err := db.sql.BeginTx(ctx, nil)
 	if err != nil {
-		return fmt.Errorf("begin: %w", err)
+		return fmt.Errorf("begin: %w", classify(err))
 	}
 	tx := &Tx{tx: stx, dialect: db.dialect, stmts: db.stmts}
 	if err := fn(tx); err != nil {
-		if rbErr := stx.Rollback(); rbErr != nil && !errors.Is(rbErr, sql.ErrTxDone) {
+		err = classify(err)
+		if rbErr := stx.Rollback(); rbErr != nil && !errors.Is(rbErr, sql.ErrTxDone) && !errors.Is(rbErr, driver.ErrBadConn) {
 			return errors.Join(err, fmt.Errorf("rollback: %w", rbErr))
 		}
 		return err
 	}
 	if err := stx.Commit(); err != nil {
-		return fmt.Errorf("commit: %w", err)
+		// After a lost connection the outcome is unknown; retrying is
+		// safe for herald's writers, whose effects are idempotent.
+		return fmt.Errorf("commit: %w", classify(err))
 	}
 	for _, f := range tx.onCommit {
 		f()
+	}
+	return nil
+}
+
+// Ping checks that the database answers, for readiness checks. A failure
+// is marked transient.
+func (db *DB) Ping(ctx context.Context) error {
+	if err := db.sql.PingContext(ctx); err != nil {
+		return fmt.Errorf("ping database: %w", classify(err))
 	}
 	return nil
 }
@@ -294,7 +321,7 @@ type Migration struct {
 func (db *DB) Migrate(ctx context.Context, component string, ms []Migration) error {
 	if _, err := db.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS herald_migrations (
 		component TEXT NOT NULL, id TEXT NOT NULL, PRIMARY KEY (component, id))`); err != nil {
-		return fmt.Errorf("migrate %s: %w", component, err)
+		return fmt.Errorf("migrate %s: %w", component, classify(err))
 	}
 	for _, m := range ms {
 		err := db.InTx(ctx, func(tx *Tx) error {
@@ -315,7 +342,7 @@ func (db *DB) Migrate(ctx context.Context, component string, ms []Migration) err
 			return err
 		})
 		if err != nil {
-			return fmt.Errorf("migrate %s %s: %w", component, m.ID, err)
+			return fmt.Errorf("migrate %s %s: %w", component, m.ID, classify(err))
 		}
 	}
 	return nil

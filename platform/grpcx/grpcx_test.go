@@ -1,0 +1,87 @@
+package grpcx_test
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"testing"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/herald-events/herald/platform/apperr"
+	"github.com/herald-events/herald/platform/fault"
+	"github.com/herald-events/herald/platform/grpcx"
+)
+
+func TestStatus(t *testing.T) {
+	dbDown := fmt.Errorf("create order: %w", fault.Transient("database", errors.New("dial tcp 10.0.0.7:5432: connection refused")))
+	cases := []struct {
+		name    string
+		err     error
+		code    codes.Code
+		msg     string // the whole message, when set
+		private string // text that must not reach the client
+	}{
+		{name: "nil", err: nil, code: codes.OK},
+		{name: "not found", err: apperr.NotFound("order o-1"), code: codes.NotFound},
+		{name: "transient database error", err: dbDown, code: codes.Unavailable, msg: "database unavailable, retry", private: "10.0.0.7"},
+		{name: "unmarked network error", err: fmt.Errorf("publish: %w", &netTimeout{}), code: codes.Unavailable, msg: "a dependency unavailable, retry"},
+		{name: "application error wins over transient", err: errors.Join(apperr.FailedPrecondition("order o-1 is final"), dbDown), code: codes.FailedPrecondition},
+		{name: "cancelled", err: fault.Transient("database", context.Canceled), code: codes.Canceled},
+		{name: "deadline", err: fmt.Errorf("query: %w", context.DeadlineExceeded), code: codes.DeadlineExceeded},
+		{name: "unclassified", err: errors.New("secret detail"), code: codes.Internal, msg: "internal error", private: "secret"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			st := grpcx.Status(tc.err)
+			if st.Code() != tc.code {
+				t.Fatalf("code %s (%q), want %s", st.Code(), st.Message(), tc.code)
+			}
+			if tc.msg != "" && st.Message() != tc.msg {
+				t.Fatalf("message %q, want %q", st.Message(), tc.msg)
+			}
+			if tc.private != "" && strings.Contains(st.Message(), tc.private) {
+				t.Fatalf("message %q leaks %q", st.Message(), tc.private)
+			}
+		})
+	}
+}
+
+type netTimeout struct{}
+
+func (*netTimeout) Error() string   { return "i/o timeout" }
+func (*netTimeout) Timeout() bool   { return true }
+func (*netTimeout) Temporary() bool { return true }
+
+// TestInterceptorLogLevel: an outage is a warning, a bug is an error.
+func TestInterceptorLogLevel(t *testing.T) {
+	cases := []struct {
+		name  string
+		err   error
+		level string
+	}{
+		{"unavailable", fault.Transient("database", errors.New("refused")), "level=WARN"},
+		{"internal", errors.New("bug"), "level=ERROR"},
+		{"not found", apperr.NotFound("order"), "level=DEBUG"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			var logs bytes.Buffer
+			log := slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+			ic := grpcx.UnaryInterceptor(log, nil)
+			_, err := ic(context.Background(), nil, &grpc.UnaryServerInfo{FullMethod: "/x.v1.S/M"},
+				func(context.Context, any) (any, error) { return nil, tc.err })
+			if status.Code(err) != grpcx.Status(tc.err).Code() {
+				t.Fatalf("returned %v", err)
+			}
+			if !strings.Contains(logs.String(), tc.level) {
+				t.Fatalf("log %q, want %s", logs.String(), tc.level)
+			}
+		})
+	}
+}
