@@ -129,10 +129,7 @@ func (p *Process) reachDB(ctx context.Context, service string) error {
 		return err
 	}
 	db := p.dbs[service]
-	// TODO: use (*sqldb.DB).Ping once sqldb has it; it classifies the error.
-	p.addReadinessProbe(dependency{name: open.name, addr: open.addr, check: func(ctx context.Context) error {
-		return db.SQL().PingContext(ctx)
-	}})
+	p.addReadinessProbe(dependency{name: open.name, addr: open.addr, check: db.Ping})
 	return nil
 }
 

@@ -10,7 +10,6 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
-	"net/url"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -27,6 +26,7 @@ import (
 
 	"github.com/herald-events/herald/internal/server"
 	"github.com/herald-events/herald/platform/registry"
+	"github.com/herald-events/herald/platform/sqldb/sqldbtest"
 )
 
 // freeAddr returns a loopback address nothing listens on now.
@@ -434,66 +434,6 @@ func grepLines(s, sub string) string {
 	return strings.Join(out, "")
 }
 
-// tcpProxy forwards a fixed loopback address to a target; cut closes the
-// listener and every connection (the target looks down), restore listens
-// again on the same address.
-type tcpProxy struct {
-	t      *testing.T
-	addr   string
-	target string
-	mu     sync.Mutex
-	ln     net.Listener
-	conns  []net.Conn
-}
-
-func newTCPProxy(t *testing.T, target string) *tcpProxy {
-	p := &tcpProxy{t: t, addr: freeAddr(t), target: target}
-	p.restore()
-	t.Cleanup(p.cut)
-	return p
-}
-
-func (p *tcpProxy) restore() {
-	ln, err := net.Listen("tcp", p.addr)
-	if err != nil {
-		p.t.Fatalf("proxy: listen %s: %v", p.addr, err)
-	}
-	p.mu.Lock()
-	p.ln = ln
-	p.mu.Unlock()
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			up, err := net.Dial("tcp", p.target)
-			if err != nil {
-				c.Close()
-				continue
-			}
-			p.mu.Lock()
-			p.conns = append(p.conns, c, up)
-			p.mu.Unlock()
-			go func() { _, _ = io.Copy(up, c); up.Close() }()
-			go func() { _, _ = io.Copy(c, up); c.Close() }()
-		}
-	}()
-}
-
-func (p *tcpProxy) cut() {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if p.ln != nil {
-		p.ln.Close()
-		p.ln = nil
-	}
-	for _, c := range p.conns {
-		c.Close()
-	}
-	p.conns = nil
-}
-
 // TestReadinessFollowsPostgres cuts the way to a real PostgreSQL under a
 // running process: not ready within seconds, ready again by itself.
 func TestReadinessFollowsPostgres(t *testing.T) {
@@ -501,12 +441,7 @@ func TestReadinessFollowsPostgres(t *testing.T) {
 	if !ok || !strings.HasPrefix(real.DatabaseURL, "postgres") {
 		t.Skip("HERALD_DATABASE_URL (PostgreSQL) is not set")
 	}
-	u, err := url.Parse(real.DatabaseURL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	proxy := newTCPProxy(t, u.Host)
-	u.Host = proxy.addr
+	proxy, dbURL := sqldbtest.NewProxy(t, real.DatabaseURL)
 	cluster, err := kfake.NewCluster(kfake.NumBrokers(1))
 	if err != nil {
 		t.Fatal(err)
@@ -521,7 +456,7 @@ func TestReadinessFollowsPostgres(t *testing.T) {
 
 	dir := t.TempDir()
 	cfg := serveConfig(dir, cluster.ListenAddrs(), regSrv.URL, testLogger(t))
-	cfg.DatabaseURL, cfg.Namespace = u.String(), namespaceFor(dir)
+	cfg.DatabaseURL, cfg.Namespace = dbURL, namespaceFor(dir)
 	cfg.HTTPAddr, cfg.HealthInterval = "127.0.0.1:0", 200*time.Millisecond
 	p, err := start(t, cfg)
 	if err != nil {
@@ -542,7 +477,7 @@ func TestReadinessFollowsPostgres(t *testing.T) {
 		return code, body
 	}
 
-	proxy.cut()
+	proxy.Cut()
 	eventually(t, 5*time.Second, func() bool {
 		code, _ := healthz()
 		return code == http.StatusServiceUnavailable && health(t, hc, "") == healthpb.HealthCheckResponse_NOT_SERVING &&
@@ -555,7 +490,7 @@ func TestReadinessFollowsPostgres(t *testing.T) {
 		t.Fatalf("/livez = %d during the outage, want 200", code)
 	}
 
-	proxy.restore()
+	proxy.Restore()
 	eventually(t, 10*time.Second, func() bool {
 		code, _ := healthz()
 		return code == http.StatusOK && health(t, hc, "") == healthpb.HealthCheckResponse_SERVING
