@@ -5,12 +5,15 @@ import (
 	"encoding/json"
 	"fmt"
 	"maps"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	inventoryv1 "github.com/herald-events/herald/gen/go/herald/inventory/v1"
+	"github.com/herald-events/herald/platform/consumer"
 	"github.com/herald-events/herald/platform/event"
 	"github.com/herald-events/herald/platform/sqldb"
 	notifydomain "github.com/herald-events/herald/services/notification/domain"
@@ -454,5 +457,81 @@ func (c *cluster) checkInvariants(st state, sum benchSummary, initial map[string
 	if !t.Failed() {
 		t.Logf("invariants hold: %d orders final, stock adds up for %d SKUs, one outcome/notification/award each, outboxes empty, lag 0 in %d groups",
 			len(st.orders), len(initial), len(st.unconsumed))
+	}
+}
+
+// checkNoDeadLetters checks that every dead-letter topic of the run is
+// empty, and otherwise says which messages went there and why.
+func (c *cluster) checkNoDeadLetters() {
+	t := c.t
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	admin, err := kgo.NewClient(kgo.SeedBrokers(c.env.brokers...))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer admin.Close()
+	listed, err := kadm.NewClient(admin).ListTopics(ctx)
+	if err != nil {
+		t.Fatalf("list topics: %v", err)
+	}
+	var dlqs []string
+	for _, name := range listed.Names() {
+		if strings.HasPrefix(name, c.ns+".") && strings.HasSuffix(name, ".dlq") {
+			dlqs = append(dlqs, name)
+		}
+	}
+	if len(dlqs) == 0 {
+		t.Errorf("no dead-letter topic of namespace %s found: nothing to check", c.ns)
+		return
+	}
+	cl, err := kgo.NewClient(kgo.SeedBrokers(c.env.brokers...), kgo.ConsumeTopics(dlqs...),
+		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	perTopic := map[string]int{}
+	why := map[string]int{} // topic, group, class and first line of the error → count
+	for empty := 0; empty < 3; {
+		pctx, pcancel := context.WithTimeout(ctx, 2*time.Second)
+		fs := cl.PollFetches(pctx)
+		pcancel()
+		if ctx.Err() != nil {
+			t.Fatalf("read dead-letter topics: %v", ctx.Err())
+		}
+		if fs.NumRecords() == 0 {
+			empty++
+			continue
+		}
+		empty = 0
+		fs.EachRecord(func(r *kgo.Record) {
+			perTopic[r.Topic]++
+			h := map[string]string{}
+			for _, kv := range r.Headers {
+				h[kv.Key] = string(kv.Value)
+			}
+			msg := firstLine(h[consumer.HeaderDLQError])
+			if len(msg) > 160 {
+				msg = msg[:160] + "…"
+			}
+			why[fmt.Sprintf("%s from %s (group %s): %s: %s", h[event.HeaderType], h[consumer.HeaderDLQTopic],
+				h[consumer.HeaderDLQGroup], h[consumer.HeaderDLQClass], msg)]++
+		})
+	}
+	if len(perTopic) == 0 {
+		t.Logf("no dead letters: %d dead-letter topics empty ✓", len(dlqs))
+		return
+	}
+	t.Errorf("dead letters in a run whose faults are all dependency faults and process kills: %v", perTopic)
+	reasons := sortedKeys(why)
+	slices.SortStableFunc(reasons, func(a, b string) int { return why[b] - why[a] })
+	for i, r := range reasons {
+		if i == 10 {
+			t.Logf("  … and %d more reasons", len(reasons)-10)
+			break
+		}
+		t.Logf("  %d× %s", why[r], r)
 	}
 }

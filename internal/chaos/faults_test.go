@@ -1,0 +1,248 @@
+package chaos_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"math/rand/v2"
+	"net/http"
+	"os/exec"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/herald-events/herald/internal/server"
+)
+
+// faultKind is one kind of fault the suite injects.
+type faultKind string
+
+const (
+	killOrders      faultKind = "orders killed"
+	killInventory   faultKind = "inventory killed"
+	killKafka       faultKind = "Kafka killed"
+	pauseKafka      faultKind = "Kafka paused"
+	stopPostgres    faultKind = "PostgreSQL stopped"
+	killPostgres    faultKind = "PostgreSQL killed"
+	restartRegistry faultKind = "registry restarted"
+)
+
+// faultKinds lists every kind in the order of the report, with its weight
+// in the random choice after the first round (which hits each kind once).
+// Restarts of Kafka and of the registry cost the most wall time; process
+// kills are cheap and stay the most frequent.
+var faultKinds = []struct {
+	kind   faultKind
+	weight int
+}{
+	{killOrders, 3},
+	{killInventory, 3},
+	{killKafka, 1},
+	{pauseKafka, 2},
+	{stopPostgres, 2},
+	{killPostgres, 1},
+	{restartRegistry, 1},
+}
+
+// downtime is how long a fault of kind lasts before the suite ends it,
+// from u in [0, 1).
+func downtime(kind faultKind, u float64) time.Duration {
+	span := func(lo, hi time.Duration) time.Duration { return lo + time.Duration(u*float64(hi-lo)) }
+	switch kind {
+	case pauseKafka:
+		return span(2*time.Second, 6*time.Second) // a network pause of a few seconds
+	case stopPostgres:
+		return span(2*time.Second, 8*time.Second) // a database down for a few seconds
+	case restartRegistry:
+		return span(0, 3*time.Second) // on top of the registry's own start time
+	default:
+		return span(0, 2*time.Second) // a crash and a supervisor's restart
+	}
+}
+
+// isInfra tells a dependency's fault from a kill of a herald process.
+func isInfra(kind faultKind) bool { return kind != killOrders && kind != killInventory }
+
+// pickKind chooses a kind by weight.
+func pickKind(rng *rand.Rand) faultKind {
+	total := 0
+	for _, k := range faultKinds {
+		total += k.weight
+	}
+	n := rng.IntN(total)
+	for _, k := range faultKinds {
+		if n < k.weight {
+			return k.kind
+		}
+		n -= k.weight
+	}
+	return faultKinds[len(faultKinds)-1].kind // not reached: n < total
+}
+
+// fault is one injected fault and what it did to the orders in flight.
+type fault struct {
+	n      int
+	kind   faultKind
+	target string // the process or program hit
+	down   time.Duration
+	start  time.Time // the fault began
+	end    time.Time // the target serves again
+	// Orders: the highest order sequence number when the fault began and
+	// when it ended, and the orders pending when it began. The orders in
+	// flight during the fault are those pending at its start plus those
+	// accepted until its end.
+	startSeq, endSeq int64
+	pendingAtStart   []int64
+	// recovered is when every order accepted before end was seen final,
+	// leaving out the orders still pending when the run ended (stuck);
+	// zero if never.
+	recovered time.Time
+	stuck     int // orders in flight during the fault still pending at the end of the run
+	affected  int // orders in flight during the fault
+	note      string
+}
+
+func (f *fault) recovery() (time.Duration, bool) {
+	if f.recovered.IsZero() {
+		return 0, false
+	}
+	return max(0, f.recovered.Sub(f.end)), true
+}
+
+// inject runs one fault of kind, from its start to the moment its target
+// serves again.
+func (c *cluster) inject(f *fault, rng *rand.Rand) {
+	t := c.t
+	t.Helper()
+	switch f.kind {
+	case killOrders, killInventory:
+		var s *svc
+		if f.kind == killOrders {
+			s = c.svcs["orders"]
+		} else {
+			invs := c.inventories()
+			s = invs[rng.IntN(len(invs))]
+		}
+		f.target = s.name
+		s.proc.Kill(t)
+		time.Sleep(f.down)
+		c.start(s)
+	case killKafka:
+		f.target = "kafka"
+		c.script(c.env.kafkaSh, "kill")
+		time.Sleep(f.down)
+		c.script(c.env.kafkaSh, "start")
+	case pauseKafka:
+		f.target = "kafka"
+		c.script(c.env.kafkaSh, "pause")
+		time.Sleep(f.down)
+		c.script(c.env.kafkaSh, "resume")
+	case stopPostgres:
+		f.target = "postgres"
+		c.script(c.env.postgresSh, "stop") // pg_ctl stop -m fast
+		time.Sleep(f.down)
+		c.script(c.env.postgresSh, "start")
+	case killPostgres:
+		f.target = "postgres"
+		c.script(c.env.postgresSh, "kill") // SIGKILL of the postmaster
+		time.Sleep(f.down)
+		c.script(c.env.postgresSh, "start") // crash recovery
+	case restartRegistry:
+		f.target = "registry"
+		c.script(c.env.apicurioSh, "stop")
+		time.Sleep(f.down)
+		c.script(c.env.apicurioSh, "start")
+		f.note = c.afterRegistryRestart()
+	default:
+		t.Fatalf("unknown fault kind %q", f.kind)
+	}
+}
+
+// afterRegistryRestart checks that the restarted registry still holds the
+// run's schemas under the same ids. A registry with in-memory storage comes
+// back empty: the suite then registers the schemas again, as an operator
+// would (`herald schema register`), and says whether the ids came back the
+// same.
+func (c *cluster) afterRegistryRestart() string {
+	t := c.t
+	t.Helper()
+	held, err := registrySubjects(c.env.registry)
+	if err != nil {
+		t.Fatalf("registry after restart: %v", err)
+	}
+	missing := 0
+	for _, r := range c.registered {
+		if !slices.Contains(held, r.Subject) {
+			missing++
+		}
+	}
+	if missing == 0 {
+		return "registry kept its schemas"
+	}
+	regs, err := server.RegisterSchemas(server.RegistryConfig{URL: c.env.registry}, "", c.ns)
+	if err != nil {
+		t.Fatalf("register schemas again after the registry restart: %v", err)
+	}
+	c.reregistered++
+	var drift []string
+	for _, r := range regs {
+		for _, was := range c.registered {
+			if was.Subject == r.Subject && was.ID != r.ID {
+				drift = append(drift, fmt.Sprintf("%s %d→%d", shortEvent(r.Event), was.ID, r.ID))
+			}
+		}
+	}
+	note := fmt.Sprintf("registry came back without %d of %d subjects (in-memory storage): registered again", missing, len(c.registered))
+	if len(drift) > 0 {
+		c.drifted++
+		note += "; ids changed: " + strings.Join(drift, ", ")
+	} else {
+		note += "; same ids"
+	}
+	t.Log(note)
+	return note
+}
+
+func shortEvent(full string) string {
+	if i := strings.LastIndexByte(full, '.'); i >= 0 {
+		return full[i+1:]
+	}
+	return full
+}
+
+// registrySubjects lists the subjects of a Confluent-API registry.
+func registrySubjects(url string) ([]string, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, strings.TrimSuffix(url, "/")+"/subjects", nil)
+	if err != nil {
+		return nil, err
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return nil, fmt.Errorf("list subjects: %w", err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return nil, fmt.Errorf("list subjects: %s", resp.Status)
+	}
+	var subjects []string
+	if err := json.NewDecoder(resp.Body).Decode(&subjects); err != nil {
+		return nil, fmt.Errorf("list subjects: %w", err)
+	}
+	return subjects, nil
+}
+
+// script runs one verb of an infrastructure script (kafka.sh, postgres.sh,
+// apicurio.sh) with the suite's environment, so it acts on the stack the
+// suite runs on.
+func (c *cluster) script(path, verb string) {
+	c.t.Helper()
+	cmd := exec.Command("bash", path, verb)
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := cmd.Run(); err != nil {
+		c.t.Fatalf("%s %s: %v\n%s", path, verb, err, out.String())
+	}
+}
