@@ -116,6 +116,7 @@ func TestChaos(t *testing.T) {
 	// Faults happen while bench places orders; the follow phase after it
 	// lets the last one heal.
 	tr := c.newTracker()
+	c.warnAsyncCommit(tr)
 	issuing := time.Duration(prof.orders/prof.rate) * time.Second
 	faults := c.chaos(rng, tr, bench.done, issuing)
 	sum := bench.wait(t)
@@ -223,6 +224,9 @@ type cluster struct {
 	// instanceIDs: herald serve takes --instance-id; each process gets
 	// its name, kept across restarts.
 	instanceIDs bool
+	// asyncCommit: PostgreSQL acknowledges commits before their WAL is
+	// written (synchronous_commit=off), so a SIGKILL can lose them.
+	asyncCommit bool
 	// registered is the run's schemas as first registered; reregistered
 	// and drifted count the registry restarts that lost them, and those
 	// after which they came back with other ids.
