@@ -183,9 +183,18 @@ func (c *cluster) afterRegistryRestart() string {
 	if missing == 0 {
 		return "registry kept its schemas"
 	}
-	regs, err := server.RegisterSchemas(server.RegistryConfig{URL: c.env.registry}, "", c.ns)
-	if err != nil {
-		t.Fatalf("register schemas again after the registry restart: %v", err)
+	// A registry that has just started may answer its first writes slowly;
+	// an operator would try again.
+	var regs []server.Registration
+	for attempt := 1; ; attempt++ {
+		if regs, err = server.RegisterSchemas(server.RegistryConfig{URL: c.env.registry}, "", c.ns); err == nil {
+			break
+		}
+		if attempt == 20 {
+			t.Fatalf("register schemas again after the registry restart (%d attempts): %v", attempt, err)
+		}
+		t.Logf("register schemas again after the registry restart (attempt %d): %v", attempt, err)
+		time.Sleep(2 * time.Second)
 	}
 	c.reregistered++
 	var drift []string
