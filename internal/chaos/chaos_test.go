@@ -118,7 +118,7 @@ func TestChaos(t *testing.T) {
 	tr := c.newTracker()
 	c.warnAsyncCommit(tr)
 	issuing := time.Duration(prof.orders/prof.rate) * time.Second
-	faults := c.chaos(rng, tr, bench.done, issuing)
+	faults := c.chaos(rng, tr, bench.done, issuing, prof.minFaults)
 	sum := bench.wait(t)
 	t.Logf("bench: %d accepted, %d completed %v, %d not completed; %.1f accepted/s; %d retries %v; accept→final p50 %.0fms p99 %.0fms max %.0fms",
 		sum.Accepted, sum.Completed, sum.ByStatus, sum.NotCompleted, sum.AcceptedPerSec, sum.Retries, sum.Errors,
@@ -355,10 +355,11 @@ func (c *cluster) setStock(stock map[string]int64) {
 }
 
 // chaos injects faults in a seeded random order and rhythm for the given
-// time (or until bench ends), and returns how many happened. The first
+// time and at least minFaults of them (or until bench ends), and returns
+// how many happened. The first
 // round hits each kind once, in random order; after it the kinds are drawn
 // by weight (see faultKinds).
-func (c *cluster) chaos(rng *rand.Rand, tr *tracker, benchDone <-chan struct{}, limit time.Duration) int {
+func (c *cluster) chaos(rng *rand.Rand, tr *tracker, benchDone <-chan struct{}, limit time.Duration, minFaults int) int {
 	t := c.t
 	first := make([]faultKind, len(faultKinds))
 	for i, k := range faultKinds {
@@ -387,7 +388,11 @@ func (c *cluster) chaos(rng *rand.Rand, tr *tracker, benchDone <-chan struct{}, 
 			return n
 		case <-time.After(pause):
 		}
-		if time.Since(began) > limit {
+		// The time is up once bench has placed its orders, but not before
+		// the profile's faults (each kind at least once) have happened: a
+		// slow restart of the broker or the registry can take a minute on a
+		// busy machine.
+		if time.Since(began) > limit && n >= minFaults {
 			return n
 		}
 		c.checkAlive()

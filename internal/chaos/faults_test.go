@@ -200,7 +200,7 @@ func (c *cluster) afterRegistryRestart() string {
 	var drift []string
 	for _, r := range regs {
 		for _, was := range c.registered {
-			if was.Subject == r.Subject && was.ID != r.ID {
+			if was.Event == r.Event && was.Subject == r.Subject && was.ID != r.ID {
 				drift = append(drift, fmt.Sprintf("%s %d→%d", shortEvent(r.Event), was.ID, r.ID))
 			}
 		}
