@@ -7,6 +7,7 @@ import (
 	"maps"
 	"slices"
 	"strings"
+	"testing"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kadm"
@@ -344,6 +345,8 @@ func (c *cluster) outcomes() map[string]map[string]bool {
 func (c *cluster) checkInvariants(st state, sum benchSummary, initial map[string]int64, prof profile) {
 	t := c.t
 	t.Helper()
+	perOrder := &perOrderErrors{t: t, n: map[string]int{}}
+	defer perOrder.flush()
 	byStatus := map[orderdomain.Status]int{}
 	for _, s := range st.orders {
 		byStatus[s]++
@@ -396,17 +399,17 @@ func (c *cluster) checkInvariants(st state, sum benchSummary, initial map[string
 		switch s {
 		case orderdomain.StatusConfirmed:
 			if !maps.Equal(held, st.lines[id]) {
-				t.Errorf("confirmed order %s: reserved %v, lines %v", id, held, st.lines[id])
+				perOrder.add("confirmed order holds other stock than its lines", "confirmed order %s: reserved %v, lines %v", id, held, st.lines[id])
 			}
 		default:
 			if len(held) > 0 {
-				t.Errorf("%s order %s still holds stock %v", s, id, held)
+				perOrder.add("order not confirmed still holds stock", "%s order %s still holds stock %v", s, id, held)
 			}
 		}
 	}
 	for id := range st.reserved {
 		if _, ok := st.orders[id]; !ok {
-			t.Errorf("stock reserved for unknown order %s", id)
+			perOrder.add("stock reserved for an unknown order", "stock reserved for unknown order %s", id)
 		}
 	}
 
@@ -414,7 +417,7 @@ func (c *cluster) checkInvariants(st state, sum benchSummary, initial map[string
 	outcomes := c.outcomes()
 	for id := range st.orders {
 		if n := len(outcomes[id]); n != 1 {
-			t.Errorf("order %s has %d inventory outcome events, want 1", id, n)
+			perOrder.add(fmt.Sprintf("orders with %d inventory outcome events, want 1", n), "order %s has %d inventory outcome events, want 1", id, n)
 		}
 	}
 	if len(outcomes) != len(st.orders) {
@@ -430,13 +433,13 @@ func (c *cluster) checkInvariants(st state, sum benchSummary, initial map[string
 	for id, s := range st.orders {
 		got := st.notifications[id]
 		if k, ok := want[s]; ok && (len(got) != 1 || got[0] != k) {
-			t.Errorf("order %s (%s): notifications %v, want one %v", id, s, got, k)
+			perOrder.add("orders without their one notification", "order %s (%s): notifications %v, want one %v", id, s, got, k)
 		}
 		if s == orderdomain.StatusConfirmed && st.awards[id] != 1 {
-			t.Errorf("confirmed order %s has %d points awards, want 1", id, st.awards[id])
+			perOrder.add("confirmed orders without one points award", "confirmed order %s has %d points awards, want 1", id, st.awards[id])
 		}
 		if s != orderdomain.StatusConfirmed && s != orderdomain.StatusCancelled && st.awards[id] != 0 {
-			t.Errorf("%s order %s has points", s, id)
+			perOrder.add("orders not confirmed with points", "%s order %s has points", s, id)
 		}
 	}
 	if n := len(st.notifications); n != len(st.orders) {
@@ -457,6 +460,36 @@ func (c *cluster) checkInvariants(st state, sum benchSummary, initial map[string
 	if !t.Failed() {
 		t.Logf("invariants hold: %d orders final, stock adds up for %d SKUs, one outcome/notification/award each, outboxes empty, lag 0 in %d groups",
 			len(st.orders), len(initial), len(st.unconsumed))
+	}
+}
+
+// perOrderErrors reports a failed per-order check for a few orders and
+// counts the rest, so a run with a thousand stuck orders stays readable.
+type perOrderErrors struct {
+	t     *testing.T
+	n     map[string]int
+	kinds []string
+}
+
+const perOrderShown = 5
+
+func (e *perOrderErrors) add(kind, format string, args ...any) {
+	e.t.Helper()
+	if e.n[kind] == 0 {
+		e.kinds = append(e.kinds, kind)
+	}
+	e.n[kind]++
+	if e.n[kind] <= perOrderShown {
+		e.t.Errorf(format, args...)
+	}
+}
+
+func (e *perOrderErrors) flush() {
+	e.t.Helper()
+	for _, k := range e.kinds {
+		if e.n[k] > perOrderShown {
+			e.t.Errorf("%s: %d in all (%d shown above)", k, e.n[k], perOrderShown)
+		}
 	}
 }
 
@@ -513,8 +546,8 @@ func (c *cluster) checkNoDeadLetters() {
 				h[kv.Key] = string(kv.Value)
 			}
 			msg := firstLine(h[consumer.HeaderDLQError])
-			if len(msg) > 160 {
-				msg = msg[:160] + "…"
+			if len(msg) > 240 { // the cause is at the end
+				msg = msg[:100] + " … " + msg[len(msg)-140:]
 			}
 			why[fmt.Sprintf("%s from %s (group %s): %s: %s", h[event.HeaderType], h[consumer.HeaderDLQTopic],
 				h[consumer.HeaderDLQGroup], h[consumer.HeaderDLQClass], msg)]++
