@@ -193,19 +193,25 @@ func (tr *tracker) close() []int64 {
 				f.stuck++
 			}
 		}
-		// Recovered at the first poll after the last one that saw a
-		// non-stuck order of this fault pending.
-		at := w.firstPoll
-		for seq, idx := range w.lastSeen {
-			if !stuck[seq] && idx+1 > at {
-				at = idx + 1
-			}
-		}
-		if at < len(tr.polls) {
+		if at := recoveryPoll(w.firstPoll, w.lastSeen, stuck); at < len(tr.polls) {
 			f.recovered = tr.polls[at]
 		}
 	}
 	return final
+}
+
+// recoveryPoll returns the index of the poll at which a fault's orders were
+// all seen final: the first poll after the last one that saw one of them
+// pending, leaving out those still pending at the end of the run (stuck),
+// and no earlier than firstPoll, the first poll after the fault ended.
+func recoveryPoll(firstPoll int, lastSeen map[int64]int, stuck map[int64]bool) int {
+	at := firstPoll
+	for seq, idx := range lastSeen {
+		if !stuck[seq] && idx+1 > at {
+			at = idx + 1
+		}
+	}
+	return at
 }
 
 // report logs one line per fault and returns the per-kind table, in
