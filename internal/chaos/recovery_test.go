@@ -240,18 +240,19 @@ func (tr *tracker) report(profile string, seed uint64, inventories int) string {
 		t.Log(line)
 	}
 	var b strings.Builder
-	fmt.Fprintf(&b, "Chaos profile %s, seed %d, %d inventory instance(s), %d faults. Time to recover: from the end of the fault (the target serves again) to the first moment every order accepted before that end is final (polled every %s; orders that never became final are left out and counted apart). Orders affected: orders in flight during the fault (pending at its start, or accepted before its end).\n\n",
+	fmt.Fprintf(&b, "Chaos profile %s, seed %d, %d inventory instance(s), %d faults. Time to recover: from the end of the fault (the target serves again) to the first moment every order accepted before that end is final (polled every %s; orders that never became final are left out and counted apart). Lasted: from the fault's start until its target serves again. Orders affected: orders in flight during the fault (pending at its start, or accepted before its end).\n\n",
 		profile, seed, inventories, len(tr.faults), pollEvery)
-	b.WriteString("| Fault | Count | Time to recover, mean | max | Orders affected, mean | max | Never final |\n")
-	b.WriteString("|---|---:|---:|---:|---:|---:|---:|\n")
+	b.WriteString("| Fault | Count | Lasted, mean | Time to recover, mean | max | Orders affected, mean | max | Never final |\n")
+	b.WriteString("|---|---:|---:|---:|---:|---:|---:|---:|\n")
 	for _, k := range faultKinds {
 		var n, recovered, never, affected, maxAffected int
-		var sum, longest time.Duration
+		var sum, longest, lasted time.Duration
 		for _, f := range tr.faults {
 			if f.kind != k.kind {
 				continue
 			}
 			n++
+			lasted += f.end.Sub(f.start)
 			affected += f.affected
 			maxAffected = max(maxAffected, f.affected)
 			never += f.stuck
@@ -262,7 +263,7 @@ func (tr *tracker) report(profile string, seed uint64, inventories int) string {
 			}
 		}
 		if n == 0 {
-			fmt.Fprintf(&b, "| %s | 0 | – | – | – | – | – |\n", k.kind)
+			fmt.Fprintf(&b, "| %s | 0 | – | – | – | – | – | – |\n", k.kind)
 			continue
 		}
 		mean := "–"
@@ -273,7 +274,7 @@ func (tr *tracker) report(profile string, seed uint64, inventories int) string {
 		if recovered < n {
 			maxRec = fmt.Sprintf("not recovered in %d of %d", n-recovered, n)
 		}
-		fmt.Fprintf(&b, "| %s | %d | %s | %s | %d | %d | %d |\n", k.kind, n, mean, maxRec, affected/n, maxAffected, never)
+		fmt.Fprintf(&b, "| %s | %d | %s | %s | %s | %d | %d | %d |\n", k.kind, n, seconds(lasted/time.Duration(n)), mean, maxRec, affected/n, maxAffected, never)
 	}
 	return b.String()
 }
