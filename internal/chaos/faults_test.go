@@ -98,7 +98,7 @@ type fault struct {
 	// leaving out the orders still pending when the run ended (stuck);
 	// zero if never.
 	recovered time.Time
-	stuck     int // orders in flight during the fault still pending at the end of the run
+	stuck     map[int64]bool // orders in flight during the fault still pending at the end of the run
 	affected  int // orders in flight during the fault
 	note      string
 }

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"maps"
+	"regexp"
 	"slices"
 	"strings"
 	"testing"
@@ -463,6 +464,8 @@ func (c *cluster) checkInvariants(st state, sum benchSummary, initial map[string
 	}
 }
 
+var uuidLike = regexp.MustCompile(`[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}`)
+
 // perOrderErrors reports a failed per-order check for a few orders and
 // counts the rest, so a run with a thousand stuck orders stays readable.
 type perOrderErrors struct {
@@ -545,7 +548,8 @@ func (c *cluster) checkNoDeadLetters() {
 			for _, kv := range r.Headers {
 				h[kv.Key] = string(kv.Value)
 			}
-			msg := firstLine(h[consumer.HeaderDLQError])
+			// Ids made alike, so that one cause is one line.
+			msg := uuidLike.ReplaceAllString(firstLine(h[consumer.HeaderDLQError]), "<id>")
 			if len(msg) > 240 { // the cause is at the end
 				msg = msg[:100] + " … " + msg[len(msg)-140:]
 			}

@@ -3,6 +3,7 @@ package chaos_test
 import (
 	"context"
 	"fmt"
+	"maps"
 	"slices"
 	"strings"
 	"sync"
@@ -183,14 +184,15 @@ func (tr *tracker) close() []int64 {
 			t.Errorf("count the orders accepted during fault %d: %v", f.n, err)
 		}
 		f.affected = len(f.pendingAtStart) + during
+		f.stuck = map[int64]bool{}
 		for _, seq := range f.pendingAtStart {
 			if stuck[seq] {
-				f.stuck++
+				f.stuck[seq] = true
 			}
 		}
 		for seq := range stuck {
 			if seq > f.startSeq && seq <= f.endSeq {
-				f.stuck++
+				f.stuck[seq] = true
 			}
 		}
 		if at := recoveryPoll(w.firstPoll, w.lastSeen, stuck); at < len(tr.polls) {
@@ -231,8 +233,8 @@ func (tr *tracker) report(profile string, seed uint64, inventories int) string {
 		}
 		line := fmt.Sprintf("fault %d %s (%s, down %s, %.1fs to serve again): %d orders in flight, all final %s after its end",
 			f.n, f.kind, f.target, f.down.Round(10*time.Millisecond), f.end.Sub(f.start).Seconds(), f.affected, rec)
-		if f.stuck > 0 {
-			line += fmt.Sprintf(", %d never final", f.stuck)
+		if len(f.stuck) > 0 {
+			line += fmt.Sprintf(", %d never final", len(f.stuck))
 		}
 		if f.note != "" {
 			line += "; " + f.note
@@ -240,12 +242,13 @@ func (tr *tracker) report(profile string, seed uint64, inventories int) string {
 		t.Log(line)
 	}
 	var b strings.Builder
-	fmt.Fprintf(&b, "Chaos profile %s, seed %d, %d inventory instance(s), %d faults. Time to recover: from the end of the fault (the target serves again) to the first moment every order accepted before that end is final (polled every %s; orders that never became final are left out and counted apart). Lasted: from the fault's start until its target serves again. Orders affected: orders in flight during the fault (pending at its start, or accepted before its end).\n\n",
+	fmt.Fprintf(&b, "Chaos profile %s, seed %d, %d inventory instance(s), %d faults. Time to recover: from the end of the fault (the target serves again) to the first moment every order accepted before that end is final (polled every %s; orders that never became final are left out and counted apart, once per kind). Lasted: from the fault's start until its target serves again. Orders affected: orders in flight during the fault (pending at its start, or accepted before its end).\n\n",
 		profile, seed, inventories, len(tr.faults), pollEvery)
 	b.WriteString("| Fault | Count | Lasted, mean | Time to recover, mean | max | Orders affected, mean | max | Never final |\n")
 	b.WriteString("|---|---:|---:|---:|---:|---:|---:|---:|\n")
 	for _, k := range faultKinds {
-		var n, recovered, never, affected, maxAffected int
+		var n, recovered, affected, maxAffected int
+		never := map[int64]bool{} // an order in flight during several faults counts once
 		var sum, longest, lasted time.Duration
 		for _, f := range tr.faults {
 			if f.kind != k.kind {
@@ -255,7 +258,7 @@ func (tr *tracker) report(profile string, seed uint64, inventories int) string {
 			lasted += f.end.Sub(f.start)
 			affected += f.affected
 			maxAffected = max(maxAffected, f.affected)
-			never += f.stuck
+			maps.Copy(never, f.stuck)
 			if d, ok := f.recovery(); ok {
 				recovered++
 				sum += d
@@ -274,7 +277,7 @@ func (tr *tracker) report(profile string, seed uint64, inventories int) string {
 		if recovered < n {
 			maxRec = fmt.Sprintf("not recovered in %d of %d", n-recovered, n)
 		}
-		fmt.Fprintf(&b, "| %s | %d | %s | %s | %s | %d | %d | %d |\n", k.kind, n, seconds(lasted/time.Duration(n)), mean, maxRec, affected/n, maxAffected, never)
+		fmt.Fprintf(&b, "| %s | %d | %s | %s | %s | %d | %d | %d |\n", k.kind, n, seconds(lasted/time.Duration(n)), mean, maxRec, affected/n, maxAffected, len(never))
 	}
 	return b.String()
 }
