@@ -99,7 +99,7 @@ type fault struct {
 	// zero if never.
 	recovered time.Time
 	stuck     map[int64]bool // orders in flight during the fault still pending at the end of the run
-	affected  int // orders in flight during the fault
+	affected  int            // orders in flight during the fault
 	note      string
 }
 
