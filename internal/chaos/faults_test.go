@@ -8,6 +8,7 @@ import (
 	"math/rand/v2"
 	"net/http"
 	"os/exec"
+	"path/filepath"
 	"slices"
 	"strings"
 	"time"
@@ -132,7 +133,7 @@ func (c *cluster) inject(f *fault, rng *rand.Rand) {
 		f.target = "kafka"
 		c.script(c.env.kafkaSh, "kill")
 		time.Sleep(f.down)
-		c.script(c.env.kafkaSh, "start")
+		c.restart(c.env.kafkaSh)
 	case pauseKafka:
 		f.target = "kafka"
 		c.script(c.env.kafkaSh, "pause")
@@ -142,12 +143,12 @@ func (c *cluster) inject(f *fault, rng *rand.Rand) {
 		f.target = "postgres"
 		c.script(c.env.postgresSh, "stop") // pg_ctl stop -m fast
 		time.Sleep(f.down)
-		c.script(c.env.postgresSh, "start")
+		c.restart(c.env.postgresSh)
 	case killPostgres:
 		f.target = "postgres"
 		c.script(c.env.postgresSh, "kill") // SIGKILL of the postmaster
 		time.Sleep(f.down)
-		c.script(c.env.postgresSh, "start") // crash recovery
+		c.restart(c.env.postgresSh) // crash recovery
 		if c.asyncCommit {
 			f.note = "synchronous_commit=off: commits acknowledged in the last few hundred ms may be lost"
 		}
@@ -155,7 +156,7 @@ func (c *cluster) inject(f *fault, rng *rand.Rand) {
 		f.target = "registry"
 		c.script(c.env.apicurioSh, "stop")
 		time.Sleep(f.down)
-		c.script(c.env.apicurioSh, "start")
+		c.restart(c.env.apicurioSh)
 		f.note = c.afterRegistryRestart()
 	default:
 		t.Fatalf("unknown fault kind %q", f.kind)
@@ -246,17 +247,42 @@ func registrySubjects(url string) ([]string, error) {
 	return subjects, nil
 }
 
+// restart starts a stopped part of the stack again, trying a few times as
+// a supervisor would: its port, in the kernel's ephemeral range for a
+// separate stack (39092, 38081, 35432), may for a moment be the local port
+// of some client's outgoing connection ("could not bind … Address already
+// in use").
+func (c *cluster) restart(path string) {
+	c.t.Helper()
+	var err error
+	for attempt := 1; attempt <= 5; attempt++ {
+		if err = c.run(path, "start"); err == nil {
+			return
+		}
+		c.t.Logf("%s start (attempt %d): %v", filepath.Base(path), attempt, firstLine(err.Error()))
+		time.Sleep(2 * time.Second)
+	}
+	c.t.Fatal(err)
+}
+
 // script runs one verb of an infrastructure script (kafka.sh, postgres.sh,
 // apicurio.sh) with the suite's environment, so it acts on the stack the
 // suite runs on.
 func (c *cluster) script(path, verb string) {
 	c.t.Helper()
+	if err := c.run(path, verb); err != nil {
+		c.t.Fatal(err)
+	}
+}
+
+func (c *cluster) run(path, verb string) error {
 	cmd := exec.Command("bash", path, verb)
 	var out bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out
 	if err := cmd.Run(); err != nil {
-		c.t.Fatalf("%s %s: %v\n%s", path, verb, err, out.String())
+		return fmt.Errorf("%s %s: %w\n%s", path, verb, err, out.String())
 	}
+	return nil
 }
 
 // warnAsyncCommit says when the database runs with synchronous_commit=off:
