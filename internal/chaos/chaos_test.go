@@ -33,17 +33,25 @@ type profile struct {
 	orders      int           // orders herald bench places
 	rate        int           // orders per second
 	concurrency int           // bench workers
-	minKills    int           // kills the run must reach while bench runs
+	minFaults   int           // faults the run must reach while bench runs
+	inventories int           // inventory processes (one consumer group)
 	follow      time.Duration // bench's wait for final states after the last accept
 	settle      time.Duration // wait for outboxes and lag to drain afterwards
 }
 
+// profileFor returns a named profile. Every profile first injects each
+// kind of fault once, so even the shortest run sees them all.
 func profileFor(name string) (profile, bool) {
 	switch name {
-	case "short": // CI
-		return profile{orders: 2400, rate: 40, concurrency: 8, minKills: 6, follow: 3 * time.Minute, settle: 3 * time.Minute}, true
+	case "short": // CI: about 4 minutes when the platform recovers
+		return profile{orders: 3600, rate: 40, concurrency: 8, minFaults: len(faultKinds), inventories: 1,
+			follow: 2 * time.Minute, settle: time.Minute}, true
+	case "pair": // short, with two inventory instances sharing the consumer group
+		return profile{orders: 3600, rate: 40, concurrency: 8, minFaults: len(faultKinds), inventories: 2,
+			follow: 2 * time.Minute, settle: time.Minute}, true
 	case "long": // make chaos
-		return profile{orders: 10000, rate: 40, concurrency: 16, minKills: 20, follow: 5 * time.Minute, settle: 5 * time.Minute}, true
+		return profile{orders: 20000, rate: 40, concurrency: 16, minFaults: 30, inventories: 2,
+			follow: 5 * time.Minute, settle: 5 * time.Minute}, true
 	}
 	return profile{}, false
 }
@@ -63,7 +71,7 @@ func TestChaos(t *testing.T) {
 	}
 	prof, ok := profileFor(name)
 	if !ok {
-		t.Fatalf("HERALD_CHAOS=%q: want short or long", name)
+		t.Fatalf("HERALD_CHAOS=%q: want short, pair or long", name)
 	}
 	env := realEnv(t)
 	seed := uint64(time.Now().UnixNano())
@@ -77,12 +85,21 @@ func TestChaos(t *testing.T) {
 	t.Logf("chaos profile %s, seed %d (replay the schedule with HERALD_CHAOS_SEED=%d)", name, seed, seed)
 
 	ns := fmt.Sprintf("chaos%x", time.Now().UnixNano()&0xffffffffff)
-	if _, err := server.RegisterSchemas(server.RegistryConfig{URL: env.registry}, "", ns); err != nil {
+	regs, err := server.RegisterSchemas(server.RegistryConfig{URL: env.registry}, "", ns)
+	if err != nil {
 		t.Fatalf("register schemas: %v", err)
 	}
-	c := &cluster{t: t, bin: heraldtest.Build(t), ns: ns, env: env, svcs: map[string]*svc{}}
+	c := &cluster{t: t, bin: heraldtest.Build(t), ns: ns, env: env, svcs: map[string]*svc{}, registered: regs}
+	c.instanceIDs = supportsFlag(t, c.bin, "instance-id")
+	t.Logf("herald serve --instance-id: supported %v", c.instanceIDs)
 	c.add("orders", "orders")
-	c.add("inventory", "inventory")
+	for i := range prof.inventories {
+		name := "inventory"
+		if prof.inventories > 1 {
+			name = fmt.Sprintf("inventory-%d", i+1)
+		}
+		c.add(name, "inventory")
+	}
 	c.add("subscribers", "notification,points")
 	for _, s := range c.order() {
 		c.start(s)
@@ -96,34 +113,60 @@ func TestChaos(t *testing.T) {
 	bench := c.startBench(ctx, prof, seed)
 
 	rng := rand.New(rand.NewPCG(seed, 0x6865726c64))
-	// Kills happen while bench places orders; the follow phase after it
-	// lets the last crash heal.
+	// Faults happen while bench places orders; the follow phase after it
+	// lets the last one heal.
+	tr := c.newTracker()
+	c.warnAsyncCommit(tr)
 	issuing := time.Duration(prof.orders/prof.rate) * time.Second
-	kills := c.chaos(rng, bench.done, issuing)
+	faults := c.chaos(rng, tr, bench.done, issuing, prof.minFaults)
 	sum := bench.wait(t)
 	t.Logf("bench: %d accepted, %d completed %v, %d not completed; %.1f accepted/s; %d retries %v; accept→final p50 %.0fms p99 %.0fms max %.0fms",
 		sum.Accepted, sum.Completed, sum.ByStatus, sum.NotCompleted, sum.AcceptedPerSec, sum.Retries, sum.Errors,
 		sum.Final.P50, sum.Final.P99, sum.Final.Max)
-	if kills < prof.minKills {
-		t.Errorf("only %d kills happened while bench ran; the profile wants at least %d", kills, prof.minKills)
+	if faults < prof.minFaults {
+		t.Errorf("only %d faults happened while bench ran; the profile wants at least %d", faults, prof.minFaults)
+	}
+	if missing := missingKinds(tr.kindsSeen()); len(missing) > 0 {
+		t.Errorf("the run injected no fault of kind %s", strings.Join(missing, ", "))
 	}
 	c.checkAlive()
 
 	// Afterwards: outboxes drain and consumers catch up, then every
 	// invariant holds.
 	inv := c.settle(prof.settle)
+	stuck := tr.close()
+	t.Logf("time to recover per fault kind (for docs/reliability.md):\n\n%s", tr.report(name, seed, prof.inventories))
+	if c.reregistered > 0 {
+		t.Logf("the registry came back empty %d times and the suite registered the schemas again (%d times with different ids)", c.reregistered, c.drifted)
+	}
 	c.checkInvariants(inv, sum, stock, prof)
+	// Every fault of a chaos run is a dependency's fault or a process kill:
+	// none may send a message to a dead-letter topic.
+	c.checkNoDeadLetters()
+	tr.checkFinalAfterLast(stuck)
 	if n := c.unexpectedExits(); n > 0 {
 		t.Errorf("%d process exits that were not kills (see the log above)", n)
 	}
 }
 
-// stackEnv is the real infrastructure from the environment.
+// supportsFlag tells whether `herald serve` has --name (so the suite runs
+// before and after a flag is added).
+func supportsFlag(t *testing.T, bin, name string) bool {
+	t.Helper()
+	out, _ := exec.Command(bin, "serve", "-h").CombinedOutput() // -h exits non-zero
+	return strings.Contains(string(out), "-"+name+" ") || strings.Contains(string(out), "-"+name+"\n")
+}
+
+// stackEnv is the real infrastructure from the environment, and the
+// scripts that run it (scripts/infra, with the caller's HERALD_INFRA_*
+// variables, so the faults hit the stack the suite runs on).
 type stackEnv struct {
-	brokers  []string
-	registry string
-	database string
-	kafkaSh  string
+	brokers    []string
+	registry   string
+	database   string
+	kafkaSh    string
+	postgresSh string
+	apicurioSh string
 }
 
 func realEnv(t *testing.T) stackEnv {
@@ -139,9 +182,21 @@ func realEnv(t *testing.T) stackEnv {
 		t.Fatal("the chaos suite needs the real stack: eval \"$(scripts/infra/up.sh)\" (HERALD_KAFKA_BROKERS, HERALD_SCHEMA_REGISTRY_URL, HERALD_DATABASE_URL=postgres://...)")
 	}
 	_, file, _, _ := runtime.Caller(0)
-	e.kafkaSh = filepath.Join(filepath.Dir(file), "..", "..", "scripts", "infra", "kafka.sh")
-	if _, err := os.Stat(e.kafkaSh); err != nil {
-		t.Fatal(err)
+	dir := filepath.Join(filepath.Dir(file), "..", "..", "scripts", "infra")
+	e.kafkaSh, e.postgresSh, e.apicurioSh = filepath.Join(dir, "kafka.sh"), filepath.Join(dir, "postgres.sh"), filepath.Join(dir, "apicurio.sh")
+	for _, p := range []string{e.kafkaSh, e.postgresSh, e.apicurioSh} {
+		if _, err := os.Stat(p); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// The scripts find the stack by their defaults or HERALD_INFRA_*; make
+	// sure that is the stack of HERALD_KAFKA_BROKERS etc.
+	out, err := exec.Command("bash", e.kafkaSh, "env").Output()
+	if err != nil {
+		t.Fatalf("kafka.sh env: %v", err)
+	}
+	if want := "HERALD_KAFKA_BROKERS=" + strings.Join(e.brokers, ","); !strings.Contains(string(out), want) {
+		t.Fatalf("kafka.sh acts on another broker than HERALD_KAFKA_BROKERS (%s): set the same HERALD_INFRA_* variables as when the stack was started\n%s", want, out)
 	}
 	return e
 }
@@ -166,14 +221,43 @@ type cluster struct {
 	svcs map[string]*svc
 	// unexpected counts processes that ended without being killed.
 	unexpected int
+	// instanceIDs: herald serve takes --instance-id; each process gets
+	// its name, kept across restarts.
+	instanceIDs bool
+	// asyncCommit: PostgreSQL acknowledges commits before their WAL is
+	// written (synchronous_commit=off), so a SIGKILL can lose them.
+	asyncCommit bool
+	// registered is the run's schemas as first registered; reregistered
+	// and drifted count the registry restarts that lost them, and those
+	// after which they came back with other ids.
+	registered            []server.Registration
+	reregistered, drifted int
+	names                 []string // processes in start order
 }
 
 func (c *cluster) add(name, services string) {
 	c.svcs[name] = &svc{name: name, services: services, grpcAddr: freeAddr(c.t), httpAddr: freeAddr(c.t)}
+	c.names = append(c.names, name)
 }
 
+// order lists the processes in start order.
 func (c *cluster) order() []*svc {
-	return []*svc{c.svcs["orders"], c.svcs["inventory"], c.svcs["subscribers"]}
+	out := make([]*svc, 0, len(c.names))
+	for _, n := range c.names {
+		out = append(out, c.svcs[n])
+	}
+	return out
+}
+
+// inventories lists the inventory processes.
+func (c *cluster) inventories() []*svc {
+	var out []*svc
+	for _, s := range c.order() {
+		if s.services == "inventory" {
+			out = append(out, s)
+		}
+	}
+	return out
 }
 
 func freeAddr(t *testing.T) string {
@@ -194,6 +278,9 @@ func (c *cluster) start(s *svc) {
 	t.Helper()
 	args := []string{"serve", "--services=" + s.services, "--grpc-addr=" + s.grpcAddr, "--http-addr=" + s.httpAddr,
 		"--shutdown-grace=2s"}
+	if c.instanceIDs {
+		args = append(args, "--instance-id="+s.name)
+	}
 	env := []string{
 		"HERALD_KAFKA_BROKERS=" + strings.Join(c.env.brokers, ","),
 		"HERALD_SCHEMA_REGISTRY_URL=" + c.env.registry,
@@ -256,7 +343,7 @@ func (c *cluster) unexpectedExits() int {
 }
 
 func (c *cluster) setStock(stock map[string]int64) {
-	cl := inventoryv1.NewInventoryServiceClient(c.svcs["inventory"].conn)
+	cl := inventoryv1.NewInventoryServiceClient(c.inventories()[0].conn)
 	for sku, q := range stock {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		_, err := cl.SetStock(ctx, &inventoryv1.SetStockRequest{Sku: sku, Quantity: q})
@@ -267,64 +354,55 @@ func (c *cluster) setStock(stock map[string]int64) {
 	}
 }
 
-// chaos kills and restarts targets in a seeded random order and rhythm
-// for the given time (or until bench ends), and returns how many kills
-// happened. The first three kills hit each target once, in random order.
-func (c *cluster) chaos(rng *rand.Rand, benchDone <-chan struct{}, limit time.Duration) int {
+// chaos injects faults in a seeded random order and rhythm for the given
+// time and at least minFaults of them (or until bench ends), and returns
+// how many happened. The first
+// round hits each kind once, in random order; after it the kinds are drawn
+// by weight (see faultKinds).
+func (c *cluster) chaos(rng *rand.Rand, tr *tracker, benchDone <-chan struct{}, limit time.Duration, minFaults int) int {
 	t := c.t
-	targets := []string{"orders", "inventory", "kafka"}
-	rng.Shuffle(len(targets), func(i, j int) { targets[i], targets[j] = targets[j], targets[i] })
+	first := make([]faultKind, len(faultKinds))
+	for i, k := range faultKinds {
+		first[i] = k.kind
+	}
+	rng.Shuffle(len(first), func(i, j int) { first[i], first[j] = first[j], first[i] })
 	began := time.Now()
-	kills := 0
-	per := map[string]int{}
+	n := 0
 	defer func() {
-		t.Logf("%d kills in %.0fs: orders %d, inventory %d, kafka %d", kills, time.Since(began).Seconds(),
-			per["orders"], per["inventory"], per["kafka"])
+		seen := tr.kindsSeen()
+		var per []string
+		for _, k := range faultKinds {
+			per = append(per, fmt.Sprintf("%s %d", k.kind, seen[k.kind]))
+		}
+		t.Logf("%d faults in %.0fs: %s", n, time.Since(began).Seconds(), strings.Join(per, ", "))
 	}()
 	for {
 		pause := time.Duration(500+rng.IntN(2500)) * time.Millisecond
-		down := time.Duration(rng.IntN(2000)) * time.Millisecond
-		target := ""
-		if kills < len(targets) {
-			target = targets[kills]
-		} else {
-			// Kafka restarts cost the most; it gets one kill in five.
-			target = []string{"orders", "orders", "inventory", "inventory", "kafka"}[rng.IntN(5)]
+		u := rng.Float64()
+		kind := pickKind(rng)
+		if n < len(first) {
+			kind = first[n]
 		}
 		select {
 		case <-benchDone:
-			return kills
+			return n
 		case <-time.After(pause):
 		}
-		if time.Since(began) > limit {
-			return kills
+		// The time is up once bench has placed its orders, but not before
+		// the profile's faults (each kind at least once) have happened: a
+		// slow restart of the broker or the registry can take a minute on a
+		// busy machine.
+		if time.Since(began) > limit && n >= minFaults {
+			return n
 		}
 		c.checkAlive()
-		kills++
-		per[target]++
-		t.Logf("kill %d at +%.1fs: %s (down %s)", kills, time.Since(began).Seconds(), target, down)
-		switch target {
-		case "kafka":
-			c.kafka("kill")
-			time.Sleep(down)
-			c.kafka("start")
-		default:
-			s := c.svcs[target]
-			s.proc.Kill(t)
-			time.Sleep(down)
-			c.start(s)
-		}
-		t.Logf("kill %d: %s back at +%.1fs", kills, target, time.Since(began).Seconds())
-	}
-}
-
-func (c *cluster) kafka(verb string) {
-	c.t.Helper()
-	cmd := exec.Command("bash", c.env.kafkaSh, verb)
-	var out bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &out
-	if err := cmd.Run(); err != nil {
-		c.t.Fatalf("kafka.sh %s: %v\n%s", verb, err, out.String())
+		n++
+		f := &fault{n: n, kind: kind, down: downtime(kind, u)}
+		tr.begin(f)
+		t.Logf("fault %d at +%.1fs: %s (down %s)", n, time.Since(began).Seconds(), kind, f.down.Round(time.Millisecond))
+		c.inject(f, rng)
+		tr.end(f)
+		t.Logf("fault %d: %s back at +%.1fs", n, f.target, time.Since(began).Seconds())
 	}
 }
 

@@ -5,12 +5,17 @@ import (
 	"encoding/json"
 	"fmt"
 	"maps"
+	"regexp"
+	"slices"
+	"strings"
+	"testing"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	inventoryv1 "github.com/herald-events/herald/gen/go/herald/inventory/v1"
+	"github.com/herald-events/herald/platform/consumer"
 	"github.com/herald-events/herald/platform/event"
 	"github.com/herald-events/herald/platform/sqldb"
 	notifydomain "github.com/herald-events/herald/services/notification/domain"
@@ -341,6 +346,8 @@ func (c *cluster) outcomes() map[string]map[string]bool {
 func (c *cluster) checkInvariants(st state, sum benchSummary, initial map[string]int64, prof profile) {
 	t := c.t
 	t.Helper()
+	perOrder := &perOrderErrors{t: t, n: map[string]int{}}
+	defer perOrder.flush()
 	byStatus := map[orderdomain.Status]int{}
 	for _, s := range st.orders {
 		byStatus[s]++
@@ -393,17 +400,17 @@ func (c *cluster) checkInvariants(st state, sum benchSummary, initial map[string
 		switch s {
 		case orderdomain.StatusConfirmed:
 			if !maps.Equal(held, st.lines[id]) {
-				t.Errorf("confirmed order %s: reserved %v, lines %v", id, held, st.lines[id])
+				perOrder.add("confirmed order holds other stock than its lines", "confirmed order %s: reserved %v, lines %v", id, held, st.lines[id])
 			}
 		default:
 			if len(held) > 0 {
-				t.Errorf("%s order %s still holds stock %v", s, id, held)
+				perOrder.add("order not confirmed still holds stock", "%s order %s still holds stock %v", s, id, held)
 			}
 		}
 	}
 	for id := range st.reserved {
 		if _, ok := st.orders[id]; !ok {
-			t.Errorf("stock reserved for unknown order %s", id)
+			perOrder.add("stock reserved for an unknown order", "stock reserved for unknown order %s", id)
 		}
 	}
 
@@ -411,7 +418,7 @@ func (c *cluster) checkInvariants(st state, sum benchSummary, initial map[string
 	outcomes := c.outcomes()
 	for id := range st.orders {
 		if n := len(outcomes[id]); n != 1 {
-			t.Errorf("order %s has %d inventory outcome events, want 1", id, n)
+			perOrder.add(fmt.Sprintf("orders with %d inventory outcome events, want 1", n), "order %s has %d inventory outcome events, want 1", id, n)
 		}
 	}
 	if len(outcomes) != len(st.orders) {
@@ -427,13 +434,13 @@ func (c *cluster) checkInvariants(st state, sum benchSummary, initial map[string
 	for id, s := range st.orders {
 		got := st.notifications[id]
 		if k, ok := want[s]; ok && (len(got) != 1 || got[0] != k) {
-			t.Errorf("order %s (%s): notifications %v, want one %v", id, s, got, k)
+			perOrder.add("orders without their one notification", "order %s (%s): notifications %v, want one %v", id, s, got, k)
 		}
 		if s == orderdomain.StatusConfirmed && st.awards[id] != 1 {
-			t.Errorf("confirmed order %s has %d points awards, want 1", id, st.awards[id])
+			perOrder.add("confirmed orders without one points award", "confirmed order %s has %d points awards, want 1", id, st.awards[id])
 		}
 		if s != orderdomain.StatusConfirmed && s != orderdomain.StatusCancelled && st.awards[id] != 0 {
-			t.Errorf("%s order %s has points", s, id)
+			perOrder.add("orders not confirmed with points", "%s order %s has points", s, id)
 		}
 	}
 	if n := len(st.notifications); n != len(st.orders) {
@@ -454,5 +461,114 @@ func (c *cluster) checkInvariants(st state, sum benchSummary, initial map[string
 	if !t.Failed() {
 		t.Logf("invariants hold: %d orders final, stock adds up for %d SKUs, one outcome/notification/award each, outboxes empty, lag 0 in %d groups",
 			len(st.orders), len(initial), len(st.unconsumed))
+	}
+}
+
+var uuidLike = regexp.MustCompile(`[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}`)
+
+// perOrderErrors reports a failed per-order check for a few orders and
+// counts the rest, so a run with a thousand stuck orders stays readable.
+type perOrderErrors struct {
+	t     *testing.T
+	n     map[string]int
+	kinds []string
+}
+
+const perOrderShown = 5
+
+func (e *perOrderErrors) add(kind, format string, args ...any) {
+	e.t.Helper()
+	if e.n[kind] == 0 {
+		e.kinds = append(e.kinds, kind)
+	}
+	e.n[kind]++
+	if e.n[kind] <= perOrderShown {
+		e.t.Errorf(format, args...)
+	}
+}
+
+func (e *perOrderErrors) flush() {
+	e.t.Helper()
+	for _, k := range e.kinds {
+		if e.n[k] > perOrderShown {
+			e.t.Errorf("%s: %d in all (%d shown above)", k, e.n[k], perOrderShown)
+		}
+	}
+}
+
+// checkNoDeadLetters checks that every dead-letter topic of the run is
+// empty, and otherwise says which messages went there and why.
+func (c *cluster) checkNoDeadLetters() {
+	t := c.t
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	admin, err := kgo.NewClient(kgo.SeedBrokers(c.env.brokers...))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer admin.Close()
+	listed, err := kadm.NewClient(admin).ListTopics(ctx)
+	if err != nil {
+		t.Fatalf("list topics: %v", err)
+	}
+	var dlqs []string
+	for _, name := range listed.Names() {
+		if strings.HasPrefix(name, c.ns+".") && strings.HasSuffix(name, ".dlq") {
+			dlqs = append(dlqs, name)
+		}
+	}
+	if len(dlqs) == 0 {
+		t.Errorf("no dead-letter topic of namespace %s found: nothing to check", c.ns)
+		return
+	}
+	cl, err := kgo.NewClient(kgo.SeedBrokers(c.env.brokers...), kgo.ConsumeTopics(dlqs...),
+		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	perTopic := map[string]int{}
+	why := map[string]int{} // topic, group, class and first line of the error → count
+	for empty := 0; empty < 3; {
+		pctx, pcancel := context.WithTimeout(ctx, 2*time.Second)
+		fs := cl.PollFetches(pctx)
+		pcancel()
+		if ctx.Err() != nil {
+			t.Fatalf("read dead-letter topics: %v", ctx.Err())
+		}
+		if fs.NumRecords() == 0 {
+			empty++
+			continue
+		}
+		empty = 0
+		fs.EachRecord(func(r *kgo.Record) {
+			perTopic[r.Topic]++
+			h := map[string]string{}
+			for _, kv := range r.Headers {
+				h[kv.Key] = string(kv.Value)
+			}
+			// Ids made alike, so that one cause is one line.
+			msg := uuidLike.ReplaceAllString(firstLine(h[consumer.HeaderDLQError]), "<id>")
+			if len(msg) > 240 { // the cause is at the end
+				msg = msg[:100] + " … " + msg[len(msg)-140:]
+			}
+			why[fmt.Sprintf("%s from %s (group %s): %s: %s", h[event.HeaderType], h[consumer.HeaderDLQTopic],
+				h[consumer.HeaderDLQGroup], h[consumer.HeaderDLQClass], msg)]++
+		})
+	}
+	if len(perTopic) == 0 {
+		t.Logf("no dead letters: %d dead-letter topics empty ✓", len(dlqs))
+		return
+	}
+	t.Errorf("dead letters in a run whose faults are all dependency faults and process kills: %v", perTopic)
+	reasons := sortedKeys(why)
+	slices.SortStableFunc(reasons, func(a, b string) int { return why[b] - why[a] })
+	for i, r := range reasons {
+		if i == 10 {
+			t.Logf("  … and %d more reasons", len(reasons)-10)
+			break
+		}
+		t.Logf("  %d× %s", why[r], r)
 	}
 }

@@ -2,7 +2,7 @@
 # Single-node Apache Kafka (KRaft, broker+controller) as a local process,
 # built from the Kafka jars on Maven Central.
 #
-#   scripts/infra/kafka.sh start|stop|kill|status|reset|env|fetch|tool CLASS [ARGS...]
+#   scripts/infra/kafka.sh start|stop|kill|pause|resume|status|reset|env|fetch|tool CLASS [ARGS...]
 #
 # Listeners (all on 127.0.0.1):
 #   PLAINTEXT       $HERALD_INFRA_KAFKA_PORT            (default 19092)
@@ -247,6 +247,17 @@ kill9() {
   log "killed pid $pid with SIGKILL"
 }
 
+# pause/resume: SIGSTOP and SIGCONT the broker, as a network partition or a
+# frozen host would look to its clients (for the chaos suite): connections
+# stay open, nothing answers.
+signal_broker() {
+  pid_alive "$PIDFILE" "$MARKER" || die "not running"
+  local pid
+  pid="$(cat "$PIDFILE")"
+  kill "-$1" "$pid"
+  log "sent SIG$1 to pid $pid"
+}
+
 status() {
   if pid_alive "$PIDFILE" "$MARKER"; then
     if ready; then
@@ -272,6 +283,8 @@ case "${1:-}" in
   fetch) fetch ;;
   stop) stop ;;
   kill) kill9 ;;
+  pause) signal_broker STOP ;;
+  resume) signal_broker CONT ;;
   status) status ;;
   reset) reset ;;
   env) print_env ;;
@@ -283,5 +296,5 @@ case "${1:-}" in
     [ -f "$LIBS/.complete" ] || die "Kafka jars not downloaded yet: run $0 fetch first"
     [ -f "$CONF_DIR/log4j2-tools.xml" ] || { write_config; write_client_config; }
     kjava "$@" ;;
-  *) echo "usage: $0 start|stop|kill|status|reset|env|fetch|tool CLASS [ARGS...]" >&2; exit 2 ;;
+  *) echo "usage: $0 start|stop|kill|pause|resume|status|reset|env|fetch|tool CLASS [ARGS...]" >&2; exit 2 ;;
 esac

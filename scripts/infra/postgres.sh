@@ -2,7 +2,7 @@
 # PostgreSQL (Debian packages) in its own cluster directory under the state
 # dir, run as the `postgres` OS user, TCP on 127.0.0.1 only.
 #
-#   scripts/infra/postgres.sh start|stop|status|reset|env|fetch
+#   scripts/infra/postgres.sh start|stop|kill|status|reset|env|fetch
 #
 # Role herald / password herald owns database herald. The `postgres`
 # superuser may connect from 127.0.0.1 without a password (trust); every other
@@ -168,6 +168,32 @@ stop() {
   log "stopped"
 }
 
+# kill: SIGKILL the postmaster, as a crash would (for the chaos suite). Its
+# backends notice that it died and exit; any still there after a few seconds
+# are killed too, so that `start` can run crash recovery on the same data.
+kill9() {
+  PGBIN="$(find_pgbin)"
+  if [ -z "$PGBIN" ] || ! pg_running; then
+    log "not running"
+    return 0
+  fi
+  local pid
+  pid="$(head -n 1 "$PGDATA/postmaster.pid")"
+  local children
+  children="$(pgrep -P "$pid" || true)"
+  kill -KILL "$pid"
+  for _ in $(seq 100); do
+    local alive=0 c
+    kill -0 "$pid" 2>/dev/null && alive=1
+    for c in $children; do kill -0 "$c" 2>/dev/null && alive=1; done
+    [ "$alive" = 0 ] && break
+    sleep 0.05
+  done
+  # shellcheck disable=SC2086 # one pid per word
+  [ -n "$children" ] && kill -KILL $children 2>/dev/null || true
+  log "killed postmaster pid $pid with SIGKILL"
+}
+
 status() {
   PGBIN="$(find_pgbin)"
   if pg_running && ready; then
@@ -191,8 +217,9 @@ case "${1:-}" in
   start) start ;;
   fetch) ensure_postgres ;;
   stop) stop ;;
+  kill) kill9 ;;
   status) status ;;
   reset) reset ;;
   env) print_env ;;
-  *) echo "usage: $0 start|stop|status|reset|env|fetch" >&2; exit 2 ;;
+  *) echo "usage: $0 start|stop|kill|status|reset|env|fetch" >&2; exit 2 ;;
 esac
