@@ -1,10 +1,7 @@
 package registry
 
 import (
-	"encoding/json"
 	"net/http"
-	"slices"
-	"strings"
 )
 
 // Registry modes, as in Confluent's registry.
@@ -30,21 +27,13 @@ const (
 	codeNotPermitted      = 42205
 )
 
+// modeRequest is the body of a mode request and answer.
 type modeRequest struct {
 	Mode string `json:"mode"`
 }
 
 func parseMode(req *http.Request) (string, error) {
-	var in modeRequest
-	if err := json.NewDecoder(req.Body).Decode(&in); err != nil {
-		return "", errf(http.StatusUnprocessableEntity, codeInvalidMode, "Invalid mode: %v", err)
-	}
-	mode := strings.ToUpper(in.Mode)
-	if !slices.Contains(Modes, mode) {
-		return "", errf(http.StatusUnprocessableEntity, codeInvalidMode,
-			"Invalid mode %q. Valid values are %s", in.Mode, strings.Join(Modes, ", "))
-	}
-	return mode, nil
+	return parseChoice(req, "mode", "mode", codeInvalidMode, Modes)
 }
 
 // globalMode returns the registry-wide mode; the caller holds r.mu.

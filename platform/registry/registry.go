@@ -670,21 +670,30 @@ func (r *Registry) getSchemaVersions(req *http.Request) (any, error) {
 	return out, nil
 }
 
+// configRequest is the body of a config request and answer.
 type configRequest struct {
 	Compatibility string `json:"compatibility"`
 }
 
 func parseLevel(req *http.Request) (string, error) {
-	var in configRequest
+	return parseChoice(req, "compatibility", "compatibility level", codeInvalidCompatibility, Levels)
+}
+
+// parseChoice reads a JSON body {field: value} and returns the value in
+// upper case when it is one of valid; what names it in errors, code is the
+// Confluent error code of an invalid value.
+func parseChoice(req *http.Request, field, what string, code int, valid []string) (string, error) {
+	var in map[string]any
 	if err := json.NewDecoder(req.Body).Decode(&in); err != nil {
-		return "", errf(http.StatusUnprocessableEntity, codeInvalidCompatibility, "Invalid compatibility level: %v", err)
+		return "", errf(http.StatusUnprocessableEntity, code, "Invalid %s: %v", what, err)
 	}
-	level := strings.ToUpper(in.Compatibility)
-	if !slices.Contains(Levels, level) {
-		return "", errf(http.StatusUnprocessableEntity, codeInvalidCompatibility,
-			"Invalid compatibility level %q. Valid values are %s", in.Compatibility, strings.Join(Levels, ", "))
+	given, _ := in[field].(string)
+	value := strings.ToUpper(given)
+	if !slices.Contains(valid, value) {
+		return "", errf(http.StatusUnprocessableEntity, code,
+			"Invalid %s %q. Valid values are %s", what, given, strings.Join(valid, ", "))
 	}
-	return level, nil
+	return value, nil
 }
 
 func (r *Registry) getGlobalConfig(*http.Request) (any, error) {
