@@ -7,9 +7,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/twmb/franz-go/pkg/kfake"
-	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 
 	ordersv1 "github.com/herald-events/herald/gen/go/herald/orders/v1"
@@ -25,11 +22,7 @@ import (
 // herald schema register, which numbers in a fixed order) makes it publish
 // and report SERVING again, with no manual step on the process.
 func TestDriftedSchemaIDsStopPublishing(t *testing.T) {
-	cluster, err := kfake.NewCluster(kfake.NumBrokers(1))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(cluster.Close)
+	cluster := newKfake(t)
 	reg := newRegistryServer(t, freeAddr(t))
 	reg.start()
 	cfg := serveConfig(t.TempDir(), cluster.ListenAddrs(), reg.url(), testLogger(t))
@@ -40,11 +33,7 @@ func TestDriftedSchemaIDsStopPublishing(t *testing.T) {
 		t.Fatalf("start: %v", err)
 	}
 	s := &stack{proc: p}
-	conn, err := grpc.NewClient(p.GRPCAddr(), grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
+	conn := dialProcess(t, p)
 	hc := healthpb.NewHealthClient(conn)
 	orders := ordersv1.NewOrderServiceClient(conn)
 	serving := func(want healthpb.HealthCheckResponse_ServingStatus) func() bool {

@@ -105,6 +105,28 @@ func (r *registryServer) stop() {
 	}
 }
 
+// newKfake starts a one-broker kfake cluster that stops with the test.
+func newKfake(t *testing.T) *kfake.Cluster {
+	t.Helper()
+	cluster, err := kfake.NewCluster(kfake.NumBrokers(1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(cluster.Close)
+	return cluster
+}
+
+// dialProcess is a plaintext gRPC client of p, closed with the test.
+func dialProcess(t *testing.T, p *server.Process) *grpc.ClientConn {
+	t.Helper()
+	conn, err := grpc.NewClient(p.GRPCAddr(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = conn.Close() })
+	return conn
+}
+
 // serveConfig is `herald serve` of the orders service on kfake brokers, a
 // registry URL and SQLite in dir, registering its schemas itself.
 func serveConfig(dir string, brokers []string, registryURL string, log *slog.Logger) server.Config {
@@ -157,11 +179,7 @@ func start(t *testing.T, cfg server.Config) (*server.Process, error) {
 // Start waits, says so once, and returns when the registry answers; with a
 // short timeout it fails naming the registry, and creates no topic.
 func TestStartWaitsForTheRegistry(t *testing.T) {
-	cluster, err := kfake.NewCluster(kfake.NumBrokers(1))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(cluster.Close)
+	cluster := newKfake(t)
 	brokers := cluster.ListenAddrs()
 	reg := newRegistryServer(t, freeAddr(t))
 
@@ -285,11 +303,7 @@ func TestStartWaitsForKafka(t *testing.T) {
 // is no Confluent-API registry (Apicurio without /apis/ccompat/v7 answers
 // 404): a configuration error at once, and no topic created.
 func TestStartRefusesAWrongRegistryPath(t *testing.T) {
-	cluster, err := kfake.NewCluster(kfake.NumBrokers(1))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(cluster.Close)
+	cluster := newKfake(t)
 	notRegistry := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
 		http.Error(w, "404 page not found", http.StatusNotFound)
 	}))
@@ -298,7 +312,7 @@ func TestStartRefusesAWrongRegistryPath(t *testing.T) {
 	cfg := serveConfig(t.TempDir(), cluster.ListenAddrs(), notRegistry.URL, testLogger(t))
 	cfg.StartupTimeout = 30 * time.Second
 	begin := time.Now()
-	_, err = start(t, cfg)
+	_, err := start(t, cfg)
 	var ce *server.ConfigError
 	if !errors.As(err, &ce) {
 		t.Fatalf("start = %v; want a *server.ConfigError", err)
@@ -333,11 +347,7 @@ func health(t *testing.T, hc healthpb.HealthClient, service string) healthpb.Hea
 // process: gRPC health and /healthz say not ready within seconds, /livez
 // stays ok, and both recover by themselves when the registry returns.
 func TestReadinessFollowsTheRegistry(t *testing.T) {
-	cluster, err := kfake.NewCluster(kfake.NumBrokers(1))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(cluster.Close)
+	cluster := newKfake(t)
 	reg := newRegistryServer(t, freeAddr(t))
 	reg.start()
 	log, logs := capture(t)
@@ -349,11 +359,7 @@ func TestReadinessFollowsTheRegistry(t *testing.T) {
 		t.Fatalf("start: %v", err)
 	}
 	s := &stack{proc: p}
-	conn, err := grpc.NewClient(p.GRPCAddr(), grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
+	conn := dialProcess(t, p)
 	hc := healthpb.NewHealthClient(conn)
 	const svc = "herald.orders.v1.OrderService"
 	get := func(path string) (int, string) {
@@ -442,11 +448,7 @@ func TestReadinessFollowsPostgres(t *testing.T) {
 		t.Skip("HERALD_DATABASE_URL (PostgreSQL) is not set")
 	}
 	proxy, dbURL := sqldbtest.NewProxy(t, real.DatabaseURL)
-	cluster, err := kfake.NewCluster(kfake.NumBrokers(1))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(cluster.Close)
+	cluster := newKfake(t)
 	reg, err := registry.New(registry.Config{})
 	if err != nil {
 		t.Fatal(err)
@@ -463,11 +465,7 @@ func TestReadinessFollowsPostgres(t *testing.T) {
 		t.Fatalf("start: %v", err)
 	}
 	s := &stack{proc: p}
-	conn, err := grpc.NewClient(p.GRPCAddr(), grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
+	conn := dialProcess(t, p)
 	hc := healthpb.NewHealthClient(conn)
 	healthz := func() (int, string) {
 		code, body, err := s.get("/healthz")
@@ -502,17 +500,13 @@ func TestReadinessFollowsPostgres(t *testing.T) {
 // advice to run herald schema register, names what is missing and for which
 // events, and has created no topic.
 func TestStartWithoutSchemasLeavesNoTopics(t *testing.T) {
-	cluster, err := kfake.NewCluster(kfake.NumBrokers(1))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(cluster.Close)
+	cluster := newKfake(t)
 	reg := newRegistryServer(t, freeAddr(t))
 	reg.start()
 
 	cfg := serveConfig(t.TempDir(), cluster.ListenAddrs(), reg.url(), testLogger(t))
 	cfg.AutoRegister = false
-	_, err = start(t, cfg)
+	_, err := start(t, cfg)
 	if err == nil {
 		t.Fatal("start succeeded with no schema registered")
 	}
