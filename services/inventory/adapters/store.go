@@ -76,8 +76,11 @@ func (s *Store) Stock(ctx context.Context, tx *sqldb.Tx, skus []string) (map[str
 	for i, sku := range skus {
 		args[i] = sku
 	}
-	q := `SELECT sku, quantity FROM stock WHERE sku IN (?` + strings.Repeat(", ?", len(skus)-1) + `)`
+	q := `SELECT sku, quantity FROM stock WHERE sku IN (?` + strings.Repeat(", ?", len(skus)-1) + `) ORDER BY sku`
 	if tx.Dialect() == sqldb.Postgres {
+		// Rows are locked in the order they are read: by SKU, as
+		// Release updates them, so two orders of the same SKUs never
+		// wait for each other in a cycle (a deadlock, 40P01).
 		q += ` FOR UPDATE`
 	}
 	rows, err := tx.QueryContext(ctx, q, args...)
