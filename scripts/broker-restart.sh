@@ -18,6 +18,9 @@
 # later. "broker back" is the first moment its port accepts a connection;
 # "all final" is when bench saw the last accepted order reach a final state.
 #
+# With CRASH_FIRST=1, inventory is killed -9 and started again (same
+# instance id) CRASH_LEAD seconds (default 2) before the broker is killed.
+#
 # cold: Kafka is killed, the two processes are started, Kafka is started
 # COLD_DOWN seconds later, and one order is placed as soon as the broker's
 # port answers (bench retries it while the process is not ready); the time
@@ -33,7 +36,7 @@ mode="${1:-restart}"
 : "${HERALD_INFRA_KAFKA_PORT:?set HERALD_INFRA_KAFKA_PORT to the port of your own broker}"
 : "${HERALD_DATABASE_URL:?}" "${HERALD_SCHEMA_REGISTRY_URL:?}"
 BIN="${HERALD_BIN:-/tmp/herald-kr}"
-RATE="${RATE:-50}" ISSUE="${ISSUE:-14}" KILL_AT="${KILL_AT:-10}" DOWN="${DOWN:-5}" COLD_DOWN="${COLD_DOWN:-10}"
+CRASH_LEAD="${CRASH_LEAD:-2}" RATE="${RATE:-50}" ISSUE="${ISSUE:-14}" KILL_AT="${KILL_AT:-10}" DOWN="${DOWN:-5}" COLD_DOWN="${COLD_DOWN:-10}"
 OUT="${OUT:-$(mktemp -d /tmp/broker-restart.XXXXXX)}"
 mkdir -p "$OUT"
 KAFKA="$(dirname "${BASH_SOURCE[0]}")/infra/kafka.sh"
@@ -69,11 +72,22 @@ case "$mode" in
 restart)
   serve orders orders "$ORDERS_GRPC" 127.0.0.1:28182
   serve inventory inventory "$INVENTORY_GRPC" 127.0.0.1:28183
+  inventory_pid=$!
   sleep 3
   "$BIN" bench --target="$ORDERS_GRPC" --inventory-target="$INVENTORY_GRPC" --rate="$RATE" \
     --duration="${ISSUE}s" --follow-timeout=180s --json >"$OUT/bench.json" 2>"$OUT/bench.err" &
   bench=$!
-  sleep "$KILL_AT"
+  if [ -n "${CRASH_FIRST:-}" ]; then
+    # The case that once stalled stable transactional ids: a process
+    # killed -9 and restarted, then the broker killed soon after.
+    sleep "$((KILL_AT - CRASH_LEAD))"
+    kill -9 "$inventory_pid"; log "inventory killed -9"
+    mv "$OUT/inventory.log" "$OUT/inventory.1.log"
+    serve inventory inventory "$INVENTORY_GRPC" 127.0.0.1:28183
+    sleep "$CRASH_LEAD"
+  else
+    sleep "$KILL_AT"
+  fi
   "$KAFKA" kill >/dev/null 2>&1
   killed=$(now); log "broker killed"
   sleep "$DOWN"

@@ -287,3 +287,125 @@ func committedOffset(t *testing.T, cl *kgo.Client, group, topic string) int64 {
 	}
 	return o.At
 }
+
+// TestRestartedConsumerReplacesItsDeadMember: a consumer killed without
+// leaving its group stays a member until its session times out, and a new
+// member's join waits for it. The same instance restarted replaces it at
+// once (static membership under the instance id); another instance has to
+// wait.
+func TestRestartedConsumerReplacesItsDeadMember(t *testing.T) {
+	for _, tc := range []struct {
+		instance string
+		want     bool // handles the record within the wait
+	}{{"i1", true}, {"i2", false}} {
+		t.Run(tc.instance, func(t *testing.T) {
+			seeds := emptyCluster(t, "in")
+			dead, err := kgo.NewClient(kgo.SeedBrokers(seeds...), kgo.ConsumerGroup("g"), kgo.ConsumeTopics("in"),
+				kgo.InstanceID("i1"), kgo.SessionTimeout(10*time.Second), kgo.FetchIsolationLevel(kgo.ReadCommitted()))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := dead.ProduceSync(context.Background(), &kgo.Record{Topic: "in", Value: []byte("r")}).FirstErr(); err != nil {
+				t.Fatal(err)
+			}
+			pctx, pcancel := context.WithTimeout(context.Background(), 10*time.Second)
+			n := dead.PollFetches(pctx).NumRecords()
+			pcancel()
+			if n != 1 {
+				t.Fatalf("the first member polled %d records, want 1", n)
+			}
+			dead.Close() // a static member does not leave: as if killed
+
+			sub, err := kafkabus.NewSubscriber(kafkabus.Seeds(seeds...), kafkabus.Logger(quiet()),
+				kafkabus.GroupTransactions("c-"), kafkabus.InstanceID(tc.instance))
+			if err != nil {
+				t.Fatal(err)
+			}
+			handled := make(chan struct{}, 1)
+			ctx, cancel := context.WithCancel(context.Background())
+			done := make(chan error, 1)
+			go func() {
+				done <- sub.Run(ctx, "g", []string{"in"}, func(context.Context, *bus.Message) error {
+					select {
+					case handled <- struct{}{}:
+					default:
+					}
+					return nil
+				})
+			}()
+			var got bool
+			select {
+			case <-handled:
+				got = true
+			case <-time.After(5 * time.Second):
+			}
+			cancel()
+			if err := <-done; err != nil {
+				t.Fatal(err)
+			}
+			if got != tc.want {
+				t.Fatalf("instance %s handled the dead member's record within 5s: %v, want %v", tc.instance, got, tc.want)
+			}
+		})
+	}
+}
+
+// TestStoppedConsumerLeavesItsGroup: static membership must not keep a
+// stopped instance's partitions from the others until its session times
+// out; a stop leaves the group.
+func TestStoppedConsumerLeavesItsGroup(t *testing.T) {
+	seeds := emptyCluster(t, "in")
+	prod, err := kgo.NewClient(kgo.SeedBrokers(seeds...))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer prod.Close()
+	produce := func(v string) {
+		if err := prod.ProduceSync(context.Background(), &kgo.Record{Topic: "in", Value: []byte(v)}).FirstErr(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	run := func(instance string, handled chan<- string) (context.CancelFunc, <-chan error) {
+		sub, err := kafkabus.NewSubscriber(kafkabus.Seeds(seeds...), kafkabus.Logger(quiet()),
+			kafkabus.GroupTransactions("c-"), kafkabus.InstanceID(instance))
+		if err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan error, 1)
+		go func() {
+			done <- sub.Run(ctx, "g", []string{"in"}, func(_ context.Context, m *bus.Message) error {
+				handled <- string(m.Value)
+				return nil
+			})
+		}()
+		return cancel, done
+	}
+	wait := func(handled <-chan string, want string) {
+		t.Helper()
+		select {
+		case v := <-handled:
+			if v != want {
+				t.Fatalf("handled %q, want %q", v, want)
+			}
+		case <-time.After(5 * time.Second):
+			t.Fatalf("%q not handled within 5s", want)
+		}
+	}
+	first := make(chan string, 10)
+	produce("one")
+	cancel, done := run("i1", first)
+	wait(first, "one")
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	second := make(chan string, 10)
+	cancel, done = run("i2", second)
+	defer func() {
+		cancel()
+		<-done
+	}()
+	produce("two")
+	wait(second, "two")
+}

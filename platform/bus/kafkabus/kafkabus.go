@@ -98,9 +98,14 @@ func TransactionalID(id string) Option { return func(c *config) { c.txnID = id }
 // aborts the transaction it left open at once, instead of holding
 // read-committed readers back for the [TransactionTimeout]. It must be
 // unique among the instances running at once: two live instances with the
-// same id fence each other without end. Default none: a publisher's id is
-// used as given, and a consumer session gets a random suffix, so a crashed
-// session's open transaction is only aborted when it times out.
+// same id fence each other without end. A transactional subscriber also
+// joins its group as a static member under this id (KIP-345): a restarted
+// instance takes over the member its predecessor left behind at once,
+// instead of waiting for that member's session to time out; a subscriber
+// that stops leaves the group explicitly. Default none: a publisher's id is
+// used as given, and a consumer session gets a random suffix and a dynamic
+// membership, so a crashed session's open transaction is only aborted when
+// it times out.
 func InstanceID(id string) Option { return func(c *config) { c.instance = id } }
 
 // DefaultTransactionTimeout is the [TransactionTimeout] unless set.
@@ -501,6 +506,27 @@ func (s *Subscriber) run(ctx context.Context, group string, topics []string, h b
 		}
 		txnID := s.cfg.groupTxnID + group + "-" + instance
 		log = log.With("transactional_id", txnID)
+		if s.cfg.instance != "" {
+			// Static group membership (KIP-345) under the same stable
+			// name. A member that went away without leaving the group
+			// (its process was killed, or the broker was down when a
+			// broken session closed) otherwise stays in it until its
+			// session times out (45 s, counted again from a broker
+			// restart), and the next session's join waits for it: this
+			// wait, not the transactional id, is what stalled restarted
+			// consumers when stable ids were first tried. With the same
+			// instance id the coordinator replaces the old member at
+			// once and hands its partitions over without a rebalance.
+			opts = append(opts, kgo.InstanceID(s.cfg.instance))
+			// A static member does not leave the group when its client
+			// closes; a stop does it explicitly, after the close, so
+			// that a stopped instance's partitions move on at once.
+			defer func() {
+				if ctx.Err() != nil {
+					s.leaveGroup(log, group)
+				}
+			}()
+		}
 		opts = append(opts, kgo.TransactionalID(txnID), kgo.TransactionTimeout(s.cfg.txnTimeout),
 			kgo.RequiredAcks(kgo.AllISRAcks()))
 		// A rebalance does not wait for the poll in hand (franz-go's
@@ -610,6 +636,27 @@ func (s *Subscriber) run(ctx context.Context, group string, topics []string, h b
 			log.Info("consumer stopped")
 			return nil
 		}
+	}
+}
+
+// leaveGroup takes this static member out of group, as a dynamic member's
+// client does when it closes.
+func (s *Subscriber) leaveGroup(log *slog.Logger, group string) {
+	cl, err := kgo.NewClient(append([]kgo.Opt{kgo.SeedBrokers(s.cfg.seeds...), kgo.WithLogger(kgoLogger{s.cfg.logger})}, s.cfg.extra...)...)
+	if err != nil {
+		log.Warn("leave consumer group", "err", err)
+		return
+	}
+	defer cl.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	resp, err := kadm.NewClient(cl).LeaveGroup(ctx, kadm.LeaveGroup(group).InstanceIDs(s.cfg.instance).Reason("herald consumer stopping"))
+	if err == nil {
+		err = resp.Error()
+	}
+	if err != nil {
+		// Its partitions move when its session times out instead.
+		log.Warn("leave consumer group", "instance", s.cfg.instance, "err", err)
 	}
 }
 
