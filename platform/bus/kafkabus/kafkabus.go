@@ -512,11 +512,14 @@ func (s *Subscriber) run(ctx context.Context, group string, topics []string, h b
 			// (its process was killed, or the broker was down when a
 			// broken session closed) otherwise stays in it until its
 			// session times out (45 s, counted again from a broker
-			// restart), and the next session's join waits for it: this
-			// wait, not the transactional id, is what stalled restarted
-			// consumers when stable ids were first tried. With the same
-			// instance id the coordinator replaces the old member at
-			// once and hands its partitions over without a rebalance.
+			// restart), and the next session's join waits for it. That
+			// wait, not the transactional id, is what stalled a restarted
+			// consumer when the broker was killed soon after (reproduced:
+			// 60 s; the first try of stable ids, which stalled without
+			// end, also blocked rebalances on poll, since withdrawn).
+			// With the same instance id the coordinator replaces the old
+			// member at once and hands its partitions over without a
+			// rebalance.
 			opts = append(opts, kgo.InstanceID(s.cfg.instance))
 			// A static member does not leave the group when its client
 			// closes; a stop does it explicitly, after the close, so
