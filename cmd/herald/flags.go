@@ -87,6 +87,7 @@ func (f *flags) process(embedded bool) {
 	f.fs.BoolVar(&f.cfg.AutoRegister, "auto-register-schemas", false, "register missing event schemas at start instead of failing")
 	f.fs.DurationVar(&f.cfg.StartupTimeout, "startup-timeout", 2*time.Minute,
 		"how long to wait at start for the schema registry, the bus and the database to answer (0: fail at once)")
+	f.fs.StringVar(&f.cfg.InstanceID, "instance-id", "", "name of this process in Kafka transactional ids: the same across its restarts, distinct per instance of a service (default: the host name)")
 }
 
 // kafka adds the flags that reach Kafka.

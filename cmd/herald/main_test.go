@@ -44,6 +44,8 @@ func TestRunUsageErrors(t *testing.T) {
 		{"serve with a bad http port", []string{"serve", "--kafka-brokers=k:9092", "--http-addr=127.0.0.1:99999"}, reachable, "--http-addr"},
 		{"serve with a negative startup timeout", []string{"serve", "--kafka-brokers=k:9092", "--startup-timeout=-1s"}, reachable, "--startup-timeout"},
 		{"serve with half a sasl config", []string{"serve", "--kafka-sasl-mechanism=SCRAM-SHA-256"}, nil, "needs --kafka-sasl-user"},
+		{"serve with a bad instance id", []string{"serve", "--instance-id=inventory/2"}, nil, `--instance-id (HERALD_INSTANCE_ID): "inventory/2"`},
+		{"serve with a bad instance id from env", []string{"serve"}, map[string]string{"HERALD_INSTANCE_ID": "a b"}, "--instance-id"},
 		{"serve with unknown sasl", []string{"serve", "--kafka-sasl-mechanism=GSSAPI"}, nil, "--kafka-sasl-mechanism"},
 		{"schema without subcommand", []string{"schema"}, nil, "no subcommand"},
 		{"schema register without registry", []string{"schema", "register"}, nil, "--schema-registry-url"},

@@ -106,6 +106,17 @@ type Config struct {
 	// ids and database schemas, so several deployments can share the same
 	// infrastructure. Default none.
 	Namespace string
+	// InstanceID names this process among the instances of its services.
+	// It ends the Kafka transactional ids of its outbox relays
+	// ("herald-<service>-outbox-<instance>") and consumers
+	// ("herald-consumer-<group>-<instance>"): a restarted process with the
+	// same id fences its predecessor, and the broker aborts the
+	// transactions that one left open at once instead of after the
+	// transaction timeout. It must stay the same across restarts of one
+	// instance and differ between instances running at once (two instances
+	// of one service on one host need distinct ids). Up to 64 of
+	// [A-Za-z0-9._-]. Default: the host name.
+	InstanceID string
 	// Services to run. Default: all.
 	Services []string
 	// Partitions and ReplicationFactor of topics the process creates.
@@ -163,6 +174,9 @@ func (c *Config) SetDefaults() {
 	if c.Bus == "" {
 		c.Bus = BusKafka
 	}
+	if c.InstanceID == "" {
+		c.InstanceID = hostInstanceID()
+	}
 	if len(c.Services) == 0 {
 		// Default: every service the bus can carry (risk needs Kafka).
 		c.Services = KnownServices()
@@ -201,6 +215,25 @@ const (
 )
 
 var namespaceRE = regexp.MustCompile(`^[a-z][a-z0-9_]{0,30}$`)
+
+var instanceIDRE = regexp.MustCompile(`^[A-Za-z0-9._-]{1,64}$`)
+
+// hostInstanceID is the default [Config.InstanceID]: the host name, its
+// characters outside [A-Za-z0-9._-] replaced by '-' and cut to 64, or
+// "herald" when the host has no name.
+func hostInstanceID() string {
+	name, err := os.Hostname()
+	if err != nil || name == "" {
+		return "herald"
+	}
+	b := []byte(name)
+	for i, c := range b {
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '.' || c == '_' || c == '-') {
+			b[i] = '-'
+		}
+	}
+	return string(b[:min(len(b), 64)])
+}
 
 // Validate reports every invalid setting, naming its flag and variable.
 func (c *Config) Validate() error {
@@ -282,6 +315,9 @@ func (c *Config) Validate() error {
 	}
 	if c.Namespace != "" && !namespaceRE.MatchString(c.Namespace) {
 		bad("namespace", "%q: want a lower-case letter then up to 30 of [a-z0-9_]", c.Namespace)
+	}
+	if !instanceIDRE.MatchString(c.InstanceID) {
+		bad("instance-id", "%q: want 1 to 64 of [A-Za-z0-9._-]", c.InstanceID)
 	}
 	seen := map[string]bool{}
 	for _, s := range c.Services {

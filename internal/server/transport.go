@@ -3,6 +3,7 @@ package server
 import (
 	"context"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -53,9 +54,15 @@ func (k *kafkaTransport) prepare(ctx context.Context, topics []string) error {
 	return nil
 }
 
+// relayPublisher's transactional id is "herald-<service>-outbox-<instance>"
+// (namespaced): stable across restarts of one instance, so a restarted relay
+// fences its predecessor and the broker aborts what that one left open at
+// once, and distinct between instances of one service, which would
+// otherwise fence each other.
 func (k *kafkaTransport) relayPublisher(service string) (bus.Publisher, error) {
 	txnID := event.Namespaced(k.cfg.Namespace, "herald-"+service+"-outbox")
-	return kafkabus.NewPublisher(append(k.opts, kafkabus.TransactionalID(txnID))...)
+	return kafkabus.NewPublisher(append(slices.Clip(k.opts), kafkabus.TransactionalID(txnID),
+		kafkabus.InstanceID(k.cfg.InstanceID))...)
 }
 
 func (k *kafkaTransport) publisher() (bus.Publisher, error) {
@@ -63,10 +70,13 @@ func (k *kafkaTransport) publisher() (bus.Publisher, error) {
 }
 
 // subscriber consumes in Kafka transactions: offsets and dead letters
-// commit together.
+// commit together. Each group's transactional id is
+// "herald-consumer-<group>-<instance>" (namespaced), stable per instance for
+// the same reason as the relay's.
 func (k *kafkaTransport) subscriber() (bus.Subscriber, error) {
-	opts := append(k.opts, kafkabus.Metrics(k.p.metrics), kafkabus.ShutdownGrace(k.cfg.ShutdownGrace),
-		kafkabus.GroupTransactions(event.Namespaced(k.cfg.Namespace, "herald-consumer-")))
+	opts := append(slices.Clip(k.opts), kafkabus.Metrics(k.p.metrics), kafkabus.ShutdownGrace(k.cfg.ShutdownGrace),
+		kafkabus.GroupTransactions(event.Namespaced(k.cfg.Namespace, "herald-consumer-")),
+		kafkabus.InstanceID(k.cfg.InstanceID))
 	return kafkabus.NewSubscriber(opts...)
 }
 

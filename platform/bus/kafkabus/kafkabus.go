@@ -43,6 +43,7 @@ type config struct {
 	keyWorkers  int
 	grace       time.Duration
 	groupTxnID  string
+	instance    string
 	metrics     *observe.Metrics
 }
 
@@ -52,7 +53,7 @@ func newConfig(opts []Option) (config, error) {
 		maxPoll:     500,
 		retryFloor:  100 * time.Millisecond,
 		retryCeil:   5 * time.Second,
-		txnTimeout:  40 * time.Second,
+		txnTimeout:  DefaultTransactionTimeout,
 		commitAwait: 10 * time.Second,
 		keyWorkers:  16,
 		grace:       10 * time.Second,
@@ -62,6 +63,9 @@ func newConfig(opts []Option) (config, error) {
 	}
 	if len(c.seeds) == 0 {
 		return c, errors.New("kafkabus: no seed brokers configured")
+	}
+	if c.instance != "" && c.txnID != "" {
+		c.txnID += "-" + c.instance
 	}
 	return c, nil
 }
@@ -81,8 +85,62 @@ func Logger(l *slog.Logger) Option { return func(c *config) { c.logger = l } }
 // TransactionalID makes a publisher transactional: each Publish is one
 // transaction. The id must be stable for one logical producer (for example
 // one per service's outbox relay) so that a restarted process fences its
-// predecessor. Default: not transactional (idempotent only).
+// predecessor. With [InstanceID] the id used is "<id>-<instance>".
+// Default: not transactional (idempotent only).
 func TransactionalID(id string) Option { return func(c *config) { c.txnID = id } }
+
+// InstanceID names this process among the instances of one service. It is
+// appended to every transactional id: "<id>-<instance>" for
+// [TransactionalID] (a publisher or a [Transformer]) and
+// "<prefix><group>-<instance>" for [GroupTransactions]. It must be stable
+// across restarts of one instance, so that the restarted process (or a new
+// consumer session of a running one) fences its predecessor and the broker
+// aborts the transaction it left open at once, instead of holding
+// read-committed readers back for the [TransactionTimeout]. It must be
+// unique among the instances running at once: two live instances with the
+// same id fence each other without end. A transactional subscriber also
+// joins its group as a static member under this id (KIP-345): a restarted
+// instance takes over the member its predecessor left behind at once,
+// instead of waiting for that member's session to time out; a subscriber
+// that stops leaves the group explicitly. Default none: a publisher's id is
+// used as given, and a consumer session gets a random suffix and a dynamic
+// membership, so a crashed session's open transaction is only aborted when
+// it times out.
+func InstanceID(id string) Option { return func(c *config) { c.instance = id } }
+
+// DefaultTransactionTimeout is the [TransactionTimeout] unless set.
+//
+// The broker aborts a transaction this long after its first record (or
+// offset commit) was added to it, unless it ended first. With a stable
+// [InstanceID] that only matters for an instance that crashed and never
+// comes back: its open transaction holds read-committed readers of the
+// partitions it wrote to (and the group's offsets it was committing) back
+// until then. A restarted instance, or a new session after a broker
+// restart, fences its predecessor and the broker aborts at once.
+//
+// It must exceed the longest transaction herald runs while healthy. The
+// relay's is one batch: produce, flush, commit, milliseconds. A consumer's
+// opens broker-side only at its first produce (a dead letter) or, failing
+// that, at the offset commit in End; from there it lasts the rest of the
+// poll, a second or so at a few thousand records. A handler that waits on
+// an unreachable database before anything was produced holds no broker
+// transaction, whatever the wait; one that waits after a dead letter was
+// produced in the poll's transaction outlives the timeout: the broker
+// aborts it, End fails, the session is replaced and the poll comes again,
+// its dead letter with it (the aborted copy is never visible).
+//
+// 15 seconds leaves that margin tenfold and is well under franz-go's 40 s
+// default that herald used before: a vanished instance's partitions move
+// again after at most 15 s plus the broker's expiry scan
+// (transaction.abort.timed.out.transaction.cleanup.interval.ms, 10 s by
+// default).
+const DefaultTransactionTimeout = 15 * time.Second
+
+// TransactionTimeout sets how long the broker lets a transaction of a
+// publisher, a transactional subscriber or a [Transformer] stay open before
+// it aborts it. Default [DefaultTransactionTimeout], which explains the
+// trade-off; it must not exceed the broker's transaction.max.timeout.ms.
+func TransactionTimeout(d time.Duration) Option { return func(c *config) { c.txnTimeout = d } }
 
 // MaxPollRecords bounds how many records a subscriber takes per poll; the
 // offsets of one poll are committed together. Default 500: larger batches
@@ -111,13 +169,14 @@ func ShutdownGrace(d time.Duration) Option { return func(c *config) { c.grace = 
 
 // GroupTransactions makes a subscriber consume in Kafka transactions
 // (franz-go's GroupTransactSession). Each Run gets the transactional id
-// "<prefix><group>-<random>", unique per consumer instance as the group
-// protocol (KIP-447) allows; after a crash, the transaction the dead instance
-// left open holds read-committed readers and the group's offset fetches
-// back until the transaction timeout (40s). (A stable id per instance would
-// fence the dead one at once; tried, a restarted consumer with the same id
-// stalled without end when the broker was killed soon after, so it is not
-// offered.) Each poll is one transaction: the
+// "<prefix><group>-<instance>" with the [InstanceID], or a random instance
+// part per session without one (KIP-447 lets every consumer instance have
+// its own id). With a stable instance id, a new session — after a broker
+// restart broke the last one, or in a restarted process — fences its
+// predecessor and the broker aborts the transaction it left open at once;
+// with a random one, that transaction holds read-committed readers and the
+// group's offset fetches back until the [TransactionTimeout]. Each poll is
+// one transaction: the
 // offsets of the poll and whatever handlers publish through
 // [bus.DeliveryPublisher] (dead letters) commit together, or not at all —
 // a poll that was not fully handled aborts, and the records come again, as
@@ -439,9 +498,38 @@ func (s *Subscriber) run(ctx context.Context, group string, topics []string, h b
 		err  error
 	)
 	if s.cfg.groupTxnID != "" {
-		var suffix [6]byte
-		_, _ = rand.Read(suffix[:])
-		txnID := fmt.Sprintf("%s%s-%x", s.cfg.groupTxnID, group, suffix)
+		instance := s.cfg.instance
+		if instance == "" {
+			var suffix [6]byte
+			_, _ = rand.Read(suffix[:])
+			instance = fmt.Sprintf("%x", suffix)
+		}
+		txnID := s.cfg.groupTxnID + group + "-" + instance
+		log = log.With("transactional_id", txnID)
+		if s.cfg.instance != "" {
+			// Static group membership (KIP-345) under the same stable
+			// name. A member that went away without leaving the group
+			// (its process was killed, or the broker was down when a
+			// broken session closed) otherwise stays in it until its
+			// session times out (45 s, counted again from a broker
+			// restart), and the next session's join waits for it. That
+			// wait, not the transactional id, is what stalled a restarted
+			// consumer when the broker was killed soon after (reproduced:
+			// 60 s; the first try of stable ids, which stalled without
+			// end, also blocked rebalances on poll, since withdrawn).
+			// With the same instance id the coordinator replaces the old
+			// member at once and hands its partitions over without a
+			// rebalance.
+			opts = append(opts, kgo.InstanceID(s.cfg.instance))
+			// A static member does not leave the group when its client
+			// closes; a stop does it explicitly, after the close, so
+			// that a stopped instance's partitions move on at once.
+			defer func() {
+				if ctx.Err() != nil {
+					s.leaveGroup(log, group)
+				}
+			}()
+		}
 		opts = append(opts, kgo.TransactionalID(txnID), kgo.TransactionTimeout(s.cfg.txnTimeout),
 			kgo.RequiredAcks(kgo.AllISRAcks()))
 		// A rebalance does not wait for the poll in hand (franz-go's
@@ -551,6 +639,27 @@ func (s *Subscriber) run(ctx context.Context, group string, topics []string, h b
 			log.Info("consumer stopped")
 			return nil
 		}
+	}
+}
+
+// leaveGroup takes this static member out of group, as a dynamic member's
+// client does when it closes.
+func (s *Subscriber) leaveGroup(log *slog.Logger, group string) {
+	cl, err := kgo.NewClient(append([]kgo.Opt{kgo.SeedBrokers(s.cfg.seeds...), kgo.WithLogger(kgoLogger{s.cfg.logger})}, s.cfg.extra...)...)
+	if err != nil {
+		log.Warn("leave consumer group", "err", err)
+		return
+	}
+	defer cl.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	resp, err := kadm.NewClient(cl).LeaveGroup(ctx, kadm.LeaveGroup(group).InstanceIDs(s.cfg.instance).Reason("herald consumer stopping"))
+	if err == nil {
+		err = resp.Error()
+	}
+	if err != nil {
+		// Its partitions move when its session times out instead.
+		log.Warn("leave consumer group", "instance", s.cfg.instance, "err", err)
 	}
 }
 
