@@ -407,7 +407,11 @@ func (p *Process) newService(ctx context.Context, name string, codec *schema.Cod
 		if p.kopts == nil {
 			return nil, fmt.Errorf("risk runs on Kafka only, not on %s", p.bus)
 		}
-		return risk.New(risk.Deps{Codec: codec, Kafka: p.kopts, Logger: log, Namespace: ns, Metrics: m, Tracing: tr})
+		// Its transformer's transactional id ends in the instance id, so
+		// two instances do not fence each other and a restarted one
+		// fences its predecessor.
+		kopts := append(slices.Clip(p.kopts), kafkabus.InstanceID(p.cfg.InstanceID))
+		return risk.New(risk.Deps{Codec: codec, Kafka: kopts, Logger: log, Namespace: ns, Metrics: m, Tracing: tr})
 	}
 	db := p.dbs[name]
 	if db == nil {
