@@ -520,3 +520,44 @@ func TestStartWithoutSchemasLeavesNoTopics(t *testing.T) {
 		t.Errorf("a start stopped by missing schemas left topics behind: %v", topics)
 	}
 }
+
+// TestReadinessFollowsKafka stops the broker under a running process:
+// gRPC health says NOT_SERVING within seconds, naming kafka in /healthz,
+// and SERVING again once a broker answers on the same address.
+func TestReadinessFollowsKafka(t *testing.T) {
+	reg := newRegistryServer(t, freeAddr(t))
+	reg.start()
+	addr := freeAddr(t)
+	_, portStr, _ := net.SplitHostPort(addr)
+	port, _ := strconv.Atoi(portStr)
+	broker := func() *kfake.Cluster {
+		c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.Ports(port))
+		if err != nil {
+			t.Fatalf("kfake on %s: %v", addr, err)
+		}
+		return c
+	}
+	cluster := broker()
+	cfg := serveConfig(t.TempDir(), []string{addr}, reg.url(), testLogger(t))
+	cfg.HTTPAddr = "127.0.0.1:0"
+	cfg.HealthInterval = 200 * time.Millisecond
+	p, err := start(t, cfg)
+	if err != nil {
+		cluster.Close()
+		t.Fatalf("start: %v", err)
+	}
+	s := &stack{proc: p}
+	hc := healthpb.NewHealthClient(dialProcess(t, p))
+	serving := func(want healthpb.HealthCheckResponse_ServingStatus) func() bool {
+		return func() bool { return health(t, hc, "") == want }
+	}
+
+	cluster.Close()
+	eventually(t, 10*time.Second, serving(healthpb.HealthCheckResponse_NOT_SERVING), "NOT_SERVING with the broker gone")
+	if code, body, err := s.get("/healthz"); err != nil || code != http.StatusServiceUnavailable || !strings.Contains(body, `"dependency":"kafka"`) {
+		t.Fatalf("/healthz = %d %q (%v); want 503 naming kafka", code, body, err)
+	}
+	cluster = broker()
+	t.Cleanup(cluster.Close)
+	eventually(t, 15*time.Second, serving(healthpb.HealthCheckResponse_SERVING), "SERVING with a broker back")
+}
