@@ -75,6 +75,12 @@ func TestTypeMismatchIsTheRegistrysFaultWhileItDrifted(t *testing.T) {
 	fresh() // registry A
 	producer := codec()
 	register(producer, false)
+	// The consumer's codec resolved only its own event in A; a value
+	// framed by another producer is decoded through the registry.
+	consumer := codec()
+	if _, err := consumer.Lookup("herald.orders.v1", (&ordersv1.OrderCreated{}).ProtoReflect().Descriptor()); err != nil {
+		t.Fatal(err)
+	}
 	value, err := producer.Encode("herald.inventory.v1", &inventoryv1.InventoryDeducted{OrderId: "o-1"})
 	if err != nil {
 		t.Fatal(err)
@@ -85,14 +91,22 @@ func TestTypeMismatchIsTheRegistrysFaultWhileItDrifted(t *testing.T) {
 
 	fresh() // registry B, filled in the other order: A's inventory id is the orders schema now
 	register(codec(), true)
-	_, err = router(producer).decode(m)
+	_, err = router(consumer).decode(m)
 	t.Logf("decode with a codec whose ids moved: %v", err)
 	if err == nil || IsPermanent(err) || !fault.IsTransient(err) {
 		t.Fatalf("decode with a codec whose ids moved = %v; want a transient error", err)
 	}
 	consistent := codec()
-	register(consistent, true) // knows B's ids: B is consistent for it
+	if _, err := consistent.Lookup("herald.orders.v1", (&ordersv1.OrderCreated{}).ProtoReflect().Descriptor()); err != nil {
+		t.Fatal(err)
+	} // knows B's ids: B is consistent for it
 	if _, err := router(consistent).decode(m); !IsPermanent(err) {
 		t.Fatalf("decode with a codec that agrees with the registry = %v; want permanent", err)
+	}
+	// The producer's own codec resolved that framing itself: it reads
+	// the value as what it is, whatever the registry now says.
+	ev, err := router(producer).decode(m)
+	if err != nil || ev.Type != "herald.inventory.v1.InventoryDeducted" {
+		t.Fatalf("decode with the codec that framed the value = %v, %v; want InventoryDeducted", ev, err)
 	}
 }

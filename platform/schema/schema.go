@@ -22,6 +22,13 @@
 // back. [Codec.RunVerifier] verifies periodically and after every
 // reconnect to the registry.
 //
+// The same kept framings serve decoding: a value whose framing (id and
+// message indexes) is one the codec resolved itself is read into that Go
+// type without the registry, unless the codec has found the ids drifted.
+// A process that looked up its events at start (herald serve does) thus
+// decodes them while the registry is down; other values need the
+// registry, as the serde reads them.
+//
 // # Errors
 //
 // An unreachable registry makes Encode, Decode, Lookup and Register fail
@@ -133,7 +140,12 @@ type Codec struct {
 	mu     sync.Mutex
 	sers   map[protoreflect.FullName]*protobuf.Serializer
 	frames map[frameKey]framing
-	drift  error // non-nil while Verify finds ids that moved
+	// known maps a framing prefix the codec resolved itself (Encode,
+	// Lookup, Register) to its Go type, so Decode reads such values
+	// without asking the registry: a process that restarted while the
+	// registry is down still decodes its own events.
+	known map[string]protoreflect.MessageType
+	drift error // non-nil while Verify finds ids that moved
 	deser  *protobuf.Deserializer
 
 	verifier
@@ -174,6 +186,7 @@ func NewCodec(client schemaregistry.Client, opts ...Option) (*Codec, error) {
 		types:    protoregistry.GlobalTypes,
 		sers:     make(map[protoreflect.FullName]*protobuf.Serializer),
 		frames:   make(map[frameKey]framing),
+		known:    make(map[string]protoreflect.MessageType),
 		log:      slog.Default(),
 	}
 	for _, o := range opts {
@@ -286,9 +299,36 @@ func (c *Codec) remember(topic string, md protoreflect.MessageDescriptor, b []by
 	if err != nil {
 		return
 	}
+	mt, _ := c.types.FindMessageByName(md.FullName())
 	c.mu.Lock()
 	c.frames[frameKey{topic, md.FullName()}] = framing{prefix: bytes.Clone(b[:n]), id: id, md: md}
+	if mt != nil {
+		c.known[string(b[:n])] = mt
+	}
 	c.mu.Unlock()
+}
+
+// decodeKnown decodes value without the registry when its framing is one
+// the codec resolved itself and the registry has not been found to drift
+// since; ok is false otherwise (or when the bytes do not parse as that
+// type), and the caller asks the registry.
+func (c *Codec) decodeKnown(value []byte) (proto.Message, bool) {
+	n, err := framingLen(value)
+	if err != nil {
+		return nil, false
+	}
+	c.mu.Lock()
+	mt, ok := c.known[string(value[:n])]
+	drifted := c.drift != nil
+	c.mu.Unlock()
+	if !ok || drifted {
+		return nil, false
+	}
+	m := mt.New().Interface()
+	if err := proto.Unmarshal(value[n:], m); err != nil {
+		return nil, false
+	}
+	return m, true
 }
 
 // unreachable marks err transient for the registry and wakes the verifier,
@@ -386,6 +426,9 @@ func (c *Codec) Decode(topic string, value []byte) (msg proto.Message, err error
 	}
 	if err := checkIndexes(value); err != nil {
 		return nil, fmt.Errorf("decode %s: %w: %v", topic, ErrUndecodable, err)
+	}
+	if m, ok := c.decodeKnown(value); ok {
+		return m, nil
 	}
 	defer func() {
 		// The serde indexes message arrays without bounds checks; a

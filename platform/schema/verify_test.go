@@ -307,3 +307,40 @@ func TestRunVerifierVerifiesOnReconnect(t *testing.T) {
 		time.Sleep(10 * time.Millisecond)
 	}
 }
+
+// TestDecodeOwnFramingsWithoutTheRegistry: a process that looked its events
+// up (as herald serve does at start) decodes values with those framings
+// while the registry is down, so a restart during a registry outage does
+// not stop its consumers; a framing it never resolved still needs the
+// registry, and that failure is transient.
+func TestDecodeOwnFramingsWithoutTheRegistry(t *testing.T) {
+	reg := newSwappable(t)
+	reg.swap(t)
+	registerIn(t, reg.srv.URL, false)
+	producer := codecAt(t, reg.srv.URL)
+	created, err := producer.Encode("herald.orders.v1", &ordersv1.OrderCreated{OrderId: "o-1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	deducted, err := producer.Encode("herald.inventory.v1", &inventoryv1.InventoryDeducted{OrderId: "o-1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// A freshly started consumer that looked up only the orders events.
+	consumer := codecAt(t, reg.srv.URL)
+	if _, err := consumer.Lookup("herald.orders.v1", desc(&ordersv1.OrderCreated{})); err != nil {
+		t.Fatal(err)
+	}
+
+	reg.cur.Store(nil) // the registry goes down
+	msg, err := consumer.Decode("herald.orders.v1", created)
+	if err != nil {
+		t.Fatalf("decode a framing the codec resolved, registry down: %v", err)
+	}
+	if got := msg.(*ordersv1.OrderCreated).GetOrderId(); got != "o-1" {
+		t.Fatalf("decoded order id %q, want o-1", got)
+	}
+	if _, err := consumer.Decode("herald.inventory.v1", deducted); err == nil || !fault.IsTransient(err) {
+		t.Fatalf("decode a framing the codec never resolved, registry down = %v; want a transient error", err)
+	}
+}
