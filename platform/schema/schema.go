@@ -146,7 +146,7 @@ type Codec struct {
 	// registry is down still decodes its own events.
 	known map[string]protoreflect.MessageType
 	drift error // non-nil while Verify finds ids that moved
-	deser  *protobuf.Deserializer
+	deser *protobuf.Deserializer
 
 	verifier
 }
