@@ -44,7 +44,7 @@ const (
 	// start (a TLS handshake to a distant broker fits).
 	startAttemptTimeout = 5 * time.Second
 	// startBackoffMax caps the delay between attempts.
-	startBackoffMax = 5 * time.Second
+	startBackoffMax = 2 * time.Second
 	// waitReportEvery spaces the "waiting for" lines of one dependency.
 	waitReportEvery = 10 * time.Second
 )

@@ -19,7 +19,8 @@ type CircuitPolicy struct {
 	Group string
 	// Floor and Ceil bound the pause between two probes of an unavailable
 	// dependency, which doubles from Floor with jitter. Defaults 100ms and
-	// 5s: a long outage costs one attempt every few seconds per group.
+	// 2s: a long outage costs one attempt every two seconds per group,
+	// and the group resumes at most two seconds after the dependency.
 	Floor, Ceil time.Duration
 	// Logger receives one line per state change. Default [slog.Default].
 	Logger *slog.Logger
@@ -98,7 +99,7 @@ func newBreaker(p CircuitPolicy) *breaker {
 		p.Floor = 100 * time.Millisecond
 	}
 	if p.Ceil <= 0 {
-		p.Ceil = 5 * time.Second
+		p.Ceil = 2 * time.Second
 	}
 	if p.Ceil < p.Floor {
 		p.Ceil = p.Floor

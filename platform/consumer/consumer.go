@@ -129,7 +129,7 @@ type Config struct {
 	Backoff, MaxBackoff time.Duration
 	// CircuitBackoff is the first pause between probes of an unavailable
 	// dependency, doubled each time (with jitter) up to CircuitMaxBackoff.
-	// Defaults 100ms and 5s.
+	// Defaults 100ms and 2s.
 	CircuitBackoff, CircuitMaxBackoff time.Duration
 	// Logger defaults to [slog.Default].
 	Logger *slog.Logger

@@ -201,7 +201,7 @@ func (o *Outbox) OldestPendingAge(ctx context.Context) (time.Duration, error) {
 // cancellation and an error only from the BeforeMark hook.
 //
 // A failing round (the database or the bus unreachable) is retried with a
-// backoff doubling from 100ms to 5s. The log gets one line when the relay
+// backoff doubling from 100ms to 2s. The log gets one line when the relay
 // starts failing (Warn for a transient error, see [fault.IsTransient],
 // Error otherwise) and one when it recovers, with how long it failed; the
 // attempts in between are logged at Debug level.
@@ -236,7 +236,7 @@ func (o *Outbox) Run(ctx context.Context) error {
 			if !sleep(ctx, backoff) {
 				return nil
 			}
-			backoff = min(backoff*2, 5*time.Second)
+			backoff = min(backoff*2, 2*time.Second)
 			continue
 		}
 		if !failingSince.IsZero() {

@@ -466,7 +466,9 @@ func (s *Subscriber) Run(ctx context.Context, group string, topics []string, h b
 			return nil
 		case <-t.C:
 		}
-		backoff = min(backoff*2, 10*time.Second)
+		// Capped low: a broken session usually means the broker went
+		// away, and the first session after its return should not wait.
+		backoff = min(backoff*2, 2*time.Second)
 	}
 }
 
