@@ -40,6 +40,7 @@ type config struct {
 	retryCeil   time.Duration
 	txnTimeout  time.Duration
 	commitAwait time.Duration
+	stallAfter  time.Duration
 	keyWorkers  int
 	grace       time.Duration
 	groupTxnID  string
@@ -55,6 +56,7 @@ func newConfig(opts []Option) (config, error) {
 		retryCeil:   5 * time.Second,
 		txnTimeout:  DefaultTransactionTimeout,
 		commitAwait: 10 * time.Second,
+		stallAfter:  30 * time.Second,
 		keyWorkers:  16,
 		grace:       10 * time.Second,
 	}
@@ -566,14 +568,25 @@ func (s *Subscriber) run(ctx context.Context, group string, topics []string, h b
 	})
 	defer stop()
 	dctx := hctx
+	pctx := ctx // what a poll waits under
+	var watch *stallWatch
 	if sess != nil {
 		dctx = bus.WithDeliveryPublisher(hctx, &sessionPublisher{cl: cl})
+		watch = newStallWatch(ctx, kadm.NewClient(cl), group, s.cfg.stallAfter)
+		defer watch.stop()
+		pctx = watch.ctx
 	}
 
+	aborted := 0 // polls in a row whose transaction the session aborted
 	for {
-		fetches := poller.PollRecords(ctx, s.cfg.maxPoll)
+		watch.polling(true)
+		fetches := poller.PollRecords(pctx, s.cfg.maxPoll)
+		watch.polling(false)
 		if fetches.IsClientClosed() {
 			return nil
+		}
+		if err := watch.err(); err != nil && ctx.Err() == nil {
+			return &brokenSessionError{err}
 		}
 		fetches.EachError(func(t string, p int32, err error) {
 			if ctx.Err() == nil {
@@ -625,8 +638,17 @@ func (s *Subscriber) run(ctx context.Context, group string, topics []string, h b
 				cancel()
 				return &brokenSessionError{fmt.Errorf("end transaction: %w", err)}
 			}
-			if !committed && complete {
-				log.Info("consumer transaction aborted by a rebalance; records will be redelivered")
+			switch {
+			case committed:
+				aborted = 0
+			case complete:
+				aborted++
+				log.Info("consumer transaction aborted (a rebalance, or the offset commit refused); records will be redelivered",
+					"in_a_row", aborted)
+				if aborted >= maxAbortedPolls {
+					cancel()
+					return &brokenSessionError{fmt.Errorf("%d polls in a row aborted", aborted)}
+				}
 			}
 		case sess == nil && len(done) > 0:
 			if err := cl.CommitRecords(cctx, done...); err != nil {
