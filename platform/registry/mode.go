@@ -116,15 +116,7 @@ func (r *Registry) putSubjectMode(req *http.Request) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	s, ok := r.st.Subjects[name]
-	if !ok {
-		s = &subjectRecord{}
-		r.st.Subjects[name] = s
-	}
-	s.Mode = mode
-	return modeRequest{Mode: mode}, r.save()
+	return modeRequest{Mode: mode}, r.setSubject(name, func(s *subjectRecord) { s.Mode = mode })
 }
 
 // deleteSubjectMode removes a subject's own mode, so the registry's

@@ -732,6 +732,12 @@ func (r *Registry) putSubjectConfig(req *http.Request) (any, error) {
 	if err != nil {
 		return nil, err
 	}
+	return configRequest{Compatibility: level}, r.setSubject(name, func(s *subjectRecord) { s.Compatibility = level })
+}
+
+// setSubject applies set to the record of subject name, creating it when
+// the subject has none yet, and saves the state.
+func (r *Registry) setSubject(name string, set func(*subjectRecord)) error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	s, ok := r.st.Subjects[name]
@@ -739,6 +745,6 @@ func (r *Registry) putSubjectConfig(req *http.Request) (any, error) {
 		s = &subjectRecord{}
 		r.st.Subjects[name] = s
 	}
-	s.Compatibility = level
-	return configRequest{Compatibility: level}, r.save()
+	set(s)
+	return r.save()
 }
