@@ -110,6 +110,10 @@ transaction.state.log.num.partitions=10
 share.coordinator.state.topic.replication.factor=1
 share.coordinator.state.topic.min.isr=1
 group.initial.rebalance.delay.ms=0
+# A transaction whose producer died is aborted at its timeout (herald: 10 s)
+# by a scan that runs every 10 s by default; every second, a crashed
+# consumer's offsets are released within about a second of the timeout.
+transaction.abort.timed.out.transaction.cleanup.interval.ms=1000
 
 # A single combined node that was killed re-registers with the controller
 # only once its old broker session has expired: keep that short, so a

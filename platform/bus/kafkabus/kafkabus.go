@@ -92,13 +92,13 @@ func Logger(l *slog.Logger) Option { return func(c *config) { c.logger = l } }
 func TransactionalID(id string) Option { return func(c *config) { c.txnID = id } }
 
 // InstanceID names this process among the instances of one service. It is
-// appended to every transactional id: "<id>-<instance>" for
-// [TransactionalID] (a publisher or a [Transformer]) and
-// "<prefix><group>-<instance>" for [GroupTransactions]. It must be stable
-// across restarts of one instance, so that the restarted process (or a new
-// consumer session of a running one) fences its predecessor and the broker
-// aborts the transaction it left open at once, instead of holding
-// read-committed readers back for the [TransactionTimeout]. It must be
+// appended to a publisher's (or a [Transformer]'s) transactional id,
+// "<id>-<instance>", and it must be stable across restarts of one
+// instance, so that the restarted process fences its predecessor and the
+// broker aborts the transaction it left open at once, instead of holding
+// read-committed readers back for the [TransactionTimeout]. A consumer
+// session's id is "<prefix><group>-<instance>-<random>" (see
+// [GroupTransactions] for why it is not stable). It must be
 // unique among the instances running at once: two live instances with the
 // same id fence each other without end. A transactional subscriber also
 // joins its group as a static member under this id (KIP-345): a restarted
@@ -131,12 +131,13 @@ func InstanceID(id string) Option { return func(c *config) { c.instance = id } }
 // aborts it, End fails, the session is replaced and the poll comes again,
 // its dead letter with it (the aborted copy is never visible).
 //
-// 15 seconds leaves that margin tenfold and is well under franz-go's 40 s
-// default that herald used before: a vanished instance's partitions move
-// again after at most 15 s plus the broker's expiry scan
+// 10 seconds leaves that margin several times over and is well under
+// franz-go's 40 s default that herald used before: a crashed consumer
+// session's offsets, or a vanished relay's records, are held back for at
+// most 10 s plus the broker's expiry scan
 // (transaction.abort.timed.out.transaction.cleanup.interval.ms, 10 s by
-// default).
-const DefaultTransactionTimeout = 15 * time.Second
+// default; the scripts' broker runs it every second).
+const DefaultTransactionTimeout = 10 * time.Second
 
 // TransactionTimeout sets how long the broker lets a transaction of a
 // publisher, a transactional subscriber or a [Transformer] stay open before
@@ -171,13 +172,13 @@ func ShutdownGrace(d time.Duration) Option { return func(c *config) { c.grace = 
 
 // GroupTransactions makes a subscriber consume in Kafka transactions
 // (franz-go's GroupTransactSession). Each Run gets the transactional id
-// "<prefix><group>-<instance>" with the [InstanceID], or a random instance
-// part per session without one (KIP-447 lets every consumer instance have
-// its own id). With a stable instance id, a new session — after a broker
-// restart broke the last one, or in a restarted process — fences its
-// predecessor and the broker aborts the transaction it left open at once;
-// with a random one, that transaction holds read-committed readers and the
-// group's offset fetches back until the [TransactionTimeout]. Each poll is
+// "<prefix><group>-<instance>-<random>", a new one per session (KIP-447
+// lets every consumer session have its own id). A stable id would fence a
+// dead predecessor at once, but twice left a transaction hanging on
+// __consumer_offsets when the predecessor's commit was still being
+// written, which held the group's offset fetches back for good; a crashed
+// session's open transaction now holds them back until the
+// [TransactionTimeout]. Each poll is
 // one transaction: the
 // offsets of the poll and whatever handlers publish through
 // [bus.DeliveryPublisher] (dead letters) commit together, or not at all —
@@ -502,13 +503,24 @@ func (s *Subscriber) run(ctx context.Context, group string, topics []string, h b
 		err  error
 	)
 	if s.cfg.groupTxnID != "" {
-		instance := s.cfg.instance
-		if instance == "" {
-			var suffix [6]byte
-			_, _ = rand.Read(suffix[:])
-			instance = fmt.Sprintf("%x", suffix)
+		// Every session gets a transactional id of its own, also with an
+		// instance id. With one stable id per instance, a session that
+		// started while its predecessor's commit was still being written
+		// (a process killed during EndTxn and restarted at once, or the
+		// broker killed then) twice left a transaction hanging on
+		// __consumer_offsets: the coordinator said CompleteCommit, the
+		// partition kept it open, and every later offset fetch of the
+		// group (franz-go always requires stable offsets) waited for
+		// good. A fresh id leaves the old transaction to the broker,
+		// which aborts it at its timeout (DefaultTransactionTimeout);
+		// the group's membership is what stays stable (below).
+		var suffix [6]byte
+		_, _ = rand.Read(suffix[:])
+		session := fmt.Sprintf("%x", suffix)
+		if s.cfg.instance != "" {
+			session = s.cfg.instance + "-" + session
 		}
-		txnID := s.cfg.groupTxnID + group + "-" + instance
+		txnID := s.cfg.groupTxnID + group + "-" + session
 		log = log.With("transactional_id", txnID)
 		if s.cfg.instance != "" {
 			// Static group membership (KIP-345) under the same stable
