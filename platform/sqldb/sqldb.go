@@ -152,9 +152,6 @@ func OpenSQLite(path string) (*DB, error) {
 	return newDB(db, SQLite), nil
 }
 
-// Wrap adopts an open *sql.DB of the given dialect.
-func Wrap(db *sql.DB, d Dialect) *DB { return newDB(db, d) }
-
 // Dialect returns the database's dialect.
 func (db *DB) Dialect() Dialect { return db.dialect }
 
@@ -262,12 +259,55 @@ func (t *Tx) Dialect() Dialect { return t.dialect }
 // run on rollback.
 func (t *Tx) OnCommit(fn func()) { t.onCommit = append(t.onCommit, fn) }
 
+// txKey keys the transaction of one DB in a context.
+type txKey struct{ db *DB }
+
+// WithTx returns ctx carrying tx, a transaction of db: [DB.InTx] and
+// [DB.Conn] called with the returned context (or one derived from it) use
+// tx instead of beginning another. The platform's unit of work opens the
+// transaction of an event or a request this way, and the stores it calls
+// join it.
+func (db *DB) WithTx(ctx context.Context, tx *Tx) context.Context {
+	return context.WithValue(ctx, txKey{db}, tx)
+}
+
+// TxFrom returns the transaction of db that ctx carries, if any.
+func (db *DB) TxFrom(ctx context.Context) (*Tx, bool) {
+	tx, ok := ctx.Value(txKey{db}).(*Tx)
+	return tx, ok
+}
+
+// Querier runs statements: a [DB] or a [Tx].
+type Querier interface {
+	ExecContext(ctx context.Context, q string, args ...any) (sql.Result, error)
+	QueryContext(ctx context.Context, q string, args ...any) (*sql.Rows, error)
+	QueryRowContext(ctx context.Context, q string, args ...any) *sql.Row
+}
+
+// Conn returns the transaction ctx carries (see [DB.WithTx]) or, outside
+// one, the database itself.
+func (db *DB) Conn(ctx context.Context) Querier {
+	if tx, ok := db.TxFrom(ctx); ok {
+		return tx
+	}
+	return db
+}
+
 // InTx runs fn in a transaction, committing when it returns nil and rolling
 // back otherwise, then runs the after-commit hooks. Errors that mean the
 // database cannot be reached now (from begin, fn or commit) are marked
-// transient (see [fault.IsTransient], [Dependency]). On SQLite, transactions
-// of one DB run one at a time, so fn must not start another on the same DB.
+// transient (see [fault.IsTransient], [Dependency]).
+//
+// When ctx already carries a transaction of db ([DB.WithTx]), fn joins it:
+// it runs in that transaction, and its error (or success) is the outer
+// caller's to act on, so a store's method that opens a transaction of its
+// own runs inside the event's or request's unit of work. Otherwise, on
+// SQLite, transactions of one DB run one at a time, so fn must not start
+// another on the same DB with a context that does not carry this one.
 func (db *DB) InTx(ctx context.Context, fn func(*Tx) error) error {
+	if tx, ok := db.TxFrom(ctx); ok {
+		return fn(tx)
+	}
 	if db.writer != nil {
 		select {
 		case db.writer <- struct{}{}:

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/herald-events/herald/platform/sqldb"
+	"github.com/herald-events/herald/platform/sqldb/sqldbtest"
 )
 
 func openSQLite(t *testing.T) *sqldb.DB {
@@ -148,4 +149,53 @@ func TestSQLiteStatementsStayCorrect(t *testing.T) {
 			t.Fatalf("IN list of %d in a transaction: %d, %v; want %d", k, got, err, want)
 		}
 	}
+}
+
+// TestInTxJoinsTheContextsTransaction: a store method that opens a
+// transaction with a context carrying one joins it, so its write commits
+// or rolls back with the outer unit of work (and, on SQLite, does not wait
+// for the writer slot the outer transaction holds).
+func TestInTxJoinsTheContextsTransaction(t *testing.T) {
+	sqldbtest.Each(t, func(t *testing.T, db *sqldb.DB) {
+		ctx := context.Background()
+		if err := db.Migrate(ctx, "test", []sqldb.Migration{{ID: "1", SQL: []string{`CREATE TABLE kv (k TEXT PRIMARY KEY)`}}}); err != nil {
+			t.Fatal(err)
+		}
+		insert := func(ctx context.Context, k string) error { // as a store method would
+			return db.InTx(ctx, func(tx *sqldb.Tx) error {
+				_, err := tx.ExecContext(ctx, `INSERT INTO kv (k) VALUES (?)`, k)
+				return err
+			})
+		}
+		count := func(ctx context.Context) int {
+			var n int
+			if err := db.Conn(ctx).QueryRowContext(ctx, `SELECT COUNT(*) FROM kv`).Scan(&n); err != nil {
+				t.Fatal(err)
+			}
+			return n
+		}
+		boom := errors.New("outer unit fails")
+		err := db.InTx(ctx, func(tx *sqldb.Tx) error {
+			inner := db.WithTx(ctx, tx)
+			if err := insert(inner, "a"); err != nil {
+				return err
+			}
+			if n := count(inner); n != 1 {
+				t.Errorf("inside the unit: %d rows, want 1 (its own write)", n)
+			}
+			return boom
+		})
+		if !errors.Is(err, boom) {
+			t.Fatalf("InTx = %v, want the outer error", err)
+		}
+		if n := count(ctx); n != 0 {
+			t.Fatalf("after the outer rollback: %d rows, want 0 (the joined write rolled back too)", n)
+		}
+		if err := db.InTx(ctx, func(tx *sqldb.Tx) error { return insert(db.WithTx(ctx, tx), "b") }); err != nil {
+			t.Fatal(err)
+		}
+		if n := count(ctx); n != 1 {
+			t.Fatalf("after the outer commit: %d rows, want 1", n)
+		}
+	})
 }
