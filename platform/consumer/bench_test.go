@@ -7,6 +7,8 @@ import (
 	"net/http/httptest"
 	"testing"
 
+	"google.golang.org/protobuf/proto"
+
 	ordersv1 "github.com/herald-events/herald/gen/go/herald/orders/v1"
 	"github.com/herald-events/herald/platform/bus"
 	"github.com/herald-events/herald/platform/event"
@@ -61,7 +63,10 @@ func BenchmarkRouter(b *testing.B) {
 		b.Fatal(err)
 	}
 	handled := 0
-	if err := Handle(r, func(context.Context, *Event, *ordersv1.OrderCreated) error { handled++; return nil }); err != nil {
+	if err := Handle(r, func(context.Context, *Event, *ordersv1.OrderCreated) ([]proto.Message, error) {
+		handled++
+		return nil, nil
+	}); err != nil {
 		b.Fatal(err)
 	}
 	ctx := context.Background()

@@ -82,15 +82,15 @@ func TestRouterFailureClasses(t *testing.T) {
 				t.Fatal(err)
 			}
 			calls := 0
-			if err := consumer.Handle(r, func(context.Context, *consumer.Event, *ordersv1.OrderCreated) error {
+			if err := consumer.Handle(r, func(context.Context, *consumer.Event, *ordersv1.OrderCreated) ([]proto.Message, error) {
 				calls++
 				if tc.cancel {
 					cancel()
 				}
 				if calls <= len(tc.handlerErr) {
-					return tc.handlerErr[calls-1]
+					return nil, tc.handlerErr[calls-1]
 				}
-				return nil
+				return nil, nil
 			}); err != nil {
 				t.Fatal(err)
 			}

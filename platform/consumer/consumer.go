@@ -77,10 +77,36 @@ type Event struct {
 // processed (its inbox claim failed); it is counted as a duplicate.
 func (e *Event) MarkDuplicate() { e.duplicate = true }
 
-// Handler handles one event. Return [Permanent] for errors that retrying
-// cannot fix, and an error marked with [fault.Transient] when a dependency
-// cannot be reached (the platform's stores mark theirs).
-type Handler func(ctx context.Context, ev *Event) error
+// Handler handles one event and returns the events it causes. Return
+// [Permanent] for errors that retrying cannot fix, and an error marked with
+// [fault.Transient] when a dependency cannot be reached (the platform's
+// stores mark theirs). The router's [Unit] applies the handler's effect and
+// publishes the events it returns as one unit of work; on an error neither
+// happens.
+type Handler func(ctx context.Context, ev *Event) ([]proto.Message, error)
+
+// Unit runs one call of a handler as a unit of work: whatever the handler
+// changes and the events it returns take effect together, or not at all,
+// and an event already handled is not handled again (mark it with
+// [Event.MarkDuplicate]). The platform provides two: in a database
+// transaction with the inbox claim and the outbox rows, and inside the
+// consumer's bus transaction (see the module package). The default,
+// [Direct], only calls the handler.
+type Unit func(ctx context.Context, ev *Event, h Handler) error
+
+// Direct is the [Unit] of a router whose handlers have effects of their own
+// and cause no events: it calls h and fails when h returns events, since it
+// has nowhere to publish them.
+func Direct(ctx context.Context, ev *Event, h Handler) error {
+	out, err := h(ctx, ev)
+	if err != nil {
+		return err
+	}
+	if len(out) > 0 {
+		return fmt.Errorf("event %s: the handler returned %d events but the router has no unit of work to publish them", ev.ID, len(out))
+	}
+	return nil
+}
 
 type permanentError struct{ err error }
 
@@ -138,6 +164,8 @@ type Config struct {
 	// Tracing continues each event's trace in a consumer span around its
 	// handler. Default [observe.LocalTracing].
 	Tracing *observe.Tracing
+	// Unit runs each handler call. Default [Direct].
+	Unit Unit
 }
 
 // Router dispatches events of its topics to typed handlers.
@@ -174,6 +202,9 @@ func NewRouter(cfg Config) (*Router, error) {
 	if cfg.Tracing == nil {
 		cfg.Tracing = observe.LocalTracing()
 	}
+	if cfg.Unit == nil {
+		cfg.Unit = Direct
+	}
 	cfg.Group = event.Namespaced(cfg.Namespace, cfg.Group)
 	circuit := Circuit(CircuitPolicy{Group: cfg.Group, Floor: cfg.CircuitBackoff, Ceil: cfg.CircuitMaxBackoff, Logger: cfg.Logger, Metrics: cfg.Metrics})
 	return &Router{cfg: cfg, handlers: map[protoreflect.FullName]Handler{}, circuit: circuit}, nil
@@ -184,22 +215,27 @@ func NewRouter(cfg Config) (*Router, error) {
 var ErrNoKey = errors.New("event has an empty key field")
 
 // Handle registers fn for events of type T and subscribes the router to
-// T's topic. Events of T whose key field is empty are permanent failures
-// (see [ErrNoKey]). It fails when T is not an event message.
-func Handle[T proto.Message](r *Router, fn func(ctx context.Context, ev *Event, msg T) error) error {
+// T's topic. fn returns the events the one it handles causes (nil for
+// none). Events of T whose key field is empty are permanent failures (see
+// [ErrNoKey]). It fails when T is not an event message or already has a
+// handler.
+func Handle[T proto.Message](r *Router, fn func(ctx context.Context, ev *Event, msg T) ([]proto.Message, error)) error {
 	var zero T
 	md := zero.ProtoReflect().Descriptor()
 	route, err := event.RouteOf(md)
 	if err != nil {
 		return fmt.Errorf("consumer %s: %w", r.cfg.Group, err)
 	}
-	r.handlers[md.FullName()] = func(ctx context.Context, ev *Event) error {
+	if _, dup := r.handlers[md.FullName()]; dup {
+		return fmt.Errorf("consumer %s: a second handler for %s", r.cfg.Group, md.FullName())
+	}
+	r.handlers[md.FullName()] = func(ctx context.Context, ev *Event) ([]proto.Message, error) {
 		msg, ok := ev.Message.(T)
 		if !ok {
-			return Permanent(fmt.Errorf("event %s: decoded as %T", ev.ID, ev.Message))
+			return nil, Permanent(fmt.Errorf("event %s: decoded as %T", ev.ID, ev.Message))
 		}
 		if route.Key(msg) == "" {
-			return Permanent(fmt.Errorf("%s %s: %w", ev.Type, ev.ID, ErrNoKey))
+			return nil, Permanent(fmt.Errorf("%s %s: %w", ev.Type, ev.ID, ErrNoKey))
 		}
 		return fn(ctx, ev, msg)
 	}
@@ -306,7 +342,7 @@ func (r *Router) dispatch(ctx context.Context, m *bus.Message) error {
 			attribute.String("messaging.system", "kafka"), attribute.String("messaging.destination.name", m.Topic),
 			attribute.String("messaging.consumer.group.name", r.cfg.Group), attribute.String("cloudevents.event_id", ev.ID)))
 	defer span.End()
-	if err := h(ctx, ev); err != nil {
+	if err := r.cfg.Unit(ctx, ev, h); err != nil {
 		span.RecordError(err)
 		span.SetStatus(codes.Error, err.Error())
 		return err

@@ -10,6 +10,8 @@ import (
 	"testing"
 	"time"
 
+	"google.golang.org/protobuf/proto"
+
 	ordersv1 "github.com/herald-events/herald/gen/go/herald/orders/v1"
 	"github.com/herald-events/herald/platform/bus"
 	"github.com/herald-events/herald/platform/event"
@@ -91,12 +93,12 @@ func FuzzRouter(f *testing.F) {
 		f.Fatal(err)
 	}
 	var handled int
-	if err := Handle(r, func(_ context.Context, ev *Event, msg *ordersv1.OrderCreated) error {
+	if err := Handle(r, func(_ context.Context, ev *Event, msg *ordersv1.OrderCreated) ([]proto.Message, error) {
 		if ev.ID == "" || msg.GetOrderId() == "" {
-			return errors.New("handler reached without an id or a key")
+			return nil, errors.New("handler reached without an id or a key")
 		}
 		handled++
-		return nil
+		return nil, nil
 	}); err != nil {
 		f.Fatal(err)
 	}

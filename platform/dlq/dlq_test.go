@@ -87,11 +87,11 @@ func TestReplayAppliesOnce(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	err = consumer.Handle(router, func(ctx context.Context, ev *consumer.Event, m *ordersv1.OrderCreated) error {
+	err = consumer.Handle(router, func(ctx context.Context, ev *consumer.Event, m *ordersv1.OrderCreated) ([]proto.Message, error) {
 		if broken.Load() {
-			return consumer.Permanent(errors.New("pricing table missing"))
+			return nil, consumer.Permanent(errors.New("pricing table missing"))
 		}
-		return db.InTx(ctx, func(tx *sqldb.Tx) error {
+		return nil, db.InTx(ctx, func(tx *sqldb.Tx) error {
 			fresh, err := inbox.Claim(ctx, tx, ev.ID, ev.Type)
 			if err != nil || !fresh {
 				return err

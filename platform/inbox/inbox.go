@@ -1,7 +1,7 @@
 // Package inbox makes event handling idempotent.
 //
-// A consumer calls [Claim] in the same [sqldb.Tx] as the effects of an event,
-// usually through [Once].
+// The platform's unit of work (see the module package) calls [Claim] in the
+// same [sqldb.Tx] as the effects of an event.
 // The first claim of a ce_id inserts a row and reports true; a redelivered
 // event finds the row and reports false, so its effects are skipped. Because
 // the claim commits or rolls back with the effects, an event is applied
@@ -13,7 +13,6 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/herald-events/herald/platform/consumer"
 	"github.com/herald-events/herald/platform/sqldb"
 )
 
@@ -51,27 +50,4 @@ func Seen(ctx context.Context, db *sqldb.DB, eventID string) (bool, error) {
 		return false, fmt.Errorf("inbox seen %s: %w", eventID, err)
 	}
 	return n > 0, nil
-}
-
-// Transactor runs a function in a database transaction; *sqldb.DB and the
-// services' stores are transactors.
-type Transactor interface {
-	InTx(ctx context.Context, fn func(tx *sqldb.Tx) error) error
-}
-
-// Once applies fn to ev in one transaction with the claim of ev's ce_id.
-// When the event was processed before, fn is skipped and the event is
-// marked a duplicate (for the consumer's metrics).
-func Once(ctx context.Context, db Transactor, ev *consumer.Event, fn func(tx *sqldb.Tx) error) error {
-	return db.InTx(ctx, func(tx *sqldb.Tx) error {
-		fresh, err := Claim(ctx, tx, ev.ID, ev.Type)
-		if err != nil {
-			return err
-		}
-		if !fresh {
-			ev.MarkDuplicate()
-			return nil
-		}
-		return fn(tx)
-	})
 }

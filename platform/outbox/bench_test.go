@@ -92,7 +92,7 @@ func benchRelay(b *testing.B, db *sqldb.DB, seeds []string, txn bool, batch int)
 		b.Fatal(err)
 	}
 	pub := &countingPublisher{Publisher: kp, total: int64(b.N), done: make(chan struct{})}
-	ob, err := outbox.New(outbox.Config{DB: db, Source: "herald/orders", Publisher: pub, Encoder: codec,
+	ob, err := outbox.New(outbox.Config{DB: db, Service: "orders", Source: "herald/orders", Publisher: pub, Encoder: codec,
 		Namespace: ns, BatchSize: batch, Logger: quietLogger()})
 	if err != nil {
 		b.Fatal(err)

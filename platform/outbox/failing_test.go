@@ -71,7 +71,7 @@ func TestFailingRelayLogsStateChanges(t *testing.T) {
 				pub := &flakyPublisher{recorder: recorder{atomic: true}, err: tc.err, fails: 4}
 				setup(t, db, pub, 0)
 				var logs lockedBuffer
-				ob, err := outbox.New(outbox.Config{DB: db, Source: "test", Publisher: pub, Encoder: plainEncoder{},
+				ob, err := outbox.New(outbox.Config{DB: db, Service: "test", Source: "test", Publisher: pub, Encoder: plainEncoder{},
 					Logger: slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))})
 				if err != nil {
 					t.Fatal(err)

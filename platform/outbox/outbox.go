@@ -71,6 +71,9 @@ func Migrations(d sqldb.Dialect) []sqldb.Migration {
 type Config struct {
 	// DB holds the outbox table (see [Migrations]). Required.
 	DB *sqldb.DB
+	// Service is the service whose outbox this is (its metrics label).
+	// Required.
+	Service string
 	// Source is the ce_source of every event, e.g. "herald/orders". Required.
 	Source string
 	// Publisher and Encoder are needed by Run only.
@@ -110,8 +113,8 @@ type Outbox struct {
 
 // New returns an outbox; Validate errors are returned as is.
 func New(cfg Config) (*Outbox, error) {
-	if cfg.DB == nil || cfg.Source == "" {
-		return nil, errors.New("outbox: DB and Source are required")
+	if cfg.DB == nil || cfg.Service == "" || cfg.Source == "" {
+		return nil, errors.New("outbox: DB, Service and Source are required")
 	}
 	if cfg.Types == nil {
 		cfg.Types = protoregistry.GlobalTypes
@@ -354,9 +357,8 @@ func (o *Outbox) count(rows []row) {
 	if o.cfg.Metrics == nil {
 		return
 	}
-	service := o.cfg.Source[strings.LastIndex(o.cfg.Source, "/")+1:]
 	for _, r := range rows {
-		o.cfg.Metrics.Published(service, r.typ, 1)
+		o.cfg.Metrics.Published(o.cfg.Service, r.typ, 1)
 	}
 }
 
@@ -392,19 +394,9 @@ func (o *Outbox) toMessage(r row) (*bus.Message, error) {
 	if err != nil {
 		return nil, fmt.Errorf("outbox row %d: %w", r.id, err)
 	}
-	// The headers in one allocation (SetHeader would grow the slice
-	// four times per message); the relay replaces traceparent in place.
-	m := &bus.Message{Topic: topic, Key: []byte(r.key), Value: value, Headers: []bus.Header{
-		{Key: event.HeaderID, Value: []byte(r.eventID)},
-		{Key: event.HeaderType, Value: []byte(r.typ)},
-		{Key: event.HeaderSource, Value: []byte(r.source)},
-		{Key: event.HeaderTime, Value: []byte(r.tm)},
-		{Key: event.HeaderSpecVersion, Value: []byte(event.SpecVersion)},
-		{Key: event.HeaderSubject, Value: []byte(r.key)},
-		{Key: event.HeaderContentType, Value: []byte(event.ContentType)},
-		{Key: event.HeaderTraceParent, Value: []byte(r.traceparent)},
-	}}
-	return m, nil
+	// The relay replaces traceparent in place.
+	return &bus.Message{Topic: topic, Key: []byte(r.key), Value: value,
+		Headers: event.Headers(r.eventID, r.typ, r.source, r.tm, r.key, r.traceparent)}, nil
 }
 
 func (o *Outbox) mark(ctx context.Context, ids []int64) error {

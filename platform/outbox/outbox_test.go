@@ -53,7 +53,7 @@ func setup(t *testing.T, db *sqldb.DB, pub bus.Publisher, poll time.Duration) *o
 	if err := db.Migrate(ctx, "test", ms); err != nil {
 		t.Fatal(err)
 	}
-	ob, err := outbox.New(outbox.Config{DB: db, Source: "test", Publisher: pub, Encoder: plainEncoder{}, PollInterval: poll})
+	ob, err := outbox.New(outbox.Config{DB: db, Service: "test", Source: "test", Publisher: pub, Encoder: plainEncoder{}, PollInterval: poll})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -170,7 +170,7 @@ func TestRelayStopsAtHookAndRepublishes(t *testing.T) {
 		setup(t, db, rec, 10*time.Millisecond)
 		ctx := context.Background()
 		crash := errors.New("crash")
-		ob, err := outbox.New(outbox.Config{DB: db, Source: "test", Publisher: rec, Encoder: plainEncoder{},
+		ob, err := outbox.New(outbox.Config{DB: db, Service: "test", Source: "test", Publisher: rec, Encoder: plainEncoder{},
 			BeforeMark: func([]int64) error { return crash }})
 		if err != nil {
 			t.Fatal(err)
@@ -187,7 +187,7 @@ func TestRelayStopsAtHookAndRepublishes(t *testing.T) {
 		if n, _ := ob.Pending(ctx); n != 1 {
 			t.Fatalf("pending = %d after a crash before marking, want 1", n)
 		}
-		ob2, _ := outbox.New(outbox.Config{DB: db, Source: "test", Publisher: rec, Encoder: plainEncoder{}})
+		ob2, _ := outbox.New(outbox.Config{DB: db, Service: "test", Source: "test", Publisher: rec, Encoder: plainEncoder{}})
 		runRelay(t, ob2)
 		waitFor(t, func() bool { return len(rec.got()) == 2 }, "republish after restart")
 		a, _ := rec.got()[0].Header(event.HeaderID)
