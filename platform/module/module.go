@@ -66,8 +66,21 @@ type Module struct {
 	Database bool
 	// Migrations creates the service's own tables; nil for none.
 	Migrations func(sqldb.Dialect) []sqldb.Migration
+	// Settings are the service's own settings; the binary offers each as
+	// the flag --<name>-<key> and the environment variable
+	// HERALD_<NAME>_<KEY> (upper case, "-" as "_"), and Build finds the
+	// values set in [Deps].Settings.
+	Settings []Setting
 	// Build returns the service's parts. Required.
 	Build func(ctx context.Context, d Deps) (*Parts, error)
+}
+
+// Setting is one setting of a module.
+type Setting struct {
+	// Key names it, lower case with dashes ("webhook-url").
+	Key string
+	// Usage is the flag's help text.
+	Usage string
 }
 
 // Deps are what the platform gives a module's Build.
@@ -86,8 +99,8 @@ type Deps struct {
 	Metrics *observe.Metrics
 	// Tracing is never nil.
 	Tracing *observe.Tracing
-	// Settings are the process's settings for this service (see
-	// [Platform].Settings); nil for none.
+	// Settings are the values set for the module's [Setting]s, by key;
+	// a key not set is absent.
 	Settings map[string]string
 }
 
