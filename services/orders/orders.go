@@ -1,27 +1,22 @@
 // Package orders is the order service: the shop's gRPC front door and the
 // owner of an order's state in the saga with inventory.
 //
-// It accepts orders (publishing OrderCreated through its outbox), confirms
-// or rejects them on inventory's answer (OrderConfirmed, OrderRejected), and
-// cancels them (OrderCancelled). Its code is split into domain (rules), app
-// (use cases), adapters (SQL store) and ports (gRPC and event handlers).
+// It accepts orders (publishing OrderCreated), confirms or rejects them on
+// inventory's answer (OrderConfirmed, OrderRejected), and cancels them
+// (OrderCancelled). Its code is split into domain (rules), app (use cases),
+// adapters (SQL store) and ports (gRPC and event handlers); [Module]
+// declares it to the platform, which runs every change with its event as
+// one unit of work.
 package orders
 
 import (
 	"context"
-	"fmt"
-	"log/slog"
 
-	"golang.org/x/sync/errgroup"
-	"google.golang.org/grpc"
+	"google.golang.org/protobuf/proto"
 
+	inventoryv1 "github.com/herald-events/herald/gen/go/herald/inventory/v1"
 	ordersv1 "github.com/herald-events/herald/gen/go/herald/orders/v1"
-	"github.com/herald-events/herald/platform/bus"
-	"github.com/herald-events/herald/platform/consumer"
-	"github.com/herald-events/herald/platform/observe"
-	"github.com/herald-events/herald/platform/outbox"
-	"github.com/herald-events/herald/platform/schema"
-	"github.com/herald-events/herald/platform/sqldb"
+	"github.com/herald-events/herald/platform/module"
 	"github.com/herald-events/herald/services/orders/adapters"
 	"github.com/herald-events/herald/services/orders/app"
 	"github.com/herald-events/herald/services/orders/ports"
@@ -30,78 +25,20 @@ import (
 // Name is the service's name in configuration, logs and ce_source.
 const Name = "orders"
 
-// Deps are what the service needs from the process.
-type Deps struct {
-	DB         *sqldb.DB
-	Codec      *schema.Codec
-	Publisher  bus.Publisher // relays the outbox; transactional on Kafka
-	DeadLetter bus.Publisher
-	Logger     *slog.Logger
-	// Namespace prefixes topics and the consumer group; see event.Namespaced.
-	Namespace string
-	// Metrics may be nil.
-	Metrics *observe.Metrics
-	// Tracing may be nil.
-	Tracing *observe.Tracing
-	// OutboxBeforeMark is a fault-injection hook; see outbox.Config.
-	OutboxBeforeMark func(ids []int64) error
-}
-
-// Service is a running orders service.
-type Service struct {
-	outbox *outbox.Outbox
-	router *consumer.Router
-	grpc   *ports.GRPC
-	app    *app.App
-}
-
-// New migrates the database and wires the service.
-func New(ctx context.Context, d Deps) (*Service, error) {
-	store, err := adapters.Open(ctx, d.DB)
-	if err != nil {
-		return nil, fmt.Errorf("orders store: %w", err)
+// Module declares the orders service.
+func Module() module.Module {
+	return module.Module{
+		Name:       Name,
+		Consumes:   []proto.Message{&inventoryv1.InventoryDeducted{}, &inventoryv1.InventoryDeductionFailed{}},
+		Produces:   []proto.Message{&ordersv1.OrderCreated{}, &ordersv1.OrderConfirmed{}, &ordersv1.OrderRejected{}, &ordersv1.OrderCancelled{}},
+		Database:   true,
+		Migrations: adapters.Migrations,
+		Build: func(_ context.Context, d module.Deps) (*module.Parts, error) {
+			a := app.New(adapters.New(d.DB), d.Work)
+			return &module.Parts{
+				GRPC:     []module.GRPC{{Desc: &ordersv1.OrderService_ServiceDesc, Impl: ports.NewGRPC(a)}},
+				Handlers: ports.NewEvents(a).Handlers(),
+			}, nil
+		},
 	}
-	ob, err := outbox.New(outbox.Config{
-		DB: d.DB, Source: "herald/" + Name, Publisher: d.Publisher, Encoder: d.Codec, Namespace: d.Namespace, Metrics: d.Metrics, Tracing: d.Tracing,
-		Logger: d.Logger, BeforeMark: d.OutboxBeforeMark,
-	})
-	if err != nil {
-		return nil, err
-	}
-	a := app.New(store, ob)
-	router, err := consumer.NewRouter(consumer.Config{Group: "herald-" + Name, Namespace: d.Namespace, Metrics: d.Metrics, Tracing: d.Tracing, Decoder: d.Codec, DeadLetter: d.DeadLetter, Logger: d.Logger})
-	if err != nil {
-		return nil, err
-	}
-	if err := ports.NewEvents(a, store).Register(router); err != nil {
-		return nil, err
-	}
-	return &Service{outbox: ob, router: router, grpc: ports.NewGRPC(a), app: a}, nil
-}
-
-// Name returns [Name].
-func (s *Service) Name() string { return Name }
-
-// Subscription is the consumer group and the topics it reads.
-func (s *Service) Subscription() (group string, topics []string) {
-	return s.router.Group(), s.router.Topics()
-}
-
-// RegisterGRPC adds OrderService to a gRPC server.
-func (s *Service) RegisterGRPC(gs *grpc.Server) { ordersv1.RegisterOrderServiceServer(gs, s.grpc) }
-
-// GRPCServiceNames lists the gRPC services for health reporting.
-func (s *Service) GRPCServiceNames() []string {
-	return []string{ordersv1.OrderService_ServiceDesc.ServiceName}
-}
-
-// Outbox exposes the outbox relay, for tests and metrics.
-func (s *Service) Outbox() *outbox.Outbox { return s.outbox }
-
-// Run relays the outbox and consumes inventory's events until ctx is done.
-func (s *Service) Run(ctx context.Context, sub bus.Subscriber) error {
-	g, ctx := errgroup.WithContext(ctx)
-	g.Go(func() error { return s.outbox.Run(ctx) })
-	g.Go(func() error { return s.router.Run(ctx, sub) })
-	return g.Wait()
 }

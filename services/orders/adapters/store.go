@@ -1,5 +1,5 @@
 // Package adapters persists orders in SQL (SQLite by default) through
-// sqldb, next to the service's outbox and inbox tables.
+// sqldb, next to the platform's outbox and inbox tables.
 package adapters
 
 import (
@@ -12,8 +12,6 @@ import (
 	"time"
 
 	"github.com/herald-events/herald/platform/apperr"
-	"github.com/herald-events/herald/platform/inbox"
-	"github.com/herald-events/herald/platform/outbox"
 	"github.com/herald-events/herald/platform/sqldb"
 	"github.com/herald-events/herald/services/orders/app"
 	"github.com/herald-events/herald/services/orders/domain"
@@ -53,32 +51,20 @@ func Migrations(d sqldb.Dialect) []sqldb.Migration {
 	}}}
 }
 
-// Open migrates db (orders, outbox and inbox tables) and returns the store.
-func Open(ctx context.Context, db *sqldb.DB) (*Store, error) {
-	var ms []sqldb.Migration
-	ms = append(ms, Migrations(db.Dialect())...)
-	ms = append(ms, outbox.Migrations(db.Dialect())...)
-	ms = append(ms, inbox.Migrations(db.Dialect())...)
-	if err := db.Migrate(ctx, "orders", ms); err != nil {
-		return nil, err
-	}
-	return &Store{db: db}, nil
-}
-
-// InTx runs fn in a transaction.
-func (s *Store) InTx(ctx context.Context, fn func(tx *sqldb.Tx) error) error {
-	return s.db.InTx(ctx, fn)
-}
+// New returns the store over db, migrated with [Migrations]. Its methods
+// run in the transaction the context carries (the platform's unit of work),
+// or on their own outside one.
+func New(db *sqldb.DB) *Store { return &Store{db: db} }
 
 const timeLayout = time.RFC3339Nano
 
 // Insert stores a new order.
-func (s *Store) Insert(ctx context.Context, tx *sqldb.Tx, o *domain.Order, requestHash string) error {
+func (s *Store) Insert(ctx context.Context, o *domain.Order, requestHash string) error {
 	lines, err := json.Marshal(o.Lines)
 	if err != nil {
 		return fmt.Errorf("insert order %s: %w", o.ID, err)
 	}
-	_, err = tx.ExecContext(ctx, `INSERT INTO orders (order_id, customer_id, request_id, request_hash, status,
+	_, err = s.db.Conn(ctx).ExecContext(ctx, `INSERT INTO orders (order_id, customer_id, request_id, request_hash, status,
 		rejection_reason, lines, total_currency, total_units, total_nanos, created_at, updated_at)
 		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
 		o.ID, o.CustomerID, o.RequestID, requestHash, int(o.Status), o.RejectionReason, string(lines),
@@ -117,14 +103,18 @@ func scanOrder(row scanner) (*domain.Order, int64, string, error) {
 }
 
 // Get returns one order.
-func (s *Store) Get(ctx context.Context, tx *sqldb.Tx, id string) (*domain.Order, error) {
-	q := `SELECT ` + columns + ` FROM orders WHERE order_id = ?`
-	if tx.Dialect() == sqldb.Postgres {
+func (s *Store) Get(ctx context.Context, id string) (*domain.Order, error) {
+	return s.get(ctx, s.db.Conn(ctx), id, false)
+}
+
+func (s *Store) get(ctx context.Context, q sqldb.Querier, id string, lock bool) (*domain.Order, error) {
+	query := `SELECT ` + columns + ` FROM orders WHERE order_id = ?`
+	if lock && s.db.Dialect() == sqldb.Postgres {
 		// Status changes read then write: lock the row so a cancel and
 		// inventory's answer cannot both win.
-		q += ` FOR UPDATE`
+		query += ` FOR UPDATE`
 	}
-	o, _, _, err := scanOrder(tx.QueryRowContext(ctx, q, id))
+	o, _, _, err := scanOrder(q.QueryRowContext(ctx, query, id))
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, apperr.NotFound("order %s not found", id)
 	}
@@ -135,11 +125,11 @@ func (s *Store) Get(ctx context.Context, tx *sqldb.Tx, id string) (*domain.Order
 }
 
 // GetByRequestID returns the order created with an idempotency key.
-func (s *Store) GetByRequestID(ctx context.Context, tx *sqldb.Tx, requestID string) (*domain.Order, string, error) {
+func (s *Store) GetByRequestID(ctx context.Context, requestID string) (*domain.Order, string, error) {
 	// "request_id <> ''" restates the partial index's condition, so that
 	// the planner may use the index with a bound parameter (a plain
 	// "request_id = ?" scanned the whole table on SQLite).
-	o, _, hash, err := scanOrder(tx.QueryRowContext(ctx, `SELECT `+columns+` FROM orders WHERE request_id = ? AND request_id <> ''`, requestID))
+	o, _, hash, err := scanOrder(s.db.Conn(ctx).QueryRowContext(ctx, `SELECT `+columns+` FROM orders WHERE request_id = ? AND request_id <> ''`, requestID))
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, "", nil
 	}
@@ -149,14 +139,29 @@ func (s *Store) GetByRequestID(ctx context.Context, tx *sqldb.Tx, requestID stri
 	return o, hash, nil
 }
 
-// Update stores the status fields of an order.
-func (s *Store) Update(ctx context.Context, tx *sqldb.Tx, o *domain.Order) error {
-	_, err := tx.ExecContext(ctx, `UPDATE orders SET status = ?, rejection_reason = ?, updated_at = ? WHERE order_id = ?`,
-		int(o.Status), o.RejectionReason, o.Updated.Format(timeLayout), o.ID)
-	if err != nil {
-		return fmt.Errorf("update order %s: %w", o.ID, err)
-	}
-	return nil
+// Update changes one order: it reads the order (locked until the
+// transaction ends, on PostgreSQL), lets fn change it, and stores its
+// status fields, in the context's transaction or in one of its own. An
+// error from fn stores nothing and is returned as is; an order that does
+// not exist is an apperr NotFound error.
+func (s *Store) Update(ctx context.Context, id string, fn func(*domain.Order) error) (*domain.Order, error) {
+	var o *domain.Order
+	err := s.db.InTx(ctx, func(tx *sqldb.Tx) error {
+		var err error
+		if o, err = s.get(ctx, tx, id, true); err != nil {
+			return err
+		}
+		if err := fn(o); err != nil {
+			return err
+		}
+		_, err = tx.ExecContext(ctx, `UPDATE orders SET status = ?, rejection_reason = ?, updated_at = ? WHERE order_id = ?`,
+			int(o.Status), o.RejectionReason, o.Updated.Format(timeLayout), o.ID)
+		if err != nil {
+			return fmt.Errorf("update order %s: %w", o.ID, err)
+		}
+		return nil
+	})
+	return o, err
 }
 
 // List pages through orders, newest first.
@@ -178,7 +183,7 @@ func (s *Store) List(ctx context.Context, customerID string, cursor int64, limit
 		q += ` WHERE ` + strings.Join(where, " AND ")
 	}
 	q += ` ORDER BY seq DESC LIMIT ?`
-	rows, err := s.db.QueryContext(ctx, q, append(args, limit)...)
+	rows, err := s.db.Conn(ctx).QueryContext(ctx, q, append(args, limit)...)
 	if err != nil {
 		return nil, 0, fmt.Errorf("list orders: %w", err)
 	}

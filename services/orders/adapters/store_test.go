@@ -2,6 +2,7 @@ package adapters_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"testing"
 	"time"
@@ -28,21 +29,24 @@ func newOrder(t *testing.T, id, customer, requestID string) *domain.Order {
 func TestStoreContract(t *testing.T) {
 	sqldbtest.Each(t, func(t *testing.T, db *sqldb.DB) {
 		ctx := context.Background()
-		s, err := adapters.Open(ctx, db)
-		if err != nil {
-			t.Fatal(err)
+		for range 2 {
+			if err := db.Migrate(ctx, "orders", adapters.Migrations(db.Dialect())); err != nil {
+				t.Fatalf("migrate: %v", err)
+			}
 		}
-		if _, err := adapters.Open(ctx, db); err != nil {
-			t.Fatalf("migrating twice: %v", err)
+		s := adapters.New(db)
+		// Each step in a transaction of its own, carried by the context,
+		// as the platform's unit of work runs them.
+		in := func(fn func(ctx context.Context) error) error {
+			return db.InTx(ctx, func(tx *sqldb.Tx) error { return fn(db.WithTx(ctx, tx)) })
 		}
-		in := func(fn func(tx *sqldb.Tx) error) error { return s.InTx(ctx, fn) }
 
 		o := newOrder(t, "o-1", "alice", "req-1")
-		if err := in(func(tx *sqldb.Tx) error { return s.Insert(ctx, tx, o, "hash-1") }); err != nil {
+		if err := in(func(ctx context.Context) error { return s.Insert(ctx, o, "hash-1") }); err != nil {
 			t.Fatalf("Insert: %v", err)
 		}
 		var got *domain.Order
-		if err := in(func(tx *sqldb.Tx) (err error) { got, err = s.Get(ctx, tx, "o-1"); return err }); err != nil {
+		if err := in(func(ctx context.Context) (err error) { got, err = s.Get(ctx, "o-1"); return err }); err != nil {
 			t.Fatalf("Get: %v", err)
 		}
 		if got.CustomerID != "alice" || got.Status != domain.StatusPending || got.Total != o.Total ||
@@ -50,27 +54,37 @@ func TestStoreContract(t *testing.T) {
 			t.Fatalf("Get = %+v, want %+v", got, o)
 		}
 
-		err = in(func(tx *sqldb.Tx) error { _, err := s.Get(ctx, tx, "nope"); return err })
+		err := in(func(ctx context.Context) error { _, err := s.Get(ctx, "nope"); return err })
 		if ae, ok := apperr.As(err); !ok || ae.Kind != apperr.KindNotFound {
 			t.Fatalf("Get unknown = %v, want NotFound", err)
 		}
 
 		var hash string
-		if err := in(func(tx *sqldb.Tx) (err error) { got, hash, err = s.GetByRequestID(ctx, tx, "req-1"); return err }); err != nil || got == nil || hash != "hash-1" {
+		if err := in(func(ctx context.Context) (err error) { got, hash, err = s.GetByRequestID(ctx, "req-1"); return err }); err != nil || got == nil || hash != "hash-1" {
 			t.Fatalf("GetByRequestID = %v, %q, %v", got, hash, err)
 		}
-		if err := in(func(tx *sqldb.Tx) (err error) { got, _, err = s.GetByRequestID(ctx, tx, "req-x"); return err }); err != nil || got != nil {
+		if err := in(func(ctx context.Context) (err error) { got, _, err = s.GetByRequestID(ctx, "req-x"); return err }); err != nil || got != nil {
 			t.Fatalf("GetByRequestID unknown = %v, %v; want nil, nil", got, err)
 		}
-		if err := in(func(tx *sqldb.Tx) error { return s.Insert(ctx, tx, newOrder(t, "o-dup", "bob", "req-1"), "h") }); err == nil {
+		if err := in(func(ctx context.Context) error { return s.Insert(ctx, newOrder(t, "o-dup", "bob", "req-1"), "h") }); err == nil {
 			t.Fatal("a second order with the same request_id was stored")
 		}
 
-		o.Reject("UNKNOWN_SKU: sku A", time.Now().UTC())
-		if err := in(func(tx *sqldb.Tx) error { return s.Update(ctx, tx, o) }); err != nil {
+		if _, err := s.Update(ctx, "o-1", func(o *domain.Order) error {
+			o.Reject("UNKNOWN_SKU: sku A", time.Now().UTC())
+			return nil
+		}); err != nil {
 			t.Fatalf("Update: %v", err)
 		}
-		if err := in(func(tx *sqldb.Tx) (err error) { got, err = s.Get(ctx, tx, "o-1"); return err }); err != nil ||
+		boom := errors.New("refused")
+		if _, err := s.Update(ctx, "o-1", func(o *domain.Order) error {
+			o.Reject("other", time.Now().UTC())
+			o.RejectionReason = "other"
+			return boom
+		}); !errors.Is(err, boom) {
+			t.Fatalf("Update whose fn fails = %v, want its error", err)
+		}
+		if err := in(func(ctx context.Context) (err error) { got, err = s.Get(ctx, "o-1"); return err }); err != nil ||
 			got.Status != domain.StatusRejected || got.RejectionReason != "UNKNOWN_SKU: sku A" {
 			t.Fatalf("after Update: %+v, %v", got, err)
 		}
@@ -81,7 +95,7 @@ func TestStoreContract(t *testing.T) {
 			if i%2 == 0 {
 				cust = "bob"
 			}
-			if err := in(func(tx *sqldb.Tx) error { return s.Insert(ctx, tx, newOrder(t, fmt.Sprintf("o-%d", i), cust, ""), "h") }); err != nil {
+			if err := in(func(ctx context.Context) error { return s.Insert(ctx, newOrder(t, fmt.Sprintf("o-%d", i), cust, ""), "h") }); err != nil {
 				t.Fatalf("Insert o-%d: %v", i, err)
 			}
 		}

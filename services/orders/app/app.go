@@ -1,7 +1,9 @@
 // Package app holds the orders use cases: create, read, list and cancel
-// orders, and react to inventory's answers. Each use case writes its state
-// change and the event announcing it in one transaction, through the
-// outbox.
+// orders, and react to inventory's answers. Each use case that changes an
+// order returns the event announcing it, and the platform's unit of work
+// stores both in one transaction (through the outbox): gRPC use cases run
+// in [Work.Do], event use cases in the unit the platform opens for the
+// event.
 package app
 
 import (
@@ -19,41 +21,41 @@ import (
 	moneyv1 "github.com/herald-events/herald/gen/go/herald/money/v1"
 	ordersv1 "github.com/herald-events/herald/gen/go/herald/orders/v1"
 	"github.com/herald-events/herald/platform/apperr"
-	"github.com/herald-events/herald/platform/event"
-	"github.com/herald-events/herald/platform/sqldb"
 	"github.com/herald-events/herald/services/orders/domain"
 )
 
-// Store persists orders. Methods taking a tx run inside it.
+// Store persists orders, in the unit of work the context carries.
 type Store interface {
-	InTx(ctx context.Context, fn func(tx *sqldb.Tx) error) error
-	Insert(ctx context.Context, tx *sqldb.Tx, o *domain.Order, requestHash string) error
+	Insert(ctx context.Context, o *domain.Order, requestHash string) error
 	// Get returns the order or an apperr NotFound error.
-	Get(ctx context.Context, tx *sqldb.Tx, id string) (*domain.Order, error)
+	Get(ctx context.Context, id string) (*domain.Order, error)
 	// GetByRequestID returns the order created with requestID and the hash
 	// of that request, or nil when there is none.
-	GetByRequestID(ctx context.Context, tx *sqldb.Tx, requestID string) (*domain.Order, string, error)
-	Update(ctx context.Context, tx *sqldb.Tx, o *domain.Order) error
+	GetByRequestID(ctx context.Context, requestID string) (*domain.Order, string, error)
+	// Update reads the order, lets fn change it and stores it; an error
+	// from fn stores nothing. It returns the order as fn left it.
+	Update(ctx context.Context, id string, fn func(*domain.Order) error) (*domain.Order, error)
 	// List returns up to limit orders older than the cursor (0: newest),
 	// newest first, and the cursor of the last one.
 	List(ctx context.Context, customerID string, cursor int64, limit int) ([]*domain.Order, int64, error)
 }
 
-// Outbox stores events in a transaction.
-type Outbox interface {
-	Add(ctx context.Context, tx *sqldb.Tx, msg proto.Message) (*event.Envelope, error)
+// Work runs fn as one unit of work and publishes the events it returns
+// with it; module.Work is one.
+type Work interface {
+	Do(ctx context.Context, fn func(ctx context.Context) ([]proto.Message, error)) error
 }
 
 // App implements the use cases.
 type App struct {
-	store  Store
-	outbox Outbox
-	now    func() time.Time
+	store Store
+	work  Work
+	now   func() time.Time
 }
 
-// New returns the use cases over a store and an outbox.
-func New(store Store, outbox Outbox) *App {
-	return &App{store: store, outbox: outbox, now: func() time.Time { return time.Now().UTC() }}
+// New returns the use cases over a store and a unit of work.
+func New(store Store, work Work) *App {
+	return &App{store: store, work: work, now: func() time.Time { return time.Now().UTC() }}
 }
 
 // CreateOrder is the input of [App.CreateOrder].
@@ -87,33 +89,30 @@ func (a *App) CreateOrder(ctx context.Context, in CreateOrder) (*domain.Order, e
 	}
 	hash := in.hash()
 	var result *domain.Order
-	err = a.store.InTx(ctx, func(tx *sqldb.Tx) error {
+	err = a.work.Do(ctx, func(ctx context.Context) ([]proto.Message, error) {
 		if in.RequestID != "" {
-			prev, prevHash, err := a.store.GetByRequestID(ctx, tx, in.RequestID)
+			prev, prevHash, err := a.store.GetByRequestID(ctx, in.RequestID)
 			if err != nil {
-				return err
+				return nil, err
 			}
 			if prev != nil {
 				if prevHash != hash {
-					return apperr.AlreadyExists("request_id %q was already used for order %s with a different request", in.RequestID, prev.ID)
+					return nil, apperr.AlreadyExists("request_id %q was already used for order %s with a different request", in.RequestID, prev.ID)
 				}
 				result = prev
-				return nil
+				return nil, nil
 			}
 		}
-		if err := a.store.Insert(ctx, tx, o, hash); err != nil {
-			return err
-		}
-		if _, err := a.outbox.Add(ctx, tx, orderCreated(o)); err != nil {
-			return err
+		if err := a.store.Insert(ctx, o, hash); err != nil {
+			return nil, err
 		}
 		result = o
-		return nil
+		return []proto.Message{orderCreated(o)}, nil
 	})
 	if err != nil && in.RequestID != "" {
 		// Two requests with one key can race past the lookup; the unique
 		// index lets one insert win, and the other answers as a replay.
-		if prev, prevHash, lerr := a.lookupRequest(ctx, in.RequestID); lerr == nil && prev != nil {
+		if prev, prevHash, lerr := a.store.GetByRequestID(ctx, in.RequestID); lerr == nil && prev != nil {
 			if prevHash != hash {
 				return nil, apperr.AlreadyExists("request_id %q was already used for order %s with a different request", in.RequestID, prev.ID)
 			}
@@ -126,19 +125,6 @@ func (a *App) CreateOrder(ctx context.Context, in CreateOrder) (*domain.Order, e
 	return result, nil
 }
 
-func (a *App) lookupRequest(ctx context.Context, requestID string) (*domain.Order, string, error) {
-	var (
-		o    *domain.Order
-		hash string
-	)
-	err := a.store.InTx(ctx, func(tx *sqldb.Tx) error {
-		var err error
-		o, hash, err = a.store.GetByRequestID(ctx, tx, requestID)
-		return err
-	})
-	return o, hash, err
-}
-
 // GetOrder returns one order.
 func (a *App) GetOrder(ctx context.Context, id string) (*domain.Order, error) {
 	if id == "" {
@@ -146,13 +132,7 @@ func (a *App) GetOrder(ctx context.Context, id string) (*domain.Order, error) {
 		v.Add("order_id", "must not be empty")
 		return nil, v.Err()
 	}
-	var o *domain.Order
-	err := a.store.InTx(ctx, func(tx *sqldb.Tx) error {
-		var err error
-		o, err = a.store.Get(ctx, tx, id)
-		return err
-	})
-	return o, err
+	return a.store.Get(ctx, id)
 }
 
 // ListOrders returns a page of orders, newest first.
@@ -169,23 +149,20 @@ func (a *App) CancelOrder(ctx context.Context, id string) (*domain.Order, error)
 		return nil, v.Err()
 	}
 	var o *domain.Order
-	err := a.store.InTx(ctx, func(tx *sqldb.Tx) error {
+	err := a.work.Do(ctx, func(ctx context.Context) ([]proto.Message, error) {
+		var out []proto.Message
 		var err error
-		if o, err = a.store.Get(ctx, tx, id); err != nil {
+		o, err = a.store.Update(ctx, id, func(o *domain.Order) error {
+			prev := o.Status
+			changed, err := o.Cancel(a.now())
+			if changed {
+				out = append(out, &ordersv1.OrderCancelled{
+					OrderId: o.ID, CustomerId: o.CustomerID, PreviousStatus: ordersv1.OrderStatus(prev),
+				})
+			}
 			return err
-		}
-		prev := o.Status
-		changed, err := o.Cancel(a.now())
-		if err != nil || !changed {
-			return err
-		}
-		if err := a.store.Update(ctx, tx, o); err != nil {
-			return err
-		}
-		_, err = a.outbox.Add(ctx, tx, &ordersv1.OrderCancelled{
-			OrderId: o.ID, CustomerId: o.CustomerID, PreviousStatus: ordersv1.OrderStatus(prev),
 		})
-		return err
+		return out, err
 	})
 	if err != nil {
 		return nil, fmt.Errorf("cancel order %s: %w", id, err)
@@ -193,38 +170,31 @@ func (a *App) CancelOrder(ctx context.Context, id string) (*domain.Order, error)
 	return o, nil
 }
 
-// Confirm marks a pending order confirmed and publishes OrderConfirmed. It is
-// run by the inventory answer handler inside tx, after the inbox claim.
-func (a *App) Confirm(ctx context.Context, tx *sqldb.Tx, id string) error {
-	o, err := a.store.Get(ctx, tx, id)
-	if err != nil {
-		return err
-	}
-	if !o.Confirm(a.now()) {
+// Confirm marks a pending order confirmed and returns OrderConfirmed (none
+// when the order was not pending). The handler of inventory's answer runs
+// it in the event's unit of work.
+func (a *App) Confirm(ctx context.Context, id string) ([]proto.Message, error) {
+	var out []proto.Message
+	_, err := a.store.Update(ctx, id, func(o *domain.Order) error {
+		if o.Confirm(a.now()) {
+			out = append(out, &ordersv1.OrderConfirmed{OrderId: o.ID, CustomerId: o.CustomerID, Total: toMoney(o.Total)})
+		}
 		return nil
-	}
-	if err := a.store.Update(ctx, tx, o); err != nil {
-		return err
-	}
-	_, err = a.outbox.Add(ctx, tx, &ordersv1.OrderConfirmed{OrderId: o.ID, CustomerId: o.CustomerID, Total: toMoney(o.Total)})
-	return err
+	})
+	return out, err
 }
 
-// Reject marks a pending order rejected with reason and publishes
-// OrderRejected.
-func (a *App) Reject(ctx context.Context, tx *sqldb.Tx, id, reason string) error {
-	o, err := a.store.Get(ctx, tx, id)
-	if err != nil {
-		return err
-	}
-	if !o.Reject(reason, a.now()) {
+// Reject marks a pending order rejected with reason and returns
+// OrderRejected (none when the order was not pending).
+func (a *App) Reject(ctx context.Context, id, reason string) ([]proto.Message, error) {
+	var out []proto.Message
+	_, err := a.store.Update(ctx, id, func(o *domain.Order) error {
+		if o.Reject(reason, a.now()) {
+			out = append(out, &ordersv1.OrderRejected{OrderId: o.ID, CustomerId: o.CustomerID, Reason: reason})
+		}
 		return nil
-	}
-	if err := a.store.Update(ctx, tx, o); err != nil {
-		return err
-	}
-	_, err = a.outbox.Add(ctx, tx, &ordersv1.OrderRejected{OrderId: o.ID, CustomerId: o.CustomerID, Reason: reason})
-	return err
+	})
+	return out, err
 }
 
 func orderCreated(o *domain.Order) *ordersv1.OrderCreated {

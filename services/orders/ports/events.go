@@ -4,50 +4,43 @@ import (
 	"context"
 	"fmt"
 
+	"google.golang.org/protobuf/proto"
+
 	inventoryv1 "github.com/herald-events/herald/gen/go/herald/inventory/v1"
 	"github.com/herald-events/herald/platform/apperr"
 	"github.com/herald-events/herald/platform/consumer"
-	"github.com/herald-events/herald/platform/inbox"
-	"github.com/herald-events/herald/platform/sqldb"
+	"github.com/herald-events/herald/platform/module"
 	"github.com/herald-events/herald/services/orders/app"
 )
 
 // Events handles inventory's answers to OrderCreated.
 type Events struct {
-	app   *app.App
-	store app.Store
+	app *app.App
 }
 
 // NewEvents returns the event port.
-func NewEvents(a *app.App, s app.Store) *Events { return &Events{app: a, store: s} }
+func NewEvents(a *app.App) *Events { return &Events{app: a} }
 
-// Register subscribes the handlers on r.
-func (e *Events) Register(r *consumer.Router) error {
-	if err := consumer.Handle(r, e.onDeducted); err != nil {
-		return err
-	}
-	return consumer.Handle(r, e.onDeductionFailed)
+// Handlers are the module's event handlers.
+func (e *Events) Handlers() []module.Handler {
+	return []module.Handler{module.On(e.onDeducted), module.On(e.onDeductionFailed)}
 }
 
-// once applies fn in one transaction with the inbox claim of ev.
-func (e *Events) once(ctx context.Context, ev *consumer.Event, fn func(tx *sqldb.Tx) error) error {
-	err := inbox.Once(ctx, e.store, ev, fn)
+// permanentIfMissing: an answer about an order this service never stored
+// cannot succeed on a retry.
+func permanentIfMissing(out []proto.Message, err error) ([]proto.Message, error) {
 	if ae, ok := apperr.As(err); ok && ae.Kind == apperr.KindNotFound {
-		return consumer.Permanent(err)
+		return nil, consumer.Permanent(err)
 	}
-	return err
+	return out, err
 }
 
-func (e *Events) onDeducted(ctx context.Context, ev *consumer.Event, msg *inventoryv1.InventoryDeducted) error {
-	return e.once(ctx, ev, func(tx *sqldb.Tx) error {
-		return e.app.Confirm(ctx, tx, msg.GetOrderId())
-	})
+func (e *Events) onDeducted(ctx context.Context, _ *consumer.Event, msg *inventoryv1.InventoryDeducted) ([]proto.Message, error) {
+	return permanentIfMissing(e.app.Confirm(ctx, msg.GetOrderId()))
 }
 
-func (e *Events) onDeductionFailed(ctx context.Context, ev *consumer.Event, msg *inventoryv1.InventoryDeductionFailed) error {
-	return e.once(ctx, ev, func(tx *sqldb.Tx) error {
-		return e.app.Reject(ctx, tx, msg.GetOrderId(), RejectionReason(msg))
-	})
+func (e *Events) onDeductionFailed(ctx context.Context, _ *consumer.Event, msg *inventoryv1.InventoryDeductionFailed) ([]proto.Message, error) {
+	return permanentIfMissing(e.app.Reject(ctx, msg.GetOrderId(), RejectionReason(msg)))
 }
 
 // RejectionReason renders inventory's refusal for the order's
