@@ -7,8 +7,6 @@ import (
 	"fmt"
 	"strings"
 
-	"github.com/herald-events/herald/platform/inbox"
-	"github.com/herald-events/herald/platform/outbox"
 	"github.com/herald-events/herald/platform/sqldb"
 	"github.com/herald-events/herald/services/inventory/app"
 	"github.com/herald-events/herald/services/inventory/domain"
@@ -38,27 +36,14 @@ func Migrations(sqldb.Dialect) []sqldb.Migration {
 	}}}
 }
 
-// Open migrates db (inventory, outbox and inbox tables) and returns the
-// store.
-func Open(ctx context.Context, db *sqldb.DB) (*Store, error) {
-	var ms []sqldb.Migration
-	ms = append(ms, Migrations(db.Dialect())...)
-	ms = append(ms, outbox.Migrations(db.Dialect())...)
-	ms = append(ms, inbox.Migrations(db.Dialect())...)
-	if err := db.Migrate(ctx, "inventory", ms); err != nil {
-		return nil, err
-	}
-	return &Store{db: db}, nil
-}
-
-// InTx runs fn in a transaction.
-func (s *Store) InTx(ctx context.Context, fn func(tx *sqldb.Tx) error) error {
-	return s.db.InTx(ctx, fn)
-}
+// New returns the store over db, migrated with [Migrations]. Its methods
+// run in the transaction the context carries (the platform's unit of work),
+// or on their own outside one.
+func New(db *sqldb.DB) *Store { return &Store{db: db} }
 
 // SetStock upserts a stock level.
-func (s *Store) SetStock(ctx context.Context, tx *sqldb.Tx, sku string, quantity int64) error {
-	_, err := tx.ExecContext(ctx, `INSERT INTO stock (sku, quantity) VALUES (?, ?)
+func (s *Store) SetStock(ctx context.Context, sku string, quantity int64) error {
+	_, err := s.db.Conn(ctx).ExecContext(ctx, `INSERT INTO stock (sku, quantity) VALUES (?, ?)
 		ON CONFLICT (sku) DO UPDATE SET quantity = excluded.quantity`, sku, quantity)
 	if err != nil {
 		return fmt.Errorf("set stock %s: %w", sku, err)
@@ -67,7 +52,7 @@ func (s *Store) SetStock(ctx context.Context, tx *sqldb.Tx, sku string, quantity
 }
 
 // Stock reads the levels of skus; unknown SKUs are absent from the map.
-func (s *Store) Stock(ctx context.Context, tx *sqldb.Tx, skus []string) (map[string]int64, error) {
+func (s *Store) Stock(ctx context.Context, skus []string) (map[string]int64, error) {
 	out := make(map[string]int64, len(skus))
 	if len(skus) == 0 {
 		return out, nil
@@ -77,13 +62,13 @@ func (s *Store) Stock(ctx context.Context, tx *sqldb.Tx, skus []string) (map[str
 		args[i] = sku
 	}
 	q := `SELECT sku, quantity FROM stock WHERE sku IN (?` + strings.Repeat(", ?", len(skus)-1) + `) ORDER BY sku`
-	if tx.Dialect() == sqldb.Postgres {
+	if s.db.Dialect() == sqldb.Postgres {
 		// Rows are locked in the order they are read: by SKU, as
 		// Release updates them, so two orders of the same SKUs never
 		// wait for each other in a cycle (a deadlock, 40P01).
 		q += ` FOR UPDATE`
 	}
-	rows, err := tx.QueryContext(ctx, q, args...)
+	rows, err := s.db.Conn(ctx).QueryContext(ctx, q, args...)
 	if err != nil {
 		return nil, fmt.Errorf("read stock: %w", err)
 	}
@@ -102,8 +87,8 @@ func (s *Store) Stock(ctx context.Context, tx *sqldb.Tx, skus []string) (map[str
 }
 
 // Take subtracts quantity when available.
-func (s *Store) Take(ctx context.Context, tx *sqldb.Tx, sku string, quantity int64) error {
-	res, err := tx.ExecContext(ctx, `UPDATE stock SET quantity = quantity - ? WHERE sku = ? AND quantity >= ?`, quantity, sku, quantity)
+func (s *Store) Take(ctx context.Context, sku string, quantity int64) error {
+	res, err := s.db.Conn(ctx).ExecContext(ctx, `UPDATE stock SET quantity = quantity - ? WHERE sku = ? AND quantity >= ?`, quantity, sku, quantity)
 	if err != nil {
 		return fmt.Errorf("take %d of %s: %w", quantity, sku, err)
 	}
@@ -114,17 +99,17 @@ func (s *Store) Take(ctx context.Context, tx *sqldb.Tx, sku string, quantity int
 }
 
 // Give adds quantity back.
-func (s *Store) Give(ctx context.Context, tx *sqldb.Tx, sku string, quantity int64) error {
-	if _, err := tx.ExecContext(ctx, `UPDATE stock SET quantity = quantity + ? WHERE sku = ?`, quantity, sku); err != nil {
+func (s *Store) Give(ctx context.Context, sku string, quantity int64) error {
+	if _, err := s.db.Conn(ctx).ExecContext(ctx, `UPDATE stock SET quantity = quantity + ? WHERE sku = ?`, quantity, sku); err != nil {
 		return fmt.Errorf("give %d of %s: %w", quantity, sku, err)
 	}
 	return nil
 }
 
 // Reserve records an order's deducted lines.
-func (s *Store) Reserve(ctx context.Context, tx *sqldb.Tx, orderID string, lines []domain.Line) error {
+func (s *Store) Reserve(ctx context.Context, orderID string, lines []domain.Line) error {
 	for _, l := range lines {
-		if _, err := tx.ExecContext(ctx, `INSERT INTO reservations (order_id, sku, quantity) VALUES (?, ?, ?)`,
+		if _, err := s.db.Conn(ctx).ExecContext(ctx, `INSERT INTO reservations (order_id, sku, quantity) VALUES (?, ?, ?)`,
 			orderID, l.SKU, l.Quantity); err != nil {
 			return fmt.Errorf("reserve %s for %s: %w", l.SKU, orderID, err)
 		}
@@ -134,8 +119,8 @@ func (s *Store) Reserve(ctx context.Context, tx *sqldb.Tx, orderID string, lines
 
 // Reserved returns the lines an order still holds and whether it ever
 // reserved anything.
-func (s *Store) Reserved(ctx context.Context, tx *sqldb.Tx, orderID string) ([]domain.Line, bool, error) {
-	rows, err := tx.QueryContext(ctx, `SELECT sku, quantity, released FROM reservations WHERE order_id = ? ORDER BY sku`, orderID)
+func (s *Store) Reserved(ctx context.Context, orderID string) ([]domain.Line, bool, error) {
+	rows, err := s.db.Conn(ctx).QueryContext(ctx, `SELECT sku, quantity, released FROM reservations WHERE order_id = ? ORDER BY sku`, orderID)
 	if err != nil {
 		return nil, false, fmt.Errorf("reservations of %s: %w", orderID, err)
 	}
@@ -161,8 +146,8 @@ func (s *Store) Reserved(ctx context.Context, tx *sqldb.Tx, orderID string) ([]d
 }
 
 // Release marks an order's reservations returned.
-func (s *Store) Release(ctx context.Context, tx *sqldb.Tx, orderID string) error {
-	if _, err := tx.ExecContext(ctx, `UPDATE reservations SET released = 1 WHERE order_id = ?`, orderID); err != nil {
+func (s *Store) Release(ctx context.Context, orderID string) error {
+	if _, err := s.db.Conn(ctx).ExecContext(ctx, `UPDATE reservations SET released = 1 WHERE order_id = ?`, orderID); err != nil {
 		return fmt.Errorf("release %s: %w", orderID, err)
 	}
 	return nil

@@ -1,7 +1,9 @@
 // Package app holds the inventory use cases: operators set and read stock;
 // OrderCreated deducts an order's lines (answering InventoryDeducted or
 // InventoryDeductionFailed) and OrderCancelled returns them
-// (InventoryReleased). Each runs in one transaction with its event.
+// (InventoryReleased). The event use cases return their answer, and the
+// platform stores the change, the inbox claim and the answer in one
+// transaction.
 package app
 
 import (
@@ -13,8 +15,6 @@ import (
 
 	inventoryv1 "github.com/herald-events/herald/gen/go/herald/inventory/v1"
 	"github.com/herald-events/herald/platform/apperr"
-	"github.com/herald-events/herald/platform/event"
-	"github.com/herald-events/herald/platform/sqldb"
 	"github.com/herald-events/herald/services/inventory/domain"
 )
 
@@ -22,36 +22,30 @@ import (
 // caller retries.
 var ErrConflict = errors.New("stock changed concurrently")
 
-// Store persists stock and reservations. Methods run inside tx.
+// Store persists stock and reservations, in the unit of work the context
+// carries.
 type Store interface {
-	InTx(ctx context.Context, fn func(tx *sqldb.Tx) error) error
-	SetStock(ctx context.Context, tx *sqldb.Tx, sku string, quantity int64) error
+	SetStock(ctx context.Context, sku string, quantity int64) error
 	// Stock returns the available quantity of each known SKU among skus.
-	Stock(ctx context.Context, tx *sqldb.Tx, skus []string) (map[string]int64, error)
+	Stock(ctx context.Context, skus []string) (map[string]int64, error)
 	// Take subtracts quantity from sku if that much is available, else
 	// returns [ErrConflict].
-	Take(ctx context.Context, tx *sqldb.Tx, sku string, quantity int64) error
-	Give(ctx context.Context, tx *sqldb.Tx, sku string, quantity int64) error
+	Take(ctx context.Context, sku string, quantity int64) error
+	Give(ctx context.Context, sku string, quantity int64) error
 	// Reserve records what an order took; Reserved returns what it still
 	// holds; Release marks its reservations returned.
-	Reserve(ctx context.Context, tx *sqldb.Tx, orderID string, lines []domain.Line) error
-	Reserved(ctx context.Context, tx *sqldb.Tx, orderID string) ([]domain.Line, bool, error)
-	Release(ctx context.Context, tx *sqldb.Tx, orderID string) error
-}
-
-// Outbox stores events in a transaction.
-type Outbox interface {
-	Add(ctx context.Context, tx *sqldb.Tx, msg proto.Message) (*event.Envelope, error)
+	Reserve(ctx context.Context, orderID string, lines []domain.Line) error
+	Reserved(ctx context.Context, orderID string) ([]domain.Line, bool, error)
+	Release(ctx context.Context, orderID string) error
 }
 
 // App implements the use cases.
 type App struct {
-	store  Store
-	outbox Outbox
+	store Store
 }
 
 // New returns the use cases.
-func New(store Store, outbox Outbox) *App { return &App{store: store, outbox: outbox} }
+func New(store Store) *App { return &App{store: store} }
 
 func validSKU(sku string) error {
 	var v apperr.Violations
@@ -77,7 +71,7 @@ func (a *App) SetStock(ctx context.Context, sku string, quantity int64) error {
 	if err := v.Err(); err != nil {
 		return err
 	}
-	return a.store.InTx(ctx, func(tx *sqldb.Tx) error { return a.store.SetStock(ctx, tx, sku, quantity) })
+	return a.store.SetStock(ctx, sku, quantity)
 }
 
 // GetStock returns the available quantity of a SKU.
@@ -85,75 +79,69 @@ func (a *App) GetStock(ctx context.Context, sku string) (int64, error) {
 	if err := validSKU(sku); err != nil {
 		return 0, err
 	}
-	var q int64
-	err := a.store.InTx(ctx, func(tx *sqldb.Tx) error {
-		m, err := a.store.Stock(ctx, tx, []string{sku})
-		if err != nil {
-			return err
-		}
-		var ok bool
-		if q, ok = m[sku]; !ok {
-			return apperr.NotFound("sku %s not found", sku)
-		}
-		return nil
-	})
-	return q, err
+	m, err := a.store.Stock(ctx, []string{sku})
+	if err != nil {
+		return 0, err
+	}
+	q, ok := m[sku]
+	if !ok {
+		return 0, apperr.NotFound("sku %s not found", sku)
+	}
+	return q, nil
 }
 
-// Deduct takes all lines of an order or none, inside tx, and adds the
-// answer event. A second call for the same order adds nothing.
-func (a *App) Deduct(ctx context.Context, tx *sqldb.Tx, orderID string, lines []domain.Line) error {
-	if _, seen, err := a.store.Reserved(ctx, tx, orderID); err != nil || seen {
-		return err
+// Deduct takes all lines of an order or none and returns the answer
+// event. A second call for the same order returns none. It runs in the
+// event's unit of work.
+func (a *App) Deduct(ctx context.Context, orderID string, lines []domain.Line) ([]proto.Message, error) {
+	if _, seen, err := a.store.Reserved(ctx, orderID); err != nil || seen {
+		return nil, err
 	}
 	merged := domain.Merge(lines)
 	skus := make([]string, len(merged))
 	for i, l := range merged {
 		skus[i] = l.SKU
 	}
-	avail, err := a.store.Stock(ctx, tx, skus)
+	avail, err := a.store.Stock(ctx, skus)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	if f := domain.Check(merged, avail); f != nil {
-		_, err := a.outbox.Add(ctx, tx, &inventoryv1.InventoryDeductionFailed{
+		return []proto.Message{&inventoryv1.InventoryDeductionFailed{
 			OrderId: orderID, Reason: inventoryv1.DeductionFailureReason(f.Reason),
 			Sku: f.SKU, Requested: int32(f.Requested), Available: f.Available,
-		})
-		return err
+		}}, nil
 	}
 	ev := &inventoryv1.InventoryDeducted{OrderId: orderID}
 	for _, l := range merged {
-		if err := a.store.Take(ctx, tx, l.SKU, l.Quantity); err != nil {
-			return fmt.Errorf("deduct %s for order %s: %w", l.SKU, orderID, err)
+		if err := a.store.Take(ctx, l.SKU, l.Quantity); err != nil {
+			return nil, fmt.Errorf("deduct %s for order %s: %w", l.SKU, orderID, err)
 		}
 		ev.Lines = append(ev.Lines, &inventoryv1.StockChange{Sku: l.SKU, Quantity: int32(l.Quantity)})
 	}
-	if err := a.store.Reserve(ctx, tx, orderID, merged); err != nil {
-		return err
+	if err := a.store.Reserve(ctx, orderID, merged); err != nil {
+		return nil, err
 	}
-	_, err = a.outbox.Add(ctx, tx, ev)
-	return err
+	return []proto.Message{ev}, nil
 }
 
-// Release returns what a cancelled order holds, inside tx, and adds
+// Release returns what a cancelled order holds and returns
 // InventoryReleased. An order that holds nothing (refused, or already
-// released) adds nothing.
-func (a *App) Release(ctx context.Context, tx *sqldb.Tx, orderID string) error {
-	held, _, err := a.store.Reserved(ctx, tx, orderID)
+// released) returns none. It runs in the event's unit of work.
+func (a *App) Release(ctx context.Context, orderID string) ([]proto.Message, error) {
+	held, _, err := a.store.Reserved(ctx, orderID)
 	if err != nil || len(held) == 0 {
-		return err
+		return nil, err
 	}
 	ev := &inventoryv1.InventoryReleased{OrderId: orderID}
 	for _, l := range held {
-		if err := a.store.Give(ctx, tx, l.SKU, l.Quantity); err != nil {
-			return err
+		if err := a.store.Give(ctx, l.SKU, l.Quantity); err != nil {
+			return nil, err
 		}
 		ev.Lines = append(ev.Lines, &inventoryv1.StockChange{Sku: l.SKU, Quantity: int32(l.Quantity)})
 	}
-	if err := a.store.Release(ctx, tx, orderID); err != nil {
-		return err
+	if err := a.store.Release(ctx, orderID); err != nil {
+		return nil, err
 	}
-	_, err = a.outbox.Add(ctx, tx, ev)
-	return err
+	return []proto.Message{ev}, nil
 }

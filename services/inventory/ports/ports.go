@@ -5,11 +5,12 @@ package ports
 import (
 	"context"
 
+	"google.golang.org/protobuf/proto"
+
 	inventoryv1 "github.com/herald-events/herald/gen/go/herald/inventory/v1"
 	ordersv1 "github.com/herald-events/herald/gen/go/herald/orders/v1"
 	"github.com/herald-events/herald/platform/consumer"
-	"github.com/herald-events/herald/platform/inbox"
-	"github.com/herald-events/herald/platform/sqldb"
+	"github.com/herald-events/herald/platform/module"
 	"github.com/herald-events/herald/services/inventory/app"
 	"github.com/herald-events/herald/services/inventory/domain"
 )
@@ -42,33 +43,25 @@ func (g *GRPC) GetStock(ctx context.Context, req *inventoryv1.GetStockRequest) (
 
 // Events handles the orders events.
 type Events struct {
-	app   *app.App
-	store app.Store
+	app *app.App
 }
 
 // NewEvents returns the event port.
-func NewEvents(a *app.App, s app.Store) *Events { return &Events{app: a, store: s} }
+func NewEvents(a *app.App) *Events { return &Events{app: a} }
 
-// Register subscribes the handlers on r.
-func (e *Events) Register(r *consumer.Router) error {
-	if err := consumer.Handle(r, e.onOrderCreated); err != nil {
-		return err
-	}
-	return consumer.Handle(r, e.onOrderCancelled)
+// Handlers are the module's event handlers.
+func (e *Events) Handlers() []module.Handler {
+	return []module.Handler{module.On(e.onOrderCreated), module.On(e.onOrderCancelled)}
 }
 
-func (e *Events) onOrderCreated(ctx context.Context, ev *consumer.Event, msg *ordersv1.OrderCreated) error {
+func (e *Events) onOrderCreated(ctx context.Context, _ *consumer.Event, msg *ordersv1.OrderCreated) ([]proto.Message, error) {
 	lines := make([]domain.Line, 0, len(msg.GetLines()))
 	for _, l := range msg.GetLines() {
 		lines = append(lines, domain.Line{SKU: l.GetSku(), Quantity: int64(l.GetQuantity())})
 	}
-	return inbox.Once(ctx, e.store, ev, func(tx *sqldb.Tx) error {
-		return e.app.Deduct(ctx, tx, msg.GetOrderId(), lines)
-	})
+	return e.app.Deduct(ctx, msg.GetOrderId(), lines)
 }
 
-func (e *Events) onOrderCancelled(ctx context.Context, ev *consumer.Event, msg *ordersv1.OrderCancelled) error {
-	return inbox.Once(ctx, e.store, ev, func(tx *sqldb.Tx) error {
-		return e.app.Release(ctx, tx, msg.GetOrderId())
-	})
+func (e *Events) onOrderCancelled(ctx context.Context, _ *consumer.Event, msg *ordersv1.OrderCancelled) ([]proto.Message, error) {
+	return e.app.Release(ctx, msg.GetOrderId())
 }
