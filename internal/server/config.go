@@ -23,15 +23,10 @@ import (
 	"github.com/twmb/franz-go/pkg/sasl/plain"
 	"github.com/twmb/franz-go/pkg/sasl/scram"
 
+	"github.com/herald-events/herald/platform/module"
 	"github.com/herald-events/herald/platform/observe"
 	"github.com/herald-events/herald/platform/schema"
 )
-
-// Known services, in start order.
-var knownServices = []string{"orders", "inventory", "notification", "points", "logistics", "risk"}
-
-// KnownServices lists the services a process can run.
-func KnownServices() []string { return slices.Clone(knownServices) }
 
 // Setting names a configuration field by its flag and environment variable,
 // for error messages: Setting("kafka-brokers") is
@@ -117,8 +112,13 @@ type Config struct {
 	// of one service on one host need distinct ids). Up to 64 of
 	// [A-Za-z0-9._-]. Default: the host name.
 	InstanceID string
-	// Services to run. Default: all.
+	// Services to run. Default: every module the bus can carry.
 	Services []string
+	// Modules the process knows. Default [Modules]; a test may add one.
+	Modules []module.Module
+	// ModuleSettings are the values of the modules' settings (see
+	// module.Setting), by service and key.
+	ModuleSettings map[string]map[string]string
 	// Partitions and ReplicationFactor of topics the process creates.
 	// Defaults 3 and -1 (the broker's default).
 	Partitions        int32
@@ -178,10 +178,12 @@ func (c *Config) SetDefaults() {
 		c.InstanceID = hostInstanceID()
 	}
 	if len(c.Services) == 0 {
-		// Default: every service the bus can carry (risk needs Kafka).
-		c.Services = KnownServices()
-		if c.Bus != BusKafka {
-			c.Services = slices.DeleteFunc(c.Services, func(s string) bool { return s == "risk" })
+		// Default: every service the bus can carry (one that publishes in
+		// consumer transactions needs Kafka).
+		for _, m := range c.modules() {
+			if c.Bus == BusKafka || !m.NeedsBusTransactions() {
+				c.Services = append(c.Services, m.Name)
+			}
 		}
 	}
 	if c.Partitions == 0 {
@@ -272,8 +274,10 @@ func (c *Config) Validate() error {
 	default:
 		bad("bus", "%q: want kafka, nats or rabbitmq", c.Bus)
 	}
-	if c.Bus != BusKafka && slices.Contains(c.Services, "risk") {
-		bad("services", "risk needs --bus=kafka: it transforms in Kafka transactions, which %s does not have", c.Bus)
+	for _, m := range c.selected() {
+		if c.Bus != BusKafka && m.NeedsBusTransactions() {
+			bad("services", "%s needs --bus=kafka: it publishes in consumer transactions, which %s does not have", m.Name, c.Bus)
+		}
 	}
 	if !c.Embedded {
 		if c.Bus == BusKafka && len(c.Kafka.Brokers) == 0 {
@@ -320,9 +324,10 @@ func (c *Config) Validate() error {
 		bad("instance-id", "%q: want 1 to 64 of [A-Za-z0-9._-]", c.InstanceID)
 	}
 	seen := map[string]bool{}
+	known := namesOf(c.modules())
 	for _, s := range c.Services {
-		if !slices.Contains(knownServices, s) {
-			bad("services", "unknown service %q (known: %s)", s, strings.Join(knownServices, ", "))
+		if !slices.Contains(known, s) {
+			bad("services", "unknown service %q (known: %s)", s, strings.Join(known, ", "))
 		}
 		if seen[s] {
 			bad("services", "%q listed twice", s)
@@ -372,15 +377,9 @@ func (e *ConfigError) Error() string { return e.Err.Error() }
 // Unwrap returns the underlying error.
 func (e *ConfigError) Unwrap() error { return e.Err }
 
-// needsDatabase reports whether a selected service keeps state (all but
-// risk, which works in Kafka transactions alone).
+// needsDatabase reports whether a selected service keeps state.
 func (c *Config) needsDatabase() bool {
-	for _, s := range c.Services {
-		if s != "risk" {
-			return true
-		}
-	}
-	return false
+	return slices.ContainsFunc(c.selected(), func(m module.Module) bool { return m.Database })
 }
 
 // ClientOptions turns the SASL and TLS settings into franz-go options.

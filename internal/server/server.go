@@ -33,32 +33,13 @@ import (
 	"github.com/herald-events/herald/platform/event"
 	"github.com/herald-events/herald/platform/fault"
 	"github.com/herald-events/herald/platform/grpcx"
+	"github.com/herald-events/herald/platform/module"
+	"github.com/herald-events/herald/platform/names"
 	"github.com/herald-events/herald/platform/observe"
 	"github.com/herald-events/herald/platform/outbox"
 	"github.com/herald-events/herald/platform/schema"
 	"github.com/herald-events/herald/platform/sqldb"
-	"github.com/herald-events/herald/services/inventory"
-	"github.com/herald-events/herald/services/logistics"
-	"github.com/herald-events/herald/services/notification"
-	"github.com/herald-events/herald/services/orders"
-	"github.com/herald-events/herald/services/points"
-	"github.com/herald-events/herald/services/risk"
-
-	// Generated event packages register their types for decoding.
-	_ "github.com/herald-events/herald/gen/go/herald/inventory/v1"
-	_ "github.com/herald-events/herald/gen/go/herald/orders/v1"
 )
-
-// service is what every herald service offers the process.
-type service interface {
-	Name() string
-	RegisterGRPC(*grpc.Server)
-	GRPCServiceNames() []string
-	Run(ctx context.Context, sub bus.Subscriber) error
-	Outbox() *outbox.Outbox
-	// Subscription is the service's consumer group and the topics it reads.
-	Subscription() (group string, topics []string)
-}
 
 // pendingOf reads an outbox backlog for a gauge, with a short timeout.
 func pendingOf(ob *outbox.Outbox) func() float64 {
@@ -143,11 +124,11 @@ type Process struct {
 	grpc     *grpc.Server
 	health   *health.Server
 	grpcLn   net.Listener
-	services []service
+	services []*module.Instance
 	kopts    []kafkabus.Option // nil unless the bus is Kafka
 	bus      transport
 	codec    *schema.Codec
-	dbs      map[string]*sqldb.DB      // by service; risk has none
+	dbs      map[string]*sqldb.DB      // by service, for those with a database
 	deps     []dependency              // probed for readiness
 	ready    atomic.Pointer[readiness] // nil while Start waits
 	metrics  *observe.Metrics
@@ -224,16 +205,16 @@ func Start(ctx context.Context, cfg Config) (_ *Process, err error) {
 	if err := p.reach(ctx, busDep); err != nil {
 		return nil, err
 	}
-	for _, name := range cfg.Services {
-		if name == risk.Name { // works in Kafka transactions alone
+	for _, m := range cfg.selected() {
+		if !m.Database {
 			continue
 		}
-		if err := p.reachDB(ctx, name); err != nil {
+		if err := p.reachDB(ctx, m.Name); err != nil {
 			return nil, err
 		}
 	}
 
-	events, err := event.Events(protoregistry.GlobalFiles, "herald")
+	events, err := moduleEvents(cfg.modules())
 	if err != nil {
 		return nil, err
 	}
@@ -262,7 +243,7 @@ func Start(ctx context.Context, cfg Config) (_ *Process, err error) {
 	for _, md := range events {
 		r, _ := event.RouteOf(md)
 		if t := event.Namespaced(cfg.Namespace, r.Topic); !slices.Contains(topics, t) {
-			topics = append(topics, t, t+".dlq")
+			topics = append(topics, t, bus.DeadLetterTopic(t))
 		}
 	}
 	if err := p.bus.prepare(ctx, topics); err != nil {
@@ -285,13 +266,17 @@ func Start(ctx context.Context, cfg Config) (_ *Process, err error) {
 		gopts = append(gopts, grpc.Creds(creds))
 	}
 	p.grpc, p.health = grpcx.NewServer(p.log, p.metrics, cfg.Tracing, gopts...)
-	for _, name := range cfg.Services {
-		svc, err := p.newService(ctx, name, codec, dlq)
+	platform := p.platform(codec, dlq)
+	for _, m := range cfg.selected() {
+		svc, err := m.Start(ctx, platform)
 		if err != nil {
-			return nil, fmt.Errorf("start %s: %w", name, err)
+			return nil, fmt.Errorf("start %s: %w", m.Name, err)
 		}
-		svc.RegisterGRPC(p.grpc)
+		for _, g := range svc.GRPC() {
+			p.grpc.RegisterService(g.Desc, g.Impl)
+		}
 		p.services = append(p.services, svc)
+		name := m.Name
 		if ob := svc.Outbox(); ob != nil { // services that publish nothing have no outbox
 			p.metrics.GaugeFunc("herald_outbox_pending", "Outbox rows not yet published.",
 				prometheus.Labels{"service": name}, pendingOf(ob))
@@ -390,63 +375,61 @@ func (p *Process) openDB(ctx context.Context, name string) (*sqldb.DB, error) {
 	return sqldb.OpenPostgres(ctx, p.cfg.DatabaseURL, schemaName)
 }
 
-func (p *Process) newService(ctx context.Context, name string, codec *schema.Codec, dlq bus.Publisher) (service, error) {
-	// Each service gets only what it uses: a database for its store,
-	// inbox and outbox, and a transactional publisher for its relay.
-	relayPublisher := func() (bus.Publisher, error) {
-		pub, err := p.bus.relayPublisher(name)
-		if err != nil {
+// platform is what the process offers its modules.
+func (p *Process) platform(codec *schema.Codec, dlq bus.Publisher) module.Platform {
+	var beforeMark map[string]func([]int64) error
+	if p.cfg.Hooks != nil {
+		beforeMark = p.cfg.Hooks.OutboxBeforeMark
+	}
+	return module.Platform{
+		Namespace: p.cfg.Namespace, Instance: p.cfg.InstanceID,
+		Codec: codec, DeadLetter: dlq,
+		DB: func(service string) (*sqldb.DB, error) {
+			if db := p.dbs[service]; db != nil {
+				return db, nil
+			}
+			return nil, fmt.Errorf("%s: no database opened", service)
+		},
+		// Each relay's publisher is the process's to close.
+		Relay: func(n names.Service) (bus.Publisher, error) {
+			pub, err := p.bus.relayPublisher(n)
+			if err != nil {
+				return nil, err
+			}
+			p.closers = append(p.closers, pub.Close)
+			return pub, nil
+		},
+		BusTransactions: p.kopts != nil, BusName: p.bus.String(),
+		Settings: p.cfg.ModuleSettings,
+		Logger:   p.log, Metrics: p.metrics, Tracing: p.cfg.Tracing,
+		OutboxBeforeMark: beforeMark,
+	}
+}
+
+// moduleEvents are the events the modules consume or produce, in the
+// order of their files and declarations (schemas are registered in this
+// order, so a fresh registry gives every process the same ids).
+func moduleEvents(ms []module.Module) ([]protoreflect.MessageDescriptor, error) {
+	declared := map[protoreflect.FullName]bool{}
+	for _, m := range ms {
+		if err := m.Validate(); err != nil {
 			return nil, err
 		}
-		p.closers = append(p.closers, pub.Close)
-		return pub, nil
-	}
-	log := p.log.With("service", name)
-	ns, m, tr := p.cfg.Namespace, p.metrics, p.cfg.Tracing
-	if name == risk.Name {
-		if p.kopts == nil {
-			return nil, fmt.Errorf("risk runs on Kafka only, not on %s", p.bus)
+		for _, md := range m.Events() {
+			declared[md.FullName()] = true
 		}
-		// Its transformer's transactional id ends in the instance id, so
-		// two instances do not fence each other and a restarted one
-		// fences its predecessor.
-		kopts := append(slices.Clip(p.kopts), kafkabus.InstanceID(p.cfg.InstanceID))
-		return risk.New(risk.Deps{Codec: codec, Kafka: kopts, Logger: log, Namespace: ns, Metrics: m, Tracing: tr})
 	}
-	db := p.dbs[name]
-	if db == nil {
-		return nil, fmt.Errorf("%s: no database opened", name)
+	all, err := event.Events(protoregistry.GlobalFiles, "")
+	if err != nil {
+		return nil, err
 	}
-	switch name {
-	case orders.Name:
-		pub, err := relayPublisher()
-		if err != nil {
-			return nil, err
+	var out []protoreflect.MessageDescriptor
+	for _, md := range all {
+		if declared[md.FullName()] {
+			out = append(out, md)
 		}
-		var beforeMark func([]int64) error
-		if p.cfg.Hooks != nil {
-			beforeMark = p.cfg.Hooks.OutboxBeforeMark[name]
-		}
-		return orders.New(ctx, orders.Deps{DB: db, Codec: codec, Publisher: pub, DeadLetter: dlq, Logger: log,
-			Namespace: ns, Metrics: m, Tracing: tr, OutboxBeforeMark: beforeMark})
-	case inventory.Name:
-		pub, err := relayPublisher()
-		if err != nil {
-			return nil, err
-		}
-		return inventory.New(ctx, inventory.Deps{DB: db, Codec: codec, Publisher: pub, DeadLetter: dlq, Logger: log,
-			Namespace: ns, Metrics: m, Tracing: tr})
-	case notification.Name:
-		return notification.New(ctx, notification.Deps{DB: db, Codec: codec, DeadLetter: dlq, Logger: log,
-			Namespace: ns, Metrics: m, Tracing: tr})
-	case points.Name:
-		return points.New(ctx, points.Deps{DB: db, Codec: codec, DeadLetter: dlq, Logger: log,
-			Namespace: ns, Metrics: m, Tracing: tr})
-	case logistics.Name:
-		return logistics.New(ctx, logistics.Deps{DB: db, Codec: codec, DeadLetter: dlq, Logger: log,
-			Namespace: ns, Metrics: m, Tracing: tr})
 	}
-	return nil, fmt.Errorf("unknown service %q", name)
+	return out, nil
 }
 
 func (p *Process) run() {
@@ -504,8 +487,8 @@ func (p *Process) setServing(ok bool) {
 	}
 	p.health.SetServingStatus("", st)
 	for _, s := range p.services {
-		for _, n := range s.GRPCServiceNames() {
-			p.health.SetServingStatus(n, st)
+		for _, g := range s.GRPC() {
+			p.health.SetServingStatus(g.Desc.ServiceName, st)
 		}
 	}
 }

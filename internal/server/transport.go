@@ -11,7 +11,7 @@ import (
 	"github.com/herald-events/herald/platform/bus/kafkabus"
 	"github.com/herald-events/herald/platform/bus/natsbus"
 	"github.com/herald-events/herald/platform/bus/rabbitbus"
-	"github.com/herald-events/herald/platform/event"
+	"github.com/herald-events/herald/platform/names"
 	"github.com/herald-events/herald/platform/sqldb"
 )
 
@@ -22,7 +22,7 @@ type transport interface {
 	prepare(ctx context.Context, topics []string) error
 	// relayPublisher is the publisher of one service's outbox relay
 	// (transactional where the bus has transactions).
-	relayPublisher(service string) (bus.Publisher, error)
+	relayPublisher(n names.Service) (bus.Publisher, error)
 	// publisher is a plain publisher (dead letters outside a delivery).
 	publisher() (bus.Publisher, error)
 	// subscriber consumes for every service of the process.
@@ -54,15 +54,9 @@ func (k *kafkaTransport) prepare(ctx context.Context, topics []string) error {
 	return nil
 }
 
-// relayPublisher's transactional id is "herald-<service>-outbox-<instance>"
-// (namespaced): stable across restarts of one instance, so a restarted relay
-// fences its predecessor and the broker aborts what that one left open at
-// once, and distinct between instances of one service, which would
-// otherwise fence each other.
-func (k *kafkaTransport) relayPublisher(service string) (bus.Publisher, error) {
-	txnID := event.Namespaced(k.cfg.Namespace, "herald-"+service+"-outbox")
-	return kafkabus.NewPublisher(append(slices.Clip(k.opts), kafkabus.TransactionalID(txnID),
-		kafkabus.InstanceID(k.cfg.InstanceID))...)
+// relayPublisher is transactional, with the id of names.Service.RelayTransactionalID.
+func (k *kafkaTransport) relayPublisher(n names.Service) (bus.Publisher, error) {
+	return kafkabus.NewPublisher(append(slices.Clip(k.opts), kafkabus.TransactionalID(n.RelayTransactionalID()))...)
 }
 
 func (k *kafkaTransport) publisher() (bus.Publisher, error) {
@@ -75,7 +69,7 @@ func (k *kafkaTransport) publisher() (bus.Publisher, error) {
 // the same reason as the relay's.
 func (k *kafkaTransport) subscriber() (bus.Subscriber, error) {
 	opts := append(slices.Clip(k.opts), kafkabus.Metrics(k.p.metrics), kafkabus.ShutdownGrace(k.cfg.ShutdownGrace),
-		kafkabus.GroupTransactions(event.Namespaced(k.cfg.Namespace, "herald-consumer-")),
+		kafkabus.GroupTransactions(names.ConsumerTransactionPrefix(k.cfg.Namespace)),
 		kafkabus.InstanceID(k.cfg.InstanceID))
 	return kafkabus.NewSubscriber(opts...)
 }
@@ -103,12 +97,12 @@ func (n *natsTransport) prepare(ctx context.Context, topics []string) error {
 	return nil
 }
 
-func (n *natsTransport) relayPublisher(service string) (bus.Publisher, error) {
-	return natsbus.NewPublisher(append(n.opts, natsbus.ClientName(event.Namespaced(n.cfg.Namespace, "herald-"+service+"-outbox")))...)
+func (n *natsTransport) relayPublisher(s names.Service) (bus.Publisher, error) {
+	return natsbus.NewPublisher(append(n.opts, natsbus.ClientName(s.RelayClient()))...)
 }
 
 func (n *natsTransport) publisher() (bus.Publisher, error) {
-	return natsbus.NewPublisher(append(n.opts, natsbus.ClientName("herald-dead-letters"))...)
+	return natsbus.NewPublisher(append(n.opts, natsbus.ClientName(names.DeadLetterClient))...)
 }
 
 func (n *natsTransport) subscriber() (bus.Subscriber, error) {
@@ -140,7 +134,7 @@ func (r *rabbitTransport) prepare(ctx context.Context, topics []string) error {
 	if err := rabbitbus.EnsureTopologyWith(ctx, topics, r.opts...); err != nil {
 		return fmt.Errorf("%s: %w", r, err)
 	}
-	for group, read := range Subscriptions(r.cfg.Namespace) {
+	for group, read := range subscriptions(r.cfg.modules(), r.cfg.Namespace) {
 		if err := rabbitbus.EnsureGroup(ctx, group, read, r.opts...); err != nil {
 			return fmt.Errorf("%s: queues of %s: %w", r, group, err)
 		}
@@ -148,30 +142,14 @@ func (r *rabbitTransport) prepare(ctx context.Context, topics []string) error {
 	return nil
 }
 
-func (r *rabbitTransport) relayPublisher(service string) (bus.Publisher, error) {
-	return rabbitbus.NewPublisher(append(r.opts, rabbitbus.ClientName(event.Namespaced(r.cfg.Namespace, "herald-"+service+"-outbox")))...)
+func (r *rabbitTransport) relayPublisher(s names.Service) (bus.Publisher, error) {
+	return rabbitbus.NewPublisher(append(r.opts, rabbitbus.ClientName(s.RelayClient()))...)
 }
 
 func (r *rabbitTransport) publisher() (bus.Publisher, error) {
-	return rabbitbus.NewPublisher(append(r.opts, rabbitbus.ClientName("herald-dead-letters"))...)
+	return rabbitbus.NewPublisher(append(r.opts, rabbitbus.ClientName(names.DeadLetterClient))...)
 }
 
 func (r *rabbitTransport) subscriber() (bus.Subscriber, error) {
 	return rabbitbus.NewSubscriber(append(r.opts, rabbitbus.Metrics(r.p.metrics), rabbitbus.ShutdownGrace(r.cfg.ShutdownGrace))...)
-}
-
-// Subscriptions lists every herald consumer group (in namespace) and the
-// topics it reads, whether or not this process runs it. A test checks it
-// against what the services subscribe to.
-func Subscriptions(namespace string) map[string][]string {
-	orders, inventory := event.Namespaced(namespace, "herald.orders.v1"), event.Namespaced(namespace, "herald.inventory.v1")
-	group := func(service string) string { return event.Namespaced(namespace, "herald-"+service) }
-	return map[string][]string{
-		group("orders"):       {inventory},
-		group("inventory"):    {orders},
-		group("notification"): {orders},
-		group("points"):       {orders},
-		group("logistics"):    {inventory, orders},
-		group("risk"):         {orders},
-	}
 }

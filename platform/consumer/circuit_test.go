@@ -191,7 +191,7 @@ func TestCircuitHoldsTheGroup(t *testing.T) {
 // and with no transitions, as soon as the router is built.
 func TestRouterPublishesItsCircuit(t *testing.T) {
 	m := observe.New()
-	if _, err := consumer.NewRouter(consumer.Config{Group: "g", Namespace: "ns", Decoder: plainDecoder{}, DeadLetter: &recorder{},
+	if _, err := consumer.NewRouter(consumer.Config{Group: "ns.g", Namespace: "ns", Decoder: plainDecoder{}, DeadLetter: &recorder{},
 		Metrics: m, Logger: nopLogger()}); err != nil {
 		t.Fatal(err)
 	}

@@ -130,10 +130,11 @@ func IsPermanent(err error) bool {
 
 // Config configures a [Router].
 type Config struct {
-	// Group is the consumer group. Required.
+	// Group is the consumer group, namespaced already (see the names
+	// package). Required.
 	Group string
-	// Namespace prefixes the group and every topic (see
-	// [event.Namespaced]). Default none.
+	// Namespace prefixes every topic (see [event.Namespaced]). Default
+	// none.
 	Namespace string
 	// Decoder decodes values. Required.
 	Decoder Decoder
@@ -205,7 +206,6 @@ func NewRouter(cfg Config) (*Router, error) {
 	if cfg.Unit == nil {
 		cfg.Unit = Direct
 	}
-	cfg.Group = event.Namespaced(cfg.Namespace, cfg.Group)
 	circuit := Circuit(CircuitPolicy{Group: cfg.Group, Floor: cfg.CircuitBackoff, Ceil: cfg.CircuitMaxBackoff, Logger: cfg.Logger, Metrics: cfg.Metrics})
 	return &Router{cfg: cfg, handlers: map[protoreflect.FullName]Handler{}, circuit: circuit}, nil
 }

@@ -163,6 +163,11 @@ func (m Module) Validate() error {
 // a database of its own, which takes consumer transactions on the bus.
 func (m Module) NeedsBusTransactions() bool { return !m.Database && len(m.Produces) > 0 }
 
+// Names are the module's names in namespace for instance.
+func (m Module) Names(namespace, instance string) names.Service {
+	return names.Service{Namespace: namespace, Name: m.Name, Instance: instance}
+}
+
 // Topics are the topics the module consumes, in namespace, in the order
 // of [Module].Consumes.
 func (m Module) Topics(namespace string) []string {

@@ -91,7 +91,7 @@ func (m Module) Start(ctx context.Context, p Platform) (*Instance, error) {
 	if p.Tracing == nil {
 		p.Tracing = observe.LocalTracing()
 	}
-	n := names.Service{Namespace: p.Namespace, Name: m.Name, Instance: p.Instance}
+	n := m.Names(p.Namespace, p.Instance)
 	log := p.Logger.With("service", m.Name)
 	in := &Instance{module: m, names: n}
 	d := Deps{Names: n, Logger: log, Metrics: p.Metrics, Tracing: p.Tracing, Settings: p.Settings[m.Name]}
@@ -145,7 +145,7 @@ func (m Module) Start(ctx context.Context, p Platform) (*Instance, error) {
 		return nil, err
 	}
 	if len(parts.Handlers) > 0 {
-		in.router, err = consumer.NewRouter(consumer.Config{Group: n.Group(), Decoder: p.Codec, DeadLetter: p.DeadLetter,
+		in.router, err = consumer.NewRouter(consumer.Config{Group: n.Group(), Namespace: p.Namespace, Decoder: p.Codec, DeadLetter: p.DeadLetter,
 			Logger: log, Metrics: p.Metrics, Tracing: p.Tracing, Unit: unit})
 		if err != nil {
 			return nil, err
@@ -157,7 +157,7 @@ func (m Module) Start(ctx context.Context, p Platform) (*Instance, error) {
 		}
 		// The router namespaces the group itself; the topics must agree
 		// with the declaration, which Subscriptions reads unbuilt.
-		if got, want := in.router.Topics(), m.Topics(""); !sameSet(got, want) {
+		if got, want := in.router.Topics(), m.Topics(p.Namespace); !sameSet(got, want) {
 			return nil, fmt.Errorf("module %s: handlers read %v, Consumes declares %v", m.Name, got, want)
 		}
 	}
