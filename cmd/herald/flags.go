@@ -70,6 +70,7 @@ func (f *flags) process(embedded bool) {
 	f.fs.IntVar(&f.parts, "partitions", 3, "partitions of each topic created")
 	f.fs.DurationVar(&f.cfg.ShutdownGrace, "shutdown-grace", 10*time.Second, "how long consumers finish the messages they hold after SIGTERM")
 	f.fs.StringVar(&f.level, "log-level", "info", "debug, info, warn or error")
+	f.moduleSettings()
 	if embedded {
 		f.fs.StringVar(&f.cfg.DataDir, "data-dir", ".herald", "directory for the broker log, registry state and SQLite files")
 		f.fs.StringVar(&f.cfg.KafkaAddr, "kafka-addr", "127.0.0.1:9092", "embedded Kafka listen address")
@@ -88,6 +89,25 @@ func (f *flags) process(embedded bool) {
 	f.fs.DurationVar(&f.cfg.StartupTimeout, "startup-timeout", 2*time.Minute,
 		"how long to wait at start for the schema registry, the bus and the database to answer (0: fail at once)")
 	f.fs.StringVar(&f.cfg.InstanceID, "instance-id", "", "name of this process in Kafka transactional ids: the same across its restarts, distinct per instance of a service (default: the host name)")
+}
+
+// moduleSettings adds a flag for each setting the modules declare:
+// --<service>-<key>, into cfg.ModuleSettings.
+func (f *flags) moduleSettings() {
+	for _, m := range server.Modules() {
+		for _, st := range m.Settings {
+			f.fs.Func(server.SettingFlag(m, st), st.Usage+" (service "+m.Name+")", func(v string) error {
+				if f.cfg.ModuleSettings == nil {
+					f.cfg.ModuleSettings = map[string]map[string]string{}
+				}
+				if f.cfg.ModuleSettings[m.Name] == nil {
+					f.cfg.ModuleSettings[m.Name] = map[string]string{}
+				}
+				f.cfg.ModuleSettings[m.Name][st.Key] = v
+				return nil
+			})
+		}
+	}
 }
 
 // kafka adds the flags that reach Kafka.

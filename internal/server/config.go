@@ -323,6 +323,13 @@ func (c *Config) Validate() error {
 	if !instanceIDRE.MatchString(c.InstanceID) {
 		bad("instance-id", "%q: want 1 to 64 of [A-Za-z0-9._-]", c.InstanceID)
 	}
+	for _, m := range c.modules() {
+		for key := range c.ModuleSettings[m.Name] {
+			if !slices.ContainsFunc(m.Settings, func(s module.Setting) bool { return s.Key == key }) {
+				bad(m.Name+"-"+key, "%s has no setting %q", m.Name, key)
+			}
+		}
+	}
 	seen := map[string]bool{}
 	known := namesOf(c.modules())
 	for _, s := range c.Services {
