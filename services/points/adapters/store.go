@@ -1,5 +1,6 @@
 // Package adapters persists the points ledger in SQL (SQLite by default)
-// through sqldb, next to the service's inbox table.
+// through sqldb. Its methods join the transaction the context carries (the
+// event's unit of work, see sqldb.DB.WithTx) and open their own otherwise.
 package adapters
 
 import (
@@ -7,7 +8,6 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/herald-events/herald/platform/inbox"
 	"github.com/herald-events/herald/platform/sqldb"
 	"github.com/herald-events/herald/services/points/app"
 	"github.com/herald-events/herald/services/points/domain"
@@ -41,21 +41,26 @@ func Migrations(d sqldb.Dialect) []sqldb.Migration {
 	}}}
 }
 
-// Open migrates db (ledger and inbox tables) and returns the store. The
-// service publishes nothing, so it has no outbox table.
-func Open(ctx context.Context, db *sqldb.DB) (*Store, error) {
-	var ms []sqldb.Migration
-	ms = append(ms, Migrations(db.Dialect())...)
-	ms = append(ms, inbox.Migrations(db.Dialect())...)
-	if err := db.Migrate(ctx, "points", ms); err != nil {
-		return nil, err
-	}
-	return &Store{db: db}, nil
-}
+// New returns the store over db, which [Migrations] has migrated.
+func New(db *sqldb.DB) *Store { return &Store{db: db} }
 
-// InTx runs fn in a transaction.
-func (s *Store) InTx(ctx context.Context, fn func(tx *sqldb.Tx) error) error {
-	return s.db.InTx(ctx, fn)
+// Update decides, in one transaction, what to add to the entries of an
+// order: fn gets the order's entries (locked where the database can) and
+// returns the entry to add, or nil for none.
+func (s *Store) Update(ctx context.Context, orderID string, fn func(existing []domain.Entry) (*domain.Entry, error)) error {
+	return s.db.InTx(ctx, func(tx *sqldb.Tx) error {
+		ctx := s.db.WithTx(ctx, tx)
+		existing, err := s.Entries(ctx, orderID)
+		if err != nil {
+			return err
+		}
+		e, err := fn(existing)
+		if err != nil || e == nil {
+			return err
+		}
+		_, err = s.Insert(ctx, *e)
+		return err
+	})
 }
 
 const timeLayout = time.RFC3339Nano
@@ -76,15 +81,15 @@ func scanEntry(row scanner) (domain.Entry, error) {
 	return e, nil
 }
 
-// Entries returns an order's entries; on PostgreSQL they stay locked until
-// tx ends, so an award and a reversal of one order are decided one after
-// the other.
-func (s *Store) Entries(ctx context.Context, tx *sqldb.Tx, orderID string) ([]domain.Entry, error) {
+// Entries returns an order's entries; on PostgreSQL, inside a transaction,
+// they stay locked until it ends, so an award and a reversal of one order
+// are decided one after the other.
+func (s *Store) Entries(ctx context.Context, orderID string) ([]domain.Entry, error) {
 	q := `SELECT order_id, customer_id, kind, points, created_at FROM points_ledger WHERE order_id = ? ORDER BY seq`
-	if tx.Dialect() == sqldb.Postgres {
+	if s.db.Dialect() == sqldb.Postgres {
 		q += ` FOR UPDATE`
 	}
-	rows, err := tx.QueryContext(ctx, q, orderID)
+	rows, err := s.db.Conn(ctx).QueryContext(ctx, q, orderID)
 	if err != nil {
 		return nil, fmt.Errorf("entries of order %s: %w", orderID, err)
 	}
@@ -101,8 +106,8 @@ func (s *Store) Entries(ctx context.Context, tx *sqldb.Tx, orderID string) ([]do
 }
 
 // Insert adds an entry unless the order has one of that kind.
-func (s *Store) Insert(ctx context.Context, tx *sqldb.Tx, e domain.Entry) (bool, error) {
-	res, err := tx.ExecContext(ctx, `INSERT INTO points_ledger (order_id, customer_id, kind, points, created_at)
+func (s *Store) Insert(ctx context.Context, e domain.Entry) (bool, error) {
+	res, err := s.db.Conn(ctx).ExecContext(ctx, `INSERT INTO points_ledger (order_id, customer_id, kind, points, created_at)
 		VALUES (?, ?, ?, ?, ?) ON CONFLICT (order_id, kind) DO NOTHING`,
 		e.OrderID, e.CustomerID, int(e.Kind), e.Points, e.Created.UTC().Format(timeLayout))
 	if err != nil {
@@ -117,7 +122,7 @@ func (s *Store) Insert(ctx context.Context, tx *sqldb.Tx, e domain.Entry) (bool,
 
 // Ledger returns a customer's entries, oldest first.
 func (s *Store) Ledger(ctx context.Context, customerID string) ([]domain.Entry, error) {
-	rows, err := s.db.QueryContext(ctx, `SELECT order_id, customer_id, kind, points, created_at
+	rows, err := s.db.Conn(ctx).QueryContext(ctx, `SELECT order_id, customer_id, kind, points, created_at
 		FROM points_ledger WHERE customer_id = ? ORDER BY seq`, customerID)
 	if err != nil {
 		return nil, fmt.Errorf("ledger of %s: %w", customerID, err)

@@ -2,6 +2,7 @@ package adapters_test
 
 import (
 	"context"
+	"errors"
 	"testing"
 	"time"
 
@@ -12,23 +13,28 @@ import (
 	"github.com/herald-events/herald/services/points/domain"
 )
 
+// migrate creates the store's tables, as the platform does for the module.
+func migrate(db *sqldb.DB) error {
+	return db.Migrate(context.Background(), "points", adapters.Migrations(db.Dialect()))
+}
+
 // TestStoreContract is run against every database.
 func TestStoreContract(t *testing.T) {
 	sqldbtest.Each(t, func(t *testing.T, db *sqldb.DB) {
 		ctx := context.Background()
-		s, err := adapters.Open(ctx, db)
-		if err != nil {
+		if err := migrate(db); err != nil {
 			t.Fatal(err)
 		}
-		// Opening again (a restart) migrates nothing twice.
-		if _, err := adapters.Open(ctx, db); err != nil {
-			t.Fatalf("second Open: %v", err)
+		// Migrating again (a restart) migrates nothing twice.
+		if err := migrate(db); err != nil {
+			t.Fatalf("second migration: %v", err)
 		}
+		s := adapters.New(db)
 		now := time.Date(2025, 3, 4, 5, 6, 7, 8, time.UTC)
 		insert := func(e domain.Entry) bool {
 			t.Helper()
-			var ok bool
-			if err := s.InTx(ctx, func(tx *sqldb.Tx) (err error) { ok, err = s.Insert(ctx, tx, e); return err }); err != nil {
+			ok, err := s.Insert(ctx, e)
+			if err != nil {
 				t.Fatal(err)
 			}
 			return ok
@@ -47,8 +53,8 @@ func TestStoreContract(t *testing.T) {
 			t.Fatal("award of another order not inserted")
 		}
 
-		var got []domain.Entry
-		if err := s.InTx(ctx, func(tx *sqldb.Tx) (err error) { got, err = s.Entries(ctx, tx, "o-1"); return err }); err != nil {
+		got, err := s.Entries(ctx, "o-1")
+		if err != nil {
 			t.Fatal(err)
 		}
 		if len(got) != 2 || got[0] != award || got[1].Points != -12 || got[1].Kind != domain.KindReversal {
@@ -72,14 +78,13 @@ func TestStoreContract(t *testing.T) {
 func TestUseCasesOnce(t *testing.T) {
 	sqldbtest.Each(t, func(t *testing.T, db *sqldb.DB) {
 		ctx := context.Background()
-		s, err := adapters.Open(ctx, db)
-		if err != nil {
+		if err := migrate(db); err != nil {
 			t.Fatal(err)
 		}
-		a := app.New(s)
-		in := func(fn func(tx *sqldb.Tx) error) {
+		a := app.New(adapters.New(db))
+		must := func(err error) {
 			t.Helper()
-			if err := s.InTx(ctx, fn); err != nil {
+			if err != nil {
 				t.Fatal(err)
 			}
 		}
@@ -93,28 +98,33 @@ func TestUseCasesOnce(t *testing.T) {
 		}
 		total := domain.Money{Currency: "EUR", Units: 25, Nanos: 990_000_000}
 		for range 2 {
-			in(func(tx *sqldb.Tx) error { return a.Confirmed(ctx, tx, "o-1", "alice", total) })
+			must(a.Confirmed(ctx, "o-1", "alice", total))
 		}
-		in(func(tx *sqldb.Tx) error {
-			return a.Confirmed(ctx, tx, "o-2", "alice", domain.Money{Currency: "EUR", Units: 4})
-		})
+		must(a.Confirmed(ctx, "o-2", "alice", domain.Money{Currency: "EUR", Units: 4}))
 		if b, n := balance("alice"); b != 29 || n != 2 {
 			t.Fatalf("alice after two orders (one replayed) = %d points in %d entries, want 29 in 2", b, n)
 		}
 		for range 2 {
-			in(func(tx *sqldb.Tx) error { return a.Cancelled(ctx, tx, "o-1") })
+			must(a.Cancelled(ctx, "o-1"))
 		}
 		if b, n := balance("alice"); b != 4 || n != 3 {
 			t.Fatalf("alice after cancelling o-1 twice = %d points in %d entries, want 4 in 3", b, n)
 		}
 		// Cancelling an order that earned nothing writes nothing.
-		in(func(tx *sqldb.Tx) error { return a.Cancelled(ctx, tx, "o-unknown") })
-		in(func(tx *sqldb.Tx) error {
-			return a.Confirmed(ctx, tx, "o-3", "carol", domain.Money{Currency: "EUR", Nanos: 500_000_000})
-		})
-		in(func(tx *sqldb.Tx) error { return a.Cancelled(ctx, tx, "o-3") })
+		must(a.Cancelled(ctx, "o-unknown"))
+		must(a.Confirmed(ctx, "o-3", "carol", domain.Money{Currency: "EUR", Nanos: 500_000_000}))
+		must(a.Cancelled(ctx, "o-3"))
 		if b, n := balance("carol"); b != 0 || n != 0 {
 			t.Fatalf("carol = %d points in %d entries, want none", b, n)
+		}
+		// Inside a unit of work (a transaction the context carries) a use
+		// case joins it: rolled back, it leaves nothing.
+		_ = db.InTx(ctx, func(tx *sqldb.Tx) error {
+			must(a.Confirmed(db.WithTx(ctx, tx), "o-4", "dave", domain.Money{Currency: "EUR", Units: 7}))
+			return errors.New("abort")
+		})
+		if b, n := balance("dave"); b != 0 || n != 0 {
+			t.Fatalf("dave after a rolled-back unit = %d points in %d entries, want none", b, n)
 		}
 		if _, _, err := a.Balance(ctx, ""); err == nil {
 			t.Fatal("Balance of an empty customer id succeeded")

@@ -1,7 +1,7 @@
 // Package app holds the points use cases: award the points of a confirmed
-// order, take back those of a cancelled one (each inside the transaction of
-// the event that caused it, after its inbox claim), and read a customer's
-// balance.
+// order, take back those of a cancelled one (each in the unit of work of
+// the event that caused it, which the context carries), and read a
+// customer's balance.
 package app
 
 import (
@@ -9,22 +9,20 @@ import (
 	"time"
 
 	"github.com/herald-events/herald/platform/apperr"
-	"github.com/herald-events/herald/platform/sqldb"
 	"github.com/herald-events/herald/services/points/domain"
 )
 
 // MaxIDLength bounds a customer id in a request.
 const MaxIDLength = 128
 
-// Store persists the ledger. Methods taking a tx run inside it.
+// Store persists the ledger. Its methods join the transaction ctx
+// carries.
 type Store interface {
-	InTx(ctx context.Context, fn func(tx *sqldb.Tx) error) error
-	// Entries returns the entries of an order, locking them for the rest of
-	// tx where the database can.
-	Entries(ctx context.Context, tx *sqldb.Tx, orderID string) ([]domain.Entry, error)
-	// Insert adds an entry. It reports false, changing nothing, when the
-	// order already has an entry of that kind.
-	Insert(ctx context.Context, tx *sqldb.Tx, e domain.Entry) (bool, error)
+	// Update gives fn the entries of an order (locked until the
+	// transaction ends where the database can) and adds the entry fn
+	// returns, if any, in the same transaction. The ledger holds at most
+	// one entry of each kind per order; a second one is not added.
+	Update(ctx context.Context, orderID string, fn func(existing []domain.Entry) (*domain.Entry, error)) error
 	// Ledger returns a customer's entries, oldest first.
 	Ledger(ctx context.Context, customerID string) ([]domain.Entry, error)
 }
@@ -40,33 +38,19 @@ func New(store Store) *App {
 	return &App{store: store, now: func() time.Time { return time.Now().UTC() }}
 }
 
-// Confirmed awards the points of a confirmed order inside tx, once.
-func (a *App) Confirmed(ctx context.Context, tx *sqldb.Tx, orderID, customerID string, total domain.Money) error {
-	existing, err := a.store.Entries(ctx, tx, orderID)
-	if err != nil {
-		return err
-	}
-	e := domain.Award(orderID, customerID, total, existing, a.now())
-	if e == nil {
-		return nil
-	}
-	_, err = a.store.Insert(ctx, tx, *e)
-	return err
+// Confirmed awards the points of a confirmed order, once.
+func (a *App) Confirmed(ctx context.Context, orderID, customerID string, total domain.Money) error {
+	return a.store.Update(ctx, orderID, func(existing []domain.Entry) (*domain.Entry, error) {
+		return domain.Award(orderID, customerID, total, existing, a.now()), nil
+	})
 }
 
-// Cancelled takes back the points of a cancelled order inside tx, once;
-// an order that earned nothing is left alone.
-func (a *App) Cancelled(ctx context.Context, tx *sqldb.Tx, orderID string) error {
-	existing, err := a.store.Entries(ctx, tx, orderID)
-	if err != nil {
-		return err
-	}
-	e := domain.Reverse(orderID, existing, a.now())
-	if e == nil {
-		return nil
-	}
-	_, err = a.store.Insert(ctx, tx, *e)
-	return err
+// Cancelled takes back the points of a cancelled order, once; an order
+// that earned nothing is left alone.
+func (a *App) Cancelled(ctx context.Context, orderID string) error {
+	return a.store.Update(ctx, orderID, func(existing []domain.Entry) (*domain.Entry, error) {
+		return domain.Reverse(orderID, existing, a.now()), nil
+	})
 }
 
 // Balance returns a customer's balance and entries. A customer without

@@ -5,13 +5,12 @@ package ports
 import (
 	"context"
 
+	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	ordersv1 "github.com/herald-events/herald/gen/go/herald/orders/v1"
 	pointsv1 "github.com/herald-events/herald/gen/go/herald/points/v1"
 	"github.com/herald-events/herald/platform/consumer"
-	"github.com/herald-events/herald/platform/inbox"
-	"github.com/herald-events/herald/platform/sqldb"
 	"github.com/herald-events/herald/services/points/app"
 	"github.com/herald-events/herald/services/points/domain"
 )
@@ -40,32 +39,23 @@ func (g *GRPC) GetBalance(ctx context.Context, req *pointsv1.GetBalanceRequest) 
 	return resp, nil
 }
 
-// Events handles the orders events.
+// Events handles the orders events. The platform runs each call in the
+// event's unit of work (one transaction with its inbox claim), which the
+// context carries to the store.
 type Events struct {
-	app   *app.App
-	store app.Store
+	app *app.App
 }
 
 // NewEvents returns the event port.
-func NewEvents(a *app.App, s app.Store) *Events { return &Events{app: a, store: s} }
+func NewEvents(a *app.App) *Events { return &Events{app: a} }
 
-// Register subscribes the handlers on r.
-func (e *Events) Register(r *consumer.Router) error {
-	if err := consumer.Handle(r, e.onOrderConfirmed); err != nil {
-		return err
-	}
-	return consumer.Handle(r, e.onOrderCancelled)
-}
-
-func (e *Events) onOrderConfirmed(ctx context.Context, ev *consumer.Event, msg *ordersv1.OrderConfirmed) error {
+// OnOrderConfirmed awards the order's points.
+func (e *Events) OnOrderConfirmed(ctx context.Context, _ *consumer.Event, msg *ordersv1.OrderConfirmed) ([]proto.Message, error) {
 	total := domain.Money{Currency: msg.GetTotal().GetCurrencyCode(), Units: msg.GetTotal().GetUnits(), Nanos: msg.GetTotal().GetNanos()}
-	return inbox.Once(ctx, e.store, ev, func(tx *sqldb.Tx) error {
-		return e.app.Confirmed(ctx, tx, msg.GetOrderId(), msg.GetCustomerId(), total)
-	})
+	return nil, e.app.Confirmed(ctx, msg.GetOrderId(), msg.GetCustomerId(), total)
 }
 
-func (e *Events) onOrderCancelled(ctx context.Context, ev *consumer.Event, msg *ordersv1.OrderCancelled) error {
-	return inbox.Once(ctx, e.store, ev, func(tx *sqldb.Tx) error {
-		return e.app.Cancelled(ctx, tx, msg.GetOrderId())
-	})
+// OnOrderCancelled takes the order's points back.
+func (e *Events) OnOrderCancelled(ctx context.Context, _ *consumer.Event, msg *ordersv1.OrderCancelled) ([]proto.Message, error) {
+	return nil, e.app.Cancelled(ctx, msg.GetOrderId())
 }
