@@ -4,25 +4,23 @@
 // the deduction (the events travel on different topics) is recorded, and
 // the order is never reserved afterwards. It consumes the inventory and
 // orders events, publishes none, and needs nothing from the orders service
-// but its events. Its code is split into domain (the shipment state
-// machine), app (use cases), adapters (SQL store) and ports (gRPC and event
-// handlers).
+// but its events.
+//
+// [Module] declares it to the platform, which runs each event's handler in
+// one database transaction with the event's inbox claim. Its code is split
+// into domain (the shipment state machine), app (use cases), adapters (SQL
+// store) and ports (gRPC and event handlers).
 package logistics
 
 import (
 	"context"
-	"fmt"
-	"log/slog"
 
-	"google.golang.org/grpc"
+	"google.golang.org/protobuf/proto"
 
+	inventoryv1 "github.com/herald-events/herald/gen/go/herald/inventory/v1"
 	logisticsv1 "github.com/herald-events/herald/gen/go/herald/logistics/v1"
-	"github.com/herald-events/herald/platform/bus"
-	"github.com/herald-events/herald/platform/consumer"
-	"github.com/herald-events/herald/platform/observe"
-	"github.com/herald-events/herald/platform/outbox"
-	"github.com/herald-events/herald/platform/schema"
-	"github.com/herald-events/herald/platform/sqldb"
+	ordersv1 "github.com/herald-events/herald/gen/go/herald/orders/v1"
+	"github.com/herald-events/herald/platform/module"
 	"github.com/herald-events/herald/services/logistics/adapters"
 	"github.com/herald-events/herald/services/logistics/app"
 	"github.com/herald-events/herald/services/logistics/ports"
@@ -31,65 +29,22 @@ import (
 // Name is the service's name in configuration and logs.
 const Name = "logistics"
 
-// Deps are what the service needs from the process.
-type Deps struct {
-	DB         *sqldb.DB
-	Codec      *schema.Codec
-	DeadLetter bus.Publisher
-	Logger     *slog.Logger
-	// Namespace prefixes topics and the consumer group; see event.Namespaced.
-	Namespace string
-	// Metrics may be nil.
-	Metrics *observe.Metrics
-	// Tracing may be nil.
-	Tracing *observe.Tracing
-}
-
-// Service is a running logistics service.
-type Service struct {
-	router *consumer.Router
-	grpc   *ports.GRPC
-}
-
-// New migrates the database and wires the service.
-func New(ctx context.Context, d Deps) (*Service, error) {
-	store, err := adapters.Open(ctx, d.DB)
-	if err != nil {
-		return nil, fmt.Errorf("logistics store: %w", err)
+// Module declares the logistics service: it consumes InventoryDeducted and
+// OrderCancelled, keeps shipments in a database and serves
+// LogisticsService.
+func Module() module.Module {
+	return module.Module{
+		Name:       Name,
+		Consumes:   []proto.Message{&inventoryv1.InventoryDeducted{}, &ordersv1.OrderCancelled{}},
+		Database:   true,
+		Migrations: adapters.Migrations,
+		Build: func(_ context.Context, d module.Deps) (*module.Parts, error) {
+			a := app.New(adapters.New(d.DB))
+			events := ports.NewEvents(a)
+			return &module.Parts{
+				GRPC:     []module.GRPC{{Desc: &logisticsv1.LogisticsService_ServiceDesc, Impl: ports.NewGRPC(a)}},
+				Handlers: []module.Handler{module.On(events.OnInventoryDeducted), module.On(events.OnOrderCancelled)},
+			}, nil
+		},
 	}
-	a := app.New(store)
-	router, err := consumer.NewRouter(consumer.Config{Group: "herald-" + Name, Namespace: d.Namespace, Metrics: d.Metrics, Tracing: d.Tracing, Decoder: d.Codec, DeadLetter: d.DeadLetter, Logger: d.Logger})
-	if err != nil {
-		return nil, err
-	}
-	if err := ports.NewEvents(a, store).Register(router); err != nil {
-		return nil, err
-	}
-	return &Service{router: router, grpc: ports.NewGRPC(a)}, nil
-}
-
-// Name returns [Name].
-func (s *Service) Name() string { return Name }
-
-// Subscription is the consumer group and the topics it reads.
-func (s *Service) Subscription() (group string, topics []string) {
-	return s.router.Group(), s.router.Topics()
-}
-
-// RegisterGRPC adds LogisticsService to a gRPC server.
-func (s *Service) RegisterGRPC(gs *grpc.Server) {
-	logisticsv1.RegisterLogisticsServiceServer(gs, s.grpc)
-}
-
-// GRPCServiceNames lists the gRPC services for health reporting.
-func (s *Service) GRPCServiceNames() []string {
-	return []string{logisticsv1.LogisticsService_ServiceDesc.ServiceName}
-}
-
-// Outbox returns nil: the service publishes no events.
-func (s *Service) Outbox() *outbox.Outbox { return nil }
-
-// Run consumes the inventory and orders events until ctx is done.
-func (s *Service) Run(ctx context.Context, sub bus.Subscriber) error {
-	return s.router.Run(ctx, sub)
 }

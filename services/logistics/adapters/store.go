@@ -1,5 +1,6 @@
 // Package adapters persists shipments in SQL (SQLite by default) through
-// sqldb, next to the service's inbox table.
+// sqldb. Its methods join the transaction the context carries (the event's
+// unit of work, see sqldb.DB.WithTx) and open their own otherwise.
 package adapters
 
 import (
@@ -10,7 +11,6 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/herald-events/herald/platform/inbox"
 	"github.com/herald-events/herald/platform/sqldb"
 	"github.com/herald-events/herald/services/logistics/app"
 	"github.com/herald-events/herald/services/logistics/domain"
@@ -36,21 +36,29 @@ func Migrations(sqldb.Dialect) []sqldb.Migration {
 	}}}
 }
 
-// Open migrates db (shipments and inbox tables) and returns the store. The
-// service publishes nothing, so it has no outbox table.
-func Open(ctx context.Context, db *sqldb.DB) (*Store, error) {
-	var ms []sqldb.Migration
-	ms = append(ms, Migrations(db.Dialect())...)
-	ms = append(ms, inbox.Migrations(db.Dialect())...)
-	if err := db.Migrate(ctx, "logistics", ms); err != nil {
-		return nil, err
-	}
-	return &Store{db: db}, nil
-}
+// New returns the store over db, which [Migrations] has migrated.
+func New(db *sqldb.DB) *Store { return &Store{db: db} }
 
-// InTx runs fn in a transaction.
-func (s *Store) InTx(ctx context.Context, fn func(tx *sqldb.Tx) error) error {
-	return s.db.InTx(ctx, fn)
+// Update changes the shipment of an order in one transaction: fn gets the
+// shipment (nil when the order has none; locked where the database can)
+// and returns the one to store, or nil to change nothing. A new shipment
+// is inserted, an existing one saved.
+func (s *Store) Update(ctx context.Context, orderID string, fn func(cur *domain.Shipment) (*domain.Shipment, error)) error {
+	return s.db.InTx(ctx, func(tx *sqldb.Tx) error {
+		ctx := s.db.WithTx(ctx, tx)
+		cur, err := s.Get(ctx, orderID)
+		if err != nil {
+			return err
+		}
+		next, err := fn(cur)
+		switch {
+		case err != nil || next == nil:
+			return err
+		case cur == nil:
+			return s.Insert(ctx, next)
+		}
+		return s.Save(ctx, next)
+	})
 }
 
 const timeLayout = time.RFC3339Nano
@@ -60,12 +68,14 @@ type line struct {
 	Quantity int32  `json:"quantity"`
 }
 
-// Get returns an order's shipment or nil. On PostgreSQL the row stays
-// locked until tx ends; two handlers that both find no row race on the
-// primary key in Insert, and the loser is retried.
-func (s *Store) Get(ctx context.Context, tx *sqldb.Tx, orderID string) (*domain.Shipment, error) {
+// Get returns an order's shipment or nil. It runs in a transaction (its
+// own, or the one ctx carries) so that an outage is reported as such; on
+// PostgreSQL the row stays locked until that transaction ends. Two
+// handlers that both find no row race on the primary key in Insert, and
+// the loser is retried.
+func (s *Store) Get(ctx context.Context, orderID string) (*domain.Shipment, error) {
 	q := `SELECT order_id, status, lines, created_at, updated_at FROM shipments WHERE order_id = ?`
-	if tx.Dialect() == sqldb.Postgres {
+	if s.db.Dialect() == sqldb.Postgres {
 		q += ` FOR UPDATE`
 	}
 	var (
@@ -74,7 +84,9 @@ func (s *Store) Get(ctx context.Context, tx *sqldb.Tx, orderID string) (*domain.
 		raw              string
 		created, updated string
 	)
-	err := tx.QueryRowContext(ctx, q, orderID).Scan(&sh.OrderID, &status, &raw, &created, &updated)
+	err := s.db.InTx(ctx, func(tx *sqldb.Tx) error {
+		return tx.QueryRowContext(ctx, q, orderID).Scan(&sh.OrderID, &status, &raw, &created, &updated)
+	})
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, nil
 	}
@@ -94,8 +106,8 @@ func (s *Store) Get(ctx context.Context, tx *sqldb.Tx, orderID string) (*domain.
 	return &sh, nil
 }
 
-// Insert stores a new shipment.
-func (s *Store) Insert(ctx context.Context, tx *sqldb.Tx, sh *domain.Shipment) error {
+// Insert stores a new shipment; it fails when the order has one.
+func (s *Store) Insert(ctx context.Context, sh *domain.Shipment) error {
 	ls := make([]line, 0, len(sh.Lines))
 	for _, l := range sh.Lines {
 		ls = append(ls, line{SKU: l.SKU, Quantity: l.Quantity})
@@ -104,7 +116,7 @@ func (s *Store) Insert(ctx context.Context, tx *sqldb.Tx, sh *domain.Shipment) e
 	if err != nil {
 		return fmt.Errorf("insert shipment %s: %w", sh.OrderID, err)
 	}
-	_, err = tx.ExecContext(ctx, `INSERT INTO shipments (order_id, status, lines, created_at, updated_at) VALUES (?, ?, ?, ?, ?)`,
+	_, err = s.db.Conn(ctx).ExecContext(ctx, `INSERT INTO shipments (order_id, status, lines, created_at, updated_at) VALUES (?, ?, ?, ?, ?)`,
 		sh.OrderID, int(sh.Status), string(raw), sh.Created.UTC().Format(timeLayout), sh.Updated.UTC().Format(timeLayout))
 	if err != nil {
 		return fmt.Errorf("insert shipment %s: %w", sh.OrderID, err)
@@ -112,9 +124,10 @@ func (s *Store) Insert(ctx context.Context, tx *sqldb.Tx, sh *domain.Shipment) e
 	return nil
 }
 
-// Update stores the status of a shipment.
-func (s *Store) Update(ctx context.Context, tx *sqldb.Tx, sh *domain.Shipment) error {
-	res, err := tx.ExecContext(ctx, `UPDATE shipments SET status = ?, updated_at = ? WHERE order_id = ?`,
+// Save stores the status of an existing shipment; it fails when the order
+// has none.
+func (s *Store) Save(ctx context.Context, sh *domain.Shipment) error {
+	res, err := s.db.Conn(ctx).ExecContext(ctx, `UPDATE shipments SET status = ?, updated_at = ? WHERE order_id = ?`,
 		int(sh.Status), sh.Updated.UTC().Format(timeLayout), sh.OrderID)
 	if err != nil {
 		return fmt.Errorf("update shipment %s: %w", sh.OrderID, err)

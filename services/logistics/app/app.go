@@ -1,6 +1,6 @@
 // Package app holds the logistics use cases: reserve an order's shipment
 // when its stock was deducted, release it when the order is cancelled (each
-// inside the transaction of the event, after its inbox claim), and read a
+// in the unit of work of the event, which the context carries), and read a
 // shipment.
 package app
 
@@ -9,24 +9,22 @@ import (
 	"time"
 
 	"github.com/herald-events/herald/platform/apperr"
-	"github.com/herald-events/herald/platform/sqldb"
 	"github.com/herald-events/herald/services/logistics/domain"
 )
 
 // MaxIDLength bounds an order id in a request.
 const MaxIDLength = 128
 
-// Store persists shipments. Methods taking a tx run inside it.
+// Store persists shipments. Its methods join the transaction ctx carries.
 type Store interface {
-	InTx(ctx context.Context, fn func(tx *sqldb.Tx) error) error
-	// Get returns the shipment of an order, or nil when there is none,
-	// locking it for the rest of tx where the database can.
-	Get(ctx context.Context, tx *sqldb.Tx, orderID string) (*domain.Shipment, error)
-	// Insert stores a new shipment; it fails if the order has one (a
-	// concurrent handler won: the caller's transaction is retried).
-	Insert(ctx context.Context, tx *sqldb.Tx, s *domain.Shipment) error
-	// Update stores the status of an existing shipment.
-	Update(ctx context.Context, tx *sqldb.Tx, s *domain.Shipment) error
+	// Get returns the shipment of an order, or nil when there is none.
+	Get(ctx context.Context, orderID string) (*domain.Shipment, error)
+	// Update gives fn the shipment of an order (nil when there is none),
+	// locked until the transaction ends where the database can, and stores
+	// the shipment fn returns, if any. Storing a new shipment fails if the
+	// order got one meanwhile (a concurrent handler won: the caller's
+	// transaction is retried).
+	Update(ctx context.Context, orderID string, fn func(cur *domain.Shipment) (*domain.Shipment, error)) error
 }
 
 // App implements the use cases.
@@ -40,36 +38,30 @@ func New(store Store) *App {
 	return &App{store: store, now: func() time.Time { return time.Now().UTC() }}
 }
 
-// Reserve reserves the shipment of an order whose stock was deducted,
-// inside tx. It does nothing for an order that has a shipment already,
-// reserved or released (a cancellation seen first).
-func (a *App) Reserve(ctx context.Context, tx *sqldb.Tx, orderID string, lines []domain.Line) error {
-	cur, err := a.store.Get(ctx, tx, orderID)
-	if err != nil {
-		return err
-	}
-	next, changed := domain.Reserve(cur, orderID, lines, a.now())
-	if !changed {
-		return nil
-	}
-	return a.store.Insert(ctx, tx, next)
+// Reserve reserves the shipment of an order whose stock was deducted. It
+// does nothing for an order that has a shipment already, reserved or
+// released (a cancellation seen first).
+func (a *App) Reserve(ctx context.Context, orderID string, lines []domain.Line) error {
+	return a.store.Update(ctx, orderID, func(cur *domain.Shipment) (*domain.Shipment, error) {
+		return changed(domain.Reserve(cur, orderID, lines, a.now()))
+	})
 }
 
-// Release releases the shipment of a cancelled order inside tx; with no
-// shipment yet, it records the cancellation as a released shipment.
-func (a *App) Release(ctx context.Context, tx *sqldb.Tx, orderID string) error {
-	cur, err := a.store.Get(ctx, tx, orderID)
-	if err != nil {
-		return err
+// Release releases the shipment of a cancelled order; with no shipment
+// yet, it records the cancellation as a released shipment.
+func (a *App) Release(ctx context.Context, orderID string) error {
+	return a.store.Update(ctx, orderID, func(cur *domain.Shipment) (*domain.Shipment, error) {
+		return changed(domain.Release(cur, orderID, a.now()))
+	})
+}
+
+// changed turns a transition's result into what Store.Update stores: the
+// next shipment, or nil when nothing changed.
+func changed(next *domain.Shipment, ok bool) (*domain.Shipment, error) {
+	if !ok {
+		return nil, nil
 	}
-	next, changed := domain.Release(cur, orderID, a.now())
-	switch {
-	case !changed:
-		return nil
-	case cur == nil:
-		return a.store.Insert(ctx, tx, next)
-	}
-	return a.store.Update(ctx, tx, next)
+	return next, nil
 }
 
 // Shipment returns the shipment of an order, or a NotFound error.
@@ -84,11 +76,7 @@ func (a *App) Shipment(ctx context.Context, orderID string) (*domain.Shipment, e
 	if err := v.Err(); err != nil {
 		return nil, err
 	}
-	var s *domain.Shipment
-	err := a.store.InTx(ctx, func(tx *sqldb.Tx) (err error) {
-		s, err = a.store.Get(ctx, tx, orderID)
-		return err
-	})
+	s, err := a.store.Get(ctx, orderID)
 	if err != nil {
 		return nil, err
 	}

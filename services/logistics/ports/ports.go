@@ -5,12 +5,12 @@ package ports
 import (
 	"context"
 
+	"google.golang.org/protobuf/proto"
+
 	inventoryv1 "github.com/herald-events/herald/gen/go/herald/inventory/v1"
 	logisticsv1 "github.com/herald-events/herald/gen/go/herald/logistics/v1"
 	ordersv1 "github.com/herald-events/herald/gen/go/herald/orders/v1"
 	"github.com/herald-events/herald/platform/consumer"
-	"github.com/herald-events/herald/platform/inbox"
-	"github.com/herald-events/herald/platform/sqldb"
 	"github.com/herald-events/herald/services/logistics/app"
 	"github.com/herald-events/herald/services/logistics/domain"
 )
@@ -37,35 +37,26 @@ func (g *GRPC) GetShipment(ctx context.Context, req *logisticsv1.GetShipmentRequ
 	return resp, nil
 }
 
-// Events handles InventoryDeducted and OrderCancelled.
+// Events handles InventoryDeducted and OrderCancelled. The platform runs
+// each call in the event's unit of work (one transaction with its inbox
+// claim), which the context carries to the store.
 type Events struct {
-	app   *app.App
-	store app.Store
+	app *app.App
 }
 
 // NewEvents returns the event port.
-func NewEvents(a *app.App, s app.Store) *Events { return &Events{app: a, store: s} }
+func NewEvents(a *app.App) *Events { return &Events{app: a} }
 
-// Register subscribes the handlers on r.
-func (e *Events) Register(r *consumer.Router) error {
-	if err := consumer.Handle(r, e.onInventoryDeducted); err != nil {
-		return err
-	}
-	return consumer.Handle(r, e.onOrderCancelled)
-}
-
-func (e *Events) onInventoryDeducted(ctx context.Context, ev *consumer.Event, msg *inventoryv1.InventoryDeducted) error {
+// OnInventoryDeducted reserves the order's shipment.
+func (e *Events) OnInventoryDeducted(ctx context.Context, _ *consumer.Event, msg *inventoryv1.InventoryDeducted) ([]proto.Message, error) {
 	lines := make([]domain.Line, 0, len(msg.GetLines()))
 	for _, l := range msg.GetLines() {
 		lines = append(lines, domain.Line{SKU: l.GetSku(), Quantity: l.GetQuantity()})
 	}
-	return inbox.Once(ctx, e.store, ev, func(tx *sqldb.Tx) error {
-		return e.app.Reserve(ctx, tx, msg.GetOrderId(), lines)
-	})
+	return nil, e.app.Reserve(ctx, msg.GetOrderId(), lines)
 }
 
-func (e *Events) onOrderCancelled(ctx context.Context, ev *consumer.Event, msg *ordersv1.OrderCancelled) error {
-	return inbox.Once(ctx, e.store, ev, func(tx *sqldb.Tx) error {
-		return e.app.Release(ctx, tx, msg.GetOrderId())
-	})
+// OnOrderCancelled releases the order's shipment.
+func (e *Events) OnOrderCancelled(ctx context.Context, _ *consumer.Event, msg *ordersv1.OrderCancelled) ([]proto.Message, error) {
+	return nil, e.app.Release(ctx, msg.GetOrderId())
 }
