@@ -1,6 +1,7 @@
 // Package adapters holds the notification service's adapters: the SQL store
-// (SQLite by default, through sqldb, next to the inbox table) and the
-// delivery channels, [Log] and [Webhook].
+// (SQLite by default, through sqldb; its methods join the transaction the
+// context carries, see sqldb.DB.WithTx) and the delivery channels, [Log]
+// and [Webhook].
 package adapters
 
 import (
@@ -10,7 +11,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/herald-events/herald/platform/inbox"
 	"github.com/herald-events/herald/platform/sqldb"
 	"github.com/herald-events/herald/services/notification/app"
 	"github.com/herald-events/herald/services/notification/domain"
@@ -51,21 +51,17 @@ func Migrations(d sqldb.Dialect) []sqldb.Migration {
 	}}}
 }
 
-// Open migrates db (notifications and inbox tables) and returns the store.
-// The service publishes nothing, so it has no outbox table.
-func Open(ctx context.Context, db *sqldb.DB) (*Store, error) {
-	var ms []sqldb.Migration
-	ms = append(ms, Migrations(db.Dialect())...)
-	ms = append(ms, inbox.Migrations(db.Dialect())...)
-	if err := db.Migrate(ctx, "notification", ms); err != nil {
-		return nil, err
-	}
-	return &Store{db: db}, nil
-}
+// New returns the store over db, which [Migrations] has migrated.
+func New(db *sqldb.DB) *Store { return &Store{db: db} }
 
-// InTx runs fn in a transaction.
-func (s *Store) InTx(ctx context.Context, fn func(tx *sqldb.Tx) error) error {
-	return s.db.InTx(ctx, fn)
+// AfterCommit runs fn once the transaction ctx carries commits (never if
+// it rolls back), or at once when ctx carries none.
+func (s *Store) AfterCommit(ctx context.Context, fn func()) {
+	if tx, ok := s.db.TxFrom(ctx); ok {
+		tx.OnCommit(fn)
+		return
+	}
+	fn()
 }
 
 const timeLayout = time.RFC3339Nano
@@ -86,8 +82,8 @@ func parseTime(s string) time.Time {
 }
 
 // Insert stores a new notification unless the order has one of its kind.
-func (s *Store) Insert(ctx context.Context, tx *sqldb.Tx, n *domain.Notification) (bool, error) {
-	res, err := tx.ExecContext(ctx, `INSERT INTO notifications (notification_id, order_id, customer_id, kind, text,
+func (s *Store) Insert(ctx context.Context, n *domain.Notification) (bool, error) {
+	res, err := s.db.Conn(ctx).ExecContext(ctx, `INSERT INTO notifications (notification_id, order_id, customer_id, kind, text,
 		created_at, status, attempts, last_error, next_attempt_ms, delivered_at)
 		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (order_id, kind) DO NOTHING`,
 		n.ID, n.OrderID, n.CustomerID, int(n.Kind), n.Text, formatTime(n.Created), int(n.Status), n.Attempts,
@@ -182,7 +178,7 @@ func (s *Store) Claim(ctx context.Context, now time.Time, lease time.Duration, l
 
 // Save stores the delivery state of a notification.
 func (s *Store) Save(ctx context.Context, n *domain.Notification) error {
-	_, err := s.db.ExecContext(ctx, `UPDATE notifications SET status = ?, attempts = ?, last_error = ?,
+	_, err := s.db.Conn(ctx).ExecContext(ctx, `UPDATE notifications SET status = ?, attempts = ?, last_error = ?,
 		next_attempt_ms = ?, delivered_at = ? WHERE notification_id = ?`,
 		int(n.Status), n.Attempts, n.LastError, n.NextAttempt.UnixMilli(), formatTime(n.Delivered), n.ID)
 	if err != nil {
@@ -193,7 +189,7 @@ func (s *Store) Save(ctx context.Context, n *domain.Notification) error {
 
 // List pages through notifications, newest first.
 func (s *Store) List(ctx context.Context, f app.Filter, cursor int64, limit int) ([]*domain.Notification, int64, error) {
-	rows, err := s.db.QueryContext(ctx, `SELECT `+columns+` FROM notifications
+	rows, err := s.db.Conn(ctx).QueryContext(ctx, `SELECT `+columns+` FROM notifications
 		WHERE (? = 0 OR seq < ?) AND (? = '' OR customer_id = ?) AND (? = '' OR order_id = ?)
 		ORDER BY seq DESC LIMIT ?`,
 		cursor, cursor, f.CustomerID, f.CustomerID, f.OrderID, f.OrderID, limit)

@@ -15,13 +15,20 @@ import (
 	"github.com/herald-events/herald/services/notification/domain"
 )
 
+// open migrates db, as the platform does for the module, and returns the
+// store.
 func open(t *testing.T, db *sqldb.DB) *adapters.Store {
 	t.Helper()
-	s, err := adapters.Open(context.Background(), db)
-	if err != nil {
+	if err := db.Migrate(context.Background(), "notification", adapters.Migrations(db.Dialect())); err != nil {
 		t.Fatal(err)
 	}
-	return s
+	return adapters.New(db)
+}
+
+// inUnit runs fn in a transaction that fn's context carries, as the
+// platform runs an event's handler.
+func inUnit(ctx context.Context, db *sqldb.DB, fn func(ctx context.Context) error) error {
+	return db.InTx(ctx, func(tx *sqldb.Tx) error { return fn(db.WithTx(ctx, tx)) })
 }
 
 // TestStoreContract is run against every database.
@@ -32,8 +39,8 @@ func TestStoreContract(t *testing.T) {
 		t0 := time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC)
 		insert := func(n *domain.Notification) bool {
 			t.Helper()
-			var ok bool
-			if err := s.InTx(ctx, func(tx *sqldb.Tx) (err error) { ok, err = s.Insert(ctx, tx, n); return err }); err != nil {
+			ok, err := s.Insert(ctx, n)
+			if err != nil {
 				t.Fatal(err)
 			}
 			return ok
@@ -165,7 +172,7 @@ func TestDispatcher(t *testing.T) {
 		a := app.New(s, func() { woken++ })
 		record := func(order string, kind domain.Kind) string {
 			t.Helper()
-			if err := s.InTx(ctx, func(tx *sqldb.Tx) error { return a.Record(ctx, tx, order, "alice", kind, "text") }); err != nil {
+			if err := inUnit(ctx, db, func(ctx context.Context) error { return a.Record(ctx, order, "alice", kind, "text") }); err != nil {
 				t.Fatal(err)
 			}
 			ns, _, err := s.List(ctx, app.Filter{OrderID: order}, 0, 10)
@@ -199,8 +206,8 @@ func TestDispatcher(t *testing.T) {
 			t.Fatalf("dispatcher woken %d times, want once per committed notification", woken)
 		}
 		// A rolled-back transaction stores nothing and wakes nobody.
-		_ = s.InTx(ctx, func(tx *sqldb.Tx) error {
-			if err := a.Record(ctx, tx, "o-rolled-back", "alice", domain.KindConfirmed, "text"); err != nil {
+		_ = inUnit(ctx, db, func(ctx context.Context) error {
+			if err := a.Record(ctx, "o-rolled-back", "alice", domain.KindConfirmed, "text"); err != nil {
 				return err
 			}
 			return errors.New("abort")
@@ -289,7 +296,7 @@ func TestDispatcherRun(t *testing.T) {
 		go func() { done <- d.Run(ctx) }()
 		a := app.New(s, d.Notify)
 		time.Sleep(50 * time.Millisecond) // let Run reach its wait
-		if err := s.InTx(ctx, func(tx *sqldb.Tx) error { return a.Record(ctx, tx, "o-1", "alice", domain.KindConfirmed, "hi") }); err != nil {
+		if err := inUnit(ctx, db, func(ctx context.Context) error { return a.Record(ctx, "o-1", "alice", domain.KindConfirmed, "hi") }); err != nil {
 			t.Fatal(err)
 		}
 		deadline := time.Now().Add(5 * time.Second)

@@ -1,6 +1,6 @@
-// Package app holds the notification use cases: record a notification
-// inside the transaction of the order event it tells about (after the
-// event's inbox claim), list notifications, and deliver them after commit
+// Package app holds the notification use cases: record a notification in
+// the unit of work of the order event it tells about (the transaction the
+// context carries), list notifications, and deliver them after commit
 // through a [Channel] with the [Dispatcher].
 package app
 
@@ -11,16 +11,18 @@ import (
 
 	"github.com/google/uuid"
 
-	"github.com/herald-events/herald/platform/sqldb"
 	"github.com/herald-events/herald/services/notification/domain"
 )
 
-// Store persists notifications. Methods taking a tx run inside it.
+// Store persists notifications. Its methods join the transaction ctx
+// carries.
 type Store interface {
-	InTx(ctx context.Context, fn func(tx *sqldb.Tx) error) error
 	// Insert stores a new notification. It reports false, changing
 	// nothing, when the order already has a notification of that kind.
-	Insert(ctx context.Context, tx *sqldb.Tx, n *domain.Notification) (bool, error)
+	Insert(ctx context.Context, n *domain.Notification) (bool, error)
+	// AfterCommit runs fn once the transaction ctx carries commits, or at
+	// once outside one.
+	AfterCommit(ctx context.Context, fn func())
 	// Claim returns up to limit pending notifications due at now, oldest
 	// first, and postpones them to now+lease so that no other dispatcher
 	// takes them meanwhile; a dispatcher that dies holding them lets the
@@ -56,20 +58,21 @@ func New(store Store, wake func()) *App {
 	return &App{store: store, wake: wake, now: func() time.Time { return time.Now().UTC() }}
 }
 
-// Record stores a pending notification inside tx; it is delivered after tx
-// commits. An order gets at most one notification of each kind.
-func (a *App) Record(ctx context.Context, tx *sqldb.Tx, orderID, customerID string, kind domain.Kind, text string) error {
+// Record stores a pending notification in the transaction ctx carries; it
+// is delivered after that transaction commits. An order gets at most one
+// notification of each kind.
+func (a *App) Record(ctx context.Context, orderID, customerID string, kind domain.Kind, text string) error {
 	id, err := uuid.NewV7()
 	if err != nil {
 		return fmt.Errorf("notification id: %w", err)
 	}
 	n := domain.New(id.String(), orderID, customerID, kind, text, a.now())
-	inserted, err := a.store.Insert(ctx, tx, n)
+	inserted, err := a.store.Insert(ctx, n)
 	if err != nil {
 		return err
 	}
 	if inserted {
-		tx.OnCommit(a.wake)
+		a.store.AfterCommit(ctx, a.wake)
 	}
 	return nil
 }

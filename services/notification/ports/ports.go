@@ -8,14 +8,13 @@ import (
 	"strconv"
 	"strings"
 
+	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	notificationv1 "github.com/herald-events/herald/gen/go/herald/notification/v1"
 	ordersv1 "github.com/herald-events/herald/gen/go/herald/orders/v1"
 	"github.com/herald-events/herald/platform/apperr"
 	"github.com/herald-events/herald/platform/consumer"
-	"github.com/herald-events/herald/platform/inbox"
-	"github.com/herald-events/herald/platform/sqldb"
 	"github.com/herald-events/herald/services/notification/app"
 	"github.com/herald-events/herald/services/notification/domain"
 )
@@ -98,44 +97,31 @@ func toNotification(n *domain.Notification) *notificationv1.Notification {
 	return out
 }
 
-// Events handles the orders events.
+// Events handles the orders events. The platform runs each call in the
+// event's unit of work (one transaction with its inbox claim), which the
+// context carries to the store.
 type Events struct {
-	app   *app.App
-	store app.Store
+	app *app.App
 }
 
 // NewEvents returns the event port.
-func NewEvents(a *app.App, s app.Store) *Events { return &Events{app: a, store: s} }
+func NewEvents(a *app.App) *Events { return &Events{app: a} }
 
-// Register subscribes the handlers on r.
-func (e *Events) Register(r *consumer.Router) error {
-	if err := consumer.Handle(r, e.onOrderConfirmed); err != nil {
-		return err
-	}
-	if err := consumer.Handle(r, e.onOrderRejected); err != nil {
-		return err
-	}
-	return consumer.Handle(r, e.onOrderCancelled)
-}
-
-// record stores the notification of ev in one transaction with its inbox
-// claim.
-func (e *Events) record(ctx context.Context, ev *consumer.Event, orderID, customerID string, kind domain.Kind, text string) error {
-	return inbox.Once(ctx, e.store, ev, func(tx *sqldb.Tx) error {
-		return e.app.Record(ctx, tx, orderID, customerID, kind, text)
-	})
-}
-
-func (e *Events) onOrderConfirmed(ctx context.Context, ev *consumer.Event, msg *ordersv1.OrderConfirmed) error {
+// OnOrderConfirmed records the confirmation's notification.
+func (e *Events) OnOrderConfirmed(ctx context.Context, _ *consumer.Event, msg *ordersv1.OrderConfirmed) ([]proto.Message, error) {
 	t := msg.GetTotal()
 	text := domain.ConfirmedText(msg.GetOrderId(), domain.Money{Currency: t.GetCurrencyCode(), Units: t.GetUnits(), Nanos: t.GetNanos()})
-	return e.record(ctx, ev, msg.GetOrderId(), msg.GetCustomerId(), domain.KindConfirmed, text)
+	return nil, e.app.Record(ctx, msg.GetOrderId(), msg.GetCustomerId(), domain.KindConfirmed, text)
 }
 
-func (e *Events) onOrderRejected(ctx context.Context, ev *consumer.Event, msg *ordersv1.OrderRejected) error {
-	return e.record(ctx, ev, msg.GetOrderId(), msg.GetCustomerId(), domain.KindRejected, domain.RejectedText(msg.GetOrderId(), msg.GetReason()))
+// OnOrderRejected records the rejection's notification.
+func (e *Events) OnOrderRejected(ctx context.Context, _ *consumer.Event, msg *ordersv1.OrderRejected) ([]proto.Message, error) {
+	text := domain.RejectedText(msg.GetOrderId(), msg.GetReason())
+	return nil, e.app.Record(ctx, msg.GetOrderId(), msg.GetCustomerId(), domain.KindRejected, text)
 }
 
-func (e *Events) onOrderCancelled(ctx context.Context, ev *consumer.Event, msg *ordersv1.OrderCancelled) error {
-	return e.record(ctx, ev, msg.GetOrderId(), msg.GetCustomerId(), domain.KindCancelled, domain.CancelledText(msg.GetOrderId()))
+// OnOrderCancelled records the cancellation's notification.
+func (e *Events) OnOrderCancelled(ctx context.Context, _ *consumer.Event, msg *ordersv1.OrderCancelled) ([]proto.Message, error) {
+	text := domain.CancelledText(msg.GetOrderId())
+	return nil, e.app.Record(ctx, msg.GetOrderId(), msg.GetCustomerId(), domain.KindCancelled, text)
 }
