@@ -69,11 +69,9 @@ func build(_ context.Context, d module.Deps) (*module.Parts, error) {
 		return nil, err
 	}
 	a := app.New(store, disp.Notify)
-	events := ports.NewEvents(a)
 	return &module.Parts{
-		GRPC: []module.GRPC{{Desc: &notificationv1.NotificationService_ServiceDesc, Impl: ports.NewGRPC(a)}},
-		Handlers: []module.Handler{module.On(events.OnOrderConfirmed), module.On(events.OnOrderRejected),
-			module.On(events.OnOrderCancelled)},
-		Workers: []func(context.Context) error{disp.Run},
+		GRPC:     []module.GRPC{{Desc: &notificationv1.NotificationService_ServiceDesc, Impl: ports.NewGRPC(a)}},
+		Handlers: ports.NewEvents(a).Handlers(),
+		Workers:  []func(context.Context) error{disp.Run},
 	}, nil
 }

@@ -36,10 +36,9 @@ func Module() module.Module {
 		Migrations: adapters.Migrations,
 		Build: func(_ context.Context, d module.Deps) (*module.Parts, error) {
 			a := app.New(adapters.New(d.DB))
-			events := ports.NewEvents(a)
 			return &module.Parts{
 				GRPC:     []module.GRPC{{Desc: &pointsv1.PointsService_ServiceDesc, Impl: ports.NewGRPC(a)}},
-				Handlers: []module.Handler{module.On(events.OnOrderConfirmed), module.On(events.OnOrderCancelled)},
+				Handlers: ports.NewEvents(a).Handlers(),
 			}, nil
 		},
 	}

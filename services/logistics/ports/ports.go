@@ -11,6 +11,7 @@ import (
 	logisticsv1 "github.com/herald-events/herald/gen/go/herald/logistics/v1"
 	ordersv1 "github.com/herald-events/herald/gen/go/herald/orders/v1"
 	"github.com/herald-events/herald/platform/consumer"
+	"github.com/herald-events/herald/platform/module"
 	"github.com/herald-events/herald/services/logistics/app"
 	"github.com/herald-events/herald/services/logistics/domain"
 )
@@ -47,8 +48,12 @@ type Events struct {
 // NewEvents returns the event port.
 func NewEvents(a *app.App) *Events { return &Events{app: a} }
 
-// OnInventoryDeducted reserves the order's shipment.
-func (e *Events) OnInventoryDeducted(ctx context.Context, _ *consumer.Event, msg *inventoryv1.InventoryDeducted) ([]proto.Message, error) {
+// Handlers are the module's event handlers.
+func (e *Events) Handlers() []module.Handler {
+	return []module.Handler{module.On(e.onInventoryDeducted), module.On(e.onOrderCancelled)}
+}
+
+func (e *Events) onInventoryDeducted(ctx context.Context, _ *consumer.Event, msg *inventoryv1.InventoryDeducted) ([]proto.Message, error) {
 	lines := make([]domain.Line, 0, len(msg.GetLines()))
 	for _, l := range msg.GetLines() {
 		lines = append(lines, domain.Line{SKU: l.GetSku(), Quantity: l.GetQuantity()})
@@ -56,7 +61,6 @@ func (e *Events) OnInventoryDeducted(ctx context.Context, _ *consumer.Event, msg
 	return nil, e.app.Reserve(ctx, msg.GetOrderId(), lines)
 }
 
-// OnOrderCancelled releases the order's shipment.
-func (e *Events) OnOrderCancelled(ctx context.Context, _ *consumer.Event, msg *ordersv1.OrderCancelled) ([]proto.Message, error) {
+func (e *Events) onOrderCancelled(ctx context.Context, _ *consumer.Event, msg *ordersv1.OrderCancelled) ([]proto.Message, error) {
 	return nil, e.app.Release(ctx, msg.GetOrderId())
 }

@@ -15,6 +15,7 @@ import (
 	ordersv1 "github.com/herald-events/herald/gen/go/herald/orders/v1"
 	"github.com/herald-events/herald/platform/apperr"
 	"github.com/herald-events/herald/platform/consumer"
+	"github.com/herald-events/herald/platform/module"
 	"github.com/herald-events/herald/services/notification/app"
 	"github.com/herald-events/herald/services/notification/domain"
 )
@@ -107,21 +108,23 @@ type Events struct {
 // NewEvents returns the event port.
 func NewEvents(a *app.App) *Events { return &Events{app: a} }
 
-// OnOrderConfirmed records the confirmation's notification.
-func (e *Events) OnOrderConfirmed(ctx context.Context, _ *consumer.Event, msg *ordersv1.OrderConfirmed) ([]proto.Message, error) {
+// Handlers are the module's event handlers.
+func (e *Events) Handlers() []module.Handler {
+	return []module.Handler{module.On(e.onOrderConfirmed), module.On(e.onOrderRejected), module.On(e.onOrderCancelled)}
+}
+
+func (e *Events) onOrderConfirmed(ctx context.Context, _ *consumer.Event, msg *ordersv1.OrderConfirmed) ([]proto.Message, error) {
 	t := msg.GetTotal()
 	text := domain.ConfirmedText(msg.GetOrderId(), domain.Money{Currency: t.GetCurrencyCode(), Units: t.GetUnits(), Nanos: t.GetNanos()})
 	return nil, e.app.Record(ctx, msg.GetOrderId(), msg.GetCustomerId(), domain.KindConfirmed, text)
 }
 
-// OnOrderRejected records the rejection's notification.
-func (e *Events) OnOrderRejected(ctx context.Context, _ *consumer.Event, msg *ordersv1.OrderRejected) ([]proto.Message, error) {
+func (e *Events) onOrderRejected(ctx context.Context, _ *consumer.Event, msg *ordersv1.OrderRejected) ([]proto.Message, error) {
 	text := domain.RejectedText(msg.GetOrderId(), msg.GetReason())
 	return nil, e.app.Record(ctx, msg.GetOrderId(), msg.GetCustomerId(), domain.KindRejected, text)
 }
 
-// OnOrderCancelled records the cancellation's notification.
-func (e *Events) OnOrderCancelled(ctx context.Context, _ *consumer.Event, msg *ordersv1.OrderCancelled) ([]proto.Message, error) {
+func (e *Events) onOrderCancelled(ctx context.Context, _ *consumer.Event, msg *ordersv1.OrderCancelled) ([]proto.Message, error) {
 	text := domain.CancelledText(msg.GetOrderId())
 	return nil, e.app.Record(ctx, msg.GetOrderId(), msg.GetCustomerId(), domain.KindCancelled, text)
 }

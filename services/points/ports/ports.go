@@ -11,6 +11,7 @@ import (
 	ordersv1 "github.com/herald-events/herald/gen/go/herald/orders/v1"
 	pointsv1 "github.com/herald-events/herald/gen/go/herald/points/v1"
 	"github.com/herald-events/herald/platform/consumer"
+	"github.com/herald-events/herald/platform/module"
 	"github.com/herald-events/herald/services/points/app"
 	"github.com/herald-events/herald/services/points/domain"
 )
@@ -49,13 +50,16 @@ type Events struct {
 // NewEvents returns the event port.
 func NewEvents(a *app.App) *Events { return &Events{app: a} }
 
-// OnOrderConfirmed awards the order's points.
-func (e *Events) OnOrderConfirmed(ctx context.Context, _ *consumer.Event, msg *ordersv1.OrderConfirmed) ([]proto.Message, error) {
+// Handlers are the module's event handlers.
+func (e *Events) Handlers() []module.Handler {
+	return []module.Handler{module.On(e.onOrderConfirmed), module.On(e.onOrderCancelled)}
+}
+
+func (e *Events) onOrderConfirmed(ctx context.Context, _ *consumer.Event, msg *ordersv1.OrderConfirmed) ([]proto.Message, error) {
 	total := domain.Money{Currency: msg.GetTotal().GetCurrencyCode(), Units: msg.GetTotal().GetUnits(), Nanos: msg.GetTotal().GetNanos()}
 	return nil, e.app.Confirmed(ctx, msg.GetOrderId(), msg.GetCustomerId(), total)
 }
 
-// OnOrderCancelled takes the order's points back.
-func (e *Events) OnOrderCancelled(ctx context.Context, _ *consumer.Event, msg *ordersv1.OrderCancelled) ([]proto.Message, error) {
+func (e *Events) onOrderCancelled(ctx context.Context, _ *consumer.Event, msg *ordersv1.OrderCancelled) ([]proto.Message, error) {
 	return nil, e.app.Cancelled(ctx, msg.GetOrderId())
 }
