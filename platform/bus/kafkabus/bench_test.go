@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -239,14 +240,16 @@ func BenchmarkPublish(b *testing.B) {
 // eosChunk is how many input records one op of BenchmarkEOS stands for.
 const eosChunk = 1000
 
-// BenchmarkEOS compares kafkabus.Transformer with a hand-written
-// GroupTransactSession loop doing the same transform (copy the record to the
+// BenchmarkEOS compares the transactional kafkabus.Subscriber, whose
+// handler publishes through bus.DeliveryPublisher, with a hand-written
+// GroupTransactSession loop doing the same work (copy the record to the
 // output topic with one more header), one transaction per poll of up to 500
-// records. One op is eosChunk input records. The records are produced before
-// the timer starts, in a transaction left open so that the consumer (at
-// read_committed) cannot see them yet; the timer starts when that
-// transaction commits and stops when every record's output has committed.
-// Group join and producer-id setup are excluded by a warm-up batch.
+// records, on the same client settings. One op is eosChunk input records.
+// The records are produced before the timer starts, in a transaction left
+// open so that the consumer (at read_committed) cannot see them yet; the
+// timer starts when that transaction commits and stops when a
+// read_committed reader of the output topic has seen every output. Group
+// join and producer-id setup are excluded by a warm-up batch.
 func BenchmarkEOS(b *testing.B) {
 	seeds := benchBrokers(b)
 	const partitions = 3
@@ -257,8 +260,8 @@ func BenchmarkEOS(b *testing.B) {
 	hdr := kgo.RecordHeader{Key: "transformed-by", Value: []byte("bench")}
 
 	// run measures one implementation: start launches it on (group, in,
-	// out, txnID) and calls done(n) whenever n input records committed.
-	run := func(b *testing.B, start func(ctx context.Context, group, in, out, txnID string, done func(n int)) <-chan error) {
+	// out, txnID) and returns a channel that reports why it stopped.
+	run := func(b *testing.B, start func(ctx context.Context, group, in, out, txnID string) <-chan error) {
 		in, out := benchName("bench-eos")+".in", benchName("bench-eos")+".out"
 		benchTopics(b, seeds, partitions, in, out)
 		const warm = 3 * 100
@@ -291,27 +294,38 @@ func BenchmarkEOS(b *testing.B) {
 		}
 		produce(held, warm, total)
 
+		// Outputs count as committed when a read_committed reader sees
+		// them: the one signal both implementations give alike.
+		reader, err := kgo.NewClient(kgo.SeedBrokers(seeds...), kgo.ConsumeTopics(out),
+			kgo.FetchIsolationLevel(kgo.ReadCommitted()), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer reader.Close()
 		var committed atomic.Int64
 		warmed, finished := make(chan struct{}), make(chan struct{})
-		var warmOnce, finOnce sync.Once
-		done := func(n int) {
-			c := committed.Add(int64(n))
-			if c >= warm {
-				warmOnce.Do(func() { close(warmed) })
-			}
-			if c >= int64(warm+total) {
-				finOnce.Do(func() { close(finished) })
-			}
-		}
 		ctx, cancel := context.WithCancel(context.Background())
-		errc := start(ctx, benchName("bench-eos-group"), in, out, benchName("bench-eos-txn"), done)
+		defer cancel()
+		go func() {
+			var warmOnce, finOnce sync.Once
+			for ctx.Err() == nil {
+				c := committed.Add(int64(reader.PollFetches(ctx).NumRecords()))
+				if c >= warm {
+					warmOnce.Do(func() { close(warmed) })
+				}
+				if c >= int64(warm+total) {
+					finOnce.Do(func() { close(finished) })
+				}
+			}
+		}()
+		errc := start(ctx, benchName("bench-eos-group"), in, out, benchName("bench-eos-txn"))
 		wait := func(ch <-chan struct{}, what string) {
 			select {
 			case <-ch:
 			case err := <-errc:
 				b.Fatalf("%s: stopped: %v", what, err)
 			case <-time.After(3 * time.Minute):
-				b.Fatalf("%s: timed out with %d records committed", what, committed.Load())
+				b.Fatalf("%s: timed out with %d outputs committed", what, committed.Load())
 			}
 		}
 		wait(warmed, "warm-up")
@@ -327,24 +341,26 @@ func BenchmarkEOS(b *testing.B) {
 			b.Fatal(err)
 		}
 		if c := committed.Load(); c != int64(warm+total) {
-			b.Fatalf("%d records committed, want %d", c, warm+total)
+			b.Fatalf("%d outputs committed, want %d", c, warm+total)
 		}
 	}
 
 	b.Run("herald", func(b *testing.B) {
-		run(b, func(ctx context.Context, group, in, out, txnID string, done func(int)) <-chan error {
-			xf, err := kafkabus.NewTransformer(kafkabus.Seeds(seeds...), kafkabus.Logger(benchLogger()),
-				kafkabus.TransactionalID(txnID),
-				kafkabus.OnCommit(func(*bus.Message, []*bus.Message, bool) { done(1) }))
+		run(b, func(ctx context.Context, group, in, out, txnID string) <-chan error {
+			sub, err := kafkabus.NewSubscriber(kafkabus.Seeds(seeds...), kafkabus.Logger(benchLogger()),
+				kafkabus.GroupTransactions(txnID))
 			if err != nil {
 				b.Fatal(err)
 			}
 			errc := make(chan error, 1)
 			go func() {
-				errc <- xf.Run(ctx, group, []string{in}, func(_ context.Context, m *bus.Message) ([]*bus.Message, error) {
-					o := &bus.Message{Topic: out, Key: m.Key, Value: m.Value, Headers: append(m.Headers[:len(m.Headers):len(m.Headers)],
-						bus.Header{Key: hdr.Key, Value: hdr.Value})}
-					return []*bus.Message{o}, nil
+				errc <- sub.Run(ctx, group, []string{in}, func(ctx context.Context, m *bus.Message) error {
+					pub, ok := bus.DeliveryPublisher(ctx)
+					if !ok {
+						return errors.New("no delivery publisher")
+					}
+					return pub.Publish(ctx, &bus.Message{Topic: out, Key: m.Key, Value: m.Value,
+						Headers: append(m.Headers[:len(m.Headers):len(m.Headers)], bus.Header{Key: hdr.Key, Value: hdr.Value})})
 				})
 			}()
 			return errc
@@ -352,14 +368,14 @@ func BenchmarkEOS(b *testing.B) {
 	})
 
 	b.Run("raw", func(b *testing.B) {
-		run(b, func(ctx context.Context, group, in, out, txnID string, done func(int)) <-chan error {
-			// The same client settings as the Transformer's session.
+		run(b, func(ctx context.Context, group, in, out, txnID string) <-chan error {
+			// The same client settings as the Subscriber's session.
 			sess, err := kgo.NewGroupTransactSession(kgo.SeedBrokers(seeds...),
 				kgo.ConsumerGroup(group), kgo.ConsumeTopics(in),
-				kgo.FetchIsolationLevel(kgo.ReadCommitted()), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
-				kgo.TransactionalID(txnID), kgo.TransactionTimeout(40*time.Second),
-				kgo.RequiredAcks(kgo.AllISRAcks()), kgo.ProducerLinger(0),
-				kgo.RecordPartitioner(kgo.StickyKeyPartitioner(nil)))
+				kgo.FetchIsolationLevel(kgo.ReadCommitted()), kgo.DisableAutoCommit(),
+				kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()), kgo.KeepControlRecords(),
+				kgo.TransactionalID(txnID+group), kgo.TransactionTimeout(kafkabus.DefaultTransactionTimeout),
+				kgo.RequiredAcks(kgo.AllISRAcks()))
 			if err != nil {
 				b.Fatal(err)
 			}
@@ -372,8 +388,7 @@ func BenchmarkEOS(b *testing.B) {
 						if fetches.IsClientClosed() || ctx.Err() != nil {
 							return nil
 						}
-						n := fetches.NumRecords()
-						if n == 0 {
+						if fetches.NumRecords() == 0 {
 							continue
 						}
 						if err := sess.Begin(); err != nil {
@@ -381,6 +396,9 @@ func BenchmarkEOS(b *testing.B) {
 						}
 						var produced kgo.FirstErrPromise
 						fetches.EachRecord(func(r *kgo.Record) {
+							if r.Attrs.IsControl() {
+								return
+							}
 							o := &kgo.Record{Topic: out, Key: r.Key, Value: r.Value,
 								Headers: append(r.Headers[:len(r.Headers):len(r.Headers)], hdr)}
 							sess.Produce(ctx, o, produced.Promise())
@@ -389,12 +407,8 @@ func BenchmarkEOS(b *testing.B) {
 						if produced.Err() != nil {
 							try = kgo.TryAbort
 						}
-						ok, err := sess.End(context.WithoutCancel(ctx), try)
-						if err != nil {
+						if _, err := sess.End(context.WithoutCancel(ctx), try); err != nil {
 							return err
-						}
-						if ok {
-							done(n)
 						}
 					}
 				}()

@@ -92,7 +92,7 @@ func Logger(l *slog.Logger) Option { return func(c *config) { c.logger = l } }
 func TransactionalID(id string) Option { return func(c *config) { c.txnID = id } }
 
 // InstanceID names this process among the instances of one service. It is
-// appended to a publisher's (or a [Transformer]'s) transactional id,
+// appended to a publisher's transactional id,
 // "<id>-<instance>", and it must be stable across restarts of one
 // instance, so that the restarted process fences its predecessor and the
 // broker aborts the transaction it left open at once, instead of holding
@@ -140,7 +140,7 @@ func InstanceID(id string) Option { return func(c *config) { c.instance = id } }
 const DefaultTransactionTimeout = 10 * time.Second
 
 // TransactionTimeout sets how long the broker lets a transaction of a
-// publisher, a transactional subscriber or a [Transformer] stay open before
+// publisher or a transactional subscriber stay open before
 // it aborts it. Default [DefaultTransactionTimeout], which explains the
 // trade-off; it must not exceed the broker's transaction.max.timeout.ms.
 func TransactionTimeout(d time.Duration) Option { return func(c *config) { c.txnTimeout = d } }
