@@ -518,8 +518,9 @@ func (p *Process) newTransport() (transport, error) {
 func (p *Process) Subscriptions() map[string][]string {
 	out := map[string][]string{}
 	for _, s := range p.services {
-		g, topics := s.Subscription()
-		out[g] = topics
+		if g, topics := s.Subscription(); len(topics) > 0 {
+			out[g] = topics
+		}
 	}
 	return out
 }
