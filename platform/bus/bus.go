@@ -16,8 +16,23 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 )
+
+// DeadLetterSuffix ends the name of every dead-letter topic: the messages of
+// topic T that its consumers could not handle go to T+".dlq". The consumer
+// router, the dead-letter tools and the backends that declare dead-letter
+// destinations (NATS streams, RabbitMQ routing keys) all name them this way.
+const DeadLetterSuffix = ".dlq"
+
+// DeadLetterTopic returns the dead-letter topic of topic: topic followed by
+// [DeadLetterSuffix].
+func DeadLetterTopic(topic string) string { return topic + DeadLetterSuffix }
+
+// IsDeadLetterTopic reports whether topic is a dead-letter topic, that is
+// whether it ends in [DeadLetterSuffix].
+func IsDeadLetterTopic(topic string) bool { return strings.HasSuffix(topic, DeadLetterSuffix) }
 
 // Header is one record header.
 type Header struct {

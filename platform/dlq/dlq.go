@@ -23,9 +23,6 @@ import (
 	"github.com/herald-events/herald/platform/event"
 )
 
-// Suffix is the default dead-letter topic suffix.
-const Suffix = ".dlq"
-
 // HeaderReplayedFrom is added to replayed messages: "<dlq topic>/<partition>@<offset>".
 const HeaderReplayedFrom = "herald_replayed_from"
 
@@ -38,7 +35,7 @@ func Topics(ctx context.Context, cl *kgo.Client, prefix string) ([]string, error
 	}
 	var out []string
 	for _, t := range td.Sorted() {
-		if strings.HasSuffix(t.Topic, Suffix) && strings.HasPrefix(t.Topic, prefix) {
+		if bus.IsDeadLetterTopic(t.Topic) && strings.HasPrefix(t.Topic, prefix) {
 			out = append(out, t.Topic)
 		}
 	}

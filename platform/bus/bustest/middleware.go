@@ -27,7 +27,7 @@ import (
 func (s *suite) testDeadLetter(t *testing.T) {
 	f := s.setup(t)
 	pub, dlqPub := f.publisher(), f.publisher()
-	group, dlqTopic := f.group("g"), f.topic+".dlq"
+	group, dlqTopic := f.group("g"), bus.DeadLetterTopic(f.topic)
 	type failure struct {
 		class, reason string
 		attempts      int
@@ -81,7 +81,7 @@ func (s *suite) testDeadLetter(t *testing.T) {
 	}
 	log := slog.New(slog.DiscardHandler)
 	retry := consumer.Retry(consumer.RetryPolicy{MaxAttempts: 3, Floor: time.Millisecond, Ceil: 5 * time.Millisecond}, nil)
-	h := consumer.DeadLetter(dlqPub, group, ".dlq", log, nil)(retry(consumer.Recover()(inner)))
+	h := consumer.DeadLetter(dlqPub, group, bus.DeadLetterSuffix, log, nil)(retry(consumer.Recover()(inner)))
 
 	var (
 		dlqMu   sync.Mutex

@@ -126,7 +126,7 @@ func addDeathHeaders(m *bus.Message, d *amqp.Delivery, reason string) {
 			count = c + 1
 		}
 	}
-	m.SetHeader(headerDLQTopic, strings.TrimSuffix(m.Topic, dlqSuffix))
+	m.SetHeader(headerDLQTopic, strings.TrimSuffix(m.Topic, bus.DeadLetterSuffix))
 	m.SetHeader(headerDLQGroup, groupOfQueue(queue))
 	m.SetHeader(headerDLQClass, class)
 	m.SetHeader(headerDLQError, fmt.Sprintf("rabbitmq dead-lettered the message from queue %s (%s)", queue, reason))

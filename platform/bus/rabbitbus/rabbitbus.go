@@ -128,14 +128,12 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	amqp "github.com/rabbitmq/amqp091-go"
 
+	"github.com/herald-events/herald/platform/bus"
 	"github.com/herald-events/herald/platform/observe"
 )
 
 // KeyHeader is the AMQP header carrying a message's key.
 const KeyHeader = "herald_key"
-
-// dlqSuffix is the dead-letter topic suffix of the consumer package.
-const dlqSuffix = ".dlq"
 
 // Option configures a [Publisher], a [Subscriber], [Ping], [EnsureTopology]
 // or [EnsureGroup].
@@ -291,7 +289,7 @@ func CompetingConsumers() Option { return func(c *config) { c.competing = true }
 // "herald.orders"; "ns1.herald.orders.v1" → "ns1.herald.orders"; a topic
 // without a version, such as "audit", is its own exchange.
 func ExchangeName(topic string) string {
-	t := strings.TrimSuffix(topic, dlqSuffix)
+	t := strings.TrimSuffix(topic, bus.DeadLetterSuffix)
 	if i := strings.LastIndexByte(t, '.'); i > 0 && versionSegment.MatchString(t[i+1:]) {
 		return t[:i]
 	}
@@ -324,7 +322,7 @@ func checkTopic(topic string) error {
 	switch {
 	case topic == "":
 		return errors.New("empty topic")
-	case len(topic)+len(".dlq.unrouted") > 255:
+	case len(UnroutedQueueName(bus.DeadLetterTopic(topic))) > 255:
 		return fmt.Errorf("topic %q: longer than AMQP names allow", topic)
 	case strings.ContainsAny(topic, "@*#"):
 		return fmt.Errorf("topic %q: must not contain '@', '*' or '#'", topic)

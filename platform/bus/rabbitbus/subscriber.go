@@ -425,7 +425,7 @@ func (d *dispatcher) handle(m inbound) bool {
 		}
 		if cfg.limit > 0 && attempt >= cfg.limit {
 			d.log.Error("handler failed at the delivery limit; dead-lettering", "topic", m.topic,
-				"to", m.topic+dlqSuffix, "attempts", attempt, "err", err)
+				"to", bus.DeadLetterTopic(m.topic), "attempts", attempt, "err", err)
 			rerr := m.d.Reject(false)
 			d.acked()
 			if rerr != nil {
