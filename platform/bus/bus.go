@@ -34,6 +34,12 @@ func DeadLetterTopic(topic string) string { return topic + DeadLetterSuffix }
 // whether it ends in [DeadLetterSuffix].
 func IsDeadLetterTopic(topic string) bool { return strings.HasSuffix(topic, DeadLetterSuffix) }
 
+// HeaderID is the header that carries a message's [Message.ID] on the wire:
+// "ce_id", the id attribute of the CloudEvents Kafka protocol binding
+// (binary content mode). Every backend writes it; NATS and RabbitMQ also
+// put the id in their own message-id property.
+const HeaderID = "ce_id"
+
 // Header is one record header.
 type Header struct {
 	Key   string
@@ -42,9 +48,18 @@ type Header struct {
 
 // Message is one record on the bus.
 type Message struct {
-	Topic   string
-	Key     []byte
-	Value   []byte
+	Topic string
+	Key   []byte
+	Value []byte
+	// ID identifies the message uniquely: herald sets it to the event's
+	// CloudEvents id, the same value as its [HeaderID] header. Publishers
+	// write it in the [HeaderID] header when the message has none, and in
+	// the broker's message-id property where there is one (NATS
+	// Nats-Msg-Id, which JetStream deduplicates on; the AMQP message-id).
+	// A message without ID is published with the id of its [HeaderID]
+	// header, if any: see [Message.MessageID]. Consumed messages carry the
+	// id the broker reports, or else the [HeaderID] header's.
+	ID      string
 	Headers []Header
 
 	// Partition, Offset and Timestamp are set on consumed messages.
@@ -61,6 +76,17 @@ func (m *Message) Header(key string) (string, bool) {
 		}
 	}
 	return "", false
+}
+
+// MessageID returns the id a backend publishes the message under: m.ID, or
+// when that is empty the value of the [HeaderID] header ("" when neither
+// is set).
+func (m *Message) MessageID() string {
+	if m.ID != "" {
+		return m.ID
+	}
+	id, _ := m.Header(HeaderID)
+	return id
 }
 
 // SetHeader replaces or adds a header.

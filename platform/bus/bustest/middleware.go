@@ -43,7 +43,7 @@ func (s *suite) testDeadLetter(t *testing.T) {
 	for _, id := range ids {
 		key, _, _ := strings.Cut(id, "/")
 		m := message(f.topic, key, id)
-		m.SetHeader(event.HeaderID, "ce-"+id)
+		m.SetHeader(bus.HeaderID, "ce-"+id)
 		sent[id] = m
 		msgs = append(msgs, m)
 	}
@@ -148,8 +148,8 @@ func (s *suite) testDeadLetter(t *testing.T) {
 		if !bytes.Equal(d.Key, orig.Key) || !bytes.Equal(d.Value, orig.Value) {
 			t.Errorf("%s: dead letter key %q value %q, want the original %q %q", id, d.Key, d.Value, orig.Key, orig.Value)
 		}
-		if ceID, _ := d.Header(event.HeaderID); ceID != "ce-"+id {
-			t.Errorf("%s: dead letter %s = %q, want the original's %q", id, event.HeaderID, ceID, "ce-"+id)
+		if ceID, _ := d.Header(bus.HeaderID); ceID != "ce-"+id {
+			t.Errorf("%s: dead letter %s = %q, want the original's %q", id, bus.HeaderID, ceID, "ce-"+id)
 		}
 		headers := map[string]string{
 			consumer.HeaderDLQTopic:    f.topic,
@@ -203,7 +203,7 @@ func (s *suite) testDedupe(t *testing.T) {
 	dupID, otherID := f.prefix+"-e1", f.prefix+"-e2"
 	newEvent := func(ceID, value string) *bus.Message {
 		m := message(f.topic, "order-1", value)
-		m.SetHeader(event.HeaderID, ceID)
+		m.SetHeader(bus.HeaderID, ceID)
 		return m
 	}
 	// Two Publish calls, as a relay retrying after a lost acknowledgement
@@ -221,11 +221,11 @@ func (s *suite) testDedupe(t *testing.T) {
 		problems   []string
 	)
 	h := func(ctx context.Context, m *bus.Message) error {
-		id, _ := m.Header(event.HeaderID)
+		id, _ := m.Header(bus.HeaderID)
 		typ, _ := m.Header(event.HeaderType)
 		if id != dupID && id != otherID {
 			mu.Lock()
-			problems = append(problems, fmt.Sprintf("message %q with %s %q", m.Value, event.HeaderID, id))
+			problems = append(problems, fmt.Sprintf("message %q with %s %q", m.Value, bus.HeaderID, id))
 			mu.Unlock()
 			return nil
 		}

@@ -398,12 +398,19 @@ func toRecords(msgs []*bus.Message) []*kgo.Record {
 	return recs
 }
 
+// toRecord turns a message into a record. Kafka has no message id of its
+// own: an ID travels in the bus.HeaderID header, added when m has none.
 func toRecord(m *bus.Message) *kgo.Record {
 	r := &kgo.Record{Topic: m.Topic, Key: m.Key, Value: m.Value}
-	if len(m.Headers) > 0 {
-		r.Headers = make([]kgo.RecordHeader, len(m.Headers))
+	_, hasID := m.Header(bus.HeaderID)
+	addID := m.ID != "" && !hasID
+	if n := len(m.Headers); n > 0 || addID {
+		r.Headers = make([]kgo.RecordHeader, n, n+1)
 		for i, h := range m.Headers {
 			r.Headers[i] = kgo.RecordHeader{Key: h.Key, Value: h.Value}
+		}
+		if addID {
+			r.Headers = append(r.Headers, kgo.RecordHeader{Key: bus.HeaderID, Value: []byte(m.ID)})
 		}
 	}
 	return r
@@ -420,6 +427,7 @@ func fromRecord(r *kgo.Record) *bus.Message {
 			m.Headers[i] = bus.Header{Key: h.Key, Value: h.Value}
 		}
 	}
+	m.ID, _ = m.Header(bus.HeaderID)
 	return m
 }
 

@@ -58,7 +58,7 @@
 // an error; messages unconfirmed because the connection dropped are sent again
 // after reconnecting, within the ctx). Headers become the AMQP header table
 // (string values), the key travels in the header [KeyHeader], the CloudEvents
-// id (ce_id) becomes the message id, delivery is persistent. Batches are not
+// id (ce_id, [bus.Message.MessageID]) becomes the message id, delivery is persistent. Batches are not
 // atomic (Capabilities.AtomicBatches is false): the outbox publishes and the
 // inbox deduplicates, which together carry the exactly-once effect.
 //
