@@ -108,6 +108,10 @@ func (m *Message) String() string {
 // Capabilities states what a backend guarantees beyond at-least-once
 // delivery.
 type Capabilities struct {
+	// System names the messaging system for telemetry, as the OpenTelemetry
+	// messaging semantic conventions spell the messaging.system attribute:
+	// "kafka", "rabbitmq"; "nats", which the conventions do not list yet.
+	System string
 	// AtomicBatches: every message passed to one Publish call becomes
 	// visible to read-committed consumers together, or none does (Kafka
 	// transactions). Without it a failed Publish may have written a prefix.

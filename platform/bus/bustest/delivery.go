@@ -25,6 +25,9 @@ func (s *suite) testRoundTrip(t *testing.T) {
 	sub := s.b.NewSubscriber(t, graceful)
 	pc, sc := pub.Capabilities(), sub.Capabilities()
 	t.Logf("publisher capabilities %+v, subscriber capabilities %+v", pc, sc)
+	if pc.System == "" || pc.System != sc.System {
+		t.Errorf("publisher reports system %q, subscriber %q: want the same messaging system name", pc.System, sc.System)
+	}
 
 	binary := make([]byte, 256)
 	for i := range binary {

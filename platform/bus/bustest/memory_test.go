@@ -113,7 +113,7 @@ func (p *memPublisher) Publish(ctx context.Context, msgs ...*bus.Message) error 
 }
 
 func (p *memPublisher) Capabilities() bus.Capabilities {
-	return bus.Capabilities{AtomicBatches: true, OrderedByKey: true, Partitions: true}
+	return bus.Capabilities{System: "memory", AtomicBatches: true, OrderedByKey: true, Partitions: true}
 }
 
 func (p *memPublisher) Close() error {
@@ -182,7 +182,7 @@ type memSubscriber struct {
 }
 
 func (s *memSubscriber) Capabilities() bus.Capabilities {
-	return bus.Capabilities{OrderedByKey: true, Partitions: true}
+	return bus.Capabilities{System: "memory", OrderedByKey: true, Partitions: true}
 }
 
 func (s *memSubscriber) Run(ctx context.Context, group string, topics []string, h bus.Handler) error {

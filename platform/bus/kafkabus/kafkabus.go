@@ -240,9 +240,12 @@ func (p *Publisher) newClient() (*kgo.Client, error) {
 	return cl, nil
 }
 
+// system is the OpenTelemetry messaging.system value for Kafka.
+const system = "kafka"
+
 // Capabilities reports atomic batches when the publisher is transactional.
 func (p *Publisher) Capabilities() bus.Capabilities {
-	return bus.Capabilities{AtomicBatches: p.cfg.txnID != "", OrderedByKey: true, Partitions: true}
+	return bus.Capabilities{System: system, AtomicBatches: p.cfg.txnID != "", OrderedByKey: true, Partitions: true}
 }
 
 // Publish writes msgs; with a transactional id, in one transaction.
@@ -449,7 +452,7 @@ func NewSubscriber(opts ...Option) (*Subscriber, error) {
 
 // Capabilities: ordered by key through partitions.
 func (s *Subscriber) Capabilities() bus.Capabilities {
-	return bus.Capabilities{AtomicBatches: true, OrderedByKey: true, Partitions: true}
+	return bus.Capabilities{System: system, AtomicBatches: true, OrderedByKey: true, Partitions: true}
 }
 
 // Run consumes until ctx is done. See [bus.Subscriber].
@@ -718,7 +721,7 @@ func (p *sessionPublisher) Publish(ctx context.Context, msgs ...*bus.Message) er
 }
 
 func (p *sessionPublisher) Capabilities() bus.Capabilities {
-	return bus.Capabilities{AtomicBatches: true, OrderedByKey: true, Partitions: true}
+	return bus.Capabilities{System: system, AtomicBatches: true, OrderedByKey: true, Partitions: true}
 }
 
 func (p *sessionPublisher) Close() error { return nil }

@@ -38,3 +38,17 @@ func TestRecordID(t *testing.T) {
 		})
 	}
 }
+
+// TestSystem: every kafkabus publisher, including the one a handler gets
+// for its delivery, and the subscriber name the messaging system "kafka".
+func TestSystem(t *testing.T) {
+	for name, c := range map[string]bus.Capabilities{
+		"publisher":         (&Publisher{}).Capabilities(),
+		"session publisher": (&sessionPublisher{}).Capabilities(),
+		"subscriber":        (&Subscriber{}).Capabilities(),
+	} {
+		if c.System != "kafka" {
+			t.Errorf("%s: System %q, want kafka", name, c.System)
+		}
+	}
+}

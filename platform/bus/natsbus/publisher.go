@@ -59,7 +59,11 @@ func NewPublisher(opts ...Option) (*Publisher, error) {
 // (see the package documentation).
 func (p *Publisher) Capabilities() bus.Capabilities { return capabilities }
 
-var capabilities = bus.Capabilities{AtomicBatches: false, OrderedByKey: false, Partitions: false}
+var capabilities = bus.Capabilities{System: system, AtomicBatches: false, OrderedByKey: false, Partitions: false}
+
+// system is the messaging.system name for NATS: the OpenTelemetry
+// conventions list none, this is the one in common use.
+const system = "nats"
 
 // Publish sends msgs in order and waits for each one's PubAck before the
 // next, so on error the stream holds a prefix of msgs. A message whose

@@ -132,6 +132,9 @@ import (
 	"github.com/herald-events/herald/platform/observe"
 )
 
+// system is the OpenTelemetry messaging.system value for RabbitMQ.
+const system = "rabbitmq"
+
 // KeyHeader is the AMQP header carrying a message's key.
 const KeyHeader = "herald_key"
 

@@ -38,7 +38,7 @@ func NewSubscriber(opts ...Option) (*Subscriber, error) {
 // Capabilities: ordered by key with single active consumers (see the
 // package documentation); no atomic batches, no partitions.
 func (s *Subscriber) Capabilities() bus.Capabilities {
-	return bus.Capabilities{AtomicBatches: false, OrderedByKey: !s.cfg.competing, Partitions: false}
+	return bus.Capabilities{System: system, AtomicBatches: false, OrderedByKey: !s.cfg.competing, Partitions: false}
 }
 
 // session is one connection of a Run, consuming every topic on one channel.
