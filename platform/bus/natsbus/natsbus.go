@@ -90,7 +90,6 @@ type Option func(*config)
 type config struct {
 	urls         []string
 	name         string
-	extra        []nats.Option
 	logger       *slog.Logger
 	metrics      *observe.Metrics
 	reg          prometheus.Registerer
@@ -164,13 +163,6 @@ func URL(urls ...string) Option {
 // ClientName prefixes the connection names the server shows (connz):
 // "<name>-publisher", "<name>-subscriber-<group>". Default "herald".
 func ClientName(name string) Option { return func(c *config) { c.name = name } }
-
-// ConnectOptions passes extra nats.go options to every connection, for
-// example credentials or TLS settings. They are applied after the
-// package's own, so they may override reconnect settings too. Default: none.
-func ConnectOptions(opts ...nats.Option) Option {
-	return func(c *config) { c.extra = append(c.extra, opts...) }
-}
 
 // Logger sets the logger. Default: [slog.Default].
 func Logger(l *slog.Logger) Option { return func(c *config) { c.logger = l } }
@@ -336,7 +328,6 @@ func (c *config) connect(ctx context.Context, client, suffix string) (*conn, err
 			log.Warn("nats asynchronous error", attrs...)
 		}),
 	}
-	opts = append(opts, c.extra...)
 	nc, err := nats.Connect(strings.Join(c.urls, ","), opts...)
 	if err != nil {
 		return nil, fmt.Errorf("nats connect %s: %w", c.redactedURLs(), err)

@@ -21,7 +21,7 @@
 //   - x-single-active-consumer: of several instances of one service only
 //     one consumes a queue at a time; the others are standbys that take over
 //     when its channel closes. This is what keeps per-key order across
-//     instances (see Ordering). [CompetingConsumers] turns it off.
+//     instances (see Ordering).
 //   - x-dead-letter-exchange (the topic's exchange) and
 //     x-dead-letter-routing-key (topic+".dlq"): a message rejected by Run past
 //     [DeliveryLimit], or returned to the queue more often than the quorum
@@ -48,8 +48,8 @@
 // Exchanges and queues are declared idempotently by publishers (once per
 // topic and connection), by [Subscriber.Run], and by [EnsureTopology] /
 // [EnsureGroup]. RabbitMQ refuses to redeclare one with other arguments
-// (PRECONDITION_FAILED): changing [DeliveryLimit] or [CompetingConsumers] for
-// an existing group needs its queues deleted, or a policy.
+// (PRECONDITION_FAILED): changing [DeliveryLimit] for an existing group needs
+// its queues deleted, or a policy.
 //
 // # Publishing
 //
@@ -65,7 +65,7 @@
 // # Consuming
 //
 // [Subscriber.Run] consumes each topic's queue with manual acks and a
-// prefetch ([Prefetch]). Messages are queued per key; each key is handled by
+// prefetch of 100 messages per topic. Messages are queued per key; each key is handled by
 // one goroutine at a time in queue order, up to [KeyConcurrency] keys at once.
 // A message is acked after its handler returned nil. A handler error is
 // retried in place with backoff ([RetryBackoff]) while the key's later
@@ -83,8 +83,8 @@
 //
 // # Ordering
 //
-// Capabilities.OrderedByKey is true with single active consumers (the
-// default): one process handles a queue at a time; within it a key is handled
+// Capabilities.OrderedByKey is true, thanks to single active consumers: one
+// process handles a queue at a time; within it a key is handled
 // in queue order; a failed message blocks its key instead of being requeued;
 // and messages returned to a quorum queue (channel closed by shutdown, crash
 // or a lost connection) are delivered again before newer ones. What RabbitMQ
@@ -94,10 +94,8 @@
 // deliveries of a key can briefly overlap; a message dead-lettered past the
 // delivery limit lets its key's later messages pass it; and early messages
 // moved out of the unrouted queue can interleave with the first ones routed
-// directly, within the moment it takes to bind the new queue. With
-// [CompetingConsumers], several instances take turns on one queue and
-// OrderedByKey is false. Partitions is false: consumed messages carry
-// partition 0 and offset 0.
+// directly, within the moment it takes to bind the new queue. Partitions is
+// false: consumed messages carry partition 0 and offset 0.
 //
 // # Connections
 //
@@ -138,6 +136,17 @@ const system = "rabbitmq"
 // KeyHeader is the AMQP header carrying a message's key.
 const KeyHeader = "herald_key"
 
+const (
+	// prefetch is the QoS prefetch count of each consumer: how many unacked
+	// messages of one topic Run holds at once. More overlaps slow handlers
+	// of different keys better, but hands more back (and redelivers more
+	// after a crash) when Run stops.
+	prefetch = 100
+	// heartbeat is the AMQP heartbeat interval asked for; a connection
+	// whose peer is silent for about twice as long is considered lost.
+	heartbeat = 10 * time.Second
+)
+
 // Option configures a [Publisher], a [Subscriber], [Ping], [EnsureTopology]
 // or [EnsureGroup].
 type Option func(*config)
@@ -145,12 +154,10 @@ type Option func(*config)
 type config struct {
 	url          string
 	name         string
-	amqpConfig   *amqp.Config
 	logger       *slog.Logger
 	metrics      *observe.Metrics
 	reg          prometheus.Registerer
 	events       *prometheus.CounterVec
-	prefetch     int
 	keyWorkers   int
 	grace        time.Duration
 	retryFloor   time.Duration
@@ -159,8 +166,6 @@ type config struct {
 	reconnCeil   time.Duration
 	dialTimeout  time.Duration
 	limit        int
-	competing    bool
-	heartbeat    time.Duration
 	closeTimeout time.Duration
 }
 
@@ -168,7 +173,6 @@ func newConfig(opts []Option) (config, error) {
 	c := config{
 		name:         "herald",
 		logger:       slog.Default(),
-		prefetch:     100,
 		keyWorkers:   16,
 		grace:        10 * time.Second,
 		retryFloor:   100 * time.Millisecond,
@@ -176,7 +180,6 @@ func newConfig(opts []Option) (config, error) {
 		reconnFloor:  100 * time.Millisecond,
 		reconnCeil:   5 * time.Second,
 		dialTimeout:  5 * time.Second,
-		heartbeat:    10 * time.Second,
 		closeTimeout: 5 * time.Second,
 	}
 	for _, o := range opts {
@@ -207,12 +210,6 @@ func URL(u string) Option { return func(c *config) { c.url = strings.TrimSpace(u
 // "<name>-subscriber-<group>". Default "herald".
 func ClientName(name string) Option { return func(c *config) { c.name = name } }
 
-// AMQPConfig sets the amqp091 configuration every connection is dialled
-// with, for example TLS settings or SASL mechanisms. Its Heartbeat, Dial and
-// Properties are filled in when zero; Recovery is ignored (the package
-// reconnects by itself). Default: none.
-func AMQPConfig(cfg amqp.Config) Option { return func(c *config) { c.amqpConfig = &cfg } }
-
 // Logger sets the logger. Default: [slog.Default].
 func Logger(l *slog.Logger) Option { return func(c *config) { c.logger = l } }
 
@@ -227,12 +224,6 @@ func Metrics(m *observe.Metrics) Option { return func(c *config) { c.metrics = m
 // or closed. Registering the same counter again (several publishers) reuses
 // it. Default: not counted.
 func Registerer(reg prometheus.Registerer) Option { return func(c *config) { c.reg = reg } }
-
-// Prefetch is the QoS prefetch count of each consumer: how many unacked
-// messages of one topic Run holds at once. Default 100: more overlaps slow
-// handlers of different keys better, but hands more back (and redelivers more
-// after a crash) when Run stops.
-func Prefetch(n int) Option { return func(c *config) { c.prefetch = max(1, n) } }
 
 // KeyConcurrency bounds how many keys a subscriber handles at once;
 // messages of one key are always handled one after the other, in queue
@@ -264,10 +255,6 @@ func ReconnectBackoff(floor, ceil time.Duration) Option {
 // handshake). Default 5s.
 func DialTimeout(d time.Duration) Option { return func(c *config) { c.dialTimeout = d } }
 
-// Heartbeat is the AMQP heartbeat interval asked for; a connection whose peer
-// is silent for about twice as long is considered lost. Default 10s.
-func Heartbeat(d time.Duration) Option { return func(c *config) { c.heartbeat = d } }
-
 // DeliveryLimit dead-letters a message (to its topic's ".dlq" routing key)
 // once Run's handler failed on it n times in a row, and, as the quorum
 // queue's x-delivery-limit, once the broker took it back from consumers more
@@ -278,13 +265,6 @@ func Heartbeat(d time.Duration) Option { return func(c *config) { c.heartbeat = 
 // is retried forever and blocks its key, and dead-lettering is left to the
 // consumer package's middleware, as [bus.Handler] describes.
 func DeliveryLimit(n int) Option { return func(c *config) { c.limit = max(0, n) } }
-
-// CompetingConsumers declares group queues without single active consumer:
-// every instance of a group consumes, and the broker spreads messages over
-// them, so a key's messages can be handled out of order by different
-// instances (Capabilities.OrderedByKey is false). Like [DeliveryLimit], it is
-// fixed when a group's queue is first declared. Default off.
-func CompetingConsumers() Option { return func(c *config) { c.competing = true } }
 
 // ExchangeName is the exchange a topic is published to: the topic without a
 // trailing ".dlq" and without its last segment when that is a version
@@ -356,24 +336,12 @@ func (c *config) dial(ctx context.Context, client, suffix string) (*amqp.Connect
 	if suffix != "" {
 		name += "-" + suffix
 	}
-	var ac amqp.Config
-	if c.amqpConfig != nil {
-		ac = *c.amqpConfig
-	}
-	ac.Recovery = nil
-	if ac.Heartbeat == 0 {
-		ac.Heartbeat = c.heartbeat
-	}
 	timeout := c.dialTimeout
 	if dl, ok := ctx.Deadline(); ok {
 		timeout = min(timeout, max(time.Until(dl), time.Millisecond))
 	}
-	if ac.Dial == nil {
-		ac.Dial = amqp.DefaultDial(timeout)
-	}
-	if ac.Properties == nil {
-		ac.Properties = amqp.NewConnectionProperties()
-	}
+	// Recovery stays off: the package reconnects by itself.
+	ac := amqp.Config{Heartbeat: heartbeat, Dial: amqp.DefaultDial(timeout), Properties: amqp.NewConnectionProperties()}
 	ac.Properties.SetClientConnectionName(name)
 	type result struct {
 		conn *amqp.Connection

@@ -88,10 +88,7 @@ func (t *topology) ensureTopic(topic string) error {
 
 // queueArgs are the arguments of a group's queue for topic.
 func (c *config) queueArgs(topic string) amqp.Table {
-	args := amqp.Table{amqp.QueueTypeArg: amqp.QueueTypeQuorum}
-	if !c.competing {
-		args[amqp.SingleActiveConsumerArg] = true
-	}
+	args := amqp.Table{amqp.QueueTypeArg: amqp.QueueTypeQuorum, amqp.SingleActiveConsumerArg: true}
 	if !bus.IsDeadLetterTopic(topic) {
 		// Dead letters of a dead-letter queue would only come back to it.
 		args["x-dead-letter-exchange"] = ExchangeName(topic)
