@@ -125,6 +125,9 @@ func TestReplayAppliesOnce(t *testing.T) {
 	if c, _ := dead[0].Header(consumer.HeaderDLQClass); c != consumer.ClassPermanent {
 		t.Fatalf("class = %q", c)
 	}
+	if dead[0].ID != "ev-1" {
+		t.Fatalf("dead letter ID = %q, want the original's ce_id ev-1", dead[0].ID)
+	}
 	sum := dlq.Summarize(bus.DeadLetterTopic(topic), dead)
 	if sum.Count != 1 || len(sum.Newest) != 1 || !strings.HasPrefix(sum.Newest[0], "permanent: ") ||
 		!strings.Contains(sum.Newest[0], "pricing table missing") {

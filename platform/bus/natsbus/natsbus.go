@@ -27,9 +27,10 @@
 // the other, so a returned nil means the stream has stored all of them and a
 // failed call has stored a prefix. Headers travel as NATS headers (values a
 // NATS header would alter, such as a stack trace, base64-encoded: see
-// [EncodedHeaderPrefix]), the key in the header [KeyHeader], and the CloudEvents id (ce_id) becomes the
-// Nats-Msg-Id, so a retried publish within the stream's duplicate window is
-// dropped by the server. Batches are not atomic (Capabilities.AtomicBatches
+// [EncodedHeaderPrefix]), the key in the header [KeyHeader], and the message's
+// id ([bus.Message.MessageID], the CloudEvents id) becomes the Nats-Msg-Id,
+// so a retried publish within the stream's duplicate window is dropped by
+// the server; consumed messages get their ID back from it. Batches are not atomic (Capabilities.AtomicBatches
 // is false): the outbox publishes one event at a time and the consumers'
 // inbox deduplicates, which together carry the exactly-once effect.
 //

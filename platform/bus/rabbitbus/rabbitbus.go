@@ -57,10 +57,11 @@
 // the broker confirmed every message (a nack, a return or a lost connection is
 // an error; messages unconfirmed because the connection dropped are sent again
 // after reconnecting, within the ctx). Headers become the AMQP header table
-// (string values), the key travels in the header [KeyHeader], the CloudEvents
-// id (ce_id, [bus.Message.MessageID]) becomes the message id, delivery is persistent. Batches are not
-// atomic (Capabilities.AtomicBatches is false): the outbox publishes and the
-// inbox deduplicates, which together carry the exactly-once effect.
+// (string values), the key travels in the header [KeyHeader], the message's id
+// ([bus.Message.MessageID], the CloudEvents id) becomes the AMQP message id,
+// delivery is persistent. Batches are not atomic (Capabilities.AtomicBatches
+// is false): the outbox publishes and the inbox deduplicates, which together
+// carry the exactly-once effect.
 //
 // # Consuming
 //
