@@ -178,9 +178,10 @@ func (s *suite) testDeadLetter(t *testing.T) {
 }
 
 // testDedupe: one event (one ce_id) published twice is applied once by a
-// handler using inbox.Once on SQLite, even though its first attempt fails
-// after applying its effect (which rolls back and is redelivered); the
-// second copy is seen as a duplicate. A different event is applied too.
+// handler that claims it in the inbox (inbox.Claim) in the SQLite
+// transaction of its effect, even though its first attempt fails after
+// applying its effect (which rolls back and is redelivered); the second copy
+// is seen as a duplicate. A different event is applied too.
 func (s *suite) testDedupe(t *testing.T) {
 	f := s.setup(t)
 	ctx := context.Background()
@@ -233,9 +234,14 @@ func (s *suite) testDedupe(t *testing.T) {
 		deliveries[id]++
 		n := deliveries[id]
 		mu.Unlock()
-		ev := &consumer.Event{ID: id, Type: typ, Raw: m}
 		applied := false
-		err := inbox.Once(ctx, db, ev, func(tx *sqldb.Tx) error {
+		// The unit of work of a module with a database: the inbox claim and
+		// the effect in one transaction.
+		err := db.InTx(ctx, func(tx *sqldb.Tx) error {
+			fresh, err := inbox.Claim(ctx, tx, id, typ)
+			if err != nil || !fresh {
+				return err
+			}
 			applied = true
 			if _, err := tx.ExecContext(ctx, `INSERT INTO bustest_effects (event_id, delivery) VALUES (?, ?)`, id, n); err != nil {
 				return fmt.Errorf("apply %s: %w", id, err)
