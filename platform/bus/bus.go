@@ -16,8 +16,29 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 )
+
+// DeadLetterSuffix ends the name of every dead-letter topic: the messages of
+// topic T that its consumers could not handle go to T+".dlq". The consumer
+// router, the dead-letter tools and the backends that declare dead-letter
+// destinations (NATS streams, RabbitMQ routing keys) all name them this way.
+const DeadLetterSuffix = ".dlq"
+
+// DeadLetterTopic returns the dead-letter topic of topic: topic followed by
+// [DeadLetterSuffix].
+func DeadLetterTopic(topic string) string { return topic + DeadLetterSuffix }
+
+// IsDeadLetterTopic reports whether topic is a dead-letter topic, that is
+// whether it ends in [DeadLetterSuffix].
+func IsDeadLetterTopic(topic string) bool { return strings.HasSuffix(topic, DeadLetterSuffix) }
+
+// HeaderID is the header that carries a message's [Message.ID] on the wire:
+// "ce_id", the id attribute of the CloudEvents Kafka protocol binding
+// (binary content mode). Every backend writes it; NATS and RabbitMQ also
+// put the id in their own message-id property.
+const HeaderID = "ce_id"
 
 // Header is one record header.
 type Header struct {
@@ -27,9 +48,18 @@ type Header struct {
 
 // Message is one record on the bus.
 type Message struct {
-	Topic   string
-	Key     []byte
-	Value   []byte
+	Topic string
+	Key   []byte
+	Value []byte
+	// ID identifies the message uniquely: herald sets it to the event's
+	// CloudEvents id, the same value as its [HeaderID] header. Publishers
+	// write it in the [HeaderID] header when the message has none, and in
+	// the broker's message-id property where there is one (NATS
+	// Nats-Msg-Id, which JetStream deduplicates on; the AMQP message-id).
+	// A message without ID is published with the id of its [HeaderID]
+	// header, if any: see [Message.MessageID]. Consumed messages carry the
+	// id the broker reports, or else the [HeaderID] header's.
+	ID      string
 	Headers []Header
 
 	// Partition, Offset and Timestamp are set on consumed messages.
@@ -46,6 +76,17 @@ func (m *Message) Header(key string) (string, bool) {
 		}
 	}
 	return "", false
+}
+
+// MessageID returns the id a backend publishes the message under: m.ID, or
+// when that is empty the value of the [HeaderID] header ("" when neither
+// is set).
+func (m *Message) MessageID() string {
+	if m.ID != "" {
+		return m.ID
+	}
+	id, _ := m.Header(HeaderID)
+	return id
 }
 
 // SetHeader replaces or adds a header.
@@ -67,6 +108,10 @@ func (m *Message) String() string {
 // Capabilities states what a backend guarantees beyond at-least-once
 // delivery.
 type Capabilities struct {
+	// System names the messaging system for telemetry, as the OpenTelemetry
+	// messaging semantic conventions spell the messaging.system attribute:
+	// "kafka", "rabbitmq"; "nats", which the conventions do not list yet.
+	System string
 	// AtomicBatches: every message passed to one Publish call becomes
 	// visible to read-committed consumers together, or none does (Kafka
 	// transactions). Without it a failed Publish may have written a prefix.

@@ -20,11 +20,7 @@ import (
 
 	"github.com/herald-events/herald/platform/bus"
 	"github.com/herald-events/herald/platform/consumer"
-	"github.com/herald-events/herald/platform/event"
 )
-
-// Suffix is the default dead-letter topic suffix.
-const Suffix = ".dlq"
 
 // HeaderReplayedFrom is added to replayed messages: "<dlq topic>/<partition>@<offset>".
 const HeaderReplayedFrom = "herald_replayed_from"
@@ -38,7 +34,7 @@ func Topics(ctx context.Context, cl *kgo.Client, prefix string) ([]string, error
 	}
 	var out []string
 	for _, t := range td.Sorted() {
-		if strings.HasSuffix(t.Topic, Suffix) && strings.HasPrefix(t.Topic, prefix) {
+		if bus.IsDeadLetterTopic(t.Topic) && strings.HasPrefix(t.Topic, prefix) {
 			out = append(out, t.Topic)
 		}
 	}
@@ -136,12 +132,13 @@ func message(r *kgo.Record) *bus.Message {
 	for _, h := range r.Headers {
 		m.Headers = append(m.Headers, bus.Header{Key: h.Key, Value: h.Value})
 	}
+	m.ID, _ = m.Header(bus.HeaderID)
 	return m
 }
 
 // Filter selects dead letters; empty fields match everything.
 type Filter struct {
-	// ID matches the ce_id.
+	// ID matches the message's id, its ce_id ([bus.Message.MessageID]).
 	ID string
 	// Class matches the error class (permanent, retries_exhausted).
 	Class string
@@ -150,7 +147,7 @@ type Filter struct {
 // Match reports whether m passes the filter.
 func (f Filter) Match(m *bus.Message) bool {
 	if f.ID != "" {
-		if id, _ := m.Header(event.HeaderID); id != f.ID {
+		if m.MessageID() != f.ID {
 			return false
 		}
 	}
@@ -204,7 +201,7 @@ func Replay(ctx context.Context, pub bus.Publisher, msgs []*bus.Message, filter 
 		if origin == "" {
 			return n, fmt.Errorf("dead letter %s has no %s header", m, consumer.HeaderDLQTopic)
 		}
-		out := &bus.Message{Topic: origin, Key: m.Key, Value: m.Value}
+		out := &bus.Message{Topic: origin, Key: m.Key, Value: m.Value, ID: m.MessageID()}
 		for _, h := range m.Headers {
 			if !strings.HasPrefix(h.Key, "herald_dlq_") && h.Key != HeaderReplayedFrom {
 				out.Headers = append(out.Headers, h)

@@ -50,7 +50,7 @@ func waitFor(t *testing.T, cond func() bool, what string) {
 // the effect, and replaying it again changes nothing.
 func TestReplayAppliesOnce(t *testing.T) {
 	const topic = "herald.orders.v1"
-	c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(1, topic, topic+dlq.Suffix))
+	c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(1, topic, bus.DeadLetterTopic(topic)))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -119,13 +119,16 @@ func TestReplayAppliesOnce(t *testing.T) {
 
 	var dead []*bus.Message
 	waitFor(t, func() bool {
-		dead, err = dlq.Read(ctx, seeds, nil, topic+dlq.Suffix)
+		dead, err = dlq.Read(ctx, seeds, nil, bus.DeadLetterTopic(topic))
 		return err == nil && len(dead) == 1
 	}, "the dead letter")
 	if c, _ := dead[0].Header(consumer.HeaderDLQClass); c != consumer.ClassPermanent {
 		t.Fatalf("class = %q", c)
 	}
-	sum := dlq.Summarize(topic+dlq.Suffix, dead)
+	if dead[0].ID != "ev-1" {
+		t.Fatalf("dead letter ID = %q, want the original's ce_id ev-1", dead[0].ID)
+	}
+	sum := dlq.Summarize(bus.DeadLetterTopic(topic), dead)
 	if sum.Count != 1 || len(sum.Newest) != 1 || !strings.HasPrefix(sum.Newest[0], "permanent: ") ||
 		!strings.Contains(sum.Newest[0], "pricing table missing") {
 		t.Fatalf("summary = %+v", sum)
@@ -165,7 +168,7 @@ func TestReplayAppliesOnce(t *testing.T) {
 		t.Fatal("replayed message still carries dead-letter headers")
 	}
 	topics, err := dlq.Topics(ctx, cl, "")
-	if err != nil || len(topics) != 1 || topics[0] != topic+dlq.Suffix {
+	if err != nil || len(topics) != 1 || topics[0] != bus.DeadLetterTopic(topic) {
 		t.Fatalf("Topics = %v, %v", topics, err)
 	}
 }

@@ -20,12 +20,13 @@ import (
 	"google.golang.org/protobuf/reflect/protoregistry"
 
 	optionsv1 "github.com/herald-events/herald/gen/go/herald/options/v1"
+	"github.com/herald-events/herald/platform/bus"
 )
 
 // CloudEvents Kafka protocol binding header names (binary content mode), plus
 // the W3C trace context header.
 const (
-	HeaderID          = "ce_id"
+	HeaderID          = bus.HeaderID
 	HeaderType        = "ce_type"
 	HeaderSource      = "ce_source"
 	HeaderTime        = "ce_time"

@@ -120,10 +120,6 @@ func WithStrategy(s Strategy) Option { return func(c *Codec) { c.strategy = s } 
 // an unexpected schema fails loudly instead of silently creating a version.
 func AutoRegister(on bool) Option { return func(c *Codec) { c.autoRegister = on } }
 
-// WithTypes sets where decoded message types are looked up. Default
-// [protoregistry.GlobalTypes].
-func WithTypes(t *protoregistry.Types) Option { return func(c *Codec) { c.types = t } }
-
 // WithLogger sets where [Codec.RunVerifier] logs its state changes.
 // Default [slog.Default].
 func WithLogger(l *slog.Logger) Option { return func(c *Codec) { c.log = l } }
@@ -133,7 +129,6 @@ type Codec struct {
 	client       schemaregistry.Client
 	strategy     Strategy
 	autoRegister bool
-	types        *protoregistry.Types
 
 	log *slog.Logger
 
@@ -183,7 +178,6 @@ func NewCodec(client schemaregistry.Client, opts ...Option) (*Codec, error) {
 	c := &Codec{
 		client:   client,
 		strategy: TopicName,
-		types:    protoregistry.GlobalTypes,
 		sers:     make(map[protoreflect.FullName]*protobuf.Serializer),
 		frames:   make(map[frameKey]framing),
 		known:    make(map[string]protoreflect.MessageType),
@@ -197,7 +191,8 @@ func NewCodec(client schemaregistry.Client, opts ...Option) (*Codec, error) {
 	if err != nil {
 		return nil, fmt.Errorf("protobuf deserializer: %w", err)
 	}
-	d.ProtoRegistry = c.types
+	// Decoded message types are the generated ones linked into the binary.
+	d.ProtoRegistry = protoregistry.GlobalTypes
 	c.deser = d
 	return c, nil
 }
@@ -299,7 +294,7 @@ func (c *Codec) remember(topic string, md protoreflect.MessageDescriptor, b []by
 	if err != nil {
 		return
 	}
-	mt, _ := c.types.FindMessageByName(md.FullName())
+	mt, _ := protoregistry.GlobalTypes.FindMessageByName(md.FullName())
 	c.mu.Lock()
 	c.frames[frameKey{topic, md.FullName()}] = framing{prefix: bytes.Clone(b[:n]), id: id, md: md}
 	if mt != nil {
@@ -369,7 +364,7 @@ func (c *Codec) Register(topic string, md protoreflect.MessageDescriptor) (int, 
 	if err != nil {
 		return 0, err
 	}
-	b, err := s.Serialize(topic, dynamicOrGenerated(c.types, md))
+	b, err := s.Serialize(topic, dynamicOrGenerated(md))
 	if err != nil {
 		err = fmt.Errorf("register %s as %s: %w", md.FullName(), c.strategy.Subject(topic, md), err)
 		if !permanent(err) {
@@ -389,7 +384,7 @@ func (c *Codec) Lookup(topic string, md protoreflect.MessageDescriptor) (int, er
 	if err != nil {
 		return 0, err
 	}
-	b, err := s.Serialize(topic, dynamicOrGenerated(c.types, md))
+	b, err := s.Serialize(topic, dynamicOrGenerated(md))
 	if err != nil {
 		err = fmt.Errorf("look up %s as %s: %w", md.FullName(), c.strategy.Subject(topic, md), err)
 		if !permanent(err) {
@@ -408,8 +403,10 @@ func frameID(b []byte) (int, error) {
 	return int(uint32(b[1])<<24 | uint32(b[2])<<16 | uint32(b[3])<<8 | uint32(b[4])), nil
 }
 
-func dynamicOrGenerated(types *protoregistry.Types, md protoreflect.MessageDescriptor) proto.Message {
-	if mt, err := types.FindMessageByName(md.FullName()); err == nil {
+// dynamicOrGenerated returns a new message of md's generated Go type, or nil
+// when the binary has none.
+func dynamicOrGenerated(md protoreflect.MessageDescriptor) proto.Message {
+	if mt, err := protoregistry.GlobalTypes.FindMessageByName(md.FullName()); err == nil {
 		return mt.New().Interface()
 	}
 	return nil

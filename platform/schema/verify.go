@@ -185,7 +185,7 @@ func (c *Codec) lookupWith(client schemaregistry.Client, topic string, md protor
 	if err != nil {
 		return 0, err
 	}
-	b, err := s.Serialize(topic, dynamicOrGenerated(c.types, md))
+	b, err := s.Serialize(topic, dynamicOrGenerated(md))
 	if err != nil {
 		return 0, err
 	}

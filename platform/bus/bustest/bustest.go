@@ -6,7 +6,9 @@
 // package promises and what herald builds on it:
 //
 //   - RoundTrip: key, value and headers survive; consumed messages carry
-//     what [bus.Capabilities] says they carry.
+//     the published [bus.Message.ID] (or the id of the [bus.HeaderID]
+//     header when none was set) and what [bus.Capabilities] says they
+//     carry.
 //   - PublishAfterClose: a closed publisher fails with [bus.ErrClosed].
 //   - OrderPerKey: messages of one key are handled in publish order (only
 //     when the subscriber reports OrderedByKey; otherwise it is skipped,
@@ -16,7 +18,7 @@
 //   - RedeliveryAfterCrash: what a subscriber stopped with no grace did not
 //     finish goes to the next member of its group; nothing is lost.
 //   - DeadLetter: the consumer package's DeadLetter middleware moves a
-//     failing message to topic+".dlq" with its reason, and the subscriber
+//     failing message to its [bus.DeadLetterTopic] with its reason, and the subscriber
 //     goes on.
 //   - Dedupe: the inbox applies an event delivered twice once.
 //   - GracefulShutdown: a subscriber stopped with a generous grace loses
@@ -121,7 +123,8 @@ type fixture struct {
 	timeout time.Duration
 }
 
-// setup names the subtest's topic and prepares it (and its ".dlq").
+// setup names the subtest's topic and prepares it (and its dead-letter
+// topic).
 func (s *suite) setup(t *testing.T) *fixture {
 	t.Helper()
 	var b [4]byte
@@ -190,7 +193,7 @@ func (f *fixture) publish(p bus.Publisher, msgs ...*bus.Message) {
 // message is a test message: key, value id, and CloudEvents id and type.
 func message(topic, key, id string) *bus.Message {
 	m := &bus.Message{Topic: topic, Key: []byte(key), Value: []byte(id)}
-	m.SetHeader(event.HeaderID, id)
+	m.SetHeader(bus.HeaderID, id)
 	m.SetHeader(event.HeaderType, "bustest.v1.TestEvent")
 	return m
 }

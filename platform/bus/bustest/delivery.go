@@ -25,6 +25,9 @@ func (s *suite) testRoundTrip(t *testing.T) {
 	sub := s.b.NewSubscriber(t, graceful)
 	pc, sc := pub.Capabilities(), sub.Capabilities()
 	t.Logf("publisher capabilities %+v, subscriber capabilities %+v", pc, sc)
+	if pc.System == "" || pc.System != sc.System {
+		t.Errorf("publisher reports system %q, subscriber %q: want the same messaging system name", pc.System, sc.System)
+	}
 
 	binary := make([]byte, 256)
 	for i := range binary {
@@ -36,7 +39,7 @@ func (s *suite) testRoundTrip(t *testing.T) {
 	}
 	full := &bus.Message{Topic: f.topic, Key: []byte("k-1"), Value: binary}
 	for _, h := range [][2]string{
-		{event.HeaderID, "rt-1"},
+		{bus.HeaderID, "rt-1"},
 		{event.HeaderType, "bustest.v1.TestEvent"},
 		{event.HeaderSource, "herald/bustest"},
 		{event.HeaderTime, "2026-01-02T03:04:05.123456789Z"},
@@ -49,21 +52,23 @@ func (s *suite) testRoundTrip(t *testing.T) {
 		full.SetHeader(h[0], h[1])
 	}
 	noKey := &bus.Message{Topic: f.topic, Value: []byte("no key")}
-	noKey.SetHeader(event.HeaderID, "rt-2")
+	noKey.SetHeader(bus.HeaderID, "rt-2")
 	large := &bus.Message{Topic: f.topic, Key: []byte("k-big"), Value: big}
-	large.SetHeader(event.HeaderID, "rt-3")
+	large.SetHeader(bus.HeaderID, "rt-3")
 	empty := &bus.Message{Topic: f.topic, Key: []byte("k-empty")}
-	empty.SetHeader(event.HeaderID, "rt-4")
+	empty.SetHeader(bus.HeaderID, "rt-4")
 	later := &bus.Message{Topic: f.topic, Key: []byte("k-1"), Value: []byte("second of k-1")}
-	later.SetHeader(event.HeaderID, "rt-5")
-	sent := []*bus.Message{full, noKey, large, empty, later}
+	later.SetHeader(bus.HeaderID, "rt-5")
+	// An ID and no header: the backend carries the ID itself.
+	idOnly := &bus.Message{Topic: f.topic, Key: []byte("k-id"), Value: []byte("id only"), ID: "rt-6"}
+	sent := []*bus.Message{full, noKey, large, empty, later, idOnly}
 
 	var (
 		mu  sync.Mutex
 		got []*bus.Message
 	)
 	before := time.Now()
-	f.publish(pub, full, noKey, large, empty)
+	f.publish(pub, full, noKey, large, empty, idOnly)
 	f.publish(pub, later)
 	after := time.Now()
 	r := f.start("a", f.group("a"), graceful, func(_ context.Context, m *bus.Message) error {
@@ -72,7 +77,7 @@ func (s *suite) testRoundTrip(t *testing.T) {
 		got = append(got, clone(m))
 		return nil
 	})
-	f.waitFor("5 messages", func() (bool, string) {
+	f.waitFor("6 messages", func() (bool, string) {
 		mu.Lock()
 		defer mu.Unlock()
 		return len(got) >= len(sent), fmt.Sprintf("%d of %d received", len(got), len(sent))
@@ -87,9 +92,9 @@ func (s *suite) testRoundTrip(t *testing.T) {
 	byID := map[string]*bus.Message{}
 	pos := map[string]int{}
 	for i, m := range got {
-		id, ok := m.Header(event.HeaderID)
+		id, ok := m.Header(bus.HeaderID)
 		if !ok {
-			t.Errorf("received message %s (key %q) without a %s header", m, m.Key, event.HeaderID)
+			t.Errorf("received message %s (key %q) without a %s header", m, m.Key, bus.HeaderID)
 			continue
 		}
 		if _, dup := byID[id]; dup {
@@ -98,7 +103,7 @@ func (s *suite) testRoundTrip(t *testing.T) {
 		byID[id], pos[id] = m, i
 	}
 	for _, want := range sent {
-		id, _ := want.Header(event.HeaderID)
+		id := want.MessageID()
 		m, ok := byID[id]
 		if !ok {
 			t.Errorf("message %s was not received", id)
@@ -106,6 +111,9 @@ func (s *suite) testRoundTrip(t *testing.T) {
 		}
 		if m.Topic != f.topic {
 			t.Errorf("message %s: topic %q, want %q", id, m.Topic, f.topic)
+		}
+		if m.ID != id {
+			t.Errorf("message %s: ID %q, want %q (the published ID, or else its %s header)", id, m.ID, id, bus.HeaderID)
 		}
 		if !bytes.Equal(m.Key, want.Key) {
 			t.Errorf("message %s: key %q, want %q", id, m.Key, want.Key)

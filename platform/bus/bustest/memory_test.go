@@ -36,8 +36,9 @@ const (
 	faultReverse       = "reverse"            // handles each poll backwards
 	faultAckFailed     = "ack-failed"         // acknowledges a message whose handler failed
 	faultDropEmpty     = "drop-empty-headers" // loses headers with empty values
-	faultNewIDs        = "new-ce-id"          // rewrites ce_id on every delivery
-	faultDLQBlackhole  = "dlq-blackhole"      // drops what is published to ".dlq" topics
+	faultNewIDs        = "new-ce-id"          // rewrites ce_id (header and ID) on every delivery
+	faultLoseID        = "lose-id"            // delivers messages without their ID
+	faultDLQBlackhole  = "dlq-blackhole"      // drops what is published to dead-letter topics
 	faultClosedSilent  = "closed-silent"      // a closed publisher reports success
 	faultEnvName       = "BUSTEST_MEM_FAULT"
 	memPollSize        = 32 // not a multiple of the suite's key counts, so polls span rounds
@@ -58,7 +59,7 @@ func (b *memBus) backend() bustest.Backend {
 			b.mu.Lock()
 			defer b.mu.Unlock()
 			for _, tp := range topics {
-				for _, name := range []string{tp, tp + ".dlq"} {
+				for _, name := range []string{tp, bus.DeadLetterTopic(tp)} {
 					if _, ok := b.logs[name]; !ok {
 						b.logs[name] = nil
 					}
@@ -93,11 +94,16 @@ func (p *memPublisher) Publish(ctx context.Context, msgs ...*bus.Message) error 
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	for _, m := range msgs {
-		if b.fault == faultDLQBlackhole && strings.HasSuffix(m.Topic, ".dlq") {
+		if b.fault == faultDLQBlackhole && bus.IsDeadLetterTopic(m.Topic) {
 			continue
 		}
 		c := *m
 		c.Headers = slices.Clone(m.Headers)
+		// Like Kafka: the ID travels in the ce_id header.
+		if _, ok := c.Header(bus.HeaderID); !ok && c.ID != "" {
+			c.SetHeader(bus.HeaderID, c.ID)
+		}
+		c.ID, _ = c.Header(bus.HeaderID)
 		c.Partition, c.Offset, c.Timestamp = 0, int64(len(b.logs[m.Topic])), time.Now()
 		b.logs[m.Topic] = append(b.logs[m.Topic], &c)
 	}
@@ -107,7 +113,7 @@ func (p *memPublisher) Publish(ctx context.Context, msgs ...*bus.Message) error 
 }
 
 func (p *memPublisher) Capabilities() bus.Capabilities {
-	return bus.Capabilities{AtomicBatches: true, OrderedByKey: true, Partitions: true}
+	return bus.Capabilities{System: "memory", AtomicBatches: true, OrderedByKey: true, Partitions: true}
 }
 
 func (p *memPublisher) Close() error {
@@ -176,7 +182,7 @@ type memSubscriber struct {
 }
 
 func (s *memSubscriber) Capabilities() bus.Capabilities {
-	return bus.Capabilities{OrderedByKey: true, Partitions: true}
+	return bus.Capabilities{System: "memory", OrderedByKey: true, Partitions: true}
 }
 
 func (s *memSubscriber) Run(ctx context.Context, group string, topics []string, h bus.Handler) error {
@@ -242,9 +248,13 @@ func (s *memSubscriber) deliver(ctx context.Context, h bus.Handler, m *bus.Messa
 			c.Headers = append(c.Headers, hd)
 		}
 		if s.b.fault == faultNewIDs {
-			if id, ok := c.Header("ce_id"); ok {
-				c.SetHeader("ce_id", fmt.Sprintf("%s#%d", id, n))
+			if id, ok := c.Header(bus.HeaderID); ok {
+				c.SetHeader(bus.HeaderID, fmt.Sprintf("%s#%d", id, n))
+				c.ID = fmt.Sprintf("%s#%d", id, n)
 			}
+		}
+		if s.b.fault == faultLoseID {
+			c.ID = ""
 		}
 		err := h(ctx, &c)
 		if err == nil || s.b.fault == faultAckFailed {
@@ -289,6 +299,7 @@ func TestConformanceCatchesBrokenBackends(t *testing.T) {
 		{faultReverse, "OrderPerKey"},
 		{faultAckFailed, "HandlerErrorRedelivery"},
 		{faultDropEmpty, "RoundTrip"},
+		{faultLoseID, "RoundTrip"},
 		{faultNewIDs, "Dedupe"},
 		{faultDLQBlackhole, "DeadLetter"},
 		{faultClosedSilent, "PublishAfterClose"},

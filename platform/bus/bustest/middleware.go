@@ -27,7 +27,7 @@ import (
 func (s *suite) testDeadLetter(t *testing.T) {
 	f := s.setup(t)
 	pub, dlqPub := f.publisher(), f.publisher()
-	group, dlqTopic := f.group("g"), f.topic+".dlq"
+	group, dlqTopic := f.group("g"), bus.DeadLetterTopic(f.topic)
 	type failure struct {
 		class, reason string
 		attempts      int
@@ -43,7 +43,7 @@ func (s *suite) testDeadLetter(t *testing.T) {
 	for _, id := range ids {
 		key, _, _ := strings.Cut(id, "/")
 		m := message(f.topic, key, id)
-		m.SetHeader(event.HeaderID, "ce-"+id)
+		m.SetHeader(bus.HeaderID, "ce-"+id)
 		sent[id] = m
 		msgs = append(msgs, m)
 	}
@@ -81,7 +81,7 @@ func (s *suite) testDeadLetter(t *testing.T) {
 	}
 	log := slog.New(slog.DiscardHandler)
 	retry := consumer.Retry(consumer.RetryPolicy{MaxAttempts: 3, Floor: time.Millisecond, Ceil: 5 * time.Millisecond}, nil)
-	h := consumer.DeadLetter(dlqPub, group, ".dlq", log, nil)(retry(consumer.Recover()(inner)))
+	h := consumer.DeadLetter(dlqPub, group, bus.DeadLetterSuffix, log, nil)(retry(consumer.Recover()(inner)))
 
 	var (
 		dlqMu   sync.Mutex
@@ -148,8 +148,8 @@ func (s *suite) testDeadLetter(t *testing.T) {
 		if !bytes.Equal(d.Key, orig.Key) || !bytes.Equal(d.Value, orig.Value) {
 			t.Errorf("%s: dead letter key %q value %q, want the original %q %q", id, d.Key, d.Value, orig.Key, orig.Value)
 		}
-		if ceID, _ := d.Header(event.HeaderID); ceID != "ce-"+id {
-			t.Errorf("%s: dead letter %s = %q, want the original's %q", id, event.HeaderID, ceID, "ce-"+id)
+		if ceID, _ := d.Header(bus.HeaderID); ceID != "ce-"+id {
+			t.Errorf("%s: dead letter %s = %q, want the original's %q", id, bus.HeaderID, ceID, "ce-"+id)
 		}
 		headers := map[string]string{
 			consumer.HeaderDLQTopic:    f.topic,
@@ -178,9 +178,10 @@ func (s *suite) testDeadLetter(t *testing.T) {
 }
 
 // testDedupe: one event (one ce_id) published twice is applied once by a
-// handler using inbox.Once on SQLite, even though its first attempt fails
-// after applying its effect (which rolls back and is redelivered); the
-// second copy is seen as a duplicate. A different event is applied too.
+// handler that claims it in the inbox (inbox.Claim) in the SQLite
+// transaction of its effect, even though its first attempt fails after
+// applying its effect (which rolls back and is redelivered); the second copy
+// is seen as a duplicate. A different event is applied too.
 func (s *suite) testDedupe(t *testing.T) {
 	f := s.setup(t)
 	ctx := context.Background()
@@ -203,7 +204,7 @@ func (s *suite) testDedupe(t *testing.T) {
 	dupID, otherID := f.prefix+"-e1", f.prefix+"-e2"
 	newEvent := func(ceID, value string) *bus.Message {
 		m := message(f.topic, "order-1", value)
-		m.SetHeader(event.HeaderID, ceID)
+		m.SetHeader(bus.HeaderID, ceID)
 		return m
 	}
 	// Two Publish calls, as a relay retrying after a lost acknowledgement
@@ -221,11 +222,11 @@ func (s *suite) testDedupe(t *testing.T) {
 		problems   []string
 	)
 	h := func(ctx context.Context, m *bus.Message) error {
-		id, _ := m.Header(event.HeaderID)
+		id, _ := m.Header(bus.HeaderID)
 		typ, _ := m.Header(event.HeaderType)
 		if id != dupID && id != otherID {
 			mu.Lock()
-			problems = append(problems, fmt.Sprintf("message %q with %s %q", m.Value, event.HeaderID, id))
+			problems = append(problems, fmt.Sprintf("message %q with %s %q", m.Value, bus.HeaderID, id))
 			mu.Unlock()
 			return nil
 		}
@@ -233,9 +234,14 @@ func (s *suite) testDedupe(t *testing.T) {
 		deliveries[id]++
 		n := deliveries[id]
 		mu.Unlock()
-		ev := &consumer.Event{ID: id, Type: typ, Raw: m}
 		applied := false
-		err := inbox.Once(ctx, db, ev, func(tx *sqldb.Tx) error {
+		// The unit of work of a module with a database: the inbox claim and
+		// the effect in one transaction.
+		err := db.InTx(ctx, func(tx *sqldb.Tx) error {
+			fresh, err := inbox.Claim(ctx, tx, id, typ)
+			if err != nil || !fresh {
+				return err
+			}
 			applied = true
 			if _, err := tx.ExecContext(ctx, `INSERT INTO bustest_effects (event_id, delivery) VALUES (?, ?)`, id, n); err != nil {
 				return fmt.Errorf("apply %s: %w", id, err)

@@ -240,9 +240,12 @@ func (p *Publisher) newClient() (*kgo.Client, error) {
 	return cl, nil
 }
 
+// system is the OpenTelemetry messaging.system value for Kafka.
+const system = "kafka"
+
 // Capabilities reports atomic batches when the publisher is transactional.
 func (p *Publisher) Capabilities() bus.Capabilities {
-	return bus.Capabilities{AtomicBatches: p.cfg.txnID != "", OrderedByKey: true, Partitions: true}
+	return bus.Capabilities{System: system, AtomicBatches: p.cfg.txnID != "", OrderedByKey: true, Partitions: true}
 }
 
 // Publish writes msgs; with a transactional id, in one transaction.
@@ -398,12 +401,19 @@ func toRecords(msgs []*bus.Message) []*kgo.Record {
 	return recs
 }
 
+// toRecord turns a message into a record. Kafka has no message id of its
+// own: an ID travels in the bus.HeaderID header, added when m has none.
 func toRecord(m *bus.Message) *kgo.Record {
 	r := &kgo.Record{Topic: m.Topic, Key: m.Key, Value: m.Value}
-	if len(m.Headers) > 0 {
-		r.Headers = make([]kgo.RecordHeader, len(m.Headers))
+	_, hasID := m.Header(bus.HeaderID)
+	addID := m.ID != "" && !hasID
+	if n := len(m.Headers); n > 0 || addID {
+		r.Headers = make([]kgo.RecordHeader, n, n+1)
 		for i, h := range m.Headers {
 			r.Headers[i] = kgo.RecordHeader{Key: h.Key, Value: h.Value}
+		}
+		if addID {
+			r.Headers = append(r.Headers, kgo.RecordHeader{Key: bus.HeaderID, Value: []byte(m.ID)})
 		}
 	}
 	return r
@@ -420,6 +430,7 @@ func fromRecord(r *kgo.Record) *bus.Message {
 			m.Headers[i] = bus.Header{Key: h.Key, Value: h.Value}
 		}
 	}
+	m.ID, _ = m.Header(bus.HeaderID)
 	return m
 }
 
@@ -441,7 +452,7 @@ func NewSubscriber(opts ...Option) (*Subscriber, error) {
 
 // Capabilities: ordered by key through partitions.
 func (s *Subscriber) Capabilities() bus.Capabilities {
-	return bus.Capabilities{AtomicBatches: true, OrderedByKey: true, Partitions: true}
+	return bus.Capabilities{System: system, AtomicBatches: true, OrderedByKey: true, Partitions: true}
 }
 
 // Run consumes until ctx is done. See [bus.Subscriber].
@@ -710,7 +721,7 @@ func (p *sessionPublisher) Publish(ctx context.Context, msgs ...*bus.Message) er
 }
 
 func (p *sessionPublisher) Capabilities() bus.Capabilities {
-	return bus.Capabilities{AtomicBatches: true, OrderedByKey: true, Partitions: true}
+	return bus.Capabilities{System: system, AtomicBatches: true, OrderedByKey: true, Partitions: true}
 }
 
 func (p *sessionPublisher) Close() error { return nil }

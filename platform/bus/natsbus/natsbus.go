@@ -27,9 +27,10 @@
 // the other, so a returned nil means the stream has stored all of them and a
 // failed call has stored a prefix. Headers travel as NATS headers (values a
 // NATS header would alter, such as a stack trace, base64-encoded: see
-// [EncodedHeaderPrefix]), the key in the header [KeyHeader], and the CloudEvents id (ce_id) becomes the
-// Nats-Msg-Id, so a retried publish within the stream's duplicate window is
-// dropped by the server. Batches are not atomic (Capabilities.AtomicBatches
+// [EncodedHeaderPrefix]), the key in the header [KeyHeader], and the message's
+// id ([bus.Message.MessageID], the CloudEvents id) becomes the Nats-Msg-Id,
+// so a retried publish within the stream's duplicate window is dropped by
+// the server; consumed messages get their ID back from it. Batches are not atomic (Capabilities.AtomicBatches
 // is false): the outbox publishes one event at a time and the consumers'
 // inbox deduplicates, which together carry the exactly-once effect.
 //
@@ -90,7 +91,6 @@ type Option func(*config)
 type config struct {
 	urls         []string
 	name         string
-	extra        []nats.Option
 	logger       *slog.Logger
 	metrics      *observe.Metrics
 	reg          prometheus.Registerer
@@ -164,13 +164,6 @@ func URL(urls ...string) Option {
 // ClientName prefixes the connection names the server shows (connz):
 // "<name>-publisher", "<name>-subscriber-<group>". Default "herald".
 func ClientName(name string) Option { return func(c *config) { c.name = name } }
-
-// ConnectOptions passes extra nats.go options to every connection, for
-// example credentials or TLS settings. They are applied after the
-// package's own, so they may override reconnect settings too. Default: none.
-func ConnectOptions(opts ...nats.Option) Option {
-	return func(c *config) { c.extra = append(c.extra, opts...) }
-}
 
 // Logger sets the logger. Default: [slog.Default].
 func Logger(l *slog.Logger) Option { return func(c *config) { c.logger = l } }
@@ -336,7 +329,6 @@ func (c *config) connect(ctx context.Context, client, suffix string) (*conn, err
 			log.Warn("nats asynchronous error", attrs...)
 		}),
 	}
-	opts = append(opts, c.extra...)
 	nc, err := nats.Connect(strings.Join(c.urls, ","), opts...)
 	if err != nil {
 		return nil, fmt.Errorf("nats connect %s: %w", c.redactedURLs(), err)

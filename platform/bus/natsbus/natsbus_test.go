@@ -156,8 +156,10 @@ func TestRoundTrip(t *testing.T) {
 	m2.Headers = append(m2.Headers, bus.Header{Key: "multi", Value: []byte("1")}, bus.Header{Key: "multi", Value: []byte(" 2")})
 	dup := &bus.Message{Topic: tp, Key: []byte("order-1"), Value: []byte("v1 again")}
 	dup.SetHeader(event.HeaderID, "id-1")
+	// The same id given as Message.ID only is a duplicate too.
+	dupByID := &bus.Message{Topic: tp, Key: []byte("order-2"), Value: []byte("v2 again"), ID: "id-2"}
 	before := time.Now().Add(-time.Second)
-	if err := p.Publish(context.Background(), m1, m2, dup); err != nil {
+	if err := p.Publish(context.Background(), m1, m2, dup, dupByID); err != nil {
 		t.Fatal(err)
 	}
 
@@ -196,6 +198,9 @@ func TestRoundTrip(t *testing.T) {
 		}
 		if m.Topic != tp || !bytes.Equal(m.Key, want.Key) || !bytes.Equal(m.Value, want.Value) {
 			t.Errorf("%s: got topic %s key %q value %q", id, m.Topic, m.Key, m.Value)
+		}
+		if m.ID != id {
+			t.Errorf("%s: consumed ID %q", id, m.ID)
 		}
 		if len(m.Headers) != len(want.Headers) {
 			t.Errorf("%s: headers %v, want %v", id, m.Headers, want.Headers)

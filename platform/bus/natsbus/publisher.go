@@ -13,7 +13,6 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/herald-events/herald/platform/bus"
-	"github.com/herald-events/herald/platform/event"
 )
 
 // Header names this package adds to NATS messages. Consumers remove them
@@ -60,11 +59,15 @@ func NewPublisher(opts ...Option) (*Publisher, error) {
 // (see the package documentation).
 func (p *Publisher) Capabilities() bus.Capabilities { return capabilities }
 
-var capabilities = bus.Capabilities{AtomicBatches: false, OrderedByKey: false, Partitions: false}
+var capabilities = bus.Capabilities{System: system, AtomicBatches: false, OrderedByKey: false, Partitions: false}
+
+// system is the messaging.system name for NATS: the OpenTelemetry
+// conventions list none, this is the one in common use.
+const system = "nats"
 
 // Publish sends msgs in order and waits for each one's PubAck before the
 // next, so on error the stream holds a prefix of msgs. A message whose
-// ce_id the stream saw within its duplicate window is acknowledged without
+// id ([bus.Message.MessageID]) the stream saw within its duplicate window is acknowledged without
 // being stored again. Without a deadline in ctx each message waits at most
 // 5s for its ack.
 func (p *Publisher) Publish(ctx context.Context, msgs ...*bus.Message) error {
@@ -79,7 +82,7 @@ func (p *Publisher) Publish(ctx context.Context, msgs ...*bus.Message) error {
 			return fmt.Errorf("publish %s: %w", m.Topic, err)
 		}
 		var opts []jetstream.PublishOpt
-		if id, ok := m.Header(event.HeaderID); ok && id != "" {
+		if id := m.MessageID(); id != "" {
 			opts = append(opts, jetstream.WithMsgID(id))
 		}
 		ack, err := p.cn.js.PublishMsg(ctx, nm, opts...)
@@ -143,11 +146,16 @@ func toNATS(m *bus.Message) (*nats.Msg, error) {
 	if len(m.Key) > 0 {
 		setHeader(nm.Header, KeyHeader, string(m.Key))
 	}
+	if _, ok := m.Header(bus.HeaderID); !ok && m.ID != "" {
+		setHeader(nm.Header, bus.HeaderID, m.ID)
+	}
 	return nm, nil
 }
 
 // fromNATS turns a consumed message into a bus message; the headers are
-// sorted by name (NATS does not keep their order).
+// sorted by name (NATS does not keep their order), the ID is the
+// Nats-Msg-Id the message was published with, or else its bus.HeaderID
+// header.
 func fromNATS(msg jetstream.Msg) *bus.Message {
 	m := &bus.Message{Topic: msg.Subject(), Value: msg.Data()}
 	hdr := msg.Headers()
@@ -176,6 +184,10 @@ func fromNATS(msg jetstream.Msg) *bus.Message {
 			}
 			m.Headers = append(m.Headers, bus.Header{Key: name, Value: val})
 		}
+	}
+	m.ID = hdr.Get(jetstream.MsgIDHeader)
+	if m.ID == "" {
+		m.ID, _ = m.Header(bus.HeaderID)
 	}
 	if md, err := msg.Metadata(); err == nil {
 		m.Offset = int64(md.Sequence.Stream)

@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/herald-events/herald/platform/bus"
 )
 
 // StreamLimits are the settings of the streams [EnsureStreams] creates.
@@ -81,8 +83,8 @@ func withDLQ(topics []string) []string {
 	var all []string
 	for _, t := range topics {
 		all = append(all, t)
-		if !strings.HasSuffix(t, ".dlq") {
-			all = append(all, t+".dlq")
+		if !bus.IsDeadLetterTopic(t) {
+			all = append(all, bus.DeadLetterTopic(t))
 		}
 	}
 	slices.Sort(all)

@@ -10,7 +10,6 @@ import (
 	amqp "github.com/rabbitmq/amqp091-go"
 
 	"github.com/herald-events/herald/platform/bus"
-	"github.com/herald-events/herald/platform/event"
 )
 
 // The consumer package's dead-letter headers and error class (the package is
@@ -25,9 +24,19 @@ const (
 	classExhausted    = "retries_exhausted"
 )
 
+// CloudEvents headers (Kafka protocol binding names, as herald's event
+// package writes them) whose values also fill AMQP properties. The event
+// package is not imported for two strings; a test checks they agree.
+const (
+	headerContentType = "content-type"
+	headerType        = "ce_type"
+)
+
 // toPublishing turns a message into an AMQP publishing: headers as a table of
 // strings (AMQP long strings carry any bytes), the first of headers with the
-// same name winning as in [bus.Message.Header], the key in [KeyHeader].
+// same name winning as in [bus.Message.Header], the key in [KeyHeader], the
+// ID ([bus.Message.MessageID]) as the message id and, when the message has
+// no [bus.HeaderID] header, in one.
 func toPublishing(m *bus.Message, now time.Time) amqp.Publishing {
 	headers := make(amqp.Table, len(m.Headers)+1)
 	for _, h := range m.Headers {
@@ -40,14 +49,17 @@ func toPublishing(m *bus.Message, now time.Time) amqp.Publishing {
 	} else {
 		delete(headers, KeyHeader)
 	}
+	if _, ok := headers[bus.HeaderID]; !ok && m.ID != "" {
+		headers[bus.HeaderID] = m.ID
+	}
 	p := amqp.Publishing{Headers: headers, DeliveryMode: amqp.Persistent, Timestamp: now, Body: m.Value}
-	if id, ok := m.Header(event.HeaderID); ok && len(id) <= 255 {
+	if id := m.MessageID(); len(id) <= 255 {
 		p.MessageId = id
 	}
-	if ct, ok := m.Header(event.HeaderContentType); ok && len(ct) <= 255 {
+	if ct, ok := m.Header(headerContentType); ok && len(ct) <= 255 {
 		p.ContentType = ct
 	}
-	if typ, ok := m.Header(event.HeaderType); ok && len(typ) <= 255 {
+	if typ, ok := m.Header(headerType); ok && len(typ) <= 255 {
 		p.Type = typ
 	}
 	return p
@@ -75,8 +87,12 @@ func fromDelivery(topic string, d *amqp.Delivery) *bus.Message {
 		}
 		m.Headers = append(m.Headers, bus.Header{Key: k, Value: v})
 	}
-	if _, ok := m.Header(event.HeaderID); !ok && d.MessageId != "" {
-		m.SetHeader(event.HeaderID, d.MessageId)
+	if _, ok := m.Header(bus.HeaderID); !ok && d.MessageId != "" {
+		m.SetHeader(bus.HeaderID, d.MessageId)
+	}
+	m.ID = d.MessageId
+	if m.ID == "" {
+		m.ID, _ = m.Header(bus.HeaderID)
 	}
 	if reason, ok := m.Header("x-first-death-reason"); ok {
 		if _, ours := m.Header(headerDLQTopic); !ours {
@@ -126,7 +142,7 @@ func addDeathHeaders(m *bus.Message, d *amqp.Delivery, reason string) {
 			count = c + 1
 		}
 	}
-	m.SetHeader(headerDLQTopic, strings.TrimSuffix(m.Topic, dlqSuffix))
+	m.SetHeader(headerDLQTopic, strings.TrimSuffix(m.Topic, bus.DeadLetterSuffix))
 	m.SetHeader(headerDLQGroup, groupOfQueue(queue))
 	m.SetHeader(headerDLQClass, class)
 	m.SetHeader(headerDLQError, fmt.Sprintf("rabbitmq dead-lettered the message from queue %s (%s)", queue, reason))

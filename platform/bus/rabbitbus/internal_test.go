@@ -45,6 +45,43 @@ func TestDLQHeadersMatchConsumer(t *testing.T) {
 	}
 }
 
+func TestCloudEventsHeadersMatchEvent(t *testing.T) {
+	for ours, theirs := range map[string]string{
+		headerContentType: event.HeaderContentType, headerType: event.HeaderType, bus.HeaderID: event.HeaderID,
+	} {
+		if ours != theirs {
+			t.Errorf("%q differs from the event package's %q", ours, theirs)
+		}
+	}
+}
+
+// TestMessageID: the ID becomes the AMQP message id and comes back as the
+// consumed message's ID, whether the publisher set it or only the ce_id
+// header; an ID alone is also written in the ce_id header.
+func TestMessageID(t *testing.T) {
+	byField := &bus.Message{Topic: "herald.orders.v1", ID: "id-field"}
+	byHeader := &bus.Message{Topic: "herald.orders.v1"}
+	byHeader.SetHeader(bus.HeaderID, "id-header")
+	for _, m := range []*bus.Message{byField, byHeader} {
+		want := m.MessageID()
+		p := toPublishing(m, time.Now())
+		if p.MessageId != want {
+			t.Errorf("message id %q, want %q", p.MessageId, want)
+		}
+		if v, _ := p.Headers[bus.HeaderID].(string); v != want {
+			t.Errorf("%s header %q, want %q", bus.HeaderID, v, want)
+		}
+		got := fromDelivery(m.Topic, &amqp.Delivery{Headers: p.Headers, MessageId: p.MessageId})
+		if got.ID != want {
+			t.Errorf("consumed ID %q, want %q", got.ID, want)
+		}
+	}
+	// A delivery from another publisher: the message id alone.
+	if got := fromDelivery("herald.orders.v1", &amqp.Delivery{MessageId: "foreign"}); got.ID != "foreign" {
+		t.Errorf("consumed ID %q, want the AMQP message id", got.ID)
+	}
+}
+
 func TestHeaderRoundTrip(t *testing.T) {
 	m := &bus.Message{Topic: "herald.orders.v1", Key: []byte{0, 1, 'k'}, Value: []byte("v")}
 	m.SetHeader(event.HeaderID, "id-1")

@@ -117,7 +117,7 @@ func (s *pubSession) takeReturns() []amqp.Return {
 // Capabilities: no atomic batches; per-key order is what the subscriber
 // keeps (messages of one Publish call are published in order).
 func (p *Publisher) Capabilities() bus.Capabilities {
-	return bus.Capabilities{AtomicBatches: false, OrderedByKey: !p.cfg.competing, Partitions: false}
+	return bus.Capabilities{System: system, AtomicBatches: false, OrderedByKey: true, Partitions: false}
 }
 
 // Publish publishes msgs in order and returns once the broker confirmed

@@ -21,7 +21,7 @@
 //   - x-single-active-consumer: of several instances of one service only
 //     one consumes a queue at a time; the others are standbys that take over
 //     when its channel closes. This is what keeps per-key order across
-//     instances (see Ordering). [CompetingConsumers] turns it off.
+//     instances (see Ordering).
 //   - x-dead-letter-exchange (the topic's exchange) and
 //     x-dead-letter-routing-key (topic+".dlq"): a message rejected by Run past
 //     [DeliveryLimit], or returned to the queue more often than the quorum
@@ -48,8 +48,8 @@
 // Exchanges and queues are declared idempotently by publishers (once per
 // topic and connection), by [Subscriber.Run], and by [EnsureTopology] /
 // [EnsureGroup]. RabbitMQ refuses to redeclare one with other arguments
-// (PRECONDITION_FAILED): changing [DeliveryLimit] or [CompetingConsumers] for
-// an existing group needs its queues deleted, or a policy.
+// (PRECONDITION_FAILED): changing [DeliveryLimit] for an existing group needs
+// its queues deleted, or a policy.
 //
 // # Publishing
 //
@@ -57,15 +57,16 @@
 // the broker confirmed every message (a nack, a return or a lost connection is
 // an error; messages unconfirmed because the connection dropped are sent again
 // after reconnecting, within the ctx). Headers become the AMQP header table
-// (string values), the key travels in the header [KeyHeader], the CloudEvents
-// id (ce_id) becomes the message id, delivery is persistent. Batches are not
-// atomic (Capabilities.AtomicBatches is false): the outbox publishes and the
-// inbox deduplicates, which together carry the exactly-once effect.
+// (string values), the key travels in the header [KeyHeader], the message's id
+// ([bus.Message.MessageID], the CloudEvents id) becomes the AMQP message id,
+// delivery is persistent. Batches are not atomic (Capabilities.AtomicBatches
+// is false): the outbox publishes and the inbox deduplicates, which together
+// carry the exactly-once effect.
 //
 // # Consuming
 //
 // [Subscriber.Run] consumes each topic's queue with manual acks and a
-// prefetch ([Prefetch]). Messages are queued per key; each key is handled by
+// prefetch of 100 messages per topic. Messages are queued per key; each key is handled by
 // one goroutine at a time in queue order, up to [KeyConcurrency] keys at once.
 // A message is acked after its handler returned nil. A handler error is
 // retried in place with backoff ([RetryBackoff]) while the key's later
@@ -83,8 +84,8 @@
 //
 // # Ordering
 //
-// Capabilities.OrderedByKey is true with single active consumers (the
-// default): one process handles a queue at a time; within it a key is handled
+// Capabilities.OrderedByKey is true, thanks to single active consumers: one
+// process handles a queue at a time; within it a key is handled
 // in queue order; a failed message blocks its key instead of being requeued;
 // and messages returned to a quorum queue (channel closed by shutdown, crash
 // or a lost connection) are delivered again before newer ones. What RabbitMQ
@@ -94,10 +95,8 @@
 // deliveries of a key can briefly overlap; a message dead-lettered past the
 // delivery limit lets its key's later messages pass it; and early messages
 // moved out of the unrouted queue can interleave with the first ones routed
-// directly, within the moment it takes to bind the new queue. With
-// [CompetingConsumers], several instances take turns on one queue and
-// OrderedByKey is false. Partitions is false: consumed messages carry
-// partition 0 and offset 0.
+// directly, within the moment it takes to bind the new queue. Partitions is
+// false: consumed messages carry partition 0 and offset 0.
 //
 // # Connections
 //
@@ -128,14 +127,26 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	amqp "github.com/rabbitmq/amqp091-go"
 
+	"github.com/herald-events/herald/platform/bus"
 	"github.com/herald-events/herald/platform/observe"
 )
+
+// system is the OpenTelemetry messaging.system value for RabbitMQ.
+const system = "rabbitmq"
 
 // KeyHeader is the AMQP header carrying a message's key.
 const KeyHeader = "herald_key"
 
-// dlqSuffix is the dead-letter topic suffix of the consumer package.
-const dlqSuffix = ".dlq"
+const (
+	// prefetch is the QoS prefetch count of each consumer: how many unacked
+	// messages of one topic Run holds at once. More overlaps slow handlers
+	// of different keys better, but hands more back (and redelivers more
+	// after a crash) when Run stops.
+	prefetch = 100
+	// heartbeat is the AMQP heartbeat interval asked for; a connection
+	// whose peer is silent for about twice as long is considered lost.
+	heartbeat = 10 * time.Second
+)
 
 // Option configures a [Publisher], a [Subscriber], [Ping], [EnsureTopology]
 // or [EnsureGroup].
@@ -144,12 +155,10 @@ type Option func(*config)
 type config struct {
 	url          string
 	name         string
-	amqpConfig   *amqp.Config
 	logger       *slog.Logger
 	metrics      *observe.Metrics
 	reg          prometheus.Registerer
 	events       *prometheus.CounterVec
-	prefetch     int
 	keyWorkers   int
 	grace        time.Duration
 	retryFloor   time.Duration
@@ -158,8 +167,6 @@ type config struct {
 	reconnCeil   time.Duration
 	dialTimeout  time.Duration
 	limit        int
-	competing    bool
-	heartbeat    time.Duration
 	closeTimeout time.Duration
 }
 
@@ -167,7 +174,6 @@ func newConfig(opts []Option) (config, error) {
 	c := config{
 		name:         "herald",
 		logger:       slog.Default(),
-		prefetch:     100,
 		keyWorkers:   16,
 		grace:        10 * time.Second,
 		retryFloor:   100 * time.Millisecond,
@@ -175,7 +181,6 @@ func newConfig(opts []Option) (config, error) {
 		reconnFloor:  100 * time.Millisecond,
 		reconnCeil:   5 * time.Second,
 		dialTimeout:  5 * time.Second,
-		heartbeat:    10 * time.Second,
 		closeTimeout: 5 * time.Second,
 	}
 	for _, o := range opts {
@@ -206,12 +211,6 @@ func URL(u string) Option { return func(c *config) { c.url = strings.TrimSpace(u
 // "<name>-subscriber-<group>". Default "herald".
 func ClientName(name string) Option { return func(c *config) { c.name = name } }
 
-// AMQPConfig sets the amqp091 configuration every connection is dialled
-// with, for example TLS settings or SASL mechanisms. Its Heartbeat, Dial and
-// Properties are filled in when zero; Recovery is ignored (the package
-// reconnects by itself). Default: none.
-func AMQPConfig(cfg amqp.Config) Option { return func(c *config) { c.amqpConfig = &cfg } }
-
 // Logger sets the logger. Default: [slog.Default].
 func Logger(l *slog.Logger) Option { return func(c *config) { c.logger = l } }
 
@@ -226,12 +225,6 @@ func Metrics(m *observe.Metrics) Option { return func(c *config) { c.metrics = m
 // or closed. Registering the same counter again (several publishers) reuses
 // it. Default: not counted.
 func Registerer(reg prometheus.Registerer) Option { return func(c *config) { c.reg = reg } }
-
-// Prefetch is the QoS prefetch count of each consumer: how many unacked
-// messages of one topic Run holds at once. Default 100: more overlaps slow
-// handlers of different keys better, but hands more back (and redelivers more
-// after a crash) when Run stops.
-func Prefetch(n int) Option { return func(c *config) { c.prefetch = max(1, n) } }
 
 // KeyConcurrency bounds how many keys a subscriber handles at once;
 // messages of one key are always handled one after the other, in queue
@@ -263,10 +256,6 @@ func ReconnectBackoff(floor, ceil time.Duration) Option {
 // handshake). Default 5s.
 func DialTimeout(d time.Duration) Option { return func(c *config) { c.dialTimeout = d } }
 
-// Heartbeat is the AMQP heartbeat interval asked for; a connection whose peer
-// is silent for about twice as long is considered lost. Default 10s.
-func Heartbeat(d time.Duration) Option { return func(c *config) { c.heartbeat = d } }
-
 // DeliveryLimit dead-letters a message (to its topic's ".dlq" routing key)
 // once Run's handler failed on it n times in a row, and, as the quorum
 // queue's x-delivery-limit, once the broker took it back from consumers more
@@ -278,20 +267,13 @@ func Heartbeat(d time.Duration) Option { return func(c *config) { c.heartbeat = 
 // consumer package's middleware, as [bus.Handler] describes.
 func DeliveryLimit(n int) Option { return func(c *config) { c.limit = max(0, n) } }
 
-// CompetingConsumers declares group queues without single active consumer:
-// every instance of a group consumes, and the broker spreads messages over
-// them, so a key's messages can be handled out of order by different
-// instances (Capabilities.OrderedByKey is false). Like [DeliveryLimit], it is
-// fixed when a group's queue is first declared. Default off.
-func CompetingConsumers() Option { return func(c *config) { c.competing = true } }
-
 // ExchangeName is the exchange a topic is published to: the topic without a
 // trailing ".dlq" and without its last segment when that is a version
 // ("v1", "v2", ...). "herald.orders.v1", "herald.orders.v1.dlq" →
 // "herald.orders"; "ns1.herald.orders.v1" → "ns1.herald.orders"; a topic
 // without a version, such as "audit", is its own exchange.
 func ExchangeName(topic string) string {
-	t := strings.TrimSuffix(topic, dlqSuffix)
+	t := strings.TrimSuffix(topic, bus.DeadLetterSuffix)
 	if i := strings.LastIndexByte(t, '.'); i > 0 && versionSegment.MatchString(t[i+1:]) {
 		return t[:i]
 	}
@@ -324,7 +306,7 @@ func checkTopic(topic string) error {
 	switch {
 	case topic == "":
 		return errors.New("empty topic")
-	case len(topic)+len(".dlq.unrouted") > 255:
+	case len(UnroutedQueueName(bus.DeadLetterTopic(topic))) > 255:
 		return fmt.Errorf("topic %q: longer than AMQP names allow", topic)
 	case strings.ContainsAny(topic, "@*#"):
 		return fmt.Errorf("topic %q: must not contain '@', '*' or '#'", topic)
@@ -355,24 +337,12 @@ func (c *config) dial(ctx context.Context, client, suffix string) (*amqp.Connect
 	if suffix != "" {
 		name += "-" + suffix
 	}
-	var ac amqp.Config
-	if c.amqpConfig != nil {
-		ac = *c.amqpConfig
-	}
-	ac.Recovery = nil
-	if ac.Heartbeat == 0 {
-		ac.Heartbeat = c.heartbeat
-	}
 	timeout := c.dialTimeout
 	if dl, ok := ctx.Deadline(); ok {
 		timeout = min(timeout, max(time.Until(dl), time.Millisecond))
 	}
-	if ac.Dial == nil {
-		ac.Dial = amqp.DefaultDial(timeout)
-	}
-	if ac.Properties == nil {
-		ac.Properties = amqp.NewConnectionProperties()
-	}
+	// Recovery stays off: the package reconnects by itself.
+	ac := amqp.Config{Heartbeat: heartbeat, Dial: amqp.DefaultDial(timeout), Properties: amqp.NewConnectionProperties()}
 	ac.Properties.SetClientConnectionName(name)
 	type result struct {
 		conn *amqp.Connection

@@ -38,7 +38,7 @@ func NewSubscriber(opts ...Option) (*Subscriber, error) {
 // Capabilities: ordered by key with single active consumers (see the
 // package documentation); no atomic batches, no partitions.
 func (s *Subscriber) Capabilities() bus.Capabilities {
-	return bus.Capabilities{AtomicBatches: false, OrderedByKey: !s.cfg.competing, Partitions: false}
+	return bus.Capabilities{System: system, AtomicBatches: false, OrderedByKey: true, Partitions: false}
 }
 
 // session is one connection of a Run, consuming every topic on one channel.
@@ -79,7 +79,7 @@ func (s *Subscriber) Run(ctx context.Context, group string, topics []string, h b
 		return fmt.Errorf("rabbitmq consumer %s: %w", group, err)
 	}
 	s.cfg.count("subscriber", "connected")
-	log.Info("consumer started", "topics", topics, "single_active_consumer", !s.cfg.competing)
+	log.Info("consumer started", "topics", topics)
 
 	// Handlers get a context that outlives ctx by the grace period, so a
 	// shutdown finishes the messages in hand instead of abandoning them.
@@ -169,7 +169,7 @@ func (s *Subscriber) open(ctx context.Context, group string, topics []string, lo
 	if err != nil {
 		return fail(fmt.Errorf("open channel: %w", err))
 	}
-	if err := ch.Qos(s.cfg.prefetch, 0, false); err != nil {
+	if err := ch.Qos(prefetch, 0, false); err != nil {
 		return fail(fmt.Errorf("qos: %w", err))
 	}
 	sess := &session{conn: conn, ch: ch, deliveries: map[string]<-chan amqp.Delivery{}}
@@ -425,7 +425,7 @@ func (d *dispatcher) handle(m inbound) bool {
 		}
 		if cfg.limit > 0 && attempt >= cfg.limit {
 			d.log.Error("handler failed at the delivery limit; dead-lettering", "topic", m.topic,
-				"to", m.topic+dlqSuffix, "attempts", attempt, "err", err)
+				"to", bus.DeadLetterTopic(m.topic), "attempts", attempt, "err", err)
 			rerr := m.d.Reject(false)
 			d.acked()
 			if rerr != nil {

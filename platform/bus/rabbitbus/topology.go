@@ -3,9 +3,10 @@ package rabbitbus
 import (
 	"errors"
 	"fmt"
-	"strings"
 
 	amqp "github.com/rabbitmq/amqp091-go"
+
+	"github.com/herald-events/herald/platform/bus"
 )
 
 // moveBatch is how many unrouted messages are moved per round trip.
@@ -62,8 +63,8 @@ func (t *topology) ensureTopic(topic string) error {
 		return err
 	}
 	all := []string{topic}
-	if !strings.HasSuffix(topic, dlqSuffix) {
-		all = append(all, topic+dlqSuffix)
+	if !bus.IsDeadLetterTopic(topic) {
+		all = append(all, bus.DeadLetterTopic(topic))
 	}
 	for _, tp := range all {
 		if t.topics[tp] {
@@ -87,14 +88,11 @@ func (t *topology) ensureTopic(topic string) error {
 
 // queueArgs are the arguments of a group's queue for topic.
 func (c *config) queueArgs(topic string) amqp.Table {
-	args := amqp.Table{amqp.QueueTypeArg: amqp.QueueTypeQuorum}
-	if !c.competing {
-		args[amqp.SingleActiveConsumerArg] = true
-	}
-	if !strings.HasSuffix(topic, dlqSuffix) {
+	args := amqp.Table{amqp.QueueTypeArg: amqp.QueueTypeQuorum, amqp.SingleActiveConsumerArg: true}
+	if !bus.IsDeadLetterTopic(topic) {
 		// Dead letters of a dead-letter queue would only come back to it.
 		args["x-dead-letter-exchange"] = ExchangeName(topic)
-		args["x-dead-letter-routing-key"] = topic + dlqSuffix
+		args["x-dead-letter-routing-key"] = bus.DeadLetterTopic(topic)
 		if c.limit > 0 {
 			args["x-delivery-limit"] = int64(c.limit)
 		}
