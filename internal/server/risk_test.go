@@ -168,7 +168,8 @@ func TestRiskAssessesEachOrderOnce(t *testing.T) {
 // TestRiskDeadLettersUnreadableOrderCreated: a record that says it is an
 // OrderCreated but cannot be decoded goes to the dead-letter topic with the
 // risk group's dead-letter headers, and later orders are still assessed.
-// Records without CloudEvents headers are not risk's to judge.
+// A record without CloudEvents headers is dead-lettered for its missing
+// ce_id, as every consumer group does (risk is an ordinary module).
 func TestRiskDeadLettersUnreadableOrderCreated(t *testing.T) {
 	s := startProcess(t, t.TempDir(), nil)
 	cl, err := kgo.NewClient(kgo.SeedBrokers(s.proc.Brokers()...))
@@ -192,12 +193,18 @@ func TestRiskDeadLettersUnreadableOrderCreated(t *testing.T) {
 
 	fromRisk := func(r *kgo.Record) bool { return header(r, consumer.HeaderDLQGroup) == s.group("herald-risk") }
 	dead := s.read(t, "herald.orders.v1.dlq", fromRisk)
-	if len(dead) != 2 {
-		t.Fatalf("%d dead letters from risk, want the 2 typed unreadable records", len(dead))
+	if len(dead) != 3 {
+		t.Fatalf("%d dead letters from risk, want the 3 unreadable records", len(dead))
 	}
 	for _, r := range dead {
-		if !strings.HasPrefix(string(r.Key), "bad-") || string(r.Key) == "bad-3" {
-			t.Errorf("dead letter %s, want bad-1 and bad-2", r.Key)
+		if !strings.HasPrefix(string(r.Key), "bad-") {
+			t.Errorf("dead letter %s, want bad-1, bad-2 and bad-3", r.Key)
+		}
+		if string(r.Key) == "bad-3" {
+			if reason := header(r, consumer.HeaderDLQError); !strings.Contains(reason, "missing ce_id") {
+				t.Errorf("dead letter bad-3 reason %q, want the missing ce_id named", reason)
+			}
+			continue
 		}
 		if header(r, consumer.HeaderDLQTopic) != s.topic("herald.orders.v1") || header(r, consumer.HeaderDLQClass) != consumer.ClassPermanent ||
 			header(r, consumer.HeaderDLQOffset) == "" || header(r, consumer.HeaderDLQPartition) == "" || header(r, consumer.HeaderDLQTime) == "" ||

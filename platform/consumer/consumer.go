@@ -141,7 +141,7 @@ type Config struct {
 	// DeadLetter publishes dead letters. Required.
 	DeadLetter bus.Publisher
 	// DeadLetterSuffix is appended to a topic to name its dead-letter
-	// topic. Default ".dlq".
+	// topic. Default [bus.DeadLetterSuffix].
 	DeadLetterSuffix string
 	// MaxAttempts bounds the attempts of a message failing with an
 	// unclassified error before it is dead-lettered. Default 5. Transient
@@ -175,6 +175,7 @@ type Router struct {
 	handlers map[protoreflect.FullName]Handler
 	topics   []string
 	circuit  func(bus.Handler) bus.Handler
+	system   string // the bus's, for telemetry; set by Run
 }
 
 // NewRouter validates cfg and returns an empty router.
@@ -183,7 +184,7 @@ func NewRouter(cfg Config) (*Router, error) {
 		return nil, errors.New("consumer: Group, Decoder and DeadLetter are required")
 	}
 	if cfg.DeadLetterSuffix == "" {
-		cfg.DeadLetterSuffix = ".dlq"
+		cfg.DeadLetterSuffix = bus.DeadLetterSuffix
 	}
 	if cfg.MaxAttempts <= 0 {
 		cfg.MaxAttempts = 5
@@ -322,6 +323,7 @@ func (r *Router) Run(ctx context.Context, sub bus.Subscriber) error {
 	if len(r.topics) == 0 {
 		return fmt.Errorf("consumer %s: no handlers registered", r.cfg.Group)
 	}
+	r.system = sub.Capabilities().System
 	return sub.Run(ctx, r.cfg.Group, r.topics, r.Handler())
 }
 
@@ -346,7 +348,7 @@ func (r *Router) dispatch(ctx context.Context, m *bus.Message) error {
 	}
 	ctx, span := r.cfg.Tracing.Tracer("herald/consumer").Start(r.cfg.Tracing.Extract(ctx, ev.TraceParent), "handle "+ev.Type,
 		trace.WithSpanKind(trace.SpanKindConsumer), trace.WithAttributes(
-			attribute.String("messaging.system", "kafka"), attribute.String("messaging.destination.name", m.Topic),
+			attribute.String("messaging.system", r.system), attribute.String("messaging.destination.name", m.Topic),
 			attribute.String("messaging.consumer.group.name", r.cfg.Group), attribute.String("cloudevents.event_id", ev.ID)))
 	defer span.End()
 	if err := r.cfg.Unit(ctx, ev, h); err != nil {
@@ -363,7 +365,7 @@ func (r *Router) dispatch(ctx context.Context, m *bus.Message) error {
 }
 
 func (r *Router) decode(m *bus.Message) (*Event, error) {
-	id, _ := m.Header(event.HeaderID)
+	id := m.MessageID()
 	if id == "" {
 		return nil, Permanent(fmt.Errorf("message %s: missing %s header", m, event.HeaderID))
 	}

@@ -30,7 +30,10 @@ func TestEventWithoutKeyIsDeadLettered(t *testing.T) {
 		t.Fatal(err)
 	}
 	called := 0
-	if err := consumer.Handle(r, func(context.Context, *consumer.Event, *ordersv1.OrderCreated) ([]proto.Message, error) { called++; return nil, nil }); err != nil {
+	if err := consumer.Handle(r, func(context.Context, *consumer.Event, *ordersv1.OrderCreated) ([]proto.Message, error) {
+		called++
+		return nil, nil
+	}); err != nil {
 		t.Fatal(err)
 	}
 	h := r.Handler()

@@ -76,6 +76,6 @@ func (u *busUnit) frame(ctx context.Context, msg proto.Message) (*bus.Message, e
 		return nil, fmt.Errorf("encode %s: %w", env.Type(), err)
 	}
 	key := route.Key(msg)
-	return &bus.Message{Topic: topic, Key: []byte(key), Value: value,
+	return &bus.Message{ID: env.ID, Topic: topic, Key: []byte(key), Value: value,
 		Headers: event.Headers(env.ID, env.Type(), env.Source, env.Time.Format(event.TimeLayout), key, u.tracing.Inject(ctx))}, nil
 }

@@ -44,7 +44,9 @@ func (s Service) Topic(topic string) string { return event.Namespaced(s.Namespac
 
 // RelayClient names the outbox relay's client on the bus:
 // "herald-<name>-outbox", namespaced.
-func (s Service) RelayClient() string { return event.Namespaced(s.Namespace, "herald-"+s.Name+"-outbox") }
+func (s Service) RelayClient() string {
+	return event.Namespaced(s.Namespace, "herald-"+s.Name+"-outbox")
+}
 
 // RelayTransactionalID is the Kafka transactional id of the service's
 // outbox relay: [Service.RelayClient] followed by "-<instance>". It is

@@ -311,7 +311,7 @@ func (o *Outbox) relayOnce(ctx context.Context) (int, error) {
 		// continue the publish span.
 		sctx, span := o.tracer.Start(o.cfg.Tracing.Extract(ctx, r.traceparent), "publish "+m.Topic,
 			trace.WithSpanKind(trace.SpanKindProducer), trace.WithAttributes(
-				attribute.String("messaging.system", "kafka"), attribute.String("messaging.destination.name", m.Topic),
+				attribute.String("messaging.system", o.cfg.Publisher.Capabilities().System), attribute.String("messaging.destination.name", m.Topic),
 				attribute.String("cloudevents.event_id", r.eventID), attribute.String("cloudevents.event_type", r.typ)))
 		spans = append(spans, span)
 		if tp := o.cfg.Tracing.Inject(sctx); tp != "" {
@@ -395,7 +395,7 @@ func (o *Outbox) toMessage(r row) (*bus.Message, error) {
 		return nil, fmt.Errorf("outbox row %d: %w", r.id, err)
 	}
 	// The relay replaces traceparent in place.
-	return &bus.Message{Topic: topic, Key: []byte(r.key), Value: value,
+	return &bus.Message{ID: r.eventID, Topic: topic, Key: []byte(r.key), Value: value,
 		Headers: event.Headers(r.eventID, r.typ, r.source, r.tm, r.key, r.traceparent)}, nil
 }
 

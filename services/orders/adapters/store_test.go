@@ -95,7 +95,9 @@ func TestStoreContract(t *testing.T) {
 			if i%2 == 0 {
 				cust = "bob"
 			}
-			if err := in(func(ctx context.Context) error { return s.Insert(ctx, newOrder(t, fmt.Sprintf("o-%d", i), cust, ""), "h") }); err != nil {
+			if err := in(func(ctx context.Context) error {
+				return s.Insert(ctx, newOrder(t, fmt.Sprintf("o-%d", i), cust, ""), "h")
+			}); err != nil {
 				t.Fatalf("Insert o-%d: %v", i, err)
 			}
 		}
