@@ -3,12 +3,7 @@ package module_test
 import (
 	"context"
 	"errors"
-	"io"
-	"log/slog"
-	"net/http/httptest"
-	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -21,121 +16,22 @@ import (
 	"github.com/herald-events/herald/platform/consumer"
 	"github.com/herald-events/herald/platform/event"
 	"github.com/herald-events/herald/platform/module"
-	"github.com/herald-events/herald/platform/names"
-	"github.com/herald-events/herald/platform/registry"
+	"github.com/herald-events/herald/platform/module/moduletest"
 	"github.com/herald-events/herald/platform/schema"
 	"github.com/herald-events/herald/platform/sqldb"
 )
 
 const ns = "ns"
 
-func quiet() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
-
-// newCodec is a codec on an embedded registry with the orders, inventory
-// and risk schemas registered under the namespace's topics.
-func newCodec(t *testing.T) *schema.Codec {
-	t.Helper()
-	reg, err := registry.New(registry.Config{Logger: quiet()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := httptest.NewServer(reg.Handler())
-	t.Cleanup(srv.Close)
-	cl, err := schema.NewClient(srv.URL, "", "")
-	if err != nil {
-		t.Fatal(err)
-	}
-	codec, err := schema.NewCodec(cl)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for topic, msg := range map[string]proto.Message{
-		"herald.orders.v1": &ordersv1.OrderCreated{}, "herald.inventory.v1": &inventoryv1.InventoryDeducted{}, "herald.risk.v1": &riskv1.RiskAssessed{},
-	} {
-		if _, err := codec.Register(event.Namespaced(ns, topic), msg.ProtoReflect().Descriptor()); err != nil {
-			t.Fatal(err)
-		}
-	}
-	return codec
+// platform is moduletest's, in namespace ns.
+func platform(t *testing.T, codec *schema.Codec) (module.Platform, *moduletest.Recorder, *moduletest.Recorder) {
+	p, relay, dead := moduletest.Platform(t, codec)
+	p.Namespace, p.Instance = ns, "i1"
+	return p, relay, dead
 }
 
-// recorder is a publisher that keeps what it is given.
-type recorder struct {
-	mu     sync.Mutex
-	msgs   []*bus.Message
-	atomic bool
-}
-
-func (r *recorder) Publish(_ context.Context, msgs ...*bus.Message) error {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	r.msgs = append(r.msgs, msgs...)
-	return nil
-}
-func (r *recorder) Capabilities() bus.Capabilities { return bus.Capabilities{AtomicBatches: r.atomic} }
-func (r *recorder) Close() error                   { return nil }
-func (r *recorder) all() []*bus.Message {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return append([]*bus.Message(nil), r.msgs...)
-}
-
-// feed is a subscriber that hands the messages sent to it to the handler,
-// one at a time, with an optional delivery publisher (a consumer
-// transaction's).
-type feed struct {
-	in       chan *bus.Message
-	out      chan error
-	delivery bus.Publisher
-	topics   chan []string
-}
-
-func newFeed(delivery bus.Publisher) *feed {
-	return &feed{in: make(chan *bus.Message), out: make(chan error), delivery: delivery, topics: make(chan []string, 1)}
-}
-
-func (f *feed) Run(ctx context.Context, _ string, topics []string, h bus.Handler) error {
-	f.topics <- topics
-	for {
-		select {
-		case <-ctx.Done():
-			return nil
-		case m := <-f.in:
-			hctx := ctx
-			if f.delivery != nil {
-				hctx = bus.WithDeliveryPublisher(ctx, f.delivery)
-			}
-			f.out <- h(hctx, m)
-		}
-	}
-}
-
-func (f *feed) Capabilities() bus.Capabilities { return bus.Capabilities{} }
-
-func (f *feed) deliver(t *testing.T, m *bus.Message) {
-	t.Helper()
-	f.in <- m
-	if err := <-f.out; err != nil {
-		t.Fatalf("deliver %s: %v", m, err)
-	}
-}
-
-// framed is an event as a producer puts it on the bus.
-func framed(t *testing.T, codec *schema.Codec, id string, msg proto.Message) *bus.Message {
-	t.Helper()
-	route, err := event.RouteOf(msg.ProtoReflect().Descriptor())
-	if err != nil {
-		t.Fatal(err)
-	}
-	topic := event.Namespaced(ns, route.Topic)
-	value, err := codec.Encode(topic, msg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	typ := string(msg.ProtoReflect().Descriptor().FullName())
-	return &bus.Message{Topic: topic, Key: []byte(route.Key(msg)), Value: value,
-		Headers: event.Headers(id, typ, "herald/test", time.Now().UTC().Format(event.TimeLayout), route.Key(msg),
-			"00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01")}
+func frame(t *testing.T, codec *schema.Codec, id string, msg proto.Message) *bus.Message {
+	return moduletest.Frame(t, codec, ns, id, "herald/test", msg)
 }
 
 // ledger is a module with a database: it records every order it hears of
@@ -169,20 +65,6 @@ func ledger(db **sqldb.DB) module.Module {
 	}
 }
 
-func platform(t *testing.T, codec *schema.Codec, relay, dead *recorder) module.Platform {
-	path := filepath.Join(t.TempDir(), "svc.db")
-	db, err := sqldb.OpenSQLite(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = db.Close() })
-	return module.Platform{
-		Namespace: ns, Instance: "i1", Codec: codec, DeadLetter: dead, Logger: quiet(),
-		DB:    func(string) (*sqldb.DB, error) { return db, nil },
-		Relay: func(names.Service) (bus.Publisher, error) { return relay, nil },
-	}
-}
-
 func count(t *testing.T, db *sqldb.DB, q string) int {
 	t.Helper()
 	var n int
@@ -197,17 +79,17 @@ func count(t *testing.T, db *sqldb.DB, q string) int {
 // no second effect; a failing handler, or one returning an event its
 // module does not declare, leaves nothing behind.
 func TestDatabaseUnitOfWork(t *testing.T) {
-	codec := newCodec(t)
-	relay, dead := &recorder{atomic: true}, &recorder{}
+	codec := moduletest.Codec(t)
+	p, relay, dead := platform(t, codec)
 	var db *sqldb.DB
-	in, err := ledger(&db).Start(context.Background(), platform(t, codec, relay, dead))
+	in, err := ledger(&db).Start(context.Background(), p)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if group, topics := in.Subscription(); group != "ns.herald-ledger" || len(topics) != 1 || topics[0] != "ns.herald.orders.v1" {
 		t.Fatalf("Subscription = %s %v, want ns.herald-ledger [ns.herald.orders.v1]", group, topics)
 	}
-	f := newFeed(nil)
+	f := moduletest.NewFeed(nil)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- in.Run(ctx, f) }()
@@ -217,11 +99,11 @@ func TestDatabaseUnitOfWork(t *testing.T) {
 			t.Errorf("Run: %v", err)
 		}
 	}()
-	<-f.topics
+	f.Topics()
 
-	first := framed(t, codec, "e-1", &ordersv1.OrderCreated{OrderId: "o-1", CustomerId: "alice"})
-	f.deliver(t, first)
-	f.deliver(t, first) // redelivered
+	first := frame(t, codec, "e-1", &ordersv1.OrderCreated{OrderId: "o-1", CustomerId: "alice"})
+	f.Deliver(t, first)
+	f.Deliver(t, first) // redelivered
 	if n := count(t, db, `SELECT COUNT(*) FROM seen`); n != 1 {
 		t.Fatalf("%d effects of one event delivered twice, want 1", n)
 	}
@@ -229,7 +111,7 @@ func TestDatabaseUnitOfWork(t *testing.T) {
 		t.Fatalf("%d outbox rows, want the one OrderConfirmed", n)
 	}
 	for _, customer := range []string{"fail", "stray"} {
-		f.deliver(t, framed(t, codec, "e-"+customer, &ordersv1.OrderCreated{OrderId: "o-" + customer, CustomerId: customer}))
+		f.Deliver(t, frame(t, codec, "e-"+customer, &ordersv1.OrderCreated{OrderId: "o-" + customer, CustomerId: customer}))
 	}
 	if n := count(t, db, `SELECT COUNT(*) FROM seen`); n != 1 {
 		t.Fatalf("%d effects after two failing events, want 1: their writes must roll back", n)
@@ -237,18 +119,14 @@ func TestDatabaseUnitOfWork(t *testing.T) {
 	if n := count(t, db, `SELECT COUNT(*) FROM herald_inbox`); n != 1 {
 		t.Fatalf("%d inbox claims, want 1: a failed event must stay unclaimed", n)
 	}
-	if got := dead.all(); len(got) != 2 {
+	if got := dead.Messages(); len(got) != 2 {
 		t.Fatalf("%d dead letters, want the 2 failing events", len(got))
 	} else if reason, _ := got[1].Header(consumer.HeaderDLQError); !strings.Contains(reason, "does not list in Produces") {
 		t.Errorf("dead letter of the stray event says %q, want the undeclared type named", reason)
 	}
 
 	// The relay publishes the event with the service's names.
-	deadline := time.Now().Add(10 * time.Second)
-	for len(relay.all()) == 0 && time.Now().Before(deadline) {
-		time.Sleep(20 * time.Millisecond)
-	}
-	got := relay.all()
+	got := relay.WaitFor(1, 10*time.Second)
 	if len(got) != 1 {
 		t.Fatalf("relay published %d messages, want 1", len(got))
 	}
@@ -264,7 +142,7 @@ func TestDatabaseUnitOfWork(t *testing.T) {
 // TestWorkDo: a use case's write and its events commit together, and an
 // error rolls both back.
 func TestWorkDo(t *testing.T) {
-	codec := newCodec(t)
+	codec := moduletest.Codec(t)
 	var (
 		db   *sqldb.DB
 		work *module.Work
@@ -275,7 +153,8 @@ func TestWorkDo(t *testing.T) {
 		work = d.Work
 		return build(ctx, d)
 	}
-	if _, err := m.Start(context.Background(), platform(t, codec, &recorder{atomic: true}, &recorder{})); err != nil {
+	p, _, _ := platform(t, codec)
+	if _, err := m.Start(context.Background(), p); err != nil {
 		t.Fatal(err)
 	}
 	ctx := context.Background()
@@ -323,8 +202,8 @@ func scorer() module.Module {
 // consumed event's trace; it refuses to start on a bus without consumer
 // transactions.
 func TestBusTransactionUnit(t *testing.T) {
-	codec := newCodec(t)
-	p := platform(t, codec, &recorder{}, &recorder{})
+	codec := moduletest.Codec(t)
+	p, _, _ := platform(t, codec)
 	if _, err := scorer().Start(context.Background(), p); err == nil || !strings.Contains(err.Error(), "consumer transactions") {
 		t.Fatalf("Start without consumer transactions = %v, want a refusal", err)
 	}
@@ -333,15 +212,15 @@ func TestBusTransactionUnit(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	txn := &recorder{atomic: true}
-	f := newFeed(txn)
+	txn := &moduletest.Recorder{Atomic: true}
+	f := moduletest.NewFeed(txn)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	go func() { _ = in.Run(ctx, f) }()
-	<-f.topics
-	f.deliver(t, framed(t, codec, "e-1", &ordersv1.OrderCreated{OrderId: "o1", CustomerId: "mallory"}))
+	f.Topics()
+	f.Deliver(t, frame(t, codec, "e-1", &ordersv1.OrderCreated{OrderId: "o1", CustomerId: "mallory"}))
 
-	out := txn.all()
+	out := txn.Messages()
 	if len(out) != 1 {
 		t.Fatalf("%d messages in the consumer transaction, want 1", len(out))
 	}
@@ -378,7 +257,7 @@ func TestBusTransactionUnit(t *testing.T) {
 // TestDeclarationMustMatchHandlers: Start refuses a module whose handlers
 // and Consumes disagree, or that declares a message that is not an event.
 func TestDeclarationMustMatchHandlers(t *testing.T) {
-	codec := newCodec(t)
+	codec := moduletest.Codec(t)
 	cases := map[string]func(*module.Module){
 		"handler without a declaration": func(m *module.Module) { m.Consumes = []proto.Message{&ordersv1.OrderCancelled{}} },
 		"declaration without a handler": func(m *module.Module) {
@@ -390,7 +269,7 @@ func TestDeclarationMustMatchHandlers(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			m := scorer()
 			change(&m)
-			p := platform(t, codec, &recorder{}, &recorder{})
+			p, _, _ := platform(t, codec)
 			p.BusTransactions = true
 			if _, err := m.Start(context.Background(), p); err == nil {
 				t.Fatal("Start accepted the module")

@@ -3,13 +3,9 @@ package notification_test
 import (
 	"context"
 	"encoding/json"
-	"io"
-	"log/slog"
 	"net/http"
 	"net/http/httptest"
-	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -19,49 +15,12 @@ import (
 	notificationv1 "github.com/herald-events/herald/gen/go/herald/notification/v1"
 	ordersv1 "github.com/herald-events/herald/gen/go/herald/orders/v1"
 	"github.com/herald-events/herald/platform/bus"
-	"github.com/herald-events/herald/platform/event"
 	"github.com/herald-events/herald/platform/module"
-	"github.com/herald-events/herald/platform/registry"
+	"github.com/herald-events/herald/platform/module/moduletest"
 	"github.com/herald-events/herald/platform/schema"
-	"github.com/herald-events/herald/platform/sqldb"
 	"github.com/herald-events/herald/services/notification"
 	"github.com/herald-events/herald/services/notification/adapters"
 )
-
-// feed is a bus.Subscriber that hands each message sent on in to the
-// consumer's handler and sends back what the handler returned.
-type feed struct {
-	in  chan *bus.Message
-	out chan error
-}
-
-func (f *feed) Capabilities() bus.Capabilities { return bus.Capabilities{} }
-
-func (f *feed) Run(ctx context.Context, _ string, _ []string, h bus.Handler) error {
-	for {
-		select {
-		case <-ctx.Done():
-			return nil
-		case m := <-f.in:
-			f.out <- h(ctx, m)
-		}
-	}
-}
-
-// deadLetters records what the consumer dead-letters.
-type deadLetters struct {
-	mu   sync.Mutex
-	msgs []*bus.Message
-}
-
-func (d *deadLetters) Publish(_ context.Context, msgs ...*bus.Message) error {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	d.msgs = append(d.msgs, msgs...)
-	return nil
-}
-func (d *deadLetters) Capabilities() bus.Capabilities { return bus.Capabilities{} }
-func (d *deadLetters) Close() error                   { return nil }
 
 // delivery is one POST the webhook received.
 type delivery struct {
@@ -69,50 +28,18 @@ type delivery struct {
 	payload adapters.WebhookPayload
 }
 
-func platform(t *testing.T, webhookURL string) (module.Platform, *schema.Codec) {
+func platform(t *testing.T, webhookURL string) (module.Platform, *moduletest.Recorder, *schema.Codec) {
 	t.Helper()
-	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
-	reg, err := registry.New(registry.Config{Logger: quiet})
-	if err != nil {
-		t.Fatal(err)
-	}
-	rs := httptest.NewServer(reg.Handler())
-	t.Cleanup(rs.Close)
-	client, err := schema.NewClient(rs.URL, "", "")
-	if err != nil {
-		t.Fatal(err)
-	}
-	codec, err := schema.NewCodec(client, schema.AutoRegister(true))
-	if err != nil {
-		t.Fatal(err)
-	}
-	db, err := sqldb.OpenSQLite(filepath.Join(t.TempDir(), "n.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { db.Close() })
-	return module.Platform{
-		Codec: codec, DeadLetter: &deadLetters{}, Logger: quiet,
-		DB:       func(string) (*sqldb.DB, error) { return db, nil },
-		Settings: map[string]map[string]string{notification.Name: {notification.SettingWebhookURL: webhookURL}},
-	}, codec
+	codec := moduletest.Codec(t)
+	p, _, dead := moduletest.Platform(t, codec)
+	p.Settings = map[string]map[string]string{notification.Name: {notification.SettingWebhookURL: webhookURL}}
+	return p, dead, codec
 }
 
 // frame encodes msg as the orders service's outbox relay would, with ce_id
 // id.
 func frame(t *testing.T, codec *schema.Codec, id string, msg proto.Message) *bus.Message {
-	t.Helper()
-	route, err := event.RouteOf(msg.ProtoReflect().Descriptor())
-	if err != nil {
-		t.Fatal(err)
-	}
-	value, err := codec.Encode(route.Topic, msg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	key := route.Key(msg)
-	return &bus.Message{Topic: route.Topic, Key: []byte(key), Value: value, Headers: event.Headers(id,
-		string(msg.ProtoReflect().Descriptor().FullName()), "herald/orders", time.Now().UTC().Format(event.TimeLayout), key, "")}
+	return moduletest.Frame(t, codec, "", id, "herald/orders", msg)
 }
 
 // TestModuleDeliversToWebhook starts the module as a process does, with its
@@ -132,7 +59,7 @@ func TestModuleDeliversToWebhook(t *testing.T) {
 		posts <- d
 	}))
 	defer hook.Close()
-	p, codec := platform(t, hook.URL)
+	p, dead, codec := platform(t, hook.URL)
 
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
@@ -143,15 +70,12 @@ func TestModuleDeliversToWebhook(t *testing.T) {
 	if group, topics := in.Subscription(); group != "herald-notification" || len(topics) != 1 || topics[0] != "herald.orders.v1" {
 		t.Fatalf("Subscription = %s %v, want herald-notification [herald.orders.v1]", group, topics)
 	}
-	sub := &feed{in: make(chan *bus.Message), out: make(chan error)}
+	sub := moduletest.NewFeed(nil)
 	done := make(chan error, 1)
 	go func() { done <- in.Run(ctx, sub) }()
 	deliver := func(m *bus.Message) {
 		t.Helper()
-		sub.in <- m
-		if err := <-sub.out; err != nil {
-			t.Fatalf("handling %s: %v", m, err)
-		}
+		sub.Deliver(t, m)
 	}
 	next := func() delivery {
 		t.Helper()
@@ -212,12 +136,9 @@ func TestModuleDeliversToWebhook(t *testing.T) {
 		t.Fatalf("an extra webhook POST: %+v", d)
 	default:
 	}
-	dl := p.DeadLetter.(*deadLetters)
-	dl.mu.Lock()
-	if len(dl.msgs) != 0 {
-		t.Errorf("%d dead letters", len(dl.msgs))
+	if n := len(dead.Messages()); n != 0 {
+		t.Errorf("%d dead letters", n)
 	}
-	dl.mu.Unlock()
 	cancel()
 	if err := <-done; err != nil {
 		t.Fatalf("Run = %v, want nil on shutdown", err)
@@ -227,7 +148,7 @@ func TestModuleDeliversToWebhook(t *testing.T) {
 // TestModuleRefusesBadWebhookURL: a webhook-url that is not an http(s) URL
 // stops the module from starting, naming the flag and its variable.
 func TestModuleRefusesBadWebhookURL(t *testing.T) {
-	p, _ := platform(t, "ftp://example.com/hook")
+	p, _, _ := platform(t, "ftp://example.com/hook")
 	_, err := notification.Module().Start(context.Background(), p)
 	if err == nil || !strings.Contains(err.Error(), "--notification-webhook-url") || !strings.Contains(err.Error(), "HERALD_NOTIFICATION_WEBHOOK_URL") {
 		t.Fatalf("Start = %v, want an error naming --notification-webhook-url and HERALD_NOTIFICATION_WEBHOOK_URL", err)
