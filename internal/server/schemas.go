@@ -3,8 +3,6 @@ package server
 import (
 	"fmt"
 
-	"google.golang.org/protobuf/reflect/protoregistry"
-
 	"github.com/herald-events/herald/platform/event"
 	"github.com/herald-events/herald/platform/schema"
 )
@@ -16,9 +14,10 @@ type Registration struct {
 	ID      int
 }
 
-// RegisterSchemas registers every herald event schema (and its imports, as
-// references) in the registry, as a deploy pipeline does before `herald
-// serve` starts. It is idempotent.
+// RegisterSchemas registers the schema of every event the modules
+// ([Modules]) consume or produce (and its imports, as references) in the
+// registry, as a deploy pipeline does before `herald serve` starts. It is
+// idempotent.
 func RegisterSchemas(reg RegistryConfig, strategy schema.Strategy, namespace string) ([]Registration, error) {
 	if strategy == "" {
 		strategy = schema.TopicName
@@ -31,7 +30,7 @@ func RegisterSchemas(reg RegistryConfig, strategy schema.Strategy, namespace str
 	if err != nil {
 		return nil, err
 	}
-	events, err := event.Events(protoregistry.GlobalFiles, "herald")
+	events, err := moduleEvents(Modules())
 	if err != nil {
 		return nil, err
 	}
