@@ -20,7 +20,8 @@
 //
 // When the context ends (shutdown, a lost partition) a failing message is
 // never dead-lettered: the error is returned so the bus redelivers it.
-// Handlers make their effects idempotent with the inbox package.
+// A [Unit] runs each handler call; the platform's (package module) claims the
+// event in an inbox in the transaction of its effects, so they apply once.
 package consumer
 
 import (
