@@ -2,6 +2,7 @@ package consumer_test
 
 import (
 	"context"
+	"fmt"
 	"strings"
 	"testing"
 
@@ -11,6 +12,7 @@ import (
 	"github.com/herald-events/herald/platform/bus"
 	"github.com/herald-events/herald/platform/consumer"
 	"github.com/herald-events/herald/platform/event"
+	"github.com/herald-events/herald/platform/schema"
 )
 
 // plainDecoder reads values as plain protobuf OrderCreated messages.
@@ -57,5 +59,43 @@ func TestEventWithoutKeyIsDeadLettered(t *testing.T) {
 	class, _ := rec.msgs[0].Header(consumer.HeaderDLQClass)
 	if class != consumer.ClassPermanent || !strings.Contains(reason, consumer.ErrNoKey.Error()) {
 		t.Fatalf("dead letter class %q reason %q", class, reason)
+	}
+}
+
+// countingDecoder counts its calls and finds every value undecodable.
+type countingDecoder struct{ calls int }
+
+func (d *countingDecoder) Decode(string, []byte) (proto.Message, error) {
+	d.calls++
+	return nil, fmt.Errorf("garbage: %w", schema.ErrUndecodable)
+}
+
+// TestUnhandledTypePassesUndecoded: a record whose ce_type names a type
+// the router has no handler for is passed over without decoding, so a
+// group neither pays for nor judges events it does not read; a record
+// without ce_type is still decoded (and here dead-lettered).
+func TestUnhandledTypePassesUndecoded(t *testing.T) {
+	rec, dec := &recorder{}, &countingDecoder{}
+	r, err := consumer.NewRouter(consumer.Config{Group: "g", Decoder: dec, DeadLetter: rec, Logger: nopLogger(), MaxAttempts: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := consumer.Handle(r, func(context.Context, *consumer.Event, *ordersv1.OrderCreated) ([]proto.Message, error) {
+		t.Error("handler called")
+		return nil, nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	h := r.Handler()
+	other := &bus.Message{Topic: "herald.orders.v1", Value: []byte("garbage")}
+	other.SetHeader(event.HeaderID, "e-1")
+	other.SetHeader(event.HeaderType, "herald.orders.v1.OrderConfirmed")
+	if err := h(context.Background(), other); err != nil || dec.calls != 0 || len(rec.msgs) != 0 {
+		t.Fatalf("unhandled type: err %v, %d decodes, %d dead letters; want nil, 0, 0", err, dec.calls, len(rec.msgs))
+	}
+	untyped := &bus.Message{Topic: "herald.orders.v1", Value: []byte("garbage")}
+	untyped.SetHeader(event.HeaderID, "e-2")
+	if err := h(context.Background(), untyped); err != nil || dec.calls != 1 || len(rec.msgs) != 1 {
+		t.Fatalf("record without ce_type: err %v, %d decodes, %d dead letters; want nil, 1, 1", err, dec.calls, len(rec.msgs))
 	}
 }
