@@ -237,8 +237,10 @@ type Work struct {
 // (the stores join it), and adds the events fn returns to the outbox in
 // that transaction. An error from fn rolls everything back and is returned
 // as is. Called inside another unit of work (an event's), it joins it.
+// Concurrent calls may share one transaction, each in a savepoint of its
+// own (group commit, see sqldb.DB.InTxShared).
 func (w *Work) Do(ctx context.Context, fn func(ctx context.Context) ([]proto.Message, error)) error {
-	return w.db.InTx(ctx, func(tx *sqldb.Tx) error {
+	return w.db.InTxShared(ctx, func(tx *sqldb.Tx) error {
 		ctx := w.db.WithTx(ctx, tx)
 		out, err := fn(ctx)
 		if err != nil {

@@ -233,9 +233,11 @@ func (in *Instance) Run(ctx context.Context, sub bus.Subscriber) error {
 
 // unit is the unit of work of an event of a module with a database: the
 // inbox claim, the handler's writes and the outbox rows of its events, in
-// one transaction.
+// one transaction (shared, each event in a savepoint, with the events of
+// other keys and partitions handled at the same time, where the database
+// groups commits).
 func (w *Work) unit(ctx context.Context, ev *consumer.Event, h consumer.Handler) error {
-	return w.db.InTx(ctx, func(tx *sqldb.Tx) error {
+	return w.db.InTxShared(ctx, func(tx *sqldb.Tx) error {
 		fresh, err := inbox.Claim(ctx, tx, ev.ID, ev.Type)
 		if err != nil {
 			return err

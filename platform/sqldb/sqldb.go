@@ -50,6 +50,9 @@ type DB struct {
 	// stmts, for SQLite, keeps prepared statements by query text: the
 	// pure-Go SQLite spends a good part of each query compiling it.
 	stmts *stmtCache
+	// group, for SQLite, shares transactions between concurrent callers
+	// of InTxShared.
+	group *committer
 }
 
 func newDB(db *sql.DB, d Dialect) *DB {
@@ -57,6 +60,7 @@ func newDB(db *sql.DB, d Dialect) *DB {
 	if d == SQLite {
 		out.writer = make(chan struct{}, 1)
 		out.stmts = &stmtCache{db: db, m: make(map[string]*sql.Stmt)}
+		out.group = &committer{db: out}
 	}
 	return out
 }

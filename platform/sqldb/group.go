@@ -1,0 +1,139 @@
+package sqldb
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"sync/atomic"
+)
+
+// maxGroup bounds the calls one shared transaction takes.
+const maxGroup = 256
+
+// InTxShared runs fn in a transaction like [DB.InTx], but lets concurrent
+// callers share one transaction when the database groups commits (SQLite
+// does; see [DB.GroupsCommits]): while a shared transaction runs, the calls
+// that arrive wait, and the next transaction takes all of them at once,
+// each inside a savepoint of its own. A call whose fn fails is rolled back
+// to its savepoint and gets its own error; the others commit. A commit
+// that fails fails every call of the transaction. Nothing waits for a
+// timer: alone, a call starts a transaction at once and runs without a
+// savepoint, exactly as InTx would.
+//
+// fn gets the shared transaction; after-commit hooks it registers run once
+// the transaction commits, and are dropped when its savepoint is rolled
+// back. Inside a transaction that ctx carries, fn joins it as with InTx.
+// On a database that does not group commits InTxShared is InTx.
+func (db *DB) InTxShared(ctx context.Context, fn func(*Tx) error) error {
+	if _, ok := db.TxFrom(ctx); ok || db.group == nil {
+		return db.InTx(ctx, fn)
+	}
+	return db.group.do(ctx, fn)
+}
+
+// GroupsCommits reports whether [DB.InTxShared] shares transactions:
+// SQLite, whose single writer makes a transaction per call the bound on
+// throughput.
+func (db *DB) GroupsCommits() bool { return db.group != nil }
+
+type groupCall struct {
+	ctx  context.Context
+	fn   func(*Tx) error
+	done chan error
+}
+
+// committer batches the transactions of InTxShared. A batch closes when
+// the previous one has committed, never on a timer.
+type committer struct {
+	db      *DB
+	mu      sync.Mutex
+	queue   []*groupCall
+	running bool
+	shared  atomic.Int64 // transactions of more than one call, for tests
+}
+
+func (c *committer) do(ctx context.Context, fn func(*Tx) error) error {
+	call := &groupCall{ctx: ctx, fn: fn, done: make(chan error, 1)}
+	c.mu.Lock()
+	c.queue = append(c.queue, call)
+	if !c.running {
+		c.running = true
+		go c.loop()
+	}
+	c.mu.Unlock()
+	// Always wait for the answer: once a batch started running fn, its
+	// statements (on the caller's ctx) end with the caller.
+	return <-call.done
+}
+
+func (c *committer) loop() {
+	for {
+		c.mu.Lock()
+		n := min(len(c.queue), maxGroup)
+		if n == 0 {
+			c.running = false
+			c.mu.Unlock()
+			return
+		}
+		batch := c.queue[:n:n]
+		c.queue = c.queue[n:]
+		c.mu.Unlock()
+		c.run(batch)
+	}
+}
+
+// run runs one batch in one transaction.
+func (c *committer) run(batch []*groupCall) {
+	var live []*groupCall
+	for _, call := range batch {
+		if err := call.ctx.Err(); err != nil {
+			call.done <- fmt.Errorf("begin: %w", err)
+			continue
+		}
+		live = append(live, call)
+	}
+	if len(live) == 0 {
+		return
+	}
+	if len(live) == 1 {
+		call := live[0]
+		call.done <- c.db.InTx(call.ctx, call.fn)
+		return
+	}
+	c.shared.Add(1)
+	own := make([]error, len(live)) // each call's own failure, rolled back to its savepoint
+	err := c.db.InTx(context.Background(), func(tx *Tx) error {
+		for i, call := range live {
+			if err := call.ctx.Err(); err != nil {
+				own[i] = fmt.Errorf("begin: %w", err)
+				continue
+			}
+			sp := fmt.Sprintf("herald_call_%d", i)
+			if _, err := tx.tx.ExecContext(call.ctx, "SAVEPOINT "+sp); err != nil {
+				return fmt.Errorf("savepoint: %w", err)
+			}
+			hooks := len(tx.onCommit)
+			if ferr := call.fn(tx); ferr != nil {
+				own[i] = classify(ferr)
+				tx.onCommit = tx.onCommit[:hooks]
+				// The savepoint is rolled back on a context of its own: the
+				// caller's may be what ended fn.
+				if _, err := tx.tx.ExecContext(context.Background(), "ROLLBACK TO SAVEPOINT "+sp); err != nil {
+					return fmt.Errorf("rollback to savepoint after %v: %w", ferr, err)
+				}
+			}
+			if _, err := tx.tx.ExecContext(context.Background(), "RELEASE SAVEPOINT "+sp); err != nil {
+				return fmt.Errorf("release savepoint: %w", err)
+			}
+		}
+		return nil
+	})
+	for i, call := range live {
+		switch {
+		case own[i] != nil:
+			call.done <- own[i]
+		default:
+			call.done <- err
+		}
+	}
+}
