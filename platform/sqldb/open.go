@@ -41,7 +41,9 @@ func OpenPostgres(ctx context.Context, rawURL, schema string) (*DB, error) {
 		db.Close()
 		return nil, fmt.Errorf("connect %s: %w", Redact(rawURL), classify(err))
 	}
-	return &DB{sql: db, dialect: Postgres}, nil
+	out := &DB{sql: db, dialect: Postgres}
+	out.group = &committer{db: out}
+	return out, nil
 }
 
 // Redact hides the password of a database URL for messages and logs.
