@@ -11,8 +11,9 @@ import (
 const maxGroup = 256
 
 // InTxShared runs fn in a transaction like [DB.InTx], but lets concurrent
-// callers share one transaction when the database groups commits (SQLite
-// does; see [DB.GroupsCommits]): while a shared transaction runs, the calls
+// callers share one transaction when the database groups commits (both
+// SQLite and PostgreSQL do; see [DB.GroupsCommits]): while a shared
+// transaction runs, the calls
 // that arrive wait, and the next transaction takes all of them at once,
 // each inside a savepoint of its own. A call whose fn fails is rolled back
 // to its savepoint and gets its own error; the others commit. A commit
@@ -31,9 +32,10 @@ func (db *DB) InTxShared(ctx context.Context, fn func(*Tx) error) error {
 	return db.group.do(ctx, fn)
 }
 
-// GroupsCommits reports whether [DB.InTxShared] shares transactions:
-// SQLite, whose single writer makes a transaction per call the bound on
-// throughput.
+// GroupsCommits reports whether [DB.InTxShared] shares transactions. Both
+// dialects do: SQLite has a single writer, and on PostgreSQL a commit
+// waits for its WAL flush, so one transaction per call bounded throughput.
+// One shared transaction runs at a time per DB.
 func (db *DB) GroupsCommits() bool { return db.group != nil }
 
 type groupCall struct {
