@@ -9,11 +9,7 @@
 // Dead-letter topic names are the bus's: see bus.DeadLetterTopic.
 package names
 
-import (
-	"strings"
-
-	"github.com/herald-events/herald/platform/event"
-)
+import "github.com/herald-events/herald/platform/event"
 
 // Service names one service of one process.
 type Service struct {
@@ -69,10 +65,3 @@ func ConsumerTransactionPrefix(namespace string) string {
 // DeadLetterClient names the process's client that publishes dead letters
 // outside a consumer transaction.
 const DeadLetterClient = "herald-dead-letters"
-
-// ServiceOfSource returns the service name in a herald ce_source
-// ("herald/orders" → "orders"), or false for a source herald did not write.
-func ServiceOfSource(source string) (string, bool) {
-	name, ok := strings.CutPrefix(source, sourcePrefix)
-	return name, ok && name != ""
-}

@@ -11,9 +11,7 @@ import (
 const maxGroup = 256
 
 // InTxShared runs fn in a transaction like [DB.InTx], but lets concurrent
-// callers share one transaction when the database groups commits (both
-// SQLite and PostgreSQL do; see [DB.GroupsCommits]): while a shared
-// transaction runs, the calls
+// callers share one transaction: while a shared transaction runs, the calls
 // that arrive wait, and the next transaction takes all of them at once,
 // each inside a savepoint of its own. A call whose fn fails is rolled back
 // to its savepoint and gets its own error; the others commit. A commit
@@ -24,7 +22,10 @@ const maxGroup = 256
 // fn gets the shared transaction; after-commit hooks it registers run once
 // the transaction commits, and are dropped when its savepoint is rolled
 // back. Inside a transaction that ctx carries, fn joins it as with InTx.
-// On a database that does not group commits InTxShared is InTx.
+//
+// Both dialects share: SQLite has a single writer, and on PostgreSQL each
+// commit waits for its WAL flush, so a transaction per call bounded
+// throughput. One shared transaction runs at a time per DB.
 func (db *DB) InTxShared(ctx context.Context, fn func(*Tx) error) error {
 	if _, ok := db.TxFrom(ctx); ok || db.group == nil {
 		return db.InTx(ctx, fn)
@@ -32,16 +33,30 @@ func (db *DB) InTxShared(ctx context.Context, fn func(*Tx) error) error {
 	return db.group.do(ctx, fn)
 }
 
-// GroupsCommits reports whether [DB.InTxShared] shares transactions. Both
-// dialects do: SQLite has a single writer, and on PostgreSQL a commit
-// waits for its WAL flush, so one transaction per call bounded throughput.
-// One shared transaction runs at a time per DB.
-func (db *DB) GroupsCommits() bool { return db.group != nil }
-
 type groupCall struct {
 	ctx  context.Context
 	fn   func(*Tx) error
 	done chan error
+	// panicked holds what fn panicked with, if it did: the call fails on
+	// the committer, and the panic is raised again in the caller's
+	// goroutine, where its recover (the consumer's) expects it.
+	panicked any
+}
+
+// panicError stands for a panic of fn on the committer.
+type panicError struct{ v any }
+
+func (p *panicError) Error() string { return fmt.Sprintf("panic: %v", p.v) }
+
+// safe runs the call's fn, turning a panic into an error.
+func (c *groupCall) safe(tx *Tx) (err error) {
+	defer func() {
+		if v := recover(); v != nil {
+			c.panicked = v
+			err = &panicError{v}
+		}
+	}()
+	return c.fn(tx)
 }
 
 // committer batches the transactions of InTxShared. A batch closes when
@@ -65,7 +80,11 @@ func (c *committer) do(ctx context.Context, fn func(*Tx) error) error {
 	c.mu.Unlock()
 	// Always wait for the answer: once a batch started running fn, its
 	// statements (on the caller's ctx) end with the caller.
-	return <-call.done
+	err := <-call.done
+	if call.panicked != nil {
+		panic(call.panicked)
+	}
+	return err
 }
 
 func (c *committer) loop() {
@@ -99,7 +118,7 @@ func (c *committer) run(batch []*groupCall) {
 	}
 	if len(live) == 1 {
 		call := live[0]
-		call.done <- c.db.InTx(call.ctx, call.fn)
+		call.done <- c.db.InTx(call.ctx, call.safe)
 		return
 	}
 	c.shared.Add(1)
@@ -115,7 +134,7 @@ func (c *committer) run(batch []*groupCall) {
 				return fmt.Errorf("savepoint: %w", err)
 			}
 			hooks := len(tx.onCommit)
-			if ferr := call.fn(tx); ferr != nil {
+			if ferr := call.safe(tx); ferr != nil {
 				own[i] = classify(ferr)
 				tx.onCommit = tx.onCommit[:hooks]
 				// The savepoint is rolled back on a context of its own: the

@@ -91,3 +91,51 @@ func testGroupCommit(t *testing.T, db *sqldb.DB) {
 		t.Fatalf("%d shared transactions for %d calls queued together, want 1", s, n)
 	}
 }
+
+// TestInTxSharedPanicReachesTheCaller: a fn that panics inside a shared
+// transaction panics again in its caller's goroutine (where the consumer's
+// recover turns it into a dead letter), rolls back alone, and leaves the
+// committer working.
+func TestInTxSharedPanicReachesTheCaller(t *testing.T) {
+	sqldbtest.Each(t, func(t *testing.T, db *sqldb.DB) {
+		ctx := context.Background()
+		if err := db.Migrate(ctx, "test", []sqldb.Migration{{ID: "1", SQL: []string{`CREATE TABLE kv (k TEXT PRIMARY KEY)`}}}); err != nil {
+			t.Fatal(err)
+		}
+		put := func(k string, boom bool) (recovered any, err error) {
+			defer func() { recovered = recover() }()
+			return nil, db.InTxShared(ctx, func(tx *sqldb.Tx) error {
+				if _, err := tx.ExecContext(ctx, `INSERT INTO kv (k) VALUES (?)`, k); err != nil {
+					return err
+				}
+				if boom {
+					panic("handler bug")
+				}
+				return nil
+			})
+		}
+		hold := make(chan struct{})
+		go func() { _ = db.InTxShared(ctx, func(*sqldb.Tx) error { <-hold; return nil }) }()
+		time.Sleep(20 * time.Millisecond)
+		var wg sync.WaitGroup
+		results := make([]any, 3)
+		for i := range 3 {
+			wg.Go(func() { results[i], _ = put(fmt.Sprintf("p%d", i), i == 1) })
+		}
+		for deadline := time.Now().Add(10 * time.Second); db.QueuedCalls() < 3 && time.Now().Before(deadline); {
+			time.Sleep(5 * time.Millisecond)
+		}
+		close(hold)
+		wg.Wait()
+		if results[0] != nil || results[1] != "handler bug" || results[2] != nil {
+			t.Fatalf("recovered %v, want the panic in the second caller only", results)
+		}
+		if _, err := put("after", false); err != nil {
+			t.Fatalf("a call after the panic: %v", err)
+		}
+		var n int
+		if err := db.QueryRowContext(ctx, `SELECT COUNT(*) FROM kv`).Scan(&n); err != nil || n != 3 {
+			t.Fatalf("%d rows (%v), want p0, p2 and after", n, err)
+		}
+	})
+}
