@@ -129,16 +129,16 @@ func (c *committer) run(batch []*groupCall) {
 				own[i] = fmt.Errorf("begin: %w", err)
 				continue
 			}
+			// Savepoints run on a context of their own: one caller giving
+			// up must not fail the others' transaction.
 			sp := fmt.Sprintf("herald_call_%d", i)
-			if _, err := tx.tx.ExecContext(call.ctx, "SAVEPOINT "+sp); err != nil {
+			if _, err := tx.tx.ExecContext(context.Background(), "SAVEPOINT "+sp); err != nil {
 				return fmt.Errorf("savepoint: %w", err)
 			}
 			hooks := len(tx.onCommit)
 			if ferr := call.safe(tx); ferr != nil {
 				own[i] = classify(ferr)
 				tx.onCommit = tx.onCommit[:hooks]
-				// The savepoint is rolled back on a context of its own: the
-				// caller's may be what ended fn.
 				if _, err := tx.tx.ExecContext(context.Background(), "ROLLBACK TO SAVEPOINT "+sp); err != nil {
 					return fmt.Errorf("rollback to savepoint after %v: %w", ferr, err)
 				}
