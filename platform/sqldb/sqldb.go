@@ -297,6 +297,13 @@ func (db *DB) Conn(ctx context.Context) Querier {
 	return db
 }
 
+// InTxContext is [DB.InTx] for code that reaches the database through its
+// context: fn gets ctx carrying the transaction ([DB.WithTx]), so the store
+// methods it calls join it.
+func (db *DB) InTxContext(ctx context.Context, fn func(ctx context.Context) error) error {
+	return db.InTx(ctx, func(tx *Tx) error { return fn(db.WithTx(ctx, tx)) })
+}
+
 // InTx runs fn in a transaction, committing when it returns nil and rolling
 // back otherwise, then runs the after-commit hooks. Errors that mean the
 // database cannot be reached now (from begin, fn or commit) are marked

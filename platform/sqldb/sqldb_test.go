@@ -191,7 +191,7 @@ func TestInTxJoinsTheContextsTransaction(t *testing.T) {
 		if n := count(ctx); n != 0 {
 			t.Fatalf("after the outer rollback: %d rows, want 0 (the joined write rolled back too)", n)
 		}
-		if err := db.InTx(ctx, func(tx *sqldb.Tx) error { return insert(db.WithTx(ctx, tx), "b") }); err != nil {
+		if err := db.InTxContext(ctx, func(ctx context.Context) error { return insert(ctx, "b") }); err != nil {
 			t.Fatal(err)
 		}
 		if n := count(ctx); n != 1 {

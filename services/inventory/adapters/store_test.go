@@ -23,7 +23,7 @@ func TestStoreContract(t *testing.T) {
 		// Each step in a transaction of its own, carried by the context,
 		// as the platform's unit of work runs them.
 		in := func(fn func(ctx context.Context) error) error {
-			return db.InTx(ctx, func(tx *sqldb.Tx) error { return fn(db.WithTx(ctx, tx)) })
+			return db.InTxContext(ctx, fn)
 		}
 		must := func(err error) {
 			t.Helper()

@@ -44,8 +44,7 @@ func New(db *sqldb.DB) *Store { return &Store{db: db} }
 // and returns the one to store, or nil to change nothing. A new shipment
 // is inserted, an existing one saved.
 func (s *Store) Update(ctx context.Context, orderID string, fn func(cur *domain.Shipment) (*domain.Shipment, error)) error {
-	return s.db.InTx(ctx, func(tx *sqldb.Tx) error {
-		ctx := s.db.WithTx(ctx, tx)
+	return s.db.InTxContext(ctx, func(ctx context.Context) error {
 		cur, err := s.Get(ctx, orderID)
 		if err != nil {
 			return err

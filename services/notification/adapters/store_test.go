@@ -28,7 +28,7 @@ func open(t *testing.T, db *sqldb.DB) *adapters.Store {
 // inUnit runs fn in a transaction that fn's context carries, as the
 // platform runs an event's handler.
 func inUnit(ctx context.Context, db *sqldb.DB, fn func(ctx context.Context) error) error {
-	return db.InTx(ctx, func(tx *sqldb.Tx) error { return fn(db.WithTx(ctx, tx)) })
+	return db.InTxContext(ctx, fn)
 }
 
 // TestStoreContract is run against every database.

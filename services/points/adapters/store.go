@@ -48,8 +48,7 @@ func New(db *sqldb.DB) *Store { return &Store{db: db} }
 // order: fn gets the order's entries (locked where the database can) and
 // returns the entry to add, or nil for none.
 func (s *Store) Update(ctx context.Context, orderID string, fn func(existing []domain.Entry) (*domain.Entry, error)) error {
-	return s.db.InTx(ctx, func(tx *sqldb.Tx) error {
-		ctx := s.db.WithTx(ctx, tx)
+	return s.db.InTxContext(ctx, func(ctx context.Context) error {
 		existing, err := s.Entries(ctx, orderID)
 		if err != nil {
 			return err
