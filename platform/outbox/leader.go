@@ -75,15 +75,20 @@ func (o *Outbox) notifyLeader(ctx context.Context, tx *sqldb.Tx) error {
 }
 
 // holdLead keeps trying to lead until ctx is done, and while it leads,
-// turns notifications into wake-ups of the relay.
+// turns notifications into wake-ups of the relay. Like the relay, it logs
+// one line when its session starts failing and one when it leads again.
 func (o *Outbox) holdLead(ctx context.Context, log *slog.Logger) {
 	standing := false
+	var failingSince time.Time
 	for ctx.Err() == nil {
 		err := o.leadOnce(ctx, func() {
-			if standing {
+			switch {
+			case !failingSince.IsZero():
+				log.Info("outbox relay leading again", "failed_for", time.Since(failingSince).Round(time.Millisecond))
+			case standing:
 				log.Info("outbox relay taking over")
 			}
-			standing = false
+			standing, failingSince = false, time.Time{}
 		}, func() {
 			if !standing {
 				log.Info("outbox relay standing by: another instance publishes this outbox")
@@ -94,12 +99,17 @@ func (o *Outbox) holdLead(ctx context.Context, log *slog.Logger) {
 		if ctx.Err() != nil {
 			return
 		}
-		level := slog.LevelError
-		if fault.IsTransient(err) {
-			level = slog.LevelWarn
+		if failingSince.IsZero() {
+			failingSince = time.Now()
+			level := slog.LevelError
+			if fault.IsTransient(err) {
+				level = slog.LevelWarn
+			}
+			log.Log(ctx, level, "outbox relay lost its lock session; retrying until it recovers", "err", err,
+				"dependency", fault.DependencyOf(err))
+		} else {
+			log.Debug("outbox relay lock session still failing", "err", err)
 		}
-		log.Log(ctx, level, "outbox relay lost its lock connection; retrying", "err", err,
-			"dependency", fault.DependencyOf(err))
 		if !sleep(ctx, standbyRetry) {
 			return
 		}
