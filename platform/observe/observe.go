@@ -214,6 +214,15 @@ func (m *Metrics) Lag(group, topic string, partition int32, lag int64) {
 	m.lag.WithLabelValues(group, topic, strconv.Itoa(int(partition))).Set(float64(max(lag, 0)))
 }
 
+// CounterFunc registers a counter whose value is read at scrape time, such
+// as a count kept by another package. A nil *Metrics ignores it.
+func (m *Metrics) CounterFunc(name, help string, labels prometheus.Labels, fn func() float64) {
+	if m == nil {
+		return
+	}
+	m.reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{Name: name, Help: help, ConstLabels: labels}, fn))
+}
+
 // GaugeFunc registers a gauge whose value is read at scrape time, such as
 // an outbox backlog. A nil *Metrics ignores it.
 func (m *Metrics) GaugeFunc(name, help string, labels prometheus.Labels, fn func() float64) {
