@@ -32,7 +32,6 @@ const (
 	leaderCheck = 10 * time.Second
 )
 
-
 // leadership is a relay's share of the PostgreSQL lock; nil on SQLite.
 type leadership struct {
 	// key is the advisory lock's key, channel the LISTEN/NOTIFY channel;
