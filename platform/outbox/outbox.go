@@ -349,6 +349,7 @@ func (o *Outbox) relayOnce(ctx context.Context) (int, error) {
 		msgs = append(msgs, m)
 		ids = append(ids, r.id)
 	}
+	begun := time.Now()
 	if o.cfg.Publisher.Capabilities().AtomicBatches {
 		if err := o.cfg.Publisher.Publish(ctx, msgs...); err != nil {
 			return 0, fmt.Errorf("publish %d events: %w", len(msgs), err)
@@ -375,10 +376,18 @@ func (o *Outbox) relayOnce(ctx context.Context) (int, error) {
 			return 0, &hookError{err}
 		}
 	}
+	done := time.Now()
 	if err := o.mark(ctx, ids); err != nil {
 		return 0, err
 	}
 	o.count(rows)
+	if o.cfg.Metrics != nil {
+		times := make([]time.Time, len(rows))
+		for i, r := range rows {
+			times[i], _ = time.Parse(timeLayout, r.tm) // unparsable: zero, not observed
+		}
+		o.cfg.Metrics.Relayed(o.cfg.Service, done.Sub(begun), done, times)
+	}
 	return len(rows), nil
 }
 
