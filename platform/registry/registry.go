@@ -3,11 +3,36 @@
 //
 // It keeps subjects, versions, schema ids, references and compatibility
 // configuration, optionally persisted in a JSON file so a restart keeps the
-// ids that records on disk refer to. The same schema text (with the same type
-// and references) gets the same id in every subject, as in Confluent's
-// registry. Compatibility levels are enforced for PROTOBUF schemas with
-// Confluent's rules (package compat): an incompatible registration answers
-// 409 with the reasons, and POST /compatibility answers truthfully.
+// ids that records on disk refer to. Compatibility levels are enforced for
+// PROTOBUF schemas with Confluent's rules (package compat): an incompatible
+// registration answers 409 (error code 40901) with the reasons in
+// Confluent's message layout, and POST /compatibility answers truthfully.
+//
+// # Schemas are compared by content
+//
+// Every schema is parsed, at every level: PROTOBUF schemas are compiled
+// with their references, AVRO and JSON ones must be JSON. A PROTOBUF
+// schema may be given as .proto text or, as confluent-kafka-python sends
+// it, as a base64 FileDescriptorProto (stored as text then); format=serialized
+// gives any PROTOBUF schema back in that form. The same schema written
+// differently (comments, spacing, serialized) is the same schema: it gets
+// the same id in every subject and is found by lookup. With normalize=true
+// the order of imports, options, fields and references does not matter
+// either. Imports of confluent/meta.proto, confluent/type/decimal.proto,
+// google/type/* and google/protobuf/* resolve without references, as in
+// Confluent's registry.
+//
+// Compilation runs outside the registry's lock (and is cached by
+// content), so a large schema does not hold up other requests; a change
+// that compiled while the registry changed looks again.
+//
+// # Hardening
+//
+// Request bodies must be JSON (Confluent's content types or
+// application/json; others get 415, so a web page cannot post a form or
+// text/plain to it) and at most [Config.MaxBodyBytes] (413). Basic auth
+// has a read-write and a read-only user, compared in constant time.
+// Paths and methods that do not exist get JSON errors too.
 //
 // Modes work as in Confluent's registry (GET/PUT /mode, GET/PUT/DELETE
 // /mode/{subject}): [ModeReadOnly] refuses changes, and [ModeImport]
