@@ -964,6 +964,10 @@ func parseChoice(req *http.Request, field, what string, code int, valid []string
 		return "", err
 	}
 	given, _ := in[field].(string)
+	if alt, ok := in[field+"Level"].(string); given == "" && ok {
+		// Confluent's clients also send {"compatibilityLevel": ...}.
+		given = alt
+	}
 	value := strings.ToUpper(given)
 	if !slices.Contains(valid, value) {
 		return "", errf(http.StatusUnprocessableEntity, code,
