@@ -402,3 +402,24 @@ message Alone { string order_id = 1; }
 `
 
 func quiet() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
+
+func TestPagination(t *testing.T) {
+	srv := serve(t, registry.Config{})
+	for _, s := range []string{"a", "b", "c", "d"} {
+		if st, b := do(t, "POST", srv.URL+"/subjects/"+s+"-value/versions", ct, schemaBody(dep)); st != 200 {
+			t.Fatalf("register: %d %s", st, b)
+		}
+	}
+	for query, want := range map[string]string{
+		"":                       `["a-value","b-value","c-value","d-value"]`,
+		"?offset=1&limit=2":      `["b-value","c-value"]`,
+		"?offset=0&limit=-1":     `["a-value","b-value","c-value","d-value"]`,
+		"?offset=3":              `["d-value"]`,
+		"?offset=9&limit=1":      `[]`,
+		"?subjectPrefix=c&limit": `["c-value"]`,
+	} {
+		if st, b := do(t, "GET", srv.URL+"/subjects"+query, "", ""); st != 200 || strings.TrimSpace(b) != want {
+			t.Errorf("GET /subjects%s = %d %s, want %s", query, st, b, want)
+		}
+	}
+}

@@ -37,7 +37,7 @@ func (r *Registry) Handler() http.Handler {
 	const read, write = true, false
 	h("GET /{$}", read, func(*http.Request) (any, error) { return map[string]any{}, nil })
 	h("GET /schemas/types", read, func(*http.Request) (any, error) { return []string{"AVRO", "JSON", "PROTOBUF"}, nil })
-	h("GET /contexts", read, func(*http.Request) (any, error) { return []string{"."}, nil })
+	h("GET /contexts", read, func(req *http.Request) (any, error) { return page(req, []string{"."}), nil })
 	h("GET /schemas", read, r.listSchemas)
 	h("GET /subjects", read, r.listSubjects)
 	h("GET /subjects/{subject}/versions", read, r.listVersions)

@@ -260,6 +260,19 @@ func errf(status, code int, format string, args ...any) *apiError {
 	return &apiError{status: status, Code: code, Msg: fmt.Sprintf(format, args...)}
 }
 
+// page applies ?offset= and ?limit= to a list answer, as Confluent's
+// registry does (limit -1 or absent: everything from offset).
+func page[T any](req *http.Request, list []T) []T {
+	q := req.URL.Query()
+	offset, _ := strconv.Atoi(q.Get("offset"))
+	limit, err := strconv.Atoi(q.Get("limit"))
+	if err != nil || limit < 0 {
+		limit = len(list)
+	}
+	offset = min(max(offset, 0), len(list))
+	return list[offset:min(len(list), offset+limit)]
+}
+
 func boolParam(req *http.Request, name string) bool {
 	b, _ := strconv.ParseBool(req.URL.Query().Get(name))
 	return b
@@ -284,7 +297,7 @@ func (r *Registry) listSubjects(req *http.Request) (any, error) {
 		}
 	}
 	slices.Sort(out)
-	return out, nil
+	return page(req, out), nil
 }
 
 func (s *subjectRecord) live() []versionRecord {
@@ -322,7 +335,7 @@ func (r *Registry) listVersions(req *http.Request) (any, error) {
 			out = append(out, v.Version)
 		}
 	}
-	return out, nil
+	return page(req, out), nil
 }
 
 type versionResponse struct {
@@ -437,7 +450,7 @@ func (r *Registry) referencedBy(req *http.Request) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	return r.referrers(name, v.Version, deleted), nil
+	return page(req, r.referrers(name, v.Version, deleted)), nil
 }
 
 // referrers lists the ids of the schemas, registered under some subject
@@ -707,11 +720,6 @@ func (r *Registry) lookup(req *http.Request) (any, error) {
 	p, err := r.prepare(in)
 	if err != nil {
 		r.mu.Unlock()
-		if ae := (*apiError)(nil); errors.As(err, &ae) && ae.Code == codeInvalidSchema {
-			// As Confluent's registry: a schema that does not parse is
-			// not in the subject.
-			return nil, errf(http.StatusNotFound, codeSchemaNotFound, "Schema not found: %s", ae.Msg)
-		}
 		return nil, err
 	}
 	s, err := r.subject(name, deleted)
@@ -897,7 +905,7 @@ func (r *Registry) getSchemaVersions(req *http.Request) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	return r.usesOf(sc.ID, boolParam(req, "deleted"), req.URL.Query().Get("subject")), nil
+	return page(req, r.usesOf(sc.ID, boolParam(req, "deleted"), req.URL.Query().Get("subject"))), nil
 }
 
 func (r *Registry) getSchemaSubjects(req *http.Request) (any, error) {
@@ -913,7 +921,7 @@ func (r *Registry) getSchemaSubjects(req *http.Request) (any, error) {
 			out = append(out, u.Subject)
 		}
 	}
-	return out, nil
+	return page(req, out), nil
 }
 
 // listSchemas answers GET /schemas: the versions of every subject (with
@@ -943,7 +951,7 @@ func (r *Registry) listSchemas(req *http.Request) (any, error) {
 		}
 		out = append(out, vs...)
 	}
-	return out, nil
+	return page(req, out), nil
 }
 
 // configRequest is the body of a config request and answer.
