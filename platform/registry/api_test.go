@@ -423,3 +423,15 @@ func TestPagination(t *testing.T) {
 		}
 	}
 }
+
+// Text made only of base64 characters is not taken for a serialized
+// descriptor of nothing.
+func TestJunkIsNotASerializedSchema(t *testing.T) {
+	srv := serve(t, registry.Config{})
+	do(t, "PUT", srv.URL+"/config", ct, `{"compatibility":"NONE"}`)
+	for _, junk := range []string{"junk", "AAAA", "eAE=", "QUJD"} {
+		if st, b := do(t, "POST", srv.URL+"/subjects/j-value/versions", ct, schemaBody(junk)); st != 422 {
+			t.Errorf("%q: %d %s, want 422", junk, st, b)
+		}
+	}
+}

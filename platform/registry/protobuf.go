@@ -254,6 +254,11 @@ func serialized(s string) (*descriptorpb.FileDescriptorProto, bool) {
 	if err := proto.Unmarshal(b, fdp); err != nil {
 		return nil, false
 	}
+	// Short junk can decode as a descriptor of nothing; a real one names
+	// its file (every serializer sends the name) or declares something.
+	if fdp.GetName() == "" && fdp.GetPackage() == "" && len(fdp.GetMessageType()) == 0 && len(fdp.GetEnumType()) == 0 && len(fdp.GetService()) == 0 {
+		return nil, false
+	}
 	return fdp, true
 }
 
