@@ -75,6 +75,10 @@ func (f *flags) process(embedded bool) {
 		f.fs.StringVar(&f.cfg.DataDir, "data-dir", ".herald", "directory for the broker log, registry state and SQLite files")
 		f.fs.StringVar(&f.cfg.KafkaAddr, "kafka-addr", "127.0.0.1:9092", "embedded Kafka listen address")
 		f.fs.StringVar(&f.cfg.RegistryAddr, "registry-addr", "127.0.0.1:8081", "embedded schema registry listen address")
+		f.fs.StringVar(&f.cfg.EmbeddedRegistryAuth.User, "registry-user", "", "embedded registry: require HTTP basic auth; this user may read and change everything")
+		f.fs.StringVar(&f.cfg.EmbeddedRegistryAuth.Password, "registry-password", "", "password of --registry-user")
+		f.fs.StringVar(&f.cfg.EmbeddedRegistryAuth.ReadOnlyUser, "registry-reader-user", "", "embedded registry: require HTTP basic auth; this user may only read")
+		f.fs.StringVar(&f.cfg.EmbeddedRegistryAuth.ReadOnlyPassword, "registry-reader-password", "", "password of --registry-reader-user")
 		f.fs.StringVar(&f.strategy, "subject-strategy", string(schema.TopicName), "registry subject naming: topic, record or topic_record")
 		return
 	}

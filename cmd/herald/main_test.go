@@ -47,6 +47,9 @@ func TestRunUsageErrors(t *testing.T) {
 		{"serve with a bad instance id", []string{"serve", "--instance-id=inventory/2"}, nil, `--instance-id (HERALD_INSTANCE_ID): "inventory/2"`},
 		{"serve with a bad instance id from env", []string{"serve"}, map[string]string{"HERALD_INSTANCE_ID": "a b"}, "--instance-id"},
 		{"serve with unknown sasl", []string{"serve", "--kafka-sasl-mechanism=GSSAPI"}, nil, "--kafka-sasl-mechanism"},
+		{"dev registry user without password", []string{"dev", "--registry-user=ops"}, nil, "--registry-user"},
+		{"dev registry reader without a read-write user", []string{"dev", "--registry-reader-user=app", "--registry-reader-password=x"}, nil, "--registry-password"},
+		{"registry user without password", []string{"registry", "--registry-user=ops"}, nil, "--registry-password"},
 		{"schema without subcommand", []string{"schema"}, nil, "no subcommand"},
 		{"schema register without registry", []string{"schema", "register"}, nil, "--schema-registry-url"},
 	}

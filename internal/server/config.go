@@ -63,6 +63,12 @@ type RegistryConfig struct {
 	User, Password string
 }
 
+// RegistryAuth are the basic-auth users of the embedded registry.
+type RegistryAuth struct {
+	User, Password                 string
+	ReadOnlyUser, ReadOnlyPassword string
+}
+
 // Config configures a process.
 type Config struct {
 	// DataDir holds the SQLite files and, embedded, the broker log and
@@ -82,6 +88,11 @@ type Config struct {
 	// KafkaAddr and RegistryAddr are where the embedded parts listen.
 	// Defaults "127.0.0.1:9092" and "127.0.0.1:8081".
 	KafkaAddr, RegistryAddr string
+	// EmbeddedRegistryAuth, when its User is set, makes the embedded
+	// registry require basic auth: User and Password may change
+	// everything (the process itself uses them), ReadOnlyUser and
+	// ReadOnlyPassword may only read.
+	EmbeddedRegistryAuth RegistryAuth
 
 	// Bus is the message bus: "kafka" (default), "nats" (JetStream) or
 	// "rabbitmq". herald dev always uses its embedded Kafka.
@@ -254,6 +265,14 @@ func (c *Config) Validate() error {
 	for _, a := range addrs {
 		if err := checkHostPort(a.addr, false); err != nil {
 			bad(a.flag, "%v", err)
+		}
+	}
+	if a := c.EmbeddedRegistryAuth; c.Embedded && a != (RegistryAuth{}) {
+		switch {
+		case a.User == "" || a.Password == "":
+			bad("registry-user", "the embedded registry's basic auth needs --registry-user and --registry-password (the process registers its schemas as that user)")
+		case a.ReadOnlyUser != "" && a.ReadOnlyPassword == "":
+			bad("registry-reader-password", "required with --registry-reader-user")
 		}
 	}
 	if (c.GRPCTLSCert == "") != (c.GRPCTLSKey == "") {

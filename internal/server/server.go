@@ -167,15 +167,18 @@ func Start(ctx context.Context, cfg Config) (_ *Process, err error) {
 
 	regCfg := cfg.Registry
 	if cfg.Embedded {
+		auth := cfg.EmbeddedRegistryAuth
 		p.stack, err = devstack.Start(devstack.Config{
 			DataDir: cfg.DataDir, KafkaAddr: cfg.KafkaAddr, RegistryAddr: cfg.RegistryAddr, Logger: cfg.Logger,
+			RegistryUser: auth.User, RegistryPassword: auth.Password,
+			RegistryReadOnlyUser: auth.ReadOnlyUser, RegistryReadOnlyPassword: auth.ReadOnlyPassword,
 		})
 		if err != nil {
 			return nil, err
 		}
 		p.closers = append(p.closers, p.stack.Close)
 		p.brokers = []string{p.stack.KafkaAddr()}
-		regCfg = RegistryConfig{URL: p.stack.RegistryURL()}
+		regCfg = RegistryConfig{URL: p.stack.RegistryURL(), User: auth.User, Password: auth.Password}
 		p.log.Info("embedded kafka listening", "addr", p.stack.KafkaAddr(), "data_dir", filepath.Join(cfg.DataDir, "kafka"))
 		p.log.Info("embedded schema registry listening", "url", regCfg.URL)
 	} else {
