@@ -95,7 +95,7 @@ func (o *Outbox) holdLead(ctx context.Context, log *slog.Logger) {
 		if ctx.Err() != nil {
 			return
 		}
-		f.fail(ctx, log, "outbox relay lost its lock session; retrying until it recovers", err)
+		f.fail(ctx, log, "outbox relay lost its lock session; retrying until it recovers", "outbox relay lock session still failing", err)
 		if !sleep(ctx, standbyRetry) {
 			return
 		}

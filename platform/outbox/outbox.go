@@ -254,7 +254,7 @@ func (o *Outbox) Run(ctx context.Context) error {
 		case errors.As(err, &hookErr):
 			return hookErr.err
 		case err != nil:
-			failing.fail(ctx, log, "outbox relay failing; retrying until it recovers", err, "retry_in", backoff)
+			failing.fail(ctx, log, "outbox relay failing; retrying until it recovers", "outbox relay still failing", err, "retry_in", backoff)
 			if !sleep(ctx, backoff) {
 				return nil
 			}
@@ -288,9 +288,9 @@ func (o *Outbox) Run(ctx context.Context) error {
 // line with how long it lasted when it ends.
 type failing struct{ since time.Time }
 
-func (f *failing) fail(ctx context.Context, log *slog.Logger, msg string, err error, args ...any) {
+func (f *failing) fail(ctx context.Context, log *slog.Logger, msg, still string, err error, args ...any) {
 	if !f.since.IsZero() {
-		log.Debug(msg, append([]any{"err", err}, args...)...)
+		log.Debug(still, append([]any{"err", err}, args...)...)
 		return
 	}
 	f.since = time.Now()
