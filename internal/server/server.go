@@ -364,7 +364,9 @@ func (p *Process) openDB(ctx context.Context, name string) (*sqldb.DB, error) {
 		file = p.cfg.Namespace + "_" + file
 	}
 	if p.cfg.Embedded {
-		return sqldb.OpenSQLite(filepath.Join(p.cfg.DataDir, file))
+		// The embedded stack survives a crash of its process, not of the
+		// machine: its broker does not sync either (docs/performance.md).
+		return sqldb.OpenSQLite(filepath.Join(p.cfg.DataDir, file), sqldb.NoSync())
 	}
 	u, err := url.Parse(p.cfg.DatabaseURL)
 	if err != nil {
