@@ -37,15 +37,14 @@ func clip(s string, n int) string {
 }
 
 // badRequest lists violations as details, each clipped, until
-// [maxViolationBytes]; a last entry counts those left out.
+// [maxViolationBytes]; the rest are left out (the status message, clipped
+// too, says that it was cut).
 func badRequest(vs []apperr.FieldViolation) *errdetails.BadRequest {
 	br := &errdetails.BadRequest{}
 	used := 0
-	for i, v := range vs {
+	for _, v := range vs {
 		f, d := clip(v.Field, maxFieldBytes), clip(v.Description, maxDescriptionBytes)
 		if used+len(f)+len(d) > maxViolationBytes {
-			br.FieldViolations = append(br.FieldViolations, &errdetails.BadRequest_FieldViolation{
-				Description: strconv.Itoa(len(vs)-i) + " more violations left out"})
 			break
 		}
 		used += len(f) + len(d)

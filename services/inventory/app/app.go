@@ -10,6 +10,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"unicode/utf8"
 
 	"google.golang.org/protobuf/proto"
 
@@ -52,7 +53,7 @@ func validSKU(sku string) error {
 	switch {
 	case sku == "":
 		v.Add("sku", "must not be empty")
-	case len(sku) > 128:
+	case utf8.RuneCountInString(sku) > 128:
 		v.Add("sku", "must be at most 128 characters")
 	}
 	return v.Err()

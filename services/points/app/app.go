@@ -7,6 +7,7 @@ package app
 import (
 	"context"
 	"time"
+	"unicode/utf8"
 
 	"github.com/herald-events/herald/platform/apperr"
 	"github.com/herald-events/herald/services/points/domain"
@@ -60,7 +61,7 @@ func (a *App) Balance(ctx context.Context, customerID string) (int64, []domain.E
 	switch {
 	case customerID == "":
 		v.Add("customer_id", "must not be empty")
-	case len(customerID) > MaxIDLength:
+	case utf8.RuneCountInString(customerID) > MaxIDLength:
 		v.Add("customer_id", "must be at most %d characters", MaxIDLength)
 	}
 	if err := v.Err(); err != nil {
