@@ -37,8 +37,9 @@ type Store interface {
 	// from fn stores nothing. It returns the order as fn left it.
 	Update(ctx context.Context, id string, fn func(*domain.Order) error) (*domain.Order, error)
 	// List returns up to limit orders older than the cursor (0: newest),
-	// newest first, and the cursor of the last one.
-	List(ctx context.Context, customerID string, cursor int64, limit int) ([]*domain.Order, int64, error)
+	// newest first, and the cursor of each: a page that ends after order i
+	// continues from cursors[i].
+	List(ctx context.Context, customerID string, cursor int64, limit int) ([]*domain.Order, []int64, error)
 }
 
 // Work runs fn as one unit of work and publishes the events it returns
@@ -146,12 +147,13 @@ func validOrderID(id string) error {
 	return v.Err()
 }
 
-// ListOrders returns a page of orders, newest first.
-func (a *App) ListOrders(ctx context.Context, customerID string, cursor int64, limit int) ([]*domain.Order, int64, error) {
+// ListOrders returns up to limit orders, newest first, and the cursor
+// each one ends a page at (see Store.List).
+func (a *App) ListOrders(ctx context.Context, customerID string, cursor int64, limit int) ([]*domain.Order, []int64, error) {
 	if utf8.RuneCountInString(customerID) > domain.MaxIDLength {
 		var v apperr.Violations
 		v.Add("customer_id", "must be at most %d characters", domain.MaxIDLength)
-		return nil, 0, v.Err()
+		return nil, nil, v.Err()
 	}
 	return a.store.List(ctx, customerID, cursor, limit)
 }
