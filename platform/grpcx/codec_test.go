@@ -54,13 +54,17 @@ func (s *syncBuffer) String() string {
 	return s.b.String()
 }
 
-// serve starts a grpcx server on a free port and returns a client
-// connection to it and the server's log.
-func serve(t *testing.T, opts ...grpc.ServerOption) (*grpc.ClientConn, *syncBuffer) {
+// serve starts a grpcx server on a free port, with the services register
+// adds (if not nil), and returns a client connection to it and the
+// server's log.
+func serve(t *testing.T, register func(*grpc.Server), opts ...grpc.ServerOption) (*grpc.ClientConn, *syncBuffer) {
 	t.Helper()
 	logs := &syncBuffer{}
 	log := slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelInfo}))
 	s, _ := grpcx.NewServer(log, nil, nil, opts...)
+	if register != nil {
+		register(s)
+	}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -79,7 +83,7 @@ func serve(t *testing.T, opts ...grpc.ServerOption) (*grpc.ClientConn, *syncBuff
 // field are the client's fault: INVALID_ARGUMENT, logged at Warn, for unary
 // and streamed requests; a well-formed request still works.
 func TestUnparsableRequest(t *testing.T) {
-	conn, logs := serve(t)
+	conn, logs := serve(t, nil)
 	// grpc.health.v1.HealthCheckRequest { string service = 1; }
 	str := func(b []byte) []byte {
 		return protowire.AppendBytes(protowire.AppendTag(nil, 1, protowire.BytesType), b)
