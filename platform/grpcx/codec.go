@@ -11,6 +11,7 @@ import (
 	grpcproto "google.golang.org/grpc/encoding/proto"
 	"google.golang.org/grpc/mem"
 	"google.golang.org/grpc/peer"
+	"google.golang.org/grpc/stats"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 )
@@ -24,12 +25,62 @@ import (
 // resets the message, keeps the parse error next to it and reports success;
 // the interceptors of [NewServer] look the message up before the handler
 // sees it and answer INVALID_ARGUMENT, logged at Warn. The error is taken
-// out of the map when the interceptor sees its message, so the map only
-// holds messages between decoding and the first interceptor.
+// out of the map when the interceptor sees its message.
+//
+// A call can also end before any interceptor sees its message (a unary
+// call whose client sends a second message fails in grpc-go after the
+// first was decoded). So decodeFaults is a stats handler too: it notes the
+// messages of each call as they arrive and forgets their errors when the
+// call ends, whatever happened; the map never outlives its calls.
 type decodeFaults struct {
 	base   encoding.CodecV2
 	faults sync.Map // message pointer → parse error
 }
+
+// callFaults are the messages one call received.
+type callFaults struct {
+	mu   sync.Mutex
+	msgs []any
+}
+
+type callFaultsKey struct{}
+
+// TagRPC gives each call a list of its faulty messages.
+func (c *decodeFaults) TagRPC(ctx context.Context, _ *stats.RPCTagInfo) context.Context {
+	return context.WithValue(ctx, callFaultsKey{}, &callFaults{})
+}
+
+// HandleRPC notes the messages a call receives and, when it ends, forgets
+// the parse errors of those.
+func (c *decodeFaults) HandleRPC(ctx context.Context, s stats.RPCStats) {
+	cf, _ := ctx.Value(callFaultsKey{}).(*callFaults)
+	if cf == nil {
+		return
+	}
+	switch s := s.(type) {
+	case *stats.InPayload:
+		// Every message: grpc-go decodes the check for a second message of
+		// a unary call into the first one, after this.
+		if s.Payload != nil {
+			cf.mu.Lock()
+			cf.msgs = append(cf.msgs, s.Payload)
+			cf.mu.Unlock()
+		}
+	case *stats.End:
+		cf.mu.Lock()
+		for _, m := range cf.msgs {
+			c.faults.Delete(m)
+		}
+		cf.msgs = nil
+		cf.mu.Unlock()
+	}
+}
+
+// TagConn is part of stats.Handler.
+func (c *decodeFaults) TagConn(ctx context.Context, _ *stats.ConnTagInfo) context.Context { return ctx }
+
+// HandleConn is part of stats.Handler.
+func (c *decodeFaults) HandleConn(context.Context, stats.ConnStats) {}
 
 func newDecodeFaults() *decodeFaults {
 	return &decodeFaults{base: encoding.GetCodecV2(grpcproto.Name)}

@@ -138,7 +138,7 @@ func NewServer(log *slog.Logger, m *observe.Metrics, t *observe.Tracing, opts ..
 	codec := newDecodeFaults()
 	opts = append([]grpc.ServerOption{
 		grpc.StatsHandler(otelgrpc.NewServerHandler(otelgrpc.WithTracerProvider(t.Provider), otelgrpc.WithPropagators(t.Propagator))),
-		grpc.ForceServerCodecV2(codec),
+		grpc.ForceServerCodecV2(codec), grpc.StatsHandler(codec),
 		grpc.ChainUnaryInterceptor(UnaryInterceptor(log, m), codec.unary(log)),
 		grpc.ChainStreamInterceptor(codec.stream(log)),
 	}, opts...)
