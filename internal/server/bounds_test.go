@@ -3,18 +3,22 @@ package server_test
 import (
 	"math"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/mem"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/encoding/protowire"
 
 	inventoryv1 "github.com/herald-events/herald/gen/go/herald/inventory/v1"
 	ordersv1 "github.com/herald-events/herald/gen/go/herald/orders/v1"
+	"github.com/herald-events/herald/internal/server"
 )
 
 // TestStockOverflowRefused is the sequence that once turned a stock level
@@ -114,4 +118,56 @@ func TestRequestBounds(t *testing.T) {
 			t.Fatalf("129 characters: %v, want InvalidArgument", err)
 		}
 	})
+}
+
+// TestLoadShedding: with room for one call at a time, calls that arrive
+// together are partly refused with RESOURCE_EXHAUSTED, at once and
+// counted, never failed otherwise; health checks are never refused.
+func TestLoadShedding(t *testing.T) {
+	s := startProcessWith(t, t.TempDir(), func(c *server.Config) { c.GRPCMaxInFlight = 1 })
+	conn, err := grpc.NewClient(s.proc.GRPCAddr(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	health := healthpb.NewHealthClient(conn)
+
+	var (
+		wg                    sync.WaitGroup
+		ok, shed, other, hbad atomic.Int64
+	)
+	for range 32 {
+		wg.Add(2)
+		go func() {
+			defer wg.Done()
+			for range 10 {
+				_, err := s.orders.ListOrders(callCtx(t), &ordersv1.ListOrdersRequest{PageSize: 5})
+				switch status.Code(err) {
+				case codes.OK:
+					ok.Add(1)
+				case codes.ResourceExhausted:
+					shed.Add(1)
+				default:
+					other.Add(1)
+				}
+			}
+		}()
+		go func() {
+			defer wg.Done()
+			for range 10 {
+				if r, err := health.Check(callCtx(t), &healthpb.HealthCheckRequest{}); err != nil ||
+					r.GetStatus() != healthpb.HealthCheckResponse_SERVING {
+					hbad.Add(1)
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	if shed.Load() == 0 || ok.Load() == 0 || other.Load() != 0 || hbad.Load() != 0 {
+		t.Fatalf("ok %d, shed %d, other errors %d, failed health checks %d; want some ok, some shed, nothing else",
+			ok.Load(), shed.Load(), other.Load(), hbad.Load())
+	}
+	if m := s.metrics(t); !strings.Contains(m, `herald_grpc_shed_total{method="/herald.orders.v1.OrderService/ListOrders"}`) {
+		t.Fatal("herald_grpc_shed_total does not count the shed calls")
+	}
 }
