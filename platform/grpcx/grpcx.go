@@ -1,8 +1,10 @@
 // Package grpcx builds herald's gRPC servers: health and reflection on, an
 // OpenTelemetry server span per call continuing the caller's traceparent,
-// panics recovered, and
-// every error mapped to a status code by [Status], the one place where
-// application errors become gRPC codes.
+// panics recovered, requests that do not parse refused with
+// INVALID_ARGUMENT (see [NewServer]), and every error mapped to a status
+// code by [Status], the one place where application errors become gRPC
+// codes, with what it echoes bounded in size. A [Limiter] sheds the calls
+// past a bound on those in flight.
 package grpcx
 
 import (
