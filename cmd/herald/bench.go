@@ -191,7 +191,7 @@ func printSummary(w io.Writer, cfg loadgen.Config, s loadgen.Summary) {
 	fmt.Fprintf(tw, "errors\t%s\n", counts(s.Errors))
 	fmt.Fprintf(tw, "shed\t%d\t(RESOURCE_EXHAUSTED: refused for load, not in errors)\n", s.Shed)
 	if s.Method == loadgen.MethodOrder {
-		fmt.Fprintf(tw, "polls\t%d\terrors %s\n", s.Polls, counts(s.PollErrors))
+		fmt.Fprintf(tw, "polls\t%d\torders read %d, errors %s\n", s.Polls, s.FollowRows, counts(s.PollErrors))
 	}
 	tw.Flush()
 	fmt.Fprintln(w)

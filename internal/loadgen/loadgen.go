@@ -428,7 +428,7 @@ func (r *runner) summary(start, issuingEnd time.Time, workers []*worker) Summary
 		s.Following = f.lastFinal.Sub(start)
 	}
 	s.CompletedPerSec = perSec(s.Completed, s.Following)
-	s.Polls, s.PollErrors = int(f.polls.Load()), f.pollErrs
+	s.Polls, s.PollErrors, s.FollowRows = int(f.polls.Load()), f.pollErrs, int(f.listed.Load())
 	left := make([]*tracked, 0, len(f.pending))
 	for _, t := range f.pending {
 		left = append(left, t)

@@ -143,6 +143,9 @@ type Summary struct {
 	// PollErrors counts the failed ones by gRPC code.
 	Polls      int
 	PollErrors map[string]int
+	// FollowRows counts the orders those calls returned: the follower's
+	// cost to the server.
+	FollowRows int
 
 	// Orders lists every order the run placed, accepted or not, in request
 	// order.
@@ -192,10 +195,12 @@ func (s Summary) MarshalJSON() ([]byte, error) {
 		Retries         int            `json:"retries"`
 		Polls           int            `json:"polls"`
 		PollErrors      map[string]int `json:"poll_errors,omitempty"`
+		FollowRows      int            `json:"follow_rows"`
 	}{
 		s.Method, s.Target, s.RunID, s.CustomerID, s.Seed, s.Started, sec(s.Issuing), sec(s.Following),
 		s.Sent, s.Accepted, s.NotAccepted, s.NotAcceptedIDs, s.Completed, s.ByStatus, s.NotCompleted, s.NotCompletedIDs,
 		rate(s.AcceptedPerSec), rate(s.CompletedPerSec), s.Accept, s.Final, s.Saga, s.Errors, s.Shed, s.Retries, s.Polls, s.PollErrors,
+		s.FollowRows,
 	})
 }
 

@@ -151,6 +151,13 @@ func TestSagaEndToEnd(t *testing.T) {
 		for series, least := range map[string]float64{
 			`herald_event_latency_seconds_count{group="` + s.group("herald-inventory") + `",type="herald.orders.v1.OrderCreated"} `:         3,
 			`herald_handler_duration_seconds_count{group="` + s.group("herald-orders") + `",type="herald.inventory.v1.InventoryDeducted"} `: 1,
+			// Three CreateOrder and three OrderCreated at least, each a
+			// unit of work in a transaction of its service's database.
+			`herald_db_units_total{service="orders"} `:                        3,
+			`herald_db_units_total{service="inventory"} `:                     3,
+			`herald_db_transactions_total{service="inventory"} `:              1,
+			`herald_outbox_publish_duration_seconds_count{service="orders"} `: 1,
+			`herald_outbox_delay_seconds_count{service="orders"} `:            3,
 		} {
 			if v := metricValue(text, series); v < least {
 				t.Errorf("/metrics: %s= %v, want at least %v", series, v, least)

@@ -280,6 +280,12 @@ func Start(ctx context.Context, cfg Config) (_ *Process, err error) {
 		}
 		p.services = append(p.services, svc)
 		name := m.Name
+		if db := svc.DB(); db != nil {
+			p.metrics.CounterFunc("herald_db_units_total", "Units of work (an event's, a request's) run in shared database transactions.",
+				prometheus.Labels{"service": name}, func() float64 { return float64(db.GroupStats().Calls) })
+			p.metrics.CounterFunc("herald_db_transactions_total", "Shared database transactions committed or rolled back; units ÷ transactions is the mean group size.",
+				prometheus.Labels{"service": name}, func() float64 { return float64(db.GroupStats().Transactions) })
+		}
 		if ob := svc.Outbox(); ob != nil { // services that publish nothing have no outbox
 			p.metrics.GaugeFunc("herald_outbox_pending", "Outbox rows not yet published.",
 				prometheus.Labels{"service": name}, pendingOf(ob))

@@ -25,6 +25,7 @@ import (
 	"strings"
 	"sync"
 
+	"github.com/jackc/pgx/v5"
 	_ "modernc.org/sqlite" // registers the "sqlite" driver
 )
 
@@ -53,6 +54,9 @@ type DB struct {
 	// group, for SQLite, shares transactions between concurrent callers
 	// of InTxShared.
 	group *committer
+	// schema and pgConfig, for PostgreSQL, open dedicated connections.
+	schema   string
+	pgConfig *pgx.ConnConfig
 }
 
 func newDB(db *sql.DB, d Dialect) *DB {
