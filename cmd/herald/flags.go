@@ -66,6 +66,9 @@ func (f *flags) process(embedded bool) {
 	f.fs.StringVar(&f.cfg.HTTPAddr, "http-addr", "127.0.0.1:8082", "HTTP listen address for /metrics, /healthz (readiness) and /livez (liveness) (empty: off)")
 	f.fs.StringVar(&f.cfg.GRPCTLSCert, "grpc-tls-cert", "", "PEM certificate file: serve gRPC over TLS")
 	f.fs.StringVar(&f.cfg.GRPCTLSKey, "grpc-tls-key", "", "PEM private key file for --grpc-tls-cert")
+	f.fs.IntVar(&f.cfg.GRPCMaxInFlight, "grpc-max-inflight", server.DefaultGRPCMaxInFlight,
+		"gRPC calls handled at once; past it calls get RESOURCE_EXHAUSTED at once (health checks excepted; -1: no bound)")
+	f.fs.IntVar(&f.cfg.GRPCMaxStreams, "grpc-max-streams", server.DefaultGRPCMaxStreams, "concurrent gRPC streams per client connection")
 	f.fs.Var(listFlag{&f.cfg.Services}, "services", "comma-separated services to run (default: "+strings.Join(server.KnownServices(), ",")+")")
 	f.fs.IntVar(&f.parts, "partitions", 3, "partitions of each topic created")
 	f.fs.DurationVar(&f.cfg.ShutdownGrace, "shutdown-grace", 10*time.Second, "how long consumers finish the messages they hold after SIGTERM")

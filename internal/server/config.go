@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"net"
 	"net/url"
 	"os"
@@ -81,6 +82,14 @@ type Config struct {
 	HTTPAddr string
 	// GRPCTLSCert and GRPCTLSKey (PEM files) serve gRPC over TLS.
 	GRPCTLSCert, GRPCTLSKey string
+	// GRPCMaxInFlight bounds the gRPC calls handled at once; past it a call
+	// is refused at once with RESOURCE_EXHAUSTED (load shedding, see
+	// grpcx.Limiter). Default 256; negative: no bound.
+	GRPCMaxInFlight int
+	// GRPCMaxStreams bounds the concurrent streams (calls) of one client
+	// connection (HTTP/2 SETTINGS_MAX_CONCURRENT_STREAMS); a client queues
+	// calls past it on its side. Default 1000.
+	GRPCMaxStreams int
 
 	// Embedded runs kfake and the embedded registry in the process and
 	// keeps the databases in DataDir (herald dev).
@@ -176,6 +185,12 @@ func (c *Config) SetDefaults() {
 	if c.GRPCAddr == "" {
 		c.GRPCAddr = "127.0.0.1:8080"
 	}
+	if c.GRPCMaxInFlight == 0 {
+		c.GRPCMaxInFlight = DefaultGRPCMaxInFlight
+	}
+	if c.GRPCMaxStreams == 0 {
+		c.GRPCMaxStreams = DefaultGRPCMaxStreams
+	}
 	if c.KafkaAddr == "" {
 		c.KafkaAddr = "127.0.0.1:9092"
 	}
@@ -219,6 +234,13 @@ func (c *Config) SetDefaults() {
 		c.Logger = slog.Default()
 	}
 }
+
+// Defaults of the gRPC load bounds; see docs/operations.md for how they
+// were chosen.
+const (
+	DefaultGRPCMaxInFlight = 256
+	DefaultGRPCMaxStreams  = 1000
+)
 
 // The buses a process can use.
 const (
@@ -274,6 +296,9 @@ func (c *Config) Validate() error {
 		case a.ReadOnlyUser != "" && a.ReadOnlyPassword == "":
 			bad("registry-reader-password", "required with --registry-reader-user")
 		}
+	}
+	if c.GRPCMaxStreams < 0 || int64(c.GRPCMaxStreams) > math.MaxUint32 {
+		bad("grpc-max-streams", "%d: must be between 1 and %d", c.GRPCMaxStreams, uint32(math.MaxUint32))
 	}
 	if (c.GRPCTLSCert == "") != (c.GRPCTLSKey == "") {
 		bad("grpc-tls-cert", "set both --grpc-tls-cert and --grpc-tls-key, or neither")

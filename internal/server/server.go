@@ -268,6 +268,9 @@ func Start(ctx context.Context, cfg Config) (_ *Process, err error) {
 		}
 		gopts = append(gopts, grpc.Creds(creds))
 	}
+	// Load bounds: calls past GRPCMaxInFlight are shed at once.
+	gopts = append(gopts, grpc.MaxConcurrentStreams(uint32(cfg.GRPCMaxStreams)))
+	gopts = append(gopts, grpcx.NewLimiter(cfg.GRPCMaxInFlight, p.metrics).ServerOptions()...)
 	p.grpc, p.health = grpcx.NewServer(p.log, p.metrics, cfg.Tracing, gopts...)
 	platform := p.platform(codec, dlq)
 	for _, m := range cfg.selected() {
@@ -298,7 +301,8 @@ func Start(ctx context.Context, cfg Config) (_ *Process, err error) {
 		return nil, fmt.Errorf("grpc: listen %s: %w", cfg.GRPCAddr, err)
 	}
 	p.run()
-	p.log.Info("grpc listening", "addr", p.grpcLn.Addr().String(), "services", cfg.Services, "tls", cfg.GRPCTLSCert != "")
+	p.log.Info("grpc listening", "addr", p.grpcLn.Addr().String(), "services", cfg.Services, "tls", cfg.GRPCTLSCert != "",
+		"max_in_flight", cfg.GRPCMaxInFlight, "max_streams", cfg.GRPCMaxStreams)
 	return p, nil
 }
 

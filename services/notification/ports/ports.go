@@ -7,6 +7,7 @@ import (
 	"encoding/base64"
 	"strconv"
 	"strings"
+	"unicode/utf8"
 
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
@@ -51,10 +52,10 @@ func (g *GRPC) ListNotifications(ctx context.Context, req *notificationv1.ListNo
 	if !ok {
 		v.Add("page_token", "is not a token returned by ListNotifications")
 	}
-	if len(req.GetCustomerId()) > maxIDLength {
+	if utf8.RuneCountInString(req.GetCustomerId()) > maxIDLength {
 		v.Add("customer_id", "must be at most %d characters", maxIDLength)
 	}
-	if len(req.GetOrderId()) > maxIDLength {
+	if utf8.RuneCountInString(req.GetOrderId()) > maxIDLength {
 		v.Add("order_id", "must be at most %d characters", maxIDLength)
 	}
 	if err := v.Err(); err != nil {

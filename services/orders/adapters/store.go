@@ -165,7 +165,7 @@ func (s *Store) Update(ctx context.Context, id string, fn func(*domain.Order) er
 }
 
 // List pages through orders, newest first.
-func (s *Store) List(ctx context.Context, customerID string, cursor int64, limit int) ([]*domain.Order, int64, error) {
+func (s *Store) List(ctx context.Context, customerID string, cursor int64, limit int) ([]*domain.Order, []int64, error) {
 	// Only the conditions that apply, so that a customer's page walks the
 	// (customer_id, seq) index instead of filtering every row.
 	var (
@@ -185,20 +185,20 @@ func (s *Store) List(ctx context.Context, customerID string, cursor int64, limit
 	q += ` ORDER BY seq DESC LIMIT ?`
 	rows, err := s.db.Conn(ctx).QueryContext(ctx, q, append(args, limit)...)
 	if err != nil {
-		return nil, 0, fmt.Errorf("list orders: %w", err)
+		return nil, nil, fmt.Errorf("list orders: %w", err)
 	}
 	defer rows.Close()
 	var (
-		out  []*domain.Order
-		last int64
+		out     []*domain.Order
+		cursors []int64
 	)
 	for rows.Next() {
 		o, seq, _, err := scanOrder(rows)
 		if err != nil {
-			return nil, 0, fmt.Errorf("list orders: %w", err)
+			return nil, nil, fmt.Errorf("list orders: %w", err)
 		}
 		out = append(out, o)
-		last = seq
+		cursors = append(cursors, seq)
 	}
-	return out, last, rows.Err()
+	return out, cursors, rows.Err()
 }

@@ -104,7 +104,7 @@ func TestStoreContract(t *testing.T) {
 		var ids []string
 		cursor := int64(0)
 		for {
-			page, last, err := s.List(ctx, "", cursor, 4)
+			page, cursors, err := s.List(ctx, "", cursor, 4)
 			if err != nil {
 				t.Fatalf("List: %v", err)
 			}
@@ -114,7 +114,7 @@ func TestStoreContract(t *testing.T) {
 			if len(page) < 4 {
 				break
 			}
-			cursor = last
+			cursor = cursors[len(cursors)-1]
 		}
 		if fmt.Sprint(ids) != "[o-6 o-5 o-4 o-3 o-2 o-1]" {
 			t.Fatalf("List pages = %v, want newest first", ids)

@@ -13,6 +13,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"time"
+	"unicode/utf8"
 
 	"github.com/google/uuid"
 	"google.golang.org/protobuf/proto"
@@ -36,8 +37,9 @@ type Store interface {
 	// from fn stores nothing. It returns the order as fn left it.
 	Update(ctx context.Context, id string, fn func(*domain.Order) error) (*domain.Order, error)
 	// List returns up to limit orders older than the cursor (0: newest),
-	// newest first, and the cursor of the last one.
-	List(ctx context.Context, customerID string, cursor int64, limit int) ([]*domain.Order, int64, error)
+	// newest first, and the cursor of each: a page that ends after order i
+	// continues from cursors[i].
+	List(ctx context.Context, customerID string, cursor int64, limit int) ([]*domain.Order, []int64, error)
 }
 
 // Work runs fn as one unit of work and publishes the events it returns
@@ -127,26 +129,40 @@ func (a *App) CreateOrder(ctx context.Context, in CreateOrder) (*domain.Order, e
 
 // GetOrder returns one order.
 func (a *App) GetOrder(ctx context.Context, id string) (*domain.Order, error) {
-	if id == "" {
-		var v apperr.Violations
-		v.Add("order_id", "must not be empty")
-		return nil, v.Err()
+	if err := validOrderID(id); err != nil {
+		return nil, err
 	}
 	return a.store.Get(ctx, id)
 }
 
-// ListOrders returns a page of orders, newest first.
-func (a *App) ListOrders(ctx context.Context, customerID string, cursor int64, limit int) ([]*domain.Order, int64, error) {
+// validOrderID checks the order id of a request.
+func validOrderID(id string) error {
+	var v apperr.Violations
+	switch {
+	case id == "":
+		v.Add("order_id", "must not be empty")
+	case utf8.RuneCountInString(id) > domain.MaxIDLength:
+		v.Add("order_id", "must be at most %d characters", domain.MaxIDLength)
+	}
+	return v.Err()
+}
+
+// ListOrders returns up to limit orders, newest first, and the cursor
+// each one ends a page at (see Store.List).
+func (a *App) ListOrders(ctx context.Context, customerID string, cursor int64, limit int) ([]*domain.Order, []int64, error) {
+	if utf8.RuneCountInString(customerID) > domain.MaxIDLength {
+		var v apperr.Violations
+		v.Add("customer_id", "must be at most %d characters", domain.MaxIDLength)
+		return nil, nil, v.Err()
+	}
 	return a.store.List(ctx, customerID, cursor, limit)
 }
 
 // CancelOrder cancels a pending or confirmed order and publishes
 // OrderCancelled.
 func (a *App) CancelOrder(ctx context.Context, id string) (*domain.Order, error) {
-	if id == "" {
-		var v apperr.Violations
-		v.Add("order_id", "must not be empty")
-		return nil, v.Err()
+	if err := validOrderID(id); err != nil {
+		return nil, err
 	}
 	var o *domain.Order
 	err := a.work.Do(ctx, func(ctx context.Context) ([]proto.Message, error) {

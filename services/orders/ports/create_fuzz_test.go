@@ -30,8 +30,8 @@ func (acceptingStore) GetByRequestID(context.Context, string) (*domain.Order, st
 func (acceptingStore) Update(context.Context, string, func(*domain.Order) error) (*domain.Order, error) {
 	return nil, nil
 }
-func (acceptingStore) List(context.Context, string, int64, int) ([]*domain.Order, int64, error) {
-	return nil, 0, nil
+func (acceptingStore) List(context.Context, string, int64, int) ([]*domain.Order, []int64, error) {
+	return nil, nil, nil
 }
 
 // directWork runs a use case and drops the events it returns.

@@ -8,6 +8,8 @@ import (
 	"strconv"
 	"strings"
 
+	"google.golang.org/protobuf/encoding/protowire"
+	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	moneyv1 "github.com/herald-events/herald/gen/go/herald/money/v1"
@@ -48,10 +50,14 @@ func (g *GRPC) GetOrder(ctx context.Context, req *ordersv1.GetOrderRequest) (*or
 	return &ordersv1.GetOrderResponse{Order: toOrder(o)}, nil
 }
 
-// Page size bounds of ListOrders.
+// Page bounds of ListOrders. A page also ends before the order that would
+// take it past maxPageBytes (with a next page token), so that 500 large
+// orders (up to about 60 KB each) stay well under the 4 MB a gRPC client
+// accepts by default.
 const (
 	defaultPageSize = 50
 	maxPageSize     = 500
+	maxPageBytes    = 1 << 20
 	pageTokenPrefix = "seq:"
 )
 
@@ -72,18 +78,30 @@ func (g *GRPC) ListOrders(ctx context.Context, req *ordersv1.ListOrdersRequest) 
 	if err := v.Err(); err != nil {
 		return nil, err
 	}
-	orders, last, err := g.app.ListOrders(ctx, req.GetCustomerId(), cursor, size)
+	orders, cursors, err := g.app.ListOrders(ctx, req.GetCustomerId(), cursor, size)
 	if err != nil {
 		return nil, err
 	}
 	resp := &ordersv1.ListOrdersResponse{}
-	for _, o := range orders {
-		resp.Orders = append(resp.Orders, toOrder(o))
+	used := 0
+	for i, o := range orders {
+		po := toOrder(o)
+		n := protowire.SizeTag(1) + protowire.SizeBytes(proto.Size(po))
+		if i > 0 && used+n > maxPageBytes {
+			resp.NextPageToken = pageToken(cursors[i-1])
+			return resp, nil
+		}
+		used += n
+		resp.Orders = append(resp.Orders, po)
 	}
 	if len(orders) == size {
-		resp.NextPageToken = base64.RawURLEncoding.EncodeToString([]byte(pageTokenPrefix + strconv.FormatInt(last, 10)))
+		resp.NextPageToken = pageToken(cursors[len(cursors)-1])
 	}
 	return resp, nil
+}
+
+func pageToken(cursor int64) string {
+	return base64.RawURLEncoding.EncodeToString([]byte(pageTokenPrefix + strconv.FormatInt(cursor, 10)))
 }
 
 func decodePageToken(tok string) (int64, bool) {
