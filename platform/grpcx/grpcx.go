@@ -1,5 +1,5 @@
-// Package grpcx builds herald's gRPC servers: health and reflection on, an
-// OpenTelemetry server span per call continuing the caller's traceparent,
+// Package grpcx builds herald's gRPC servers: health on (reflection is the
+// caller's choice, see [RegisterReflection]), an OpenTelemetry server span per call continuing the caller's traceparent,
 // panics recovered, and
 // every error mapped to a status code by [Status], the one place where
 // application errors become gRPC codes.
@@ -32,6 +32,8 @@ import (
 //	apperr.KindNotFound           → NotFound
 //	apperr.KindAlreadyExists      → AlreadyExists
 //	apperr.KindFailedPrecondition → FailedPrecondition
+//	apperr.KindUnauthenticated    → Unauthenticated
+//	apperr.KindPermissionDenied   → PermissionDenied
 //	context.Canceled              → Canceled
 //	a transient error             → Unavailable, "<dependency> unavailable, retry"
 //	context.DeadlineExceeded      → DeadlineExceeded
@@ -65,6 +67,10 @@ func Status(err error) *status.Status {
 			return status.New(codes.AlreadyExists, ae.Message)
 		case apperr.KindFailedPrecondition:
 			return status.New(codes.FailedPrecondition, ae.Message)
+		case apperr.KindUnauthenticated:
+			return status.New(codes.Unauthenticated, ae.Message)
+		case apperr.KindPermissionDenied:
+			return status.New(codes.PermissionDenied, ae.Message)
 		}
 	}
 	switch {
@@ -117,8 +123,33 @@ func UnaryInterceptor(log *slog.Logger, m *observe.Metrics) grpc.UnaryServerInte
 	}
 }
 
-// NewServer returns a gRPC server with the interceptor, server reflection
-// and the standard health service. Each call gets a server span that
+// StreamInterceptor maps the errors of streaming calls (health's Watch,
+// reflection) with [Status], as [UnaryInterceptor] does for unary ones,
+// and recovers panics.
+func StreamInterceptor(log *slog.Logger) grpc.StreamServerInterceptor {
+	return func(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) (err error) {
+		defer func() {
+			if r := recover(); r != nil {
+				log.Error("grpc stream handler panic", "method", info.FullMethod, "panic", r, "stack", string(debug.Stack()))
+				err = status.Error(codes.Internal, "internal error")
+			}
+		}()
+		if err = handler(srv, ss); err != nil {
+			st := Status(err)
+			log.Log(ss.Context(), slog.LevelDebug, "grpc stream", "method", info.FullMethod, "code", st.Code().String(), "err", err)
+			return st.Err()
+		}
+		return nil
+	}
+}
+
+// RegisterReflection turns on gRPC server reflection on s (grpcurl's
+// "list" and "describe"): it reveals every method and message of the API,
+// so a process offers it only when asked to.
+func RegisterReflection(s *grpc.Server) { reflection.Register(s) }
+
+// NewServer returns a gRPC server with the interceptors and the standard
+// health service, without reflection ([RegisterReflection]). Each call gets a server span that
 // continues the caller's traceparent. m and t may be nil.
 func NewServer(log *slog.Logger, m *observe.Metrics, t *observe.Tracing, opts ...grpc.ServerOption) (*grpc.Server, *health.Server) {
 	if t == nil {
@@ -127,10 +158,10 @@ func NewServer(log *slog.Logger, m *observe.Metrics, t *observe.Tracing, opts ..
 	opts = append([]grpc.ServerOption{
 		grpc.StatsHandler(otelgrpc.NewServerHandler(otelgrpc.WithTracerProvider(t.Provider), otelgrpc.WithPropagators(t.Propagator))),
 		grpc.ChainUnaryInterceptor(UnaryInterceptor(log, m)),
+		grpc.ChainStreamInterceptor(StreamInterceptor(log)),
 	}, opts...)
 	s := grpc.NewServer(opts...)
 	hs := health.NewServer()
 	healthpb.RegisterHealthServer(s, hs)
-	reflection.Register(s)
 	return s, hs
 }
