@@ -6,11 +6,13 @@ import (
 	"flag"
 	"io"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"time"
 
 	"github.com/herald-events/herald/internal/server"
+	"github.com/herald-events/herald/platform/auth"
 	"github.com/herald-events/herald/platform/observe"
 )
 
@@ -34,6 +36,7 @@ func runProcess(ctx context.Context, embedded bool, args []string, getenv func(s
 	}
 	cfg := f.cfg
 	cfg.Embedded = embedded
+	cfg.RequireAuth = !embedded
 	cfg.Logger = log
 	tracing, shutdownTracing, err := observe.NewTracing(ctx, "herald", getenv)
 	if err != nil {
@@ -59,6 +62,12 @@ func runProcess(ctx context.Context, embedded bool, args []string, getenv func(s
 			return nil
 		}
 		return err
+	}
+	if embedded && !cfg.Auth.On() {
+		jwks := filepath.Join(cfg.DataDir, devKeyDir, auth.DevJWKSFile)
+		log.Info("gRPC authentication is off (herald dev, on 127.0.0.1); to try it, mint a token with " +
+			"`herald token --role operator` (writes " + jwks + ") and restart with --grpc-jwks=" + jwks +
+			", then call with grpcurl -H \"authorization: Bearer $(herald token --role customer --subject c-1)\"")
 	}
 	log.Info(name+" ready", "grpc", p.GRPCAddr(), "kafka", strings.Join(p.Brokers(), ","), "registry", p.RegistryURL(),
 		"services", strings.Join(cfg.Services, ","), "pid", strconv.Itoa(os.Getpid()))
