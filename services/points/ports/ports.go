@@ -10,6 +10,7 @@ import (
 
 	ordersv1 "github.com/herald-events/herald/gen/go/herald/orders/v1"
 	pointsv1 "github.com/herald-events/herald/gen/go/herald/points/v1"
+	"github.com/herald-events/herald/platform/auth"
 	"github.com/herald-events/herald/platform/consumer"
 	"github.com/herald-events/herald/platform/module"
 	"github.com/herald-events/herald/services/points/app"
@@ -25,13 +26,18 @@ type GRPC struct {
 // NewGRPC returns the gRPC port.
 func NewGRPC(a *app.App) *GRPC { return &GRPC{app: a} }
 
-// GetBalance returns a customer's balance and ledger.
+// GetBalance returns a customer's balance and ledger; an authenticated
+// customer gets only their own (an empty customer_id means theirs).
 func (g *GRPC) GetBalance(ctx context.Context, req *pointsv1.GetBalanceRequest) (*pointsv1.GetBalanceResponse, error) {
-	balance, entries, err := g.app.Balance(ctx, req.GetCustomerId())
+	customer, err := auth.OwnCustomer(ctx, "customer_id", req.GetCustomerId())
 	if err != nil {
 		return nil, err
 	}
-	resp := &pointsv1.GetBalanceResponse{CustomerId: req.GetCustomerId(), Balance: balance}
+	balance, entries, err := g.app.Balance(ctx, customer)
+	if err != nil {
+		return nil, err
+	}
+	resp := &pointsv1.GetBalanceResponse{CustomerId: customer, Balance: balance}
 	for _, e := range entries {
 		resp.Entries = append(resp.Entries, &pointsv1.Entry{
 			OrderId: e.OrderID, Kind: pointsv1.EntryKind(e.Kind), Points: e.Points, CreateTime: timestamppb.New(e.Created),
