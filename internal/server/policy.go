@@ -26,8 +26,8 @@ import (
 //   - auth.Operator: operators only. Everything that changes stock, and what
 //     reads data a service cannot tie to one customer.
 //   - auth.Authenticated: any caller with valid credentials, whatever the role.
-//   - auth.Public: no credentials; only gRPC health, for probes and load
-//     balancers.
+//   - auth.Public: no credentials; gRPC health, for probes and load
+//     balancers, and reflection when it is on.
 func AccessPolicy() auth.Policy {
 	return auth.Policy{
 		// Orders: a customer creates, reads, lists and cancels their own.
@@ -53,9 +53,11 @@ func AccessPolicy() auth.Policy {
 		healthpb.Health_Watch_FullMethodName: auth.Public,
 		healthpb.Health_List_FullMethodName:  auth.Public,
 
-		// Reflection (only served with --grpc-reflection) describes the
-		// API to any authenticated caller.
-		reflectionv1.ServerReflection_ServerReflectionInfo_FullMethodName:      auth.Authenticated,
-		reflectionv1alpha.ServerReflection_ServerReflectionInfo_FullMethodName: auth.Authenticated,
+		// Reflection is served only with --grpc-reflection (on in herald
+		// dev, off in serve); then it describes the API (not its data) to
+		// anyone who reaches the port, as grpcurl needs it before every
+		// call, health checks included.
+		reflectionv1.ServerReflection_ServerReflectionInfo_FullMethodName:      auth.Public,
+		reflectionv1alpha.ServerReflection_ServerReflectionInfo_FullMethodName: auth.Public,
 	}
 }

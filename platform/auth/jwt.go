@@ -168,7 +168,7 @@ func (v *Verifier) Verify(ctx context.Context, raw string) (Principal, error) {
 		}
 	}
 	if err != nil {
-		return Principal{}, apperr.Unauthenticated("invalid bearer token: %v", err)
+		return Principal{}, apperr.Unauthenticated("invalid bearer token: %s", reason(err))
 	}
 	p := Principal{Via: "jwt"}
 	if err := tok.Get(v.cfg.SubjectClaim, &p.Subject); err != nil || p.Subject == "" {
@@ -176,6 +176,26 @@ func (v *Verifier) Verify(ctx context.Context, raw string) (Principal, error) {
 	}
 	p.Roles = v.roles(tok)
 	return p, nil
+}
+
+// reason says in a few words why a token was refused; the library's own
+// message is long and names its internals.
+func reason(err error) string {
+	switch {
+	case errors.Is(err, jwt.TokenExpiredError()):
+		return "expired"
+	case errors.Is(err, jwt.TokenNotYetValidError()):
+		return "not valid yet"
+	case errors.Is(err, jwt.InvalidIssuerError()):
+		return "wrong issuer"
+	case errors.Is(err, jwt.InvalidAudienceError()):
+		return "wrong audience"
+	case errors.Is(err, jwt.MissingRequiredClaimError()):
+		return "a required claim (exp) is missing"
+	case errors.Is(err, jws.VerifyError()), errors.Is(err, jws.VerificationError()):
+		return "signature does not verify against the configured keys"
+	}
+	return "malformed"
 }
 
 func (v *Verifier) parse(keys jwk.Set, raw string) (jwt.Token, error) {
