@@ -1,9 +1,12 @@
 package server_test
 
 import (
+	"bytes"
 	"context"
+	"log/slog"
 	"net/http"
 	"strings"
+	"sync"
 	"testing"
 
 	"google.golang.org/grpc"
@@ -49,8 +52,27 @@ func TestAccessPolicyCoversEveryMethod(t *testing.T) {
 	}
 }
 
+// lockedBuffer is a log destination safe for concurrent writes.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
 // TestAdminDefaults starts a process with the Config defaults: no pprof on
 // the admin listener and no gRPC reflection; each is served when asked.
+// The first runs with InsecureNoAuth, which it logs as a warning.
 func TestAdminDefaults(t *testing.T) {
 	reflect := func(t *testing.T, addr string) error {
 		conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
@@ -69,7 +91,14 @@ func TestAdminDefaults(t *testing.T) {
 		return err
 	}
 
-	off := startProcess(t, t.TempDir(), nil)
+	var logs lockedBuffer
+	off := startProcessWith(t, t.TempDir(), func(c *server.Config) {
+		c.Auth.InsecureNoAuth = true
+		c.Logger = slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	})
+	if !strings.Contains(logs.String(), "gRPC authentication is OFF (--insecure-no-auth)") {
+		t.Errorf("no warning about --insecure-no-auth in the log:\n%s", logs.String())
+	}
 	for _, path := range []string{"/debug/pprof/", "/debug/pprof/profile?seconds=1", "/debug/pprof/goroutine?debug=2", "/debug/pprof/trace"} {
 		if code, _, err := off.get(path); err != nil || code != http.StatusNotFound {
 			t.Errorf("GET %s = %d, %v; want 404 without PProf", path, code, err)

@@ -25,7 +25,6 @@ import (
 //     with PERMISSION_DENIED.
 //   - auth.Operator: operators only. Everything that changes stock, and what
 //     reads data a service cannot tie to one customer.
-//   - auth.Authenticated: any caller with valid credentials, whatever the role.
 //   - auth.Public: no credentials; gRPC health, for probes and load
 //     balancers, and reflection when it is on.
 func AccessPolicy() auth.Policy {

@@ -120,17 +120,32 @@ func TestVerifyJWKSURL(t *testing.T) {
 		http.ServeFile(w, r, *current.Load())
 	}))
 	t.Cleanup(srv.Close)
-	v := verifier(t, srv.URL+"/jwks.json")
+	const refetchMin = 300 * time.Millisecond
+	v, err := auth.NewVerifier(context.Background(), auth.JWTConfig{JWKS: srv.URL + "/jwks.json", Issuer: auth.DevIssuer,
+		Audience: auth.DevAudience, RefetchMin: refetchMin})
+	if err != nil {
+		t.Fatal(err)
+	}
 	if _, err := v.Verify(context.Background(), mint(t, first, auth.Claims{Subject: "c-1"})); err != nil {
 		t.Fatalf("token of the served key: %v", err)
 	}
 	p2 := second.JWKSPath()
 	current.Store(&p2)
-	if _, err := v.Verify(context.Background(), mint(t, second, auth.Claims{Subject: "c-1"})); err == nil {
-		t.Fatal("a token of a key the verifier has not fetched verified")
+	rotated := mint(t, second, auth.Claims{Subject: "c-1"})
+	for range 3 {
+		if _, err := v.Verify(context.Background(), rotated); err == nil {
+			t.Fatal("a token of a key fetched too recently to refetch verified")
+		}
 	}
 	if n := fetches.Load(); n != 1 {
-		t.Fatalf("%d fetches; an unknown key id within 30s of the last fetch must not fetch again", n)
+		t.Fatalf("%d fetches; unknown key ids within RefetchMin of the last fetch must not fetch again", n)
+	}
+	time.Sleep(refetchMin)
+	if _, err := v.Verify(context.Background(), rotated); err != nil {
+		t.Fatalf("a token of the rotated key, after RefetchMin: %v", err)
+	}
+	if n := fetches.Load(); n != 2 {
+		t.Fatalf("%d fetches, want 2", n)
 	}
 }
 
@@ -238,6 +253,7 @@ func TestInterceptors(t *testing.T) {
 	}
 	opCert, opKey := pki.issue(t, "op", "alice", []string{"operator"}, false)
 	custCert, custKey := pki.issue(t, "cust", "c-1", []string{"customer"}, false)
+	noRoleCert, noRoleKey := pki.issue(t, "norole", "someone", []string{"shop", "admin"}, false)
 	call := func(c healthpb.HealthClient, token string) (check, list codes.Code) {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
@@ -256,6 +272,11 @@ func TestInterceptors(t *testing.T) {
 	t.Run("customer certificate", func(t *testing.T) {
 		if c, l := call(dial(t, custCert, custKey), ""); c != codes.PermissionDenied || l != codes.OK {
 			t.Fatalf("Check %v, List %v; want PermissionDenied, OK", c, l)
+		}
+	})
+	t.Run("certificate without a role", func(t *testing.T) {
+		if c, l := call(dial(t, noRoleCert, noRoleKey), ""); c != codes.PermissionDenied || l != codes.PermissionDenied {
+			t.Fatalf("Check %v, List %v; want PermissionDenied, PermissionDenied", c, l)
 		}
 	})
 	t.Run("bearer token decides over the certificate", func(t *testing.T) {

@@ -36,9 +36,13 @@ type JWTConfig struct {
 	// Leeway is the clock skew allowed on "exp", "nbf" and "iat". Default
 	// 30s.
 	Leeway time.Duration
-	// Refresh is how often keys from a URL are fetched again; an unknown
-	// key id also fetches them, at most every 30s. Default 5m.
+	// Refresh is how often keys from a URL are fetched again. Default 5m.
 	Refresh time.Duration
+	// RefetchMin spaces the fetches of a URL (those Refresh asks for and
+	// those a token with an unknown key id causes, as after the provider
+	// rotated its keys), so that tokens with made-up key ids cannot make
+	// herald hammer the provider. Default 30s.
+	RefetchMin time.Duration
 	// HTTPClient fetches a JWKS URL. Default: a client with a 10s timeout.
 	HTTPClient *http.Client
 }
@@ -68,6 +72,9 @@ func (c *JWTConfig) setDefaults() {
 	if c.Refresh <= 0 {
 		c.Refresh = 5 * time.Minute
 	}
+	if c.RefetchMin <= 0 {
+		c.RefetchMin = 30 * time.Second
+	}
 	if c.HTTPClient == nil {
 		c.HTTPClient = &http.Client{Timeout: 10 * time.Second}
 	}
@@ -79,19 +86,16 @@ func isURL(s string) bool {
 	return err == nil && (u.Scheme == "http" || u.Scheme == "https") && u.Host != ""
 }
 
-// minUnknownKidRefresh spaces the fetches caused by unknown key ids, so
-// that tokens with made-up ids cannot make herald hammer the provider.
-const minUnknownKidRefresh = 30 * time.Second
-
 // Verifier verifies bearer JWTs against a JWKS: signature, "exp"/"nbf",
 // issuer and audience, with a kept library (lestrrat-go/jwx).
 type Verifier struct {
 	cfg JWTConfig
 
-	mu      sync.Mutex
-	keys    jwk.Set
-	fetched time.Time // when keys were last fetched from a URL
-	tried   time.Time // when a fetch was last tried
+	mu         sync.Mutex
+	keys       jwk.Set
+	fetched    time.Time // when keys were last fetched from a URL
+	tried      time.Time // when a fetch was last tried
+	refreshing bool      // a fetch is under way
 }
 
 // NewVerifier loads the keys (reads the file or fetches the URL) and
@@ -130,24 +134,33 @@ func (v *Verifier) load(ctx context.Context) (jwk.Set, error) {
 }
 
 // keySet returns the keys, fetching them again from a URL when they are
-// older than Refresh, or (at most every 30s) when kidUnknown says a token
-// named a key id the set lacks. A failed fetch keeps the old keys.
+// older than Refresh, or when kidUnknown says a token named a key id the
+// set lacks; at most one fetch runs at a time, RefetchMin apart. The
+// caller that fetches waits for it, the others go on with the keys they
+// have. A failed fetch keeps the old keys.
 func (v *Verifier) keySet(ctx context.Context, kidUnknown bool) jwk.Set {
-	v.mu.Lock()
-	defer v.mu.Unlock()
 	if !isURL(v.cfg.JWKS) {
-		return v.keys
+		return v.keys // read once, never changed
 	}
+	v.mu.Lock()
+	keys := v.keys
 	now := time.Now()
 	due := kidUnknown || now.Sub(v.fetched) >= v.cfg.Refresh
-	if due && now.Sub(v.tried) >= minUnknownKidRefresh {
-		v.tried = now
-		fctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-		keys, err := v.load(fctx)
-		cancel()
-		if err == nil {
-			v.keys, v.fetched = keys, now
-		}
+	if !due || v.refreshing || now.Sub(v.tried) < v.cfg.RefetchMin {
+		v.mu.Unlock()
+		return keys
+	}
+	v.tried, v.refreshing = now, true
+	v.mu.Unlock()
+
+	fctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	fresh, err := v.load(fctx)
+	cancel()
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	v.refreshing = false
+	if err == nil {
+		v.keys, v.fetched = fresh, now
 	}
 	return v.keys
 }

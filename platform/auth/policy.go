@@ -9,9 +9,6 @@ type Access int
 const (
 	// Public methods need no credentials (gRPC health, for probes).
 	Public Access = iota + 1
-	// Authenticated methods need valid credentials, whatever the roles
-	// (gRPC reflection).
-	Authenticated
 	// Customer methods need the customer or the operator role; the
 	// service restricts a customer to their own data ([CustomerScope]).
 	Customer
@@ -19,12 +16,11 @@ const (
 	Operator
 )
 
+// String names the access level: "public", "customer" or "operator".
 func (a Access) String() string {
 	switch a {
 	case Public:
 		return "public"
-	case Authenticated:
-		return "authenticated"
 	case Customer:
 		return "customer"
 	case Operator:
@@ -41,7 +37,7 @@ type Policy map[string]Access
 // allows reports whether p may call a method that needs a.
 func allows(a Access, p Principal) bool {
 	switch a {
-	case Public, Authenticated:
+	case Public:
 		return true
 	case Customer:
 		return p.Has(RoleCustomer) || p.Has(RoleOperator)
