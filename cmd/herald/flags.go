@@ -66,7 +66,7 @@ func (f *flags) process(embedded bool) {
 	f.fs.StringVar(&f.cfg.GRPCAddr, "grpc-addr", "127.0.0.1:8080", "gRPC listen address (the public API and health)")
 	f.fs.StringVar(&f.cfg.HTTPAddr, "http-addr", "127.0.0.1:8082", "admin HTTP listen address for /metrics, /healthz (readiness), /livez (liveness) and, with --pprof, /debug/pprof/ (empty: off); keep it off public networks")
 	f.fs.BoolVar(&f.cfg.PProf, "pprof", false, "serve Go's profiler under /debug/pprof/ on the admin listener (--http-addr)")
-	f.fs.BoolVar(&f.cfg.GRPCReflection, "grpc-reflection", embedded, "serve gRPC server reflection (grpcurl list/describe); with auth on, to authenticated callers")
+	f.fs.BoolVar(&f.cfg.GRPCReflection, "grpc-reflection", embedded, "serve gRPC server reflection (grpcurl list/describe): the API's shape, not its data, to anyone who reaches the port")
 	f.fs.StringVar(&f.cfg.GRPCTLSCert, "grpc-tls-cert", "", "PEM certificate file: serve gRPC over TLS")
 	f.fs.StringVar(&f.cfg.GRPCTLSKey, "grpc-tls-key", "", "PEM private key file for --grpc-tls-cert")
 	f.fs.StringVar(&f.cfg.Auth.ClientCA, "grpc-client-ca", "", "PEM CA bundle: require gRPC client certificates signed by it (mTLS; CN = subject, OU = role customer|operator); needs --grpc-tls-cert")
