@@ -86,3 +86,14 @@ func TestHelp(t *testing.T) {
 		t.Fatalf("help does not mention herald dev:\n%s", out.String())
 	}
 }
+
+func TestLoopback(t *testing.T) {
+	for addr, want := range map[string]bool{
+		"127.0.0.1:8080": true, "[::1]:8080": true, "localhost:8080": true,
+		"0.0.0.0:8080": false, "[::]:8080": false, "10.0.0.7:8080": false, ":8080": false, "nonsense": false,
+	} {
+		if got := loopback(addr); got != want {
+			t.Errorf("loopback(%q) = %v, want %v", addr, got, want)
+		}
+	}
+}
