@@ -1,10 +1,10 @@
-// Package grpcx builds herald's gRPC servers: health and reflection on, an
-// OpenTelemetry server span per call continuing the caller's traceparent,
-// panics recovered, requests that do not parse refused with
-// INVALID_ARGUMENT (see [NewServer]), and every error mapped to a status
-// code by [Status], the one place where application errors become gRPC
-// codes, with what it echoes bounded in size. A [Limiter] sheds the calls
-// past a bound on those in flight.
+// Package grpcx builds herald's gRPC servers: health on (reflection is the
+// caller's choice, see [RegisterReflection]), an OpenTelemetry server span
+// per call continuing the caller's traceparent, panics recovered, requests
+// that do not parse refused with INVALID_ARGUMENT (see [NewServer]), and
+// every error mapped to a status code by [Status], the one place where
+// application errors become gRPC codes, with what it echoes bounded in
+// size. A [Limiter] sheds the calls past a bound on those in flight.
 package grpcx
 
 import (
@@ -33,6 +33,8 @@ import (
 //	apperr.KindNotFound           → NotFound
 //	apperr.KindAlreadyExists      → AlreadyExists
 //	apperr.KindFailedPrecondition → FailedPrecondition
+//	apperr.KindUnauthenticated    → Unauthenticated
+//	apperr.KindPermissionDenied   → PermissionDenied
 //	context.Canceled              → Canceled
 //	a transient error             → Unavailable, "<dependency> unavailable, retry"
 //	context.DeadlineExceeded      → DeadlineExceeded
@@ -68,6 +70,10 @@ func Status(err error) *status.Status {
 			return status.New(codes.AlreadyExists, clip(ae.Message, maxMessageBytes))
 		case apperr.KindFailedPrecondition:
 			return status.New(codes.FailedPrecondition, clip(ae.Message, maxMessageBytes))
+		case apperr.KindUnauthenticated:
+			return status.New(codes.Unauthenticated, clip(ae.Message, maxMessageBytes))
+		case apperr.KindPermissionDenied:
+			return status.New(codes.PermissionDenied, clip(ae.Message, maxMessageBytes))
 		}
 	}
 	switch {
@@ -125,8 +131,33 @@ func UnaryInterceptor(log *slog.Logger, m *observe.Metrics) grpc.UnaryServerInte
 	}
 }
 
-// NewServer returns a gRPC server with the interceptor, server reflection
-// and the standard health service. Each call gets a server span that
+// StreamInterceptor maps the errors of streaming calls (health's Watch,
+// reflection) with [Status], as [UnaryInterceptor] does for unary ones,
+// and recovers panics.
+func StreamInterceptor(log *slog.Logger) grpc.StreamServerInterceptor {
+	return func(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) (err error) {
+		defer func() {
+			if r := recover(); r != nil {
+				log.Error("grpc stream handler panic", "method", info.FullMethod, "panic", r, "stack", string(debug.Stack()))
+				err = status.Error(codes.Internal, "internal error")
+			}
+		}()
+		if err = handler(srv, ss); err != nil {
+			st := Status(err)
+			log.Log(ss.Context(), slog.LevelDebug, "grpc stream", "method", info.FullMethod, "code", st.Code().String(), "err", err)
+			return st.Err()
+		}
+		return nil
+	}
+}
+
+// RegisterReflection turns on gRPC server reflection on s (grpcurl's
+// "list" and "describe"): it reveals every method and message of the API,
+// so a process offers it only when asked to.
+func RegisterReflection(s *grpc.Server) { reflection.Register(s) }
+
+// NewServer returns a gRPC server with the interceptors and the standard
+// health service, without reflection ([RegisterReflection]). Each call gets a server span that
 // continues the caller's traceparent. m and t may be nil.
 //
 // A request that does not parse (truncated or malformed protobuf, a string
@@ -142,11 +173,10 @@ func NewServer(log *slog.Logger, m *observe.Metrics, t *observe.Tracing, opts ..
 		grpc.StatsHandler(otelgrpc.NewServerHandler(otelgrpc.WithTracerProvider(t.Provider), otelgrpc.WithPropagators(t.Propagator))),
 		grpc.ForceServerCodecV2(codec), grpc.StatsHandler(codec),
 		grpc.ChainUnaryInterceptor(UnaryInterceptor(log, m), codec.unary(log)),
-		grpc.ChainStreamInterceptor(codec.stream(log)),
+		grpc.ChainStreamInterceptor(StreamInterceptor(log), codec.stream(log)),
 	}, opts...)
 	s := grpc.NewServer(opts...)
 	hs := health.NewServer()
 	healthpb.RegisterHealthServer(s, hs)
-	reflection.Register(s)
 	return s, hs
 }

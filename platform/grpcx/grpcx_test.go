@@ -32,6 +32,8 @@ func TestStatus(t *testing.T) {
 	}{
 		{name: "nil", err: nil, code: codes.OK},
 		{name: "not found", err: apperr.NotFound("order o-1"), code: codes.NotFound},
+		{name: "unauthenticated", err: fmt.Errorf("auth: %w", apperr.Unauthenticated("token expired")), code: codes.Unauthenticated, msg: "token expired"},
+		{name: "permission denied", err: apperr.PermissionDenied("operators only"), code: codes.PermissionDenied, msg: "operators only"},
 		{name: "transient database error", err: dbDown, code: codes.Unavailable, msg: "database unavailable, retry", private: "10.0.0.7"},
 		{name: "unmarked network error", err: fmt.Errorf("publish: %w", &netTimeout{}), code: codes.Unavailable, msg: "a dependency unavailable, retry"},
 		{name: "application error wins over transient", err: errors.Join(apperr.FailedPrecondition("order o-1 is final"), dbDown), code: codes.FailedPrecondition},

@@ -24,7 +24,7 @@ func (acceptingStore) Insert(context.Context, *domain.Order, string) error { ret
 func (acceptingStore) Get(context.Context, string) (*domain.Order, error) {
 	return nil, nil
 }
-func (acceptingStore) GetByRequestID(context.Context, string) (*domain.Order, string, error) {
+func (acceptingStore) GetByRequestID(context.Context, string, string) (*domain.Order, string, error) {
 	return nil, "", nil
 }
 func (acceptingStore) Update(context.Context, string, func(*domain.Order) error) (*domain.Order, error) {

@@ -1,5 +1,6 @@
 // Package ports adapts the orders use cases to the outside: the gRPC
-// OrderService and the handlers of inventory's events.
+// OrderService and the handlers of inventory's events. An authenticated
+// customer (platform/auth) sees, lists and cancels only their own orders.
 package ports
 
 import (
@@ -15,6 +16,7 @@ import (
 	moneyv1 "github.com/herald-events/herald/gen/go/herald/money/v1"
 	ordersv1 "github.com/herald-events/herald/gen/go/herald/orders/v1"
 	"github.com/herald-events/herald/platform/apperr"
+	"github.com/herald-events/herald/platform/auth"
 	"github.com/herald-events/herald/services/orders/app"
 	"github.com/herald-events/herald/services/orders/domain"
 )
@@ -30,7 +32,11 @@ func NewGRPC(a *app.App) *GRPC { return &GRPC{app: a} }
 
 // CreateOrder accepts an order.
 func (g *GRPC) CreateOrder(ctx context.Context, req *ordersv1.CreateOrderRequest) (*ordersv1.CreateOrderResponse, error) {
-	in := app.CreateOrder{RequestID: req.GetRequestId(), CustomerID: req.GetCustomerId()}
+	customer, err := auth.OwnCustomer(ctx, "customer_id", req.GetCustomerId())
+	if err != nil {
+		return nil, err
+	}
+	in := app.CreateOrder{RequestID: req.GetRequestId(), CustomerID: customer}
 	for _, it := range req.GetItems() {
 		in.Lines = append(in.Lines, domain.Line{SKU: it.GetSku(), Quantity: it.GetQuantity(), UnitPrice: fromMoney(it.GetUnitPrice())})
 	}
@@ -43,7 +49,8 @@ func (g *GRPC) CreateOrder(ctx context.Context, req *ordersv1.CreateOrderRequest
 
 // GetOrder returns one order.
 func (g *GRPC) GetOrder(ctx context.Context, req *ordersv1.GetOrderRequest) (*ordersv1.GetOrderResponse, error) {
-	o, err := g.app.GetOrder(ctx, req.GetOrderId())
+	owner, _ := auth.CustomerScope(ctx)
+	o, err := g.app.GetOrder(ctx, req.GetOrderId(), owner)
 	if err != nil {
 		return nil, err
 	}
@@ -63,6 +70,10 @@ const (
 
 // ListOrders returns a page of orders.
 func (g *GRPC) ListOrders(ctx context.Context, req *ordersv1.ListOrdersRequest) (*ordersv1.ListOrdersResponse, error) {
+	customer, err := auth.OwnCustomer(ctx, "customer_id", req.GetCustomerId())
+	if err != nil {
+		return nil, err
+	}
 	var v apperr.Violations
 	size := int(req.GetPageSize())
 	switch {
@@ -78,7 +89,7 @@ func (g *GRPC) ListOrders(ctx context.Context, req *ordersv1.ListOrdersRequest) 
 	if err := v.Err(); err != nil {
 		return nil, err
 	}
-	orders, cursors, err := g.app.ListOrders(ctx, req.GetCustomerId(), cursor, size)
+	orders, cursors, err := g.app.ListOrders(ctx, customer, cursor, size)
 	if err != nil {
 		return nil, err
 	}
@@ -118,7 +129,8 @@ func decodePageToken(tok string) (int64, bool) {
 
 // CancelOrder cancels an order.
 func (g *GRPC) CancelOrder(ctx context.Context, req *ordersv1.CancelOrderRequest) (*ordersv1.CancelOrderResponse, error) {
-	o, err := g.app.CancelOrder(ctx, req.GetOrderId())
+	owner, _ := auth.CustomerScope(ctx)
+	o, err := g.app.CancelOrder(ctx, req.GetOrderId(), owner)
 	if err != nil {
 		return nil, err
 	}

@@ -14,6 +14,7 @@ import (
 	ordersv1 "github.com/herald-events/herald/gen/go/herald/orders/v1"
 	pointsv1 "github.com/herald-events/herald/gen/go/herald/points/v1"
 	"github.com/herald-events/herald/platform/apperr"
+	"github.com/herald-events/herald/platform/auth"
 	"github.com/herald-events/herald/platform/consumer"
 	"github.com/herald-events/herald/platform/module"
 	"github.com/herald-events/herald/services/points/app"
@@ -37,8 +38,14 @@ const (
 	pageTokenPrefix = "seq:"
 )
 
-// GetBalance returns a customer's balance and a page of their ledger.
+// GetBalance returns a customer's balance and a page of their ledger; an
+// authenticated customer gets only their own (an empty customer_id means
+// theirs).
 func (g *GRPC) GetBalance(ctx context.Context, req *pointsv1.GetBalanceRequest) (*pointsv1.GetBalanceResponse, error) {
+	customer, err := auth.OwnCustomer(ctx, "customer_id", req.GetCustomerId())
+	if err != nil {
+		return nil, err
+	}
 	var v apperr.Violations
 	size := int(req.GetPageSize())
 	switch {
@@ -54,11 +61,11 @@ func (g *GRPC) GetBalance(ctx context.Context, req *pointsv1.GetBalanceRequest) 
 	if err := v.Err(); err != nil {
 		return nil, err
 	}
-	page, err := g.app.Balance(ctx, req.GetCustomerId(), after, size)
+	page, err := g.app.Balance(ctx, customer, after, size)
 	if err != nil {
 		return nil, err
 	}
-	resp := &pointsv1.GetBalanceResponse{CustomerId: req.GetCustomerId(), Balance: page.Balance}
+	resp := &pointsv1.GetBalanceResponse{CustomerId: customer, Balance: page.Balance}
 	for _, e := range page.Entries {
 		resp.Entries = append(resp.Entries, &pointsv1.Entry{
 			OrderId: e.OrderID, Kind: pointsv1.EntryKind(e.Kind), Points: e.Points, CreateTime: timestamppb.New(e.Created),
