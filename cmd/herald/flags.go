@@ -65,6 +65,7 @@ func (f *flags) registry() {
 func (f *flags) process(embedded bool) {
 	f.fs.StringVar(&f.cfg.GRPCAddr, "grpc-addr", "127.0.0.1:8080", "gRPC listen address (the public API and health)")
 	f.fs.StringVar(&f.cfg.HTTPAddr, "http-addr", "127.0.0.1:8082", "admin HTTP listen address for /metrics, /healthz (readiness), /livez (liveness) and, with --pprof, /debug/pprof/ (empty: off); keep it off public networks")
+	f.fs.BoolVar(&f.cfg.Console, "console", embedded, "serve the web console at /console/ on the admin listener (--http-addr); herald serve also turns it on with --services=...,console")
 	f.fs.BoolVar(&f.cfg.PProf, "pprof", false, "serve Go's profiler under /debug/pprof/ on the admin listener (--http-addr)")
 	f.fs.BoolVar(&f.cfg.GRPCReflection, "grpc-reflection", embedded, "serve gRPC server reflection (grpcurl list/describe): the API's shape, not its data, to anyone who reaches the port")
 	f.fs.StringVar(&f.cfg.GRPCTLSCert, "grpc-tls-cert", "", "PEM certificate file: serve gRPC over TLS")
@@ -85,7 +86,7 @@ func (f *flags) process(embedded bool) {
 	if !embedded {
 		f.fs.BoolVar(&f.cfg.Auth.InsecureNoAuth, "insecure-no-auth", false, "serve gRPC without authentication: every caller may call every method (needed when neither --grpc-jwks nor --grpc-client-ca is set)")
 	}
-	f.fs.Var(listFlag{&f.cfg.Services}, "services", "comma-separated services to run (default: "+strings.Join(server.KnownServices(), ",")+")")
+	f.fs.Var(listFlag{&f.cfg.Services}, "services", "comma-separated services to run (default: "+strings.Join(server.KnownServices(), ",")+"); "+server.ConsoleService+" adds the web console")
 	f.fs.IntVar(&f.parts, "partitions", 3, "partitions of each topic created")
 	f.fs.DurationVar(&f.cfg.ShutdownGrace, "shutdown-grace", 10*time.Second, "how long consumers finish the messages they hold after SIGTERM")
 	f.fs.StringVar(&f.level, "log-level", "info", "debug, info, warn or error")

@@ -313,6 +313,11 @@ func registryLevel(client schemaregistry.Client, subject string) (compat.Level, 
 	return compat.ParseLevel(c.String())
 }
 
+// Fetch compiles one registered version of a subject with its references.
+func Fetch(client schemaregistry.Client, subject string, version int) (protoreflect.FileDescriptor, error) {
+	return fetch(client, subject, version)
+}
+
 // fetch compiles one registered version with its references.
 func fetch(client schemaregistry.Client, subject string, version int) (protoreflect.FileDescriptor, error) {
 	md, err := client.GetSchemaMetadata(subject, version)

@@ -100,6 +100,10 @@ type Config struct {
 	// GRPCReflection serves gRPC server reflection. Default off (herald
 	// dev turns it on).
 	GRPCReflection bool
+	// Console serves the web console at /console/ on the admin listener
+	// (HTTPAddr); see internal/console. herald dev turns it on; herald
+	// serve with --services naming "console". Needs the Kafka bus.
+	Console bool
 	// PProf serves Go's profiler under /debug/pprof/ on the admin
 	// listener (HTTPAddr). Default off.
 	PProf bool
@@ -238,7 +242,9 @@ func (c *Config) SetDefaults() {
 	if c.InstanceID == "" {
 		c.InstanceID = hostInstanceID()
 	}
-	if len(c.Services) == 0 {
+	named, only := c.takeConsoleService()
+	c.Console = c.Console || named
+	if len(c.Services) == 0 && !only {
 		// Default: every service the bus can carry (one that publishes in
 		// consumer transactions needs Kafka).
 		for _, m := range c.modules() {
@@ -331,6 +337,12 @@ func (c *Config) Validate() error {
 		case a.ReadOnlyUser != "" && a.ReadOnlyPassword == "":
 			bad("registry-reader-password", "required with --registry-reader-user")
 		}
+	}
+	if c.Console && c.HTTPAddr == "" {
+		bad("http-addr", "the console is served on the admin listener: set --http-addr")
+	}
+	if c.Console && c.Bus != BusKafka {
+		bad("services", "the console reads Kafka: it needs --bus=kafka")
 	}
 	if c.GRPCMaxStreams < 0 || int64(c.GRPCMaxStreams) > math.MaxUint32 {
 		bad("grpc-max-streams", "%d: must be between 1 and %d", c.GRPCMaxStreams, uint32(math.MaxUint32))

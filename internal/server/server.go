@@ -25,6 +25,7 @@ import (
 	"google.golang.org/protobuf/reflect/protoreflect"
 	"google.golang.org/protobuf/reflect/protoregistry"
 
+	"github.com/herald-events/herald/internal/console"
 	"github.com/herald-events/herald/platform/auth"
 	"github.com/herald-events/herald/platform/bus"
 	"github.com/herald-events/herald/platform/bus/kafkabus"
@@ -77,6 +78,9 @@ func (p *Process) serveHTTP(addr string) error {
 	}
 	mux := http.NewServeMux()
 	mux.Handle("GET /metrics", p.metrics.Handler())
+	if p.cfg.Console {
+		mux.HandleFunc(console.Prefix, p.consoleHandler)
+	}
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, req *http.Request) {
 		if r := p.ready.Load(); r != nil {
 			r.healthz(w, req)
@@ -139,6 +143,8 @@ type Process struct {
 	ready    atomic.Pointer[readiness] // nil while Start waits
 	metrics  *observe.Metrics
 	httpAddr string
+	jwt      *auth.Verifier                   // nil unless --grpc-jwks
+	console  atomic.Pointer[console.Console] // nil until built, or when off
 	closers  []func() error
 
 	runCtx  context.Context
@@ -310,6 +316,11 @@ func Start(ctx context.Context, cfg Config) (_ *Process, err error) {
 				prometheus.Labels{"service": name}, oldestOf(ob))
 		}
 	}
+	if cfg.Console {
+		if err := p.startConsole(client, codec, dlq, topics); err != nil {
+			return nil, fmt.Errorf("console: %w", err)
+		}
+	}
 	p.ready.Store(newReadiness(p.log, p.metrics, p.deps, cfg.HealthInterval, p.setServing))
 	if p.grpcLn, err = net.Listen("tcp", cfg.GRPCAddr); err != nil {
 		return nil, fmt.Errorf("grpc: listen %s: %w", cfg.GRPCAddr, err)
@@ -340,6 +351,7 @@ func (p *Process) authInterceptors(ctx context.Context) ([]grpc.ServerOption, er
 			return nil, &ConfigError{fmt.Errorf("%s: %w", Setting("grpc-jwks"), err)}
 		}
 		authn.JWT = v
+		p.jwt = v
 	}
 	unary, stream := auth.Interceptors(authn, AccessPolicy(), p.log)
 	return []grpc.ServerOption{grpc.ChainUnaryInterceptor(unary), grpc.ChainStreamInterceptor(stream)}, nil
@@ -514,6 +526,12 @@ func (p *Process) run() {
 		p.codec.RunVerifier(gctx, 0)
 		return nil
 	})
+	if c := p.console.Load(); c != nil {
+		g.Go(func() error {
+			c.Run(gctx)
+			return nil
+		})
+	}
 	g.Go(func() error {
 		if err := p.grpc.Serve(p.grpcLn); err != nil && !errors.Is(err, grpc.ErrServerStopped) {
 			return fmt.Errorf("grpc: %w", err)

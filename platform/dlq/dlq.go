@@ -127,6 +127,10 @@ func count(m map[int32][]*bus.Message) int {
 	return n
 }
 
+// Message is a record of a dead-letter topic as [Replay] takes it, for a
+// reader that chose its own records (the console reads bounded windows).
+func Message(r *kgo.Record) *bus.Message { return message(r) }
+
 func message(r *kgo.Record) *bus.Message {
 	m := &bus.Message{Topic: r.Topic, Key: r.Key, Value: r.Value, Partition: r.Partition, Offset: r.Offset, Timestamp: r.Timestamp}
 	for _, h := range r.Headers {

@@ -129,6 +129,10 @@ func CounterVec(reg prometheus.Registerer, opts prometheus.CounterOpts, labels .
 // component owns (a bus backend's connection counters, say).
 func (m *Metrics) Registerer() prometheus.Registerer { return m.reg }
 
+// Gatherer is the registry behind [Metrics.Handler], for a reader of the
+// metrics in process (the console's charts).
+func (m *Metrics) Gatherer() prometheus.Gatherer { return m.reg }
+
 // Handler serves the metrics in the Prometheus text format.
 func (m *Metrics) Handler() http.Handler {
 	return promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{})
