@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -69,7 +70,7 @@ func browser(t *testing.T, exe string) context.Context {
 
 func shot(t *testing.T, ctx context.Context, dir, name string) {
 	t.Helper()
-	png, err := chromedp.Run(ctx, chromedp.FullScreenshot(90))
+	png, err := chromedp.Run(ctx, chromedp.FullScreenshot(100))
 	if err != nil {
 		t.Fatalf("screenshot %s: %v", name, err)
 	}
@@ -174,6 +175,12 @@ func TestConsoleInChromium(t *testing.T) {
 		if err := chromedp.Do(ctx, chromedp.Navigate(base+"dlq")); err != nil {
 			t.Fatal(err)
 		}
+		groups := 0 // each group reading herald.orders.v1 dead-letters it
+		for _, topics := range p.Subscriptions() {
+			if slices.Contains(topics, "herald.orders.v1") {
+				groups++
+			}
+		}
 		deadline := time.Now().Add(30 * time.Second)
 		var html string
 		for {
@@ -181,13 +188,26 @@ func TestConsoleInChromium(t *testing.T) {
 				t.Fatal(err)
 			}
 			html = waitText(t, ctx, "main", time.Second)
-			if strings.Contains(html, "undecodable") {
+			if strings.Count(html, `name="ref"`) >= groups {
 				break
 			}
 			if time.Now().After(deadline) {
 				t.Fatalf("the poison record never showed under dead letters:\n%s", html)
 			}
 			time.Sleep(300 * time.Millisecond)
+		}
+		// One dead letter per group that reads herald.orders.v1.
+		for g, topics := range p.Subscriptions() {
+			if slices.Contains(topics, "herald.orders.v1") {
+				if !strings.Contains(html, "<td>"+g+"</td>") {
+					t.Errorf("no dead letter of group %s", g)
+				}
+			}
+		}
+		section := `section[aria-labelledby="h-herald.orders.v1.dlq"]`
+		html = waitText(t, ctx, section, 10*time.Second)
+		if n := strings.Count(html, `name="ref"`); n != groups {
+			t.Fatalf("%d dead letters, want one per group reading herald.orders.v1 (%d):\n%s", n, groups, html)
 		}
 		shot(t, ctx, shots, "dead-letters")
 		box := `section[aria-labelledby="h-herald.orders.v1.dlq"] input[type=checkbox]`
@@ -202,19 +222,19 @@ func TestConsoleInChromium(t *testing.T) {
 			t.Fatal(err)
 		}
 		waitText(t, ctx, "main", 5*time.Second, "Replayed 1 of 1")
-		// The replayed record is still poison: it comes back as a second
-		// dead letter, marked as replayed.
+		// The replayed record is still poison: every group that reads
+		// herald.orders.v1 dead-letters it again, marked as replayed.
+		before := groups
 		deadline = time.Now().Add(30 * time.Second)
 		for {
 			if err := chromedp.Do(ctx, chromedp.Navigate(base+"dlq")); err != nil {
 				t.Fatal(err)
 			}
-			html = waitText(t, ctx, "main", time.Second)
-			if strings.Contains(html, "herald_replayed_from") || strings.Count(html, "undecodable") >= 4 {
+			html = waitText(t, ctx, section, time.Second)
+			if n := strings.Count(html, `name="ref"`); n == 2*before && strings.Contains(html, "replayed from herald.orders.v1.dlq/") {
 				break
-			}
-			if time.Now().After(deadline) {
-				t.Fatalf("the replayed poison record never came back as a dead letter:\n%s", html)
+			} else if time.Now().After(deadline) {
+				t.Fatalf("after the replay, %d dead letters (want %d, some replayed):\n%s", n, 2*before, html)
 			}
 			time.Sleep(300 * time.Millisecond)
 		}

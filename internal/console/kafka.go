@@ -15,6 +15,7 @@ import (
 
 	"github.com/herald-events/herald/platform/bus"
 	"github.com/herald-events/herald/platform/consumer"
+	"github.com/herald-events/herald/platform/dlq"
 )
 
 // span is a range of offsets [From, To) of one partition.
@@ -173,6 +174,8 @@ type record struct {
 	Class      string
 	Reason     string
 	Attempts   string
+	// ReplayedFrom is the dead letter a replayed record came from.
+	ReplayedFrom string
 	// Timeline fields.
 	Step       time.Duration
 	HasStep    bool
@@ -204,6 +207,7 @@ func (c *Console) view(r *kgo.Record) *record {
 	for _, h := range r.Headers {
 		v.Headers = append(v.Headers, kv{Key: h.Key, Value: string(h.Value)})
 	}
+	v.ReplayedFrom = header(r, dlq.HeaderReplayedFrom)
 	decodeTopic := r.Topic
 	if bus.IsDeadLetterTopic(r.Topic) {
 		v.DeadLetter = true
