@@ -160,7 +160,7 @@ func TestConsoleInChromium(t *testing.T) {
 		// the CloudEvents headers.
 		for _, want := range []string{`"orderId": "` + id, `"customerId": "alice"`, "ce_source", "herald/inventory", "traceparent"} {
 			if !strings.Contains(html, want) {
-				t.Errorf("timeline lacks %q", want)
+				t.Errorf("timeline lacks %q:\n%s", want, html)
 			}
 		}
 		if err := chromedp.Do(ctx, chromedp.Click(".event summary")); err != nil {

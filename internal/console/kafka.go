@@ -1,7 +1,9 @@
 package console
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"slices"
@@ -225,12 +227,18 @@ func (c *Console) view(r *kgo.Record) *record {
 		v.DecodeError = err.Error()
 		return v
 	}
-	b, err := protojson.MarshalOptions{Multiline: true, Indent: "  "}.Marshal(msg)
+	b, err := protojson.Marshal(msg)
 	if err != nil {
 		v.DecodeError = err.Error()
 		return v
 	}
-	v.JSON = string(b)
+	// protojson varies its spacing on purpose; the page shows one layout.
+	var out bytes.Buffer
+	if err := json.Indent(&out, b, "", "  "); err != nil {
+		v.DecodeError = err.Error()
+		return v
+	}
+	v.JSON = out.String()
 	if v.Type == "" {
 		v.Type = protoName(msg)
 	}

@@ -16,7 +16,7 @@ import (
 
 // sample is the process's metrics at one moment, summed over labels.
 type sample struct {
-	At                                       time.Time
+	At                                        time.Time
 	Published, Consumed, Failed, DeadLettered float64
 	Lag, Outbox                               float64
 	Buckets                                   []bucket // handler time, cumulative

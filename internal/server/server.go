@@ -143,7 +143,7 @@ type Process struct {
 	ready    atomic.Pointer[readiness] // nil while Start waits
 	metrics  *observe.Metrics
 	httpAddr string
-	jwt      *auth.Verifier                   // nil unless --grpc-jwks
+	jwt      *auth.Verifier                  // nil unless --grpc-jwks
 	console  atomic.Pointer[console.Console] // nil until built, or when off
 	closers  []func() error
 
