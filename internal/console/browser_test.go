@@ -147,6 +147,10 @@ func TestConsoleInChromium(t *testing.T) {
 			t.Fatal(err)
 		}
 		html := waitText(t, ctx, "#timeline", 30*time.Second, "herald.orders.v1.OrderConfirmed", "CONFIRMED")
+		if _, rest, ok := strings.Cut(html, "of each topic; "); ok {
+			took, _, _ := strings.Cut(rest, "<")
+			t.Logf("the timeline read its windows in %s", strings.TrimSpace(strings.Split(took, ";")[0]))
+		}
 		order := []string{"herald.orders.v1.OrderCreated", "herald.inventory.v1.InventoryDeducted", "herald.orders.v1.OrderConfirmed"}
 		at := 0
 		for _, typ := range order {
@@ -208,6 +212,10 @@ func TestConsoleInChromium(t *testing.T) {
 		html = waitText(t, ctx, section, 10*time.Second)
 		if n := strings.Count(html, `name="ref"`); n != groups {
 			t.Fatalf("%d dead letters, want one per group reading herald.orders.v1 (%d):\n%s", n, groups, html)
+		}
+		if _, rest, ok := strings.Cut(html, "Answered in "); ok {
+			took, _, _ := strings.Cut(rest, "<")
+			t.Logf("the dead-letter page answered in %s", took)
 		}
 		shot(t, ctx, shots, "dead-letters")
 		box := `section[aria-labelledby="h-herald.orders.v1.dlq"] input[type=checkbox]`

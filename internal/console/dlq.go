@@ -6,6 +6,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -47,9 +48,11 @@ func (c *Console) deadLetters(w http.ResponseWriter, r *http.Request, s *session
 		c.render(w, r, "dlq", s, data)
 		return
 	}
-	var out []*dlqTopic
-	for _, t := range topics {
+	out := make([]*dlqTopic, len(topics))
+	var wg sync.WaitGroup
+	for i, t := range topics {
 		dt := &dlqTopic{Topic: t, Classes: map[string]int{}}
+		out[i] = dt
 		o := offs[t]
 		var spans []span
 		for p := range o.Stable {
@@ -57,23 +60,25 @@ func (c *Console) deadLetters(w http.ResponseWriter, r *http.Request, s *session
 			to := max(o.Start[p], o.Stable[p]-int64(page*pageSize))
 			spans = append(spans, span{Partition: p, From: max(o.Start[p], to-pageSize), To: to})
 		}
-		recs, err := c.readSpans(ctx, t, spans)
-		if err != nil {
-			dt.Error = err.Error()
-		}
-		slices.SortFunc(recs, func(a, b *kgo.Record) int { return b.Timestamp.Compare(a.Timestamp) })
-		for _, rec := range recs {
-			v := c.view(rec)
-			dt.Classes[v.Class]++
-			if class != "" && v.Class != class {
-				continue
+		wg.Go(func() {
+			recs, err := c.readSpans(ctx, t, spans)
+			if err != nil {
+				dt.Error = err.Error()
 			}
-			if len(dt.Records) < pageSize {
-				dt.Records = append(dt.Records, v)
+			slices.SortFunc(recs, func(a, b *kgo.Record) int { return b.Timestamp.Compare(a.Timestamp) })
+			for _, rec := range recs {
+				v := c.view(rec)
+				dt.Classes[v.Class]++
+				if class != "" && v.Class != class {
+					continue
+				}
+				if len(dt.Records) < pageSize {
+					dt.Records = append(dt.Records, v)
+				}
 			}
-		}
-		out = append(out, dt)
+		})
 	}
+	wg.Wait()
 	data["Topics"] = out
 	data["Took"] = time.Since(start)
 	c.render(w, r, "dlq", s, data)

@@ -44,7 +44,7 @@ func (c *Console) readSpans(ctx context.Context, topic string, spans []span) ([]
 		return nil, nil
 	}
 	cl, err := kgo.NewClient(append([]kgo.Opt{kgo.SeedBrokers(c.cfg.Brokers...),
-		kgo.FetchIsolationLevel(kgo.ReadCommitted()), kgo.FetchMaxWait(50 * time.Millisecond),
+		kgo.FetchIsolationLevel(kgo.ReadCommitted()), kgo.FetchMaxWait(20 * time.Millisecond),
 		kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{topic: parts})}, c.cfg.KafkaOptions...)...)
 	if err != nil {
 		return nil, err
@@ -60,14 +60,22 @@ func (c *Console) readSpans(ctx context.Context, topic string, spans []span) ([]
 		}
 		return true
 	}
-	for first := true; !done(); first = false {
-		wait := 100 * time.Millisecond
-		if first {
-			wait = 3 * time.Second
+	// The first poll connects and says how quickly the broker answers;
+	// after it, a poll that brings nothing for twice that long (at least
+	// 50 ms, at most 500 ms) ends the read.
+	quiet := time.Duration(0)
+	for !done() {
+		wait := 3 * time.Second
+		if quiet > 0 {
+			wait = quiet
 		}
+		t0 := time.Now()
 		pctx, cancel := context.WithTimeout(ctx, wait)
 		fs := cl.PollFetches(pctx)
 		cancel()
+		if quiet == 0 {
+			quiet = min(max(2*time.Since(t0), 50*time.Millisecond), 500*time.Millisecond)
+		}
 		if err := ctx.Err(); err != nil {
 			return nil, fmt.Errorf("read %s: %w", topic, err)
 		}
