@@ -276,10 +276,25 @@ func TestConsoleInChromium(t *testing.T) {
 			t.Fatal(err)
 		}
 		waitText(t, ctx, "main", 5*time.Second, "herald-inventory", id)
+		// Two samples a second apart around a second order: the charts
+		// draw the rates between them.
 		if err := chromedp.Do(ctx, chromedp.Navigate(base+"services")); err != nil {
 			t.Fatal(err)
 		}
-		waitText(t, ctx, "main", 5*time.Second, "<svg", "p99 handler time")
+		if _, err := ordersv1.NewOrderServiceClient(conn).CreateOrder(gctx, &ordersv1.CreateOrderRequest{
+			RequestId: "console-2", CustomerId: "bob",
+			Items: []*ordersv1.LineItem{{Sku: "APPLE", Quantity: 1, UnitPrice: &moneyv1.Money{CurrencyCode: "EUR", Units: 3}}},
+		}); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(1100 * time.Millisecond)
+		if err := chromedp.Do(ctx, chromedp.Reload()); err != nil {
+			t.Fatal(err)
+		}
+		html := waitText(t, ctx, "main", 5*time.Second, "<svg", "p99 handler time", "<polyline", "schema registry: up")
+		if strings.Contains(html, "published</figcaption>") || strings.Contains(html, `published <span class="muted">0 /s`) {
+			t.Errorf("no publishing rate after an order:\n%s", html)
+		}
 		shot(t, ctx, shots, "services")
 	})
 }

@@ -38,6 +38,17 @@ type sampler struct {
 
 func newSampler(g prometheus.Gatherer, keep int) *sampler { return &sampler{g: g, keep: keep} }
 
+// fresh samples now unless the newest sample is younger than age: a page
+// view shows the rates up to its moment, at most one extra sample a second.
+func (s *sampler) fresh(now time.Time, age time.Duration) {
+	s.mu.Lock()
+	stale := len(s.ring) == 0 || now.Sub(s.ring[len(s.ring)-1].At) >= age
+	s.mu.Unlock()
+	if stale {
+		s.sample(now)
+	}
+}
+
 func (s *sampler) sample(now time.Time) {
 	if s.g == nil {
 		return
@@ -211,6 +222,7 @@ func (s *sampler) charts() ([]series, map[string]float64, time.Duration) {
 }
 
 func (c *Console) servicesData() map[string]any {
+	c.samples.fresh(time.Now(), time.Second)
 	charts, up, span := c.samples.charts()
 	type dep struct {
 		Name string
