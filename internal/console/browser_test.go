@@ -276,6 +276,7 @@ func TestConsoleInChromium(t *testing.T) {
 			t.Fatal(err)
 		}
 		waitText(t, ctx, "main", 5*time.Second, "herald-inventory", id)
+		shot(t, ctx, shots, "topic")
 		// Two samples a second apart around a second order: the charts
 		// draw the rates between them.
 		if err := chromedp.Do(ctx, chromedp.Navigate(base+"services")); err != nil {
