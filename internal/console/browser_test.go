@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -277,6 +278,17 @@ func TestConsoleInChromium(t *testing.T) {
 		}
 		waitText(t, ctx, "main", 5*time.Second, "herald-inventory", id)
 		shot(t, ctx, shots, "topic")
+		// Open (no authentication): a Host that is a DNS name is refused.
+		req, _ := http.NewRequest("GET", base+"topics", nil)
+		req.Host = "rebound.example:8082"
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusMisdirectedRequest {
+			t.Errorf("Host rebound.example: %d, want 421", resp.StatusCode)
+		}
 		// Two samples a second apart around a second order: the charts
 		// draw the rates between them.
 		if err := chromedp.Do(ctx, chromedp.Navigate(base+"services")); err != nil {
