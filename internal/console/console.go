@@ -40,6 +40,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 	"google.golang.org/protobuf/proto"
 
+	moneyv1 "github.com/herald-events/herald/gen/go/herald/money/v1"
 	ordersv1 "github.com/herald-events/herald/gen/go/herald/orders/v1"
 	"github.com/herald-events/herald/platform/auth"
 	"github.com/herald-events/herald/platform/bus"
@@ -200,7 +201,28 @@ var funcs = template.FuncMap{
 		}
 		return s[:n] + "…"
 	},
-	"add": func(a, b int) int { return a + b },
+	"money": money,
+}
+
+// money shows an amount as units and cents with its currency (nanos below
+// a cent are rounded off).
+func money(m *moneyv1.Money) string {
+	if m == nil {
+		return ""
+	}
+	cents := int64(m.GetNanos()) / 10_000_000
+	sign := ""
+	if m.GetUnits() < 0 || cents < 0 {
+		sign = "-"
+	}
+	return fmt.Sprintf("%s%d.%02d %s", sign, abs(m.GetUnits()), abs(cents), m.GetCurrencyCode())
+}
+
+func abs(n int64) int64 {
+	if n < 0 {
+		return -n
+	}
+	return n
 }
 
 func (c *Console) parse() error {

@@ -4,6 +4,8 @@ import (
 	"math"
 	"strings"
 	"testing"
+
+	moneyv1 "github.com/herald-events/herald/gen/go/herald/money/v1"
 )
 
 func TestLineDiff(t *testing.T) {
@@ -40,6 +42,23 @@ func TestQuantile(t *testing.T) {
 	}
 	if q := quantile(0.99, cur, cur); !math.IsNaN(q) {
 		t.Errorf("no observations between samples: %v, want NaN", q)
+	}
+}
+
+func TestMoney(t *testing.T) {
+	for _, tc := range []struct {
+		m    *moneyv1.Money
+		want string
+	}{
+		{&moneyv1.Money{CurrencyCode: "EUR", Units: 6}, "6.00 EUR"},
+		{&moneyv1.Money{CurrencyCode: "EUR", Units: 1, Nanos: 500_000_000}, "1.50 EUR"},
+		{&moneyv1.Money{CurrencyCode: "USD", Units: 0, Nanos: -50_000_000}, "-0.05 USD"},
+		{&moneyv1.Money{CurrencyCode: "USD", Units: -2, Nanos: -990_000_000}, "-2.99 USD"},
+		{nil, ""},
+	} {
+		if got := money(tc.m); got != tc.want {
+			t.Errorf("money(%v) = %q, want %q", tc.m, got, tc.want)
+		}
 	}
 }
 

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"net/http"
+	"net/url"
 	"slices"
 	"strconv"
 	"strings"
@@ -28,7 +29,7 @@ func (c *Console) orders(w http.ResponseWriter, r *http.Request, s *session) {
 	if c.cfg.Orders != nil {
 		ctx := operatorContext(r.Context(), s)
 		if _, err := c.cfg.Orders.GetOrder(ctx, &ordersv1.GetOrderRequest{OrderId: q}); err == nil {
-			http.Redirect(w, r, Prefix+"orders/"+q, http.StatusSeeOther)
+			http.Redirect(w, r, Prefix+"orders/"+url.PathEscape(q), http.StatusSeeOther)
 			return
 		}
 		resp, err := c.cfg.Orders.ListOrders(ctx, &ordersv1.ListOrdersRequest{CustomerId: q, PageSize: 50})
@@ -45,7 +46,7 @@ func (c *Console) orders(w http.ResponseWriter, r *http.Request, s *session) {
 	}
 	// Without the orders service in this process, an id is looked up on
 	// the topics.
-	http.Redirect(w, r, Prefix+"orders/"+q, http.StatusSeeOther)
+	http.Redirect(w, r, Prefix+"orders/"+url.PathEscape(q), http.StatusSeeOther)
 }
 
 // timeline is one order's saga as a page shows it.
