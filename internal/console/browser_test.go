@@ -25,6 +25,7 @@ import (
 	moneyv1 "github.com/herald-events/herald/gen/go/herald/money/v1"
 	ordersv1 "github.com/herald-events/herald/gen/go/herald/orders/v1"
 	"github.com/herald-events/herald/internal/server"
+	"github.com/herald-events/herald/platform/event"
 	"github.com/herald-events/herald/platform/schema"
 )
 
@@ -337,5 +338,79 @@ func poison(t *testing.T, brokers []string, key string) {
 	if err := cl.ProduceSync(ctx, &kgo.Record{Topic: "herald.orders.v1", Key: []byte(key), Value: []byte("not an event"),
 		Headers: []kgo.RecordHeader{{Key: "ce_id", Value: []byte(key)}}}).FirstErr(); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestTimelineLiveUpdate opens the timeline of an order in flight (orders
+// runs, inventory does not) and, without reloading, sees it move on when an
+// inventory answer arrives: the rejection and its reason.
+func TestTimelineLiveUpdate(t *testing.T) {
+	exe := chromium(t)
+	ctx0, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	p, err := server.Start(ctx0, server.Config{
+		DataDir: t.TempDir(), Embedded: true, Console: true, Services: []string{"orders"},
+		GRPCAddr: "127.0.0.1:0", HTTPAddr: "127.0.0.1:0", KafkaAddr: "127.0.0.1:0", RegistryAddr: "127.0.0.1:0",
+		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	conn, err := grpc.NewClient(p.GRPCAddr(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	created, err := ordersv1.NewOrderServiceClient(conn).CreateOrder(ctx0, &ordersv1.CreateOrderRequest{
+		RequestId: "live-1", CustomerId: "carol",
+		Items: []*ordersv1.LineItem{{Sku: "PEAR", Quantity: 5, UnitPrice: &moneyv1.Money{CurrencyCode: "EUR", Units: 1}}},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	id := created.GetOrder().GetOrderId()
+	ctx := browser(t, exe)
+	if err := chromedp.Do(ctx, chromedp.Navigate("http://"+p.HTTPAddr()+"/console/orders/"+id)); err != nil {
+		t.Fatal(err)
+	}
+	waitText(t, ctx, "#timeline", 10*time.Second, "PENDING", "herald.orders.v1.OrderCreated", "waiting: herald-inventory", "refreshing while")
+
+	// Inventory's answer, as the inventory service would publish it.
+	client, err := schema.NewClient(p.RegistryURL(), "", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	codec, err := schema.NewCodec(client)
+	if err != nil {
+		t.Fatal(err)
+	}
+	msg := &inventoryv1.InventoryDeductionFailed{OrderId: id, Reason: inventoryv1.DeductionFailureReason_DEDUCTION_FAILURE_REASON_INSUFFICIENT_STOCK,
+		Sku: "PEAR", Requested: 5, Available: 1}
+	v, err := codec.Encode("herald.inventory.v1", msg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	env, err := event.New("herald/inventory", msg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec := &kgo.Record{Topic: "herald.inventory.v1", Key: []byte(id), Value: v}
+	for _, h := range event.Headers(env.ID, env.Type(), "herald/inventory", time.Now().UTC().Format(event.TimeLayout), id, "") {
+		rec.Headers = append(rec.Headers, kgo.RecordHeader{Key: h.Key, Value: h.Value})
+	}
+	cl, err := kgo.NewClient(kgo.SeedBrokers(p.Brokers()...), kgo.RecordPartitioner(kgo.StickyKeyPartitioner(nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	if err := cl.ProduceSync(ctx0, rec).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
+	// No reload: the page's script brings the rest.
+	html := waitText(t, ctx, "#timeline", 20*time.Second, "REJECTED", "herald.inventory.v1.InventoryDeductionFailed",
+		"herald.orders.v1.OrderRejected", "Stopped", "rejected: ")
+	if strings.Contains(html, "refreshing while") {
+		t.Errorf("a final order's timeline still says it refreshes:\n%s", html)
 	}
 }
