@@ -88,9 +88,16 @@ func waitText(t *testing.T, ctx context.Context, sel string, within time.Duratio
 	var html string
 	deadline := time.Now().Add(within)
 	for {
+		// A node read while a reload replaces the document is gone: read
+		// again until the deadline.
 		var err error
-		if html, err = chromedp.Run(ctx, chromedp.OuterHTML(sel)); err != nil {
-			t.Fatalf("read %s: %v", sel, err)
+		html, err = chromedp.Run(ctx, chromedp.OuterHTML(sel))
+		if err != nil {
+			if time.Now().After(deadline) || ctx.Err() != nil {
+				t.Fatalf("read %s: %v", sel, err)
+			}
+			time.Sleep(100 * time.Millisecond)
+			continue
 		}
 		missing := ""
 		for _, w := range want {
