@@ -5,6 +5,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/confluentinc/confluent-kafka-go/v2/schemaregistry"
@@ -34,29 +35,64 @@ func (c *Console) level(subject string) string {
 	return "unknown"
 }
 
-// schemas lists the registry's subjects with their versions and levels.
+// schemaPage is how many subjects the schemas page lists at once.
+const schemaPage = 100
+
+// schemas lists the registry's subjects whose names contain the filter
+// (default: the namespace, on a registry that several deployments share),
+// 100 a page, with their versions and levels, asking the registry about 8
+// subjects at a time.
 func (c *Console) schemas(w http.ResponseWriter, r *http.Request, s *session) {
 	start := time.Now()
-	data := map[string]any{"Title": "Schemas"}
-	subjects, err := c.cfg.Registry.GetAllSubjects()
+	q := r.URL.Query()
+	filter, set := q.Get("q"), q.Has("q")
+	if !set && c.cfg.Namespace != "" {
+		filter = c.cfg.Namespace + "."
+	}
+	page, _ := strconv.Atoi(q.Get("page"))
+	page = max(page, 0)
+	data := map[string]any{"Title": "Schemas", "Filter": filter, "Page": page, "Prev": page - 1, "Next": page + 1}
+	all, err := c.cfg.Registry.GetAllSubjects()
 	if err != nil {
 		data["Error"] = err.Error()
 	}
-	slices.Sort(subjects)
-	var rows []subjectRow
-	for _, sub := range subjects {
-		row := subjectRow{Subject: sub}
-		vs, err := c.cfg.Registry.GetAllVersions(sub)
-		if err != nil {
-			row.Error = err.Error()
+	var subjects []string
+	for _, sub := range all {
+		if strings.Contains(sub, filter) || (filter == c.cfg.Namespace+"." && strings.HasPrefix(sub, "herald/")) {
+			subjects = append(subjects, sub)
 		}
-		row.Versions = vs
-		if len(vs) > 0 {
-			row.Latest = vs[len(vs)-1]
-		}
-		row.Level = c.level(sub)
-		rows = append(rows, row)
 	}
+	slices.Sort(subjects)
+	data["Matched"] = len(subjects)
+	data["HasNext"] = (page+1)*schemaPage < len(subjects)
+	subjects = subjects[min(len(subjects), page*schemaPage):min(len(subjects), (page+1)*schemaPage)]
+	global := "unknown"
+	if l, err := c.cfg.Registry.GetDefaultCompatibility(); err == nil {
+		global = l.String()
+	}
+	rows := make([]subjectRow, len(subjects))
+	sem := make(chan struct{}, 8)
+	var wg sync.WaitGroup
+	for i, sub := range subjects {
+		wg.Go(func() {
+			sem <- struct{}{}
+			defer func() { <-sem }()
+			row := subjectRow{Subject: sub, Level: global + " (global)"}
+			vs, err := c.cfg.Registry.GetAllVersions(sub)
+			if err != nil {
+				row.Error = err.Error()
+			}
+			row.Versions = vs
+			if len(vs) > 0 {
+				row.Latest = vs[len(vs)-1]
+			}
+			if l, err := c.cfg.Registry.GetCompatibility(sub); err == nil {
+				row.Level = l.String() + " (subject)"
+			}
+			rows[i] = row
+		})
+	}
+	wg.Wait()
 	data["Subjects"] = rows
 	data["Took"] = time.Since(start)
 	c.render(w, r, "schemas", s, data)

@@ -184,6 +184,10 @@ type Config struct {
 	Logger *slog.Logger
 	// Hooks inject faults in tests; nil in production.
 	Hooks *Hooks
+
+	// consoleOnly records that Services named the console alone, so that
+	// a second SetDefaults does not fill in every module.
+	consoleOnly bool
 }
 
 // AuthConfig says how gRPC callers authenticate. With neither ClientCA
@@ -244,7 +248,8 @@ func (c *Config) SetDefaults() {
 	}
 	named, only := c.takeConsoleService()
 	c.Console = c.Console || named
-	if len(c.Services) == 0 && !only {
+	c.consoleOnly = c.consoleOnly || only
+	if len(c.Services) == 0 && !c.consoleOnly {
 		// Default: every service the bus can carry (one that publishes in
 		// consumer transactions needs Kafka).
 		for _, m := range c.modules() {

@@ -27,6 +27,7 @@ func TestConsoleService(t *testing.T) {
 				Kafka: server.KafkaConfig{Brokers: []string{"127.0.0.1:9092"}}, Registry: server.RegistryConfig{URL: "http://127.0.0.1:8081"},
 				DatabaseURL: "sqlite:" + t.TempDir(), Auth: server.AuthConfig{InsecureNoAuth: true}}
 			cfg.SetDefaults()
+			cfg.SetDefaults() // Start calls it again
 			if !cfg.Console {
 				t.Errorf("console off with --services=%s", strings.Join(tc.services, ","))
 			}
