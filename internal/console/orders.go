@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kadm"
+	"google.golang.org/protobuf/proto"
 
 	ordersv1 "github.com/herald-events/herald/gen/go/herald/orders/v1"
 	"github.com/herald-events/herald/platform/bus"
@@ -95,6 +96,7 @@ func (c *Console) timeline(ctx context.Context, s *session, id string) *timeline
 			}
 		} else {
 			tl.Status = "not found by the orders service"
+			tl.Final = true // nothing to wait for
 		}
 	}
 	var topics []string
@@ -170,9 +172,26 @@ func (c *Console) timeline(ctx context.Context, s *session, id string) *timeline
 			tl.TraceID = rec.TraceID
 		}
 	}
+	if c.cfg.Orders == nil {
+		// No status to ask for: the saga has ended when its last event
+		// ends an order, or when nothing about it was found.
+		n := len(tl.Records)
+		tl.Final = n == 0 || finalEvent(tl.Records[n-1].Type)
+	}
 	tl.Stopped = stopped(tl)
 	tl.Took = time.Since(start)
 	return tl
+}
+
+// finalEvent reports whether an event type ends an order's saga (an
+// OrderConfirmed order may still be cancelled, which a reload shows).
+func finalEvent(typ string) bool {
+	for _, m := range []proto.Message{&ordersv1.OrderConfirmed{}, &ordersv1.OrderRejected{}, &ordersv1.OrderCancelled{}} {
+		if string(proto.MessageName(m)) == typ {
+			return true
+		}
+	}
+	return false
 }
 
 // stopped says where the saga stopped and why, or "".
