@@ -292,6 +292,7 @@ func (t *Tracing) Tracer(name string) trace.Tracer {
 	}
 	return t.Provider.Tracer(name)
 }
+
 // Inject returns the traceparent of the span in ctx ("" without one).
 func (t *Tracing) Inject(ctx context.Context) string {
 	if t == nil {
