@@ -259,6 +259,11 @@ func (r *Router) Group() string { return r.cfg.Group }
 // handler of one router shares its circuit.
 func (r *Router) Handler() bus.Handler {
 	group, m, log := r.cfg.Group, r.cfg.Metrics, r.cfg.Logger
+	types := make([]string, 0, len(r.handlers))
+	for t := range r.handlers {
+		types = append(types, string(t))
+	}
+	m.ConsumerInit(group, types, []string{classTransient, classPermanent, classUnclassified}, []string{ClassPermanent, ClassExhausted})
 	h := bus.Handler(r.dispatch)
 	h = Recover()(h)
 	h = countFailures(group, m)(h)
