@@ -33,7 +33,7 @@ actionlint: ## Check the GitHub workflows in .github/workflows with actionlint
 	$(ACTIONLINT)
 
 .PHONY: lint
-lint: actionlint alerts-test ## actionlint, alert rule tests, go vet, gofmt, buf lint, buf format, buf breaking and herald schema diff
+lint: actionlint alerts-test compose-check ## actionlint, alert rule tests, compose schema check, go vet, gofmt, buf lint, buf format, buf breaking and herald schema diff
 	go vet ./...
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); echo "gofmt needed" >&2; exit 1; }
 	$(BUF) lint
@@ -48,6 +48,10 @@ lint: actionlint alerts-test ## actionlint, alert rule tests, go vet, gofmt, buf
 alerts-test: ## Check compose's Prometheus config and alert rules, and run the rules' unit tests (promtool)
 	promtool check config compose/prometheus/prometheus.yml
 	promtool test rules compose/prometheus/alerts_test.yml
+
+.PHONY: compose-check
+compose-check: ## Validate compose/compose.yaml against the Compose Specification's JSON schema (a module of its own: tools/composecheck)
+	cd tools/composecheck && go test -count=1 ./...
 
 .PHONY: test
 test: ## Run all tests with the race detector
