@@ -1,6 +1,7 @@
 package server_test
 
 import (
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -96,6 +97,72 @@ func TestOneTraceAcrossTheSaga(t *testing.T) {
 		if !services[want] {
 			t.Errorf("no span of service %q in the trace (services: %v)", want, services)
 		}
+	}
+}
+
+// TestMessagingSpansOnEveryBus runs an order on NATS and RabbitMQ (when
+// their servers and the real stack are in the environment) and checks the
+// producer and consumer spans: named by the conventions, messaging.system
+// of the bus, and no Kafka attributes.
+func TestMessagingSpansOnEveryBus(t *testing.T) {
+	if _, ok := realStack(); !ok {
+		t.Skip("needs the real stack (HERALD_KAFKA_BROKERS, HERALD_SCHEMA_REGISTRY_URL, HERALD_DATABASE_URL) and HERALD_NATS_URL or HERALD_RABBITMQ_URL")
+	}
+	for _, b := range []struct{ bus, system, urlVar string }{
+		{server.BusNATS, "nats", "HERALD_NATS_URL"},
+		{server.BusRabbitMQ, "rabbitmq", "HERALD_RABBITMQ_URL"},
+	} {
+		t.Run(b.bus, func(t *testing.T) {
+			url := os.Getenv(b.urlVar)
+			if url == "" {
+				t.Skipf("%s is not set", b.urlVar)
+			}
+			rec := tracetest.NewSpanRecorder()
+			tracing, err := observe.NewTracingWith(observe.Identity{}, func(string) string { return "" }, rec)
+			if err != nil {
+				t.Fatal(err)
+			}
+			s := startProcessWith(t, t.TempDir(), func(c *server.Config) {
+				c.Tracing, c.Bus = tracing, b.bus
+				c.NATSURL, c.RabbitMQURL = "", ""
+				if b.bus == server.BusNATS {
+					c.NATSURL = url
+				} else {
+					c.RabbitMQURL = url
+				}
+				c.Services = []string{"orders", "inventory"}
+			})
+			s.setStock(t, "APPLE", 5)
+			o := s.create(t, &ordersv1.CreateOrderRequest{CustomerId: "alice", Items: []*ordersv1.LineItem{item("APPLE", 1)}})
+			s.waitStatus(t, o.GetOrderId(), ordersv1.OrderStatus_ORDER_STATUS_CONFIRMED)
+			ordersTopic := s.topic("herald.orders.v1")
+			eventually(t, 20*time.Second, func() bool {
+				var send, process bool
+				for _, sp := range rec.Ended() {
+					send = send || (sp.Name() == "send "+ordersTopic && serviceOf(sp) == "orders")
+					process = process || (sp.Name() == "process "+ordersTopic && serviceOf(sp) == "inventory")
+				}
+				return send && process
+			}, "send and process spans of %s", ordersTopic)
+			for _, sp := range rec.Ended() {
+				if sp.SpanKind() != trace.SpanKindProducer && sp.SpanKind() != trace.SpanKindConsumer {
+					continue
+				}
+				a := attrsOf(sp)
+				if a["messaging.system"] != b.system {
+					t.Errorf("span %q: messaging.system %q, want %q", sp.Name(), a["messaging.system"], b.system)
+				}
+				for _, k := range []string{"messaging.kafka.message.key", "messaging.kafka.offset", "messaging.destination.partition.id"} {
+					if _, ok := a[k]; ok {
+						t.Errorf("span %q on %s has %s", sp.Name(), b.system, k)
+					}
+				}
+				op := strings.Fields(sp.Name())[0]
+				if a["messaging.operation.name"] != op || a["messaging.operation.type"] != op || a["messaging.message.id"] == "" {
+					t.Errorf("span %q: attributes %v", sp.Name(), a)
+				}
+			}
+		})
 	}
 }
 

@@ -27,7 +27,7 @@ func MessagingSpanName(operation, destination string) string {
 // (producer) or processes (consumer) m on a bus of the given system
 // ("kafka", "nats", "rabbitmq"): operation name and type, destination,
 // message id (the event's ce_id), and, where the system has them, the
-// partition, the offset and the Kafka key. group is the consumer group of
+// partition, the offset and the Kafka key (RabbitMQ: the routing key). group is the consumer group of
 // a process span ("" for a send).
 func MessagingAttributes(system, operation, group string, m *bus.Message) []attribute.KeyValue {
 	attrs := []attribute.KeyValue{
@@ -42,7 +42,11 @@ func MessagingAttributes(system, operation, group string, m *bus.Message) []attr
 	if group != "" {
 		attrs = append(attrs, semconv.MessagingConsumerGroupName(group))
 	}
-	if system == "kafka" {
+	switch system {
+	case "rabbitmq":
+		// herald routes every message by its full topic.
+		attrs = append(attrs, semconv.MessagingRabbitMQDestinationRoutingKey(m.Topic))
+	case "kafka":
 		if len(m.Key) > 0 {
 			attrs = append(attrs, semconv.MessagingKafkaMessageKey(string(m.Key)))
 		}
