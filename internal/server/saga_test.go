@@ -14,12 +14,13 @@ import (
 
 	moneyv1 "github.com/herald-events/herald/gen/go/herald/money/v1"
 	ordersv1 "github.com/herald-events/herald/gen/go/herald/orders/v1"
+	"github.com/herald-events/herald/internal/server"
 	"github.com/herald-events/herald/platform/event"
 	"github.com/herald-events/herald/platform/schema"
 )
 
 func TestSagaEndToEnd(t *testing.T) {
-	s := startProcess(t, t.TempDir(), nil)
+	s := startProcessWith(t, t.TempDir(), func(c *server.Config) { c.PProf = true })
 	s.setStock(t, "APPLE", 10)
 	s.setStock(t, "PEAR", 2)
 
@@ -119,7 +120,7 @@ func TestSagaEndToEnd(t *testing.T) {
 		}
 	})
 
-	t.Run("the profiler answers next to the metrics", func(t *testing.T) {
+	t.Run("with pprof on, the profiler answers next to the metrics", func(t *testing.T) {
 		status, body, err := s.get("/debug/pprof/goroutine?debug=1")
 		if err != nil {
 			t.Fatal(err)

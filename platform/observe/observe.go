@@ -31,6 +31,7 @@ type Metrics struct {
 	reg          *prometheus.Registry
 	grpcRequests *prometheus.CounterVec
 	grpcDuration *prometheus.HistogramVec
+	grpcShed     *prometheus.CounterVec
 	published    *prometheus.CounterVec
 	consumed     *prometheus.CounterVec
 	failed       *prometheus.CounterVec
@@ -56,6 +57,9 @@ func New() *Metrics {
 		grpcDuration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name: "herald_grpc_request_duration_seconds", Help: "gRPC request handling time.",
 			Buckets: []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5},
+		}, []string{"method"}),
+		grpcShed: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "herald_grpc_shed_total", Help: "gRPC calls refused at once with RESOURCE_EXHAUSTED because too many were in flight, by method.",
 		}, []string{"method"}),
 		published: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "herald_events_published_total", Help: "Events published by outbox relays, by service and event type.",
@@ -101,7 +105,7 @@ func New() *Metrics {
 			Buckets: []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30},
 		}, []string{"service"}),
 	}
-	m.reg.MustRegister(m.grpcRequests, m.grpcDuration, m.published, m.consumed, m.failed, m.retried, m.handlerTime, m.latency, m.lag,
+	m.reg.MustRegister(m.grpcRequests, m.grpcDuration, m.grpcShed, m.published, m.consumed, m.failed, m.retried, m.handlerTime, m.latency, m.lag,
 		m.deadLettered, m.circuitOpen, m.circuitMoves, m.relayPublish, m.relayDelay,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
@@ -140,6 +144,14 @@ func (m *Metrics) GRPC(method, code string, d time.Duration) {
 	}
 	m.grpcRequests.WithLabelValues(method, code).Inc()
 	m.grpcDuration.WithLabelValues(method).Observe(d.Seconds())
+}
+
+// Shed records a gRPC call refused by load shedding.
+func (m *Metrics) Shed(method string) {
+	if m == nil {
+		return
+	}
+	m.grpcShed.WithLabelValues(method).Inc()
 }
 
 // Published records n events of one type published by service.

@@ -78,16 +78,13 @@ func (o *Outbox) notifyLeader(ctx context.Context, tx *sqldb.Tx) error {
 // one line when its session starts failing and one when it leads again.
 func (o *Outbox) holdLead(ctx context.Context, log *slog.Logger) {
 	standing := false
-	var failingSince time.Time
+	var f failing
 	for ctx.Err() == nil {
 		err := o.leadOnce(ctx, func() {
-			switch {
-			case !failingSince.IsZero():
-				log.Info("outbox relay leading again", "failed_for", time.Since(failingSince).Round(time.Millisecond))
-			case standing:
+			if !f.recovered(log, "outbox relay leading again") && standing {
 				log.Info("outbox relay taking over")
 			}
-			standing, failingSince = false, time.Time{}
+			standing = false
 		}, func() {
 			if !standing {
 				log.Info("outbox relay standing by: another instance publishes this outbox")
@@ -98,17 +95,7 @@ func (o *Outbox) holdLead(ctx context.Context, log *slog.Logger) {
 		if ctx.Err() != nil {
 			return
 		}
-		if failingSince.IsZero() {
-			failingSince = time.Now()
-			level := slog.LevelError
-			if fault.IsTransient(err) {
-				level = slog.LevelWarn
-			}
-			log.Log(ctx, level, "outbox relay lost its lock session; retrying until it recovers", "err", err,
-				"dependency", fault.DependencyOf(err))
-		} else {
-			log.Debug("outbox relay lock session still failing", "err", err)
-		}
+		f.fail(ctx, log, "outbox relay lost its lock session; retrying until it recovers", "outbox relay lock session still failing", err)
 		if !sleep(ctx, standbyRetry) {
 			return
 		}

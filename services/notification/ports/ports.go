@@ -7,6 +7,7 @@ import (
 	"encoding/base64"
 	"strconv"
 	"strings"
+	"unicode/utf8"
 
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
@@ -14,6 +15,7 @@ import (
 	notificationv1 "github.com/herald-events/herald/gen/go/herald/notification/v1"
 	ordersv1 "github.com/herald-events/herald/gen/go/herald/orders/v1"
 	"github.com/herald-events/herald/platform/apperr"
+	"github.com/herald-events/herald/platform/auth"
 	"github.com/herald-events/herald/platform/consumer"
 	"github.com/herald-events/herald/platform/module"
 	"github.com/herald-events/herald/services/notification/app"
@@ -37,8 +39,13 @@ const (
 	pageTokenPrefix = "seq:"
 )
 
-// ListNotifications returns a page of notifications.
+// ListNotifications returns a page of notifications; an authenticated
+// customer sees only their own.
 func (g *GRPC) ListNotifications(ctx context.Context, req *notificationv1.ListNotificationsRequest) (*notificationv1.ListNotificationsResponse, error) {
+	customer, err := auth.OwnCustomer(ctx, "customer_id", req.GetCustomerId())
+	if err != nil {
+		return nil, err
+	}
 	var v apperr.Violations
 	size := int(req.GetPageSize())
 	switch {
@@ -51,16 +58,16 @@ func (g *GRPC) ListNotifications(ctx context.Context, req *notificationv1.ListNo
 	if !ok {
 		v.Add("page_token", "is not a token returned by ListNotifications")
 	}
-	if len(req.GetCustomerId()) > maxIDLength {
+	if utf8.RuneCountInString(customer) > maxIDLength {
 		v.Add("customer_id", "must be at most %d characters", maxIDLength)
 	}
-	if len(req.GetOrderId()) > maxIDLength {
+	if utf8.RuneCountInString(req.GetOrderId()) > maxIDLength {
 		v.Add("order_id", "must be at most %d characters", maxIDLength)
 	}
 	if err := v.Err(); err != nil {
 		return nil, err
 	}
-	ns, last, err := g.app.List(ctx, app.Filter{CustomerID: req.GetCustomerId(), OrderID: req.GetOrderId()}, cursor, size)
+	ns, last, err := g.app.List(ctx, app.Filter{CustomerID: customer, OrderID: req.GetOrderId()}, cursor, size)
 	if err != nil {
 		return nil, err
 	}
