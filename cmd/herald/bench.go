@@ -55,7 +55,7 @@ func runBench(ctx context.Context, args []string, getenv func(string) string, st
 	fs.BoolVar(&useTLS, "tls", false, "connect over TLS")
 	fs.StringVar(&caFile, "tls-ca", "", "PEM CA bundle to trust (implies --tls)")
 	fs.StringVar(&cfg.Token, "token", "", "bearer token sent as \"authorization: Bearer <token>\" on every call, for a herald started with --grpc-jwks; "+
-		"the stock set-up calls SetStock, so an operator's token (herald token --role operator) unless --no-stock-setup. "+
+		"the stock set-up calls SetStock, an operator's call, so an operator's token (herald token --role operator). "+
 		"Sent only over TLS when --tls is on, in the clear otherwise (loopback, tests). Prefer --token-file or the environment to keep it out of ps")
 	fs.StringVar(&tokenFile, "token-file", "", "file holding the bearer token of --token (surrounding blank space ignored)")
 	fs.StringVar(&level, "log-level", "warn", "debug (shows retries), info, warn or error")

@@ -126,10 +126,9 @@ type Config struct {
 	// Token, when not empty, is sent as "authorization: Bearer <Token>" on
 	// every call, the health checks included. The run sets the stock with
 	// InventoryService.SetStock, an operator's call, so against a herald
-	// that checks tokens it must be an operator's (or SkipStockSetup must be
-	// set and the token allowed to place and read the run's orders). With
-	// TLS the token is only sent over TLS; without TLS it is sent in the
-	// clear, which is meant for loopback and tests.
+	// that checks tokens it must be an operator's. With TLS the token is
+	// only sent over TLS; without TLS it is sent in the clear, which is
+	// meant for loopback and tests.
 	Token string
 
 	// Method is MethodOrder (default) or MethodHealth.
