@@ -18,8 +18,12 @@ dev: ## Run every service on the embedded stack (herald dev)
 build: ## Build bin/herald
 	go build -o bin/herald ./cmd/herald
 
+.PHONY: protodeps
+protodeps: ## Write the imported contracts that come from Go modules (buf/validate) to .herald/protodeps for buf
+	go run ./tools/protodeps -out .herald/protodeps
+
 .PHONY: generate
-generate: ## Regenerate gen/ from proto/ with buf (local plugins via go tool)
+generate: protodeps ## Regenerate gen/ from proto/ with buf (local plugins via go tool)
 	$(BUF) generate
 
 .PHONY: check-generate
@@ -28,14 +32,14 @@ check-generate: generate ## Fail if gen/ is not in sync with proto/
 	@test -z "$$(git status --porcelain -- gen/)" || { git status --porcelain -- gen/; echo "untracked files in gen/" >&2; exit 1; }
 
 .PHONY: lint
-lint: ## go vet, gofmt, buf lint, buf format, buf breaking and herald schema diff
+lint: protodeps ## go vet, gofmt, buf lint, buf format, buf breaking and herald schema diff
 	go vet ./...
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); echo "gofmt needed" >&2; exit 1; }
 	$(BUF) lint
-	$(BUF) format -d --exit-code
+	$(BUF) format -d --exit-code proto
 	@ref=$$(scripts/breaking-base.sh); \
 	if [ -n "$$ref" ]; then \
-		echo "buf breaking against $$ref"; $(BUF) breaking --against ".git#ref=$$ref"; \
+		echo "buf breaking against $$ref"; $(BUF) breaking proto --against ".git#ref=$$ref,subdir=proto"; \
 		echo "herald schema diff against $$ref (registry rules, BACKWARD)"; go run ./cmd/herald schema diff --against "$$ref"; \
 	else echo "buf breaking, schema diff: no earlier commit to compare with"; fi
 
