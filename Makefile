@@ -39,7 +39,7 @@ lint: protodeps ## go vet, gofmt, buf lint, buf format, buf breaking and herald 
 	$(BUF) format -d --exit-code proto
 	@ref=$$(scripts/breaking-base.sh); \
 	if [ -n "$$ref" ]; then \
-		echo "buf breaking against $$ref"; $(BUF) breaking proto --against ".git#ref=$$ref,subdir=proto"; \
+		echo "buf breaking against $$ref"; scripts/buf-breaking.sh "$$ref"; \
 		echo "herald schema diff against $$ref (registry rules, BACKWARD)"; go run ./cmd/herald schema diff --against "$$ref"; \
 	else echo "buf breaking, schema diff: no earlier commit to compare with"; fi
 

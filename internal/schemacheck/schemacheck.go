@@ -58,6 +58,13 @@ func Compile(files map[string]string) (Tree, error) {
 	out := Tree{}
 	for _, f := range res {
 		out[f.Path()] = f
+		// An import taken from a Go module is part of the tree too, so a
+		// diff compares it like any import.
+		for i := range f.Imports().Len() {
+			if imp := f.Imports().Get(i).FileDescriptor; imp.Path() == validatepb.File_buf_validate_validate_proto.Path() {
+				out[imp.Path()] = imp
+			}
+		}
 	}
 	return out, nil
 }
