@@ -29,6 +29,7 @@ import (
 	"github.com/herald-events/herald/platform/bus/kafkabus"
 	"github.com/herald-events/herald/platform/bus/natsbus"
 	"github.com/herald-events/herald/platform/bus/rabbitbus"
+	"github.com/herald-events/herald/platform/contract"
 	"github.com/herald-events/herald/platform/devstack"
 	"github.com/herald-events/herald/platform/event"
 	"github.com/herald-events/herald/platform/fault"
@@ -265,8 +266,16 @@ func Start(ctx context.Context, cfg Config) (_ *Process, err error) {
 		}
 		gopts = append(gopts, grpc.Creds(creds))
 	}
+	// The data contracts: requests, produced and consumed events are
+	// checked against their schemas' rules (see package contract).
+	rules, err := contract.New()
+	if err != nil {
+		return nil, err
+	}
+	gopts = append(gopts, grpc.ChainUnaryInterceptor(contract.UnaryServerInterceptor(rules)))
 	p.grpc, p.health = grpcx.NewServer(p.log, p.metrics, cfg.Tracing, gopts...)
 	platform := p.platform(codec, dlq)
+	platform.Contract = rules
 	for _, m := range cfg.selected() {
 		svc, err := m.Start(ctx, platform)
 		if err != nil {

@@ -39,6 +39,7 @@ import (
 	"google.golang.org/protobuf/reflect/protoreflect"
 
 	"github.com/herald-events/herald/platform/bus"
+	"github.com/herald-events/herald/platform/contract"
 	"github.com/herald-events/herald/platform/event"
 	"github.com/herald-events/herald/platform/fault"
 	"github.com/herald-events/herald/platform/observe"
@@ -168,6 +169,12 @@ type Config struct {
 	Tracing *observe.Tracing
 	// Unit runs each handler call. Default [Direct].
 	Unit Unit
+	// Contract, when set, checks each event before its unit runs: an
+	// event of a type not declared for its topic, or breaking its
+	// schema's rules, is dead-lettered with class routing or contract
+	// (see checkContract). Default nil: no check. contract.Disabled()
+	// checks the routing only.
+	Contract *contract.Validator
 }
 
 // Router dispatches events of its topics to typed handlers.
@@ -207,6 +214,9 @@ func NewRouter(cfg Config) (*Router, error) {
 	}
 	if cfg.Unit == nil {
 		cfg.Unit = Direct
+	}
+	if cfg.Contract != nil {
+		cfg.Unit = checkContract(cfg.Contract, cfg.Namespace, cfg.Unit)
 	}
 	circuit := Circuit(CircuitPolicy{Group: cfg.Group, Floor: cfg.CircuitBackoff, Ceil: cfg.CircuitMaxBackoff, Logger: cfg.Logger, Metrics: cfg.Metrics})
 	return &Router{cfg: cfg, handlers: map[protoreflect.FullName]Handler{}, circuit: circuit}, nil

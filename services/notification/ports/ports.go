@@ -29,33 +29,25 @@ type GRPC struct {
 // NewGRPC returns the gRPC port.
 func NewGRPC(a *app.App) *GRPC { return &GRPC{app: a} }
 
-// Page size bounds of ListNotifications.
+// Page size default of ListNotifications (its bound is a rule of the
+// request).
 const (
 	defaultPageSize = 50
-	maxPageSize     = 500
-	maxIDLength     = 128
 	pageTokenPrefix = "seq:"
 )
 
 // ListNotifications returns a page of notifications.
 func (g *GRPC) ListNotifications(ctx context.Context, req *notificationv1.ListNotificationsRequest) (*notificationv1.ListNotificationsResponse, error) {
+	// The request's rules (notification.proto) bound page_size and the
+	// ids; the interceptor of package contract has checked them.
 	var v apperr.Violations
 	size := int(req.GetPageSize())
-	switch {
-	case size < 0 || size > maxPageSize:
-		v.Add("page_size", "must be between 0 and %d", maxPageSize)
-	case size == 0:
+	if size == 0 {
 		size = defaultPageSize
 	}
 	cursor, ok := decodePageToken(req.GetPageToken())
 	if !ok {
 		v.Add("page_token", "is not a token returned by ListNotifications")
-	}
-	if len(req.GetCustomerId()) > maxIDLength {
-		v.Add("customer_id", "must be at most %d characters", maxIDLength)
-	}
-	if len(req.GetOrderId()) > maxIDLength {
-		v.Add("order_id", "must be at most %d characters", maxIDLength)
 	}
 	if err := v.Err(); err != nil {
 		return nil, err

@@ -48,21 +48,19 @@ func (g *GRPC) GetOrder(ctx context.Context, req *ordersv1.GetOrderRequest) (*or
 	return &ordersv1.GetOrderResponse{Order: toOrder(o)}, nil
 }
 
-// Page size bounds of ListOrders.
+// Page size default of ListOrders (its bound is a rule of the request).
 const (
 	defaultPageSize = 50
-	maxPageSize     = 500
 	pageTokenPrefix = "seq:"
 )
 
 // ListOrders returns a page of orders.
 func (g *GRPC) ListOrders(ctx context.Context, req *ordersv1.ListOrdersRequest) (*ordersv1.ListOrdersResponse, error) {
+	// The request's rules (orders.proto) bound page_size and the ids; the
+	// interceptor of package contract has checked them.
 	var v apperr.Violations
 	size := int(req.GetPageSize())
-	switch {
-	case size < 0 || size > maxPageSize:
-		v.Add("page_size", "must be between 0 and %d", maxPageSize)
-	case size == 0:
+	if size == 0 {
 		size = defaultPageSize
 	}
 	cursor, ok := decodePageToken(req.GetPageToken())
