@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc/codes"
@@ -24,6 +25,7 @@ import (
 	notificationv1 "github.com/herald-events/herald/gen/go/herald/notification/v1"
 	ordersv1 "github.com/herald-events/herald/gen/go/herald/orders/v1"
 	pointsv1 "github.com/herald-events/herald/gen/go/herald/points/v1"
+	"github.com/herald-events/herald/internal/server"
 	"github.com/herald-events/herald/platform/consumer"
 	"github.com/herald-events/herald/platform/contract"
 	"github.com/herald-events/herald/platform/event"
@@ -276,5 +278,111 @@ func TestConsumingDoor(t *testing.T) {
 		if !strings.Contains(body, want) {
 			t.Errorf("metrics lack %s", want)
 		}
+	}
+}
+
+// TestHeaderlessEvent writes, with kcat, an OrderCreated framed as a
+// Confluent serde frames it and without any CloudEvents header, as a
+// producer in another language would. Inventory accepts it (its type from
+// the schema, its id from topic, partition and offset) and deducts the
+// stock once. Then the process stops, inventory's group is rewound to the
+// start of the topic and the process starts again: the record is
+// delivered again, has the same derived id, and the inbox drops it. A
+// process that requires CloudEvents headers dead-letters such a record
+// instead.
+func TestHeaderlessEvent(t *testing.T) {
+	dir := t.TempDir()
+	s := startProcess(t, dir, nil)
+	s.setStock(t, "PEAR", 10)
+	eur := func(u int64) *moneyv1.Money { return &moneyv1.Money{CurrencyCode: "EUR", Units: u} }
+	ext := &ordersv1.OrderCreated{OrderId: "ext-1", CustomerId: "python", Total: eur(9), CreateTime: timestamppb.Now(),
+		Lines: []*ordersv1.OrderLine{{Sku: "PEAR", Quantity: 3, UnitPrice: eur(3)}}}
+	produceRaw(t, s.proc.Brokers(), rawRecord{topic: s.topic("herald.orders.v1"), key: "ext-1", value: frame(t, s, "herald.orders.v1", ext)})
+	eventually(t, 20*time.Second, func() bool { return s.stock(t, "PEAR") == 7 }, "inventory to deduct the header-less order")
+	eventually(t, 20*time.Second, func() bool {
+		return len(s.read(t, "herald.inventory.v1", keyed("herald.inventory.v1.InventoryDeducted", "ext-1"))) == 1
+	}, "inventory to publish InventoryDeducted for the header-less order")
+	if err := s.proc.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	// Redelivery: rewind inventory's committed offsets on the orders
+	// topic, through a process that runs the broker (embedded) but not
+	// inventory, so its group has no members.
+	s1 := startProcessWith(t, dir, func(c *server.Config) { c.Services = []string{"orders"} })
+	rewind(t, s1.proc.Brokers(), s1.group("herald-inventory"), s1.topic("herald.orders.v1"))
+	if err := s1.proc.Close(); err != nil {
+		t.Fatal(err)
+	}
+	s2 := startProcess(t, dir, nil)
+	o := s2.create(t, &ordersv1.CreateOrderRequest{CustomerId: "alice", Items: []*ordersv1.LineItem{item("PEAR", 1)}})
+	s2.waitStatus(t, o.GetOrderId(), ordersv1.OrderStatus_ORDER_STATUS_CONFIRMED)
+	if got := s2.stock(t, "PEAR"); got != 6 {
+		t.Fatalf("stock %d after the redelivered header-less order and one order of 1, want 6", got)
+	}
+	if n := len(s2.read(t, "herald.inventory.v1", keyed("herald.inventory.v1.InventoryDeducted", "ext-1"))); n != 1 {
+		t.Fatalf("%d InventoryDeducted for the header-less order after its redelivery, want 1", n)
+	}
+	// Inventory's own check (an order reserved once) would hide a second
+	// claim; the inbox must have recognised the derived id.
+	dup := `herald_events_consumed_total{group="` + s2.group("herald-inventory") + `",result="duplicate",type="herald.orders.v1.OrderCreated"} 1`
+	if body := s2.metrics(t); !strings.Contains(body, dup) {
+		t.Errorf("metrics lack %s: the redelivered record was not recognised by its derived id", dup)
+	}
+}
+
+// TestHeaderlessEventRefused: with --require-cloudevents for inventory, a
+// record without CloudEvents headers is dead-lettered and the stock stays.
+func TestHeaderlessEventRefused(t *testing.T) {
+	s := startProcessWith(t, t.TempDir(), func(c *server.Config) { c.RequireCloudEvents = []string{"inventory"} })
+	s.setStock(t, "PEAR", 10)
+	eur := func(u int64) *moneyv1.Money { return &moneyv1.Money{CurrencyCode: "EUR", Units: u} }
+	ext := &ordersv1.OrderCreated{OrderId: "ext-2", CustomerId: "python", Total: eur(9), CreateTime: timestamppb.Now(),
+		Lines: []*ordersv1.OrderLine{{Sku: "PEAR", Quantity: 3, UnitPrice: eur(3)}}}
+	produceRaw(t, s.proc.Brokers(), rawRecord{topic: s.topic("herald.orders.v1"), key: "ext-2", value: frame(t, s, "herald.orders.v1", ext)})
+	var dead []*kgo.Record
+	eventually(t, 20*time.Second, func() bool {
+		dead = s.read(t, "herald.orders.v1.dlq", func(r *kgo.Record) bool {
+			return header(r, consumer.HeaderDLQGroup) == s.group("herald-inventory")
+		})
+		return len(dead) == 1
+	}, "inventory's dead letter")
+	if reason := header(dead[0], consumer.HeaderDLQError); !strings.Contains(reason, consumer.ErrNoCloudEvents.Error()) {
+		t.Fatalf("dead letter reason %q, want %q", reason, consumer.ErrNoCloudEvents)
+	}
+	if got := s.stock(t, "PEAR"); got != 10 {
+		t.Fatalf("stock %d, want 10", got)
+	}
+}
+
+// rewind sets group's committed offsets on every partition of topic back
+// to the start; the group must have no members.
+func rewind(t *testing.T, brokers []string, group, topic string) {
+	t.Helper()
+	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	adm := kadm.NewClient(cl)
+	committed, err := adm.FetchOffsets(callCtx(t), group)
+	if err != nil {
+		t.Fatal(err)
+	}
+	to := kadm.Offsets{}
+	committed.Each(func(o kadm.OffsetResponse) {
+		if o.Topic == topic {
+			to.Add(kadm.Offset{Topic: o.Topic, Partition: o.Partition, At: 0, LeaderEpoch: -1})
+		}
+	})
+	if len(to) == 0 {
+		t.Fatalf("group %s has no committed offsets on %s", group, topic)
+	}
+	resp, err := adm.CommitOffsets(callCtx(t), group, to)
+	if err == nil {
+		err = resp.Error()
+	}
+	if err != nil {
+		t.Fatalf("rewind %s on %s: %v", group, topic, err)
 	}
 }

@@ -276,6 +276,9 @@ func Start(ctx context.Context, cfg Config) (_ *Process, err error) {
 	p.grpc, p.health = grpcx.NewServer(p.log, p.metrics, cfg.Tracing, gopts...)
 	platform := p.platform(codec, dlq)
 	platform.Contract = rules
+	platform.RequireCloudEvents = func(service string) bool {
+		return slices.Contains(cfg.RequireCloudEvents, "all") || slices.Contains(cfg.RequireCloudEvents, service)
+	}
 	for _, m := range cfg.selected() {
 		svc, err := m.Start(ctx, platform)
 		if err != nil {

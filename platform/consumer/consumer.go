@@ -169,6 +169,11 @@ type Config struct {
 	Tracing *observe.Tracing
 	// Unit runs each handler call. Default [Direct].
 	Unit Unit
+	// RequireCloudEvents refuses records without a ce_id header
+	// (dead-letters them). Default false: such a record, from a producer
+	// outside herald, is accepted with an id derived from its position
+	// (see [DerivedID]).
+	RequireCloudEvents bool
 	// Contract, when set, checks each event before its unit runs: an
 	// event of a type not declared for its topic, or breaking its
 	// schema's rules, is dead-lettered with class routing or contract
@@ -376,9 +381,9 @@ func (r *Router) dispatch(ctx context.Context, m *bus.Message) error {
 }
 
 func (r *Router) decode(m *bus.Message) (*Event, error) {
-	id := m.MessageID()
-	if id == "" {
-		return nil, Permanent(fmt.Errorf("message %s: missing %s header", m, event.HeaderID))
+	id, derived, err := r.eventID(m) // see headerless.go
+	if err != nil {
+		return nil, err
 	}
 	msg, err := r.cfg.Decoder.Decode(m.Topic, m.Value)
 	if err != nil {
@@ -401,6 +406,8 @@ func (r *Router) decode(m *bus.Message) (*Event, error) {
 	ev.TraceParent, _ = m.Header(event.HeaderTraceParent)
 	if ts, ok := m.Header(event.HeaderTime); ok {
 		ev.Time, _ = time.Parse(time.RFC3339Nano, ts)
+	} else if derived {
+		ev.Time = m.Timestamp
 	}
 	return ev, nil
 }

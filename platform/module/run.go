@@ -62,6 +62,10 @@ type Platform struct {
 	// routers dead-letter events that break their contract or arrive on a
 	// topic their type is not declared for. Default nil: no checks.
 	Contract *contract.Validator
+	// RequireCloudEvents names the services whose consumers refuse
+	// records without CloudEvents headers (see
+	// consumer.Config.RequireCloudEvents).
+	RequireCloudEvents func(service string) bool
 	// OutboxBeforeMark is a fault-injection hook per service; see
 	// outbox.Config.BeforeMark.
 	OutboxBeforeMark map[string]func(ids []int64) error
@@ -152,7 +156,8 @@ func (m Module) Start(ctx context.Context, p Platform) (*Instance, error) {
 	}
 	if len(parts.Handlers) > 0 {
 		in.router, err = consumer.NewRouter(consumer.Config{Group: n.Group(), Namespace: p.Namespace, Decoder: p.Codec, DeadLetter: p.DeadLetter,
-			Logger: log, Metrics: p.Metrics, Tracing: p.Tracing, Unit: unit, Contract: p.Contract})
+			Logger: log, Metrics: p.Metrics, Tracing: p.Tracing, Unit: unit, Contract: p.Contract,
+			RequireCloudEvents: p.RequireCloudEvents != nil && p.RequireCloudEvents(m.Name)})
 		if err != nil {
 			return nil, err
 		}
