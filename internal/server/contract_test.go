@@ -3,7 +3,10 @@ package server_test
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
+	"net/http"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -384,5 +387,57 @@ func rewind(t *testing.T, brokers []string, group, topic string) {
 	}
 	if err != nil {
 		t.Fatalf("rewind %s on %s: %v", group, topic, err)
+	}
+}
+
+// TestContractTravelsWithSchema: the rules reach the registry with the
+// schema. The orders subject references buf/validate/validate.proto like
+// any import, and that subject holds the rule definitions, so a consumer
+// in another language that fetches the schema sees the rules.
+func TestContractTravelsWithSchema(t *testing.T) {
+	s := startProcess(t, t.TempDir(), nil)
+	get := func(path string, out any) {
+		t.Helper()
+		req, err := http.NewRequestWithContext(callCtx(t), http.MethodGet, strings.TrimSuffix(s.proc.RegistryURL(), "/")+path, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			t.Fatalf("GET %s: %s", path, resp.Status)
+		}
+		if err := json.NewDecoder(resp.Body).Decode(out); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var version struct {
+		Schema     string `json:"schema"`
+		References []struct {
+			Name, Subject string
+		} `json:"references"`
+	}
+	get("/subjects/"+url.PathEscape(s.topic("herald.orders.v1")+"-value")+"/versions/latest", &version)
+	if !strings.Contains(version.Schema, "buf.validate.field") {
+		t.Fatalf("the orders schema has no rules:\n%s", version.Schema)
+	}
+	subject := ""
+	for _, r := range version.References {
+		if r.Name == "buf/validate/validate.proto" {
+			subject = r.Subject
+		}
+	}
+	if subject == "" {
+		t.Fatalf("the orders schema does not reference buf/validate/validate.proto: %+v", version.References)
+	}
+	var rules struct {
+		Schema string `json:"schema"`
+	}
+	get("/subjects/"+url.PathEscape(subject)+"/versions/latest", &rules)
+	if !strings.Contains(rules.Schema, "package buf.validate;") || !strings.Contains(rules.Schema, "message FieldRules") {
+		t.Fatalf("subject %s does not hold the rule definitions", subject)
 	}
 }
