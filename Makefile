@@ -56,10 +56,12 @@ test-short: ## Run the fast tests only
 	go test -short -count=1 ./...
 
 .PHONY: bench
-bench: ## Side-by-side benchmarks: herald vs raw franz-go (publish, EOS) and relay rows/s (real stack when its variables are set)
+bench: ## Side-by-side benchmarks: herald vs raw franz-go (publish, EOS), relay rows/s (real stack when its variables are set), contract checks off vs on
 	go test -run '^$$' -bench 'Publish|EOS' -benchtime 50x -count 3 -benchmem ./platform/bus/kafkabus/
 	go test -run '^$$' -bench Relay -benchtime 5000x -count 3 ./platform/outbox/
 	go test -run '^$$' -bench Router -count 3 -benchmem ./platform/consumer/
+	go test -run '^$$' -bench AddContract -benchtime 3000x -count 3 -benchmem ./platform/outbox/
+	go test -run '^$$' -bench Validate -count 3 -benchmem ./platform/contract/
 
 # The chaos suite needs Kafka, the registry and PostgreSQL, and stops, kills
 # and pauses them through the same scripts: it acts on the stack the
