@@ -21,12 +21,19 @@ const maxViolationHeaders = 20
 // (written in [HeaderDLQClass] and counted under it) and extra dead-letter
 // headers.
 type ClassError struct {
-	Class   string
+	// Class is written in [HeaderDLQClass] ([contract.ClassContract],
+	// [contract.ClassRouting]).
+	Class string
+	// Headers are added to the dead letter.
 	Headers []bus.Header
-	Err     error
+	// Err is the failure.
+	Err error
 }
 
+// Error returns Err's message.
 func (e *ClassError) Error() string { return e.Err.Error() }
+
+// Unwrap returns Err.
 func (e *ClassError) Unwrap() error { return e.Err }
 
 // classified marks err permanent with class and headers.

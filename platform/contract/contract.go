@@ -49,6 +49,7 @@ type Violation struct {
 	Message string
 }
 
+// String reads "<field>: <message> [<rule>]".
 func (v Violation) String() string {
 	if v.Field == "" {
 		return v.Message + " [" + v.Rule + "]"
@@ -64,6 +65,7 @@ type Error struct {
 	Violations []Violation
 }
 
+// Error lists the violations.
 func (e *Error) Error() string {
 	parts := make([]string, len(e.Violations))
 	for i, v := range e.Violations {
