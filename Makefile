@@ -5,6 +5,7 @@ SHELL := /usr/bin/env bash
 MAKEFLAGS += --warn-undefined-variables --no-builtin-rules
 
 BUF := go tool -modfile=tools/buf/go.mod buf
+ACTIONLINT := go tool -modfile=tools/actionlint/go.mod actionlint
 
 .PHONY: help
 help: ## Show this help
@@ -31,8 +32,12 @@ check-generate: generate ## Fail if gen/ is not in sync with proto/
 	@git diff --exit-code -- gen/ || { echo "gen/ is out of date: run make generate and commit" >&2; exit 1; }
 	@test -z "$$(git status --porcelain -- gen/)" || { git status --porcelain -- gen/; echo "untracked files in gen/" >&2; exit 1; }
 
+.PHONY: actionlint
+actionlint: ## Check the GitHub workflows in .github/workflows with actionlint
+	$(ACTIONLINT)
+
 .PHONY: lint
-lint: protodeps ## go vet, gofmt, buf lint, buf format, buf breaking and herald schema diff
+lint: actionlint protodeps ## actionlint, go vet, gofmt, buf lint, buf format, buf breaking and herald schema diff
 	go vet ./...
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); echo "gofmt needed" >&2; exit 1; }
 	$(BUF) lint

@@ -24,7 +24,7 @@ run() {
   local name="$1"; shift
   "$bin" bench --target=127.0.0.1:28500 --duration="$duration" --concurrency="$concurrency" \
     --follow-timeout=2m --json "$@" >"$out/$name.json" 2>/dev/null || echo "$name: bench reported a failure" >&2
-  jq -r --arg n "$name" '"\($n)\taccepted \(.accepted_per_s)/s\tcompleted \(.completed_per_s)/s\taccept p50/p99 \(.accept_latency.p50_ms)/\(.accept_latency.p99_ms) ms\taccept→final p50/p99/max \(.final_latency.p50_ms)/\(.final_latency.p99_ms)/\(.final_latency.max_ms) ms\tnot completed \(.not_completed)"' "$out/$name.json"
+  jq -r --arg n "$name" '"\($n)\taccepted \(.accepted_per_s)/s\tcompleted \(.completed_per_s)/s\taccept p50/p99 \(.accept_latency.p50_ms)/\(.accept_latency.p99_ms) ms\taccept→final p50/p99/max \(.final_latency.p50_ms)/\(.final_latency.p99_ms)/\(.final_latency.max_ms) ms\tnot completed \(.not_completed)\tfollower read \(if .completed > 0 then (.follow_rows / .completed * 10 | round) / 10 else 0 end) orders per order"' "$out/$name.json"
 }
 run health --method=health
 run open

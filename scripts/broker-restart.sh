@@ -60,7 +60,7 @@ trap cleanup EXIT
 instance() { "$BIN" serve --help 2>&1 | grep -q -- -instance-id && echo "--instance-id=$1-1"; }
 
 serve() { # name services grpc http
-  "$BIN" serve --services="$2" $(instance "$1") --namespace="$NS" --kafka-brokers="$BROKER" \
+  HERALD_INSECURE_NO_AUTH=true "$BIN" serve --services="$2" $(instance "$1") --namespace="$NS" --kafka-brokers="$BROKER" \
     --grpc-addr="$3" --http-addr="$4" ${SERVE_ARGS:-} >"$OUT/$1.log" 2>&1 &
   pids+=("$!")
   log "started $1 (pid $!)"

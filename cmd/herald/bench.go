@@ -152,12 +152,12 @@ func benchTLS(caFile string) (*tls.Config, error) {
 
 func printProgress(w io.Writer, m loadgen.Method, p loadgen.Snapshot) {
 	if m == loadgen.MethodHealth {
-		fmt.Fprintf(w, "bench %4.0fs: checks %d (%.0f/s), in flight %d, failed %d\n",
-			p.Elapsed.Seconds(), p.Accepted, p.AcceptRate, p.InFlight, p.NotAccepted)
+		fmt.Fprintf(w, "bench %4.0fs: checks %d (%.0f/s), in flight %d, failed %d, shed %d\n",
+			p.Elapsed.Seconds(), p.Accepted, p.AcceptRate, p.InFlight, p.NotAccepted, p.Shed)
 		return
 	}
-	fmt.Fprintf(w, "bench %4.0fs: accepted %d (%.0f/s), completed %d (%.0f/s), in flight %d, pending %d, not accepted %d, errors %d, retries %d\n",
-		p.Elapsed.Seconds(), p.Accepted, p.AcceptRate, p.Completed, p.CompleteRate, p.InFlight, p.Pending, p.NotAccepted, p.Errors, p.Retries)
+	fmt.Fprintf(w, "bench %4.0fs: accepted %d (%.0f/s), completed %d (%.0f/s), in flight %d, pending %d, not accepted %d, errors %d, shed %d, retries %d\n",
+		p.Elapsed.Seconds(), p.Accepted, p.AcceptRate, p.Completed, p.CompleteRate, p.InFlight, p.Pending, p.NotAccepted, p.Errors, p.Shed, p.Retries)
 }
 
 func printSummary(w io.Writer, cfg loadgen.Config, s loadgen.Summary) {
@@ -189,8 +189,9 @@ func printSummary(w io.Writer, cfg loadgen.Config, s loadgen.Summary) {
 	}
 	fmt.Fprintln(tw)
 	fmt.Fprintf(tw, "errors\t%s\n", counts(s.Errors))
+	fmt.Fprintf(tw, "shed\t%d\t(RESOURCE_EXHAUSTED: refused for load, not in errors)\n", s.Shed)
 	if s.Method == loadgen.MethodOrder {
-		fmt.Fprintf(tw, "polls\t%d\terrors %s\n", s.Polls, counts(s.PollErrors))
+		fmt.Fprintf(tw, "polls\t%d\torders read %d, errors %s\n", s.Polls, s.FollowRows, counts(s.PollErrors))
 	}
 	tw.Flush()
 	fmt.Fprintln(w)

@@ -42,7 +42,9 @@ type composeFile struct {
 // TestComposeFile checks compose/compose.yaml, which cannot be started on
 // machines without Docker: every HERALD_* variable it sets is one the config
 // loader knows, every dependency names a service in the file, every herald
-// service it runs exists, and no two published host ports collide.
+// service it runs exists, no two published host ports collide, every port
+// is published on 127.0.0.1 only, and every `herald serve` container
+// authenticates its callers and keeps pprof off.
 func TestComposeFile(t *testing.T) {
 	raw, err := os.ReadFile("../../compose/compose.yaml")
 	if err != nil {
@@ -74,7 +76,19 @@ func TestComposeFile(t *testing.T) {
 				t.Errorf("service %s depends on %s, which is not in the file", name, dep)
 			}
 		}
+		if cmd, _ := svc.Command.([]any); len(cmd) > 0 && cmd[0] == "serve" {
+			env := svc.Environment
+			if env["HERALD_GRPC_JWKS"] == "" && env["HERALD_GRPC_CLIENT_CA"] == "" {
+				t.Errorf("service %s serves gRPC without authentication", name)
+			}
+			if env["HERALD_INSECURE_NO_AUTH"] != "" || env["HERALD_PPROF"] != "" {
+				t.Errorf("service %s turns on --insecure-no-auth or --pprof", name)
+			}
+		}
 		for _, p := range svc.Ports {
+			if !strings.HasPrefix(p, "127.0.0.1:") {
+				t.Errorf("service %s publishes %q beyond 127.0.0.1", name, p)
+			}
 			host := hostPort(p)
 			if other, dup := ports[host]; dup {
 				t.Errorf("host port %s published by both %s and %s", host, other, name)

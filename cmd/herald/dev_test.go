@@ -3,6 +3,9 @@ package main
 import (
 	"context"
 	"errors"
+	"io"
+	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -74,5 +77,54 @@ func TestDevBinaryServesAndStopsOnSignal(t *testing.T) {
 
 	if err := p.Stop(t, 30*time.Second); err != nil {
 		t.Fatalf("herald dev exited with %v after SIGTERM, want exit 0", err)
+	}
+}
+
+// TestDevRegistryAuth runs `herald dev` with the embedded registry's basic
+// auth on: the process registers its schemas as the read-write user and
+// serves, anonymous callers are refused, and the read-only user may read
+// but not register.
+func TestDevRegistryAuth(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds the binary")
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	regAddr := ln.Addr().String()
+	ln.Close()
+	dir := t.TempDir()
+	p := heraldtest.Start(t, heraldtest.Build(t), []string{"dev", "--data-dir", filepath.Join(dir, "data"),
+		"--grpc-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0", "--kafka-addr", "127.0.0.1:0", "--registry-addr", regAddr,
+		"--registry-user", "ops", "--registry-password", "rw", "--registry-reader-user", "app", "--registry-reader-password", "ro"})
+	defer func() { _ = p.Stop(t, 30*time.Second) }()
+
+	get := func(method, path, body string, auth ...string) (int, string) {
+		t.Helper()
+		req, err := http.NewRequest(method, "http://"+regAddr+path, strings.NewReader(body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		req.Header.Set("Content-Type", "application/vnd.schemaregistry.v1+json")
+		if len(auth) == 2 {
+			req.SetBasicAuth(auth[0], auth[1])
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b)
+	}
+	if st, body := get("GET", "/subjects", ""); st != 401 {
+		t.Fatalf("anonymous: %d %s, want 401", st, body)
+	}
+	if st, body := get("GET", "/subjects", "", "app", "ro"); st != 200 || !strings.Contains(body, "herald.orders.v1-value") {
+		t.Fatalf("reader: %d %s, want the subjects herald dev registered", st, body)
+	}
+	if st, body := get("POST", "/subjects/x-value/versions", `{"schemaType":"PROTOBUF","schema":"syntax = \"proto3\";"}`, "app", "ro"); st != 403 {
+		t.Fatalf("reader registers: %d %s, want 403", st, body)
 	}
 }

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/herald-events/herald/internal/server"
+	"github.com/herald-events/herald/platform/auth"
 	"github.com/herald-events/herald/platform/observe"
 	"github.com/herald-events/herald/platform/schema"
 )
@@ -62,10 +63,28 @@ func (f *flags) registry() {
 
 // process adds the flags of dev and serve.
 func (f *flags) process(embedded bool) {
-	f.fs.StringVar(&f.cfg.GRPCAddr, "grpc-addr", "127.0.0.1:8080", "gRPC listen address (reflection and health are on)")
-	f.fs.StringVar(&f.cfg.HTTPAddr, "http-addr", "127.0.0.1:8082", "HTTP listen address for /metrics, /healthz (readiness) and /livez (liveness) (empty: off)")
+	f.fs.StringVar(&f.cfg.GRPCAddr, "grpc-addr", "127.0.0.1:8080", "gRPC listen address (the public API and health)")
+	f.fs.StringVar(&f.cfg.HTTPAddr, "http-addr", "127.0.0.1:8082", "admin HTTP listen address for /metrics, /healthz (readiness), /livez (liveness) and, with --pprof, /debug/pprof/ (empty: off); keep it off public networks")
+	f.fs.BoolVar(&f.cfg.PProf, "pprof", false, "serve Go's profiler under /debug/pprof/ on the admin listener (--http-addr)")
+	f.fs.BoolVar(&f.cfg.GRPCReflection, "grpc-reflection", embedded, "serve gRPC server reflection (grpcurl list/describe): the API's shape, not its data, to anyone who reaches the port")
 	f.fs.StringVar(&f.cfg.GRPCTLSCert, "grpc-tls-cert", "", "PEM certificate file: serve gRPC over TLS")
 	f.fs.StringVar(&f.cfg.GRPCTLSKey, "grpc-tls-key", "", "PEM private key file for --grpc-tls-cert")
+	f.fs.IntVar(&f.cfg.GRPCMaxInFlight, "grpc-max-inflight", server.DefaultGRPCMaxInFlight,
+		"gRPC calls handled at once; past it calls get RESOURCE_EXHAUSTED at once (health checks excepted; -1: no bound)")
+	f.fs.IntVar(&f.cfg.GRPCMaxStreams, "grpc-max-streams", server.DefaultGRPCMaxStreams, "concurrent gRPC streams per client connection")
+	f.fs.StringVar(&f.cfg.Auth.ClientCA, "grpc-client-ca", "", "PEM CA bundle: require gRPC client certificates signed by it (mTLS; CN = subject, OU = role customer|operator); needs --grpc-tls-cert")
+	f.fs.StringVar(&f.cfg.Auth.JWKS, "grpc-jwks", "", "JWKS file or http(s) URL: accept \"authorization: Bearer <JWT>\" tokens signed by its keys")
+	issuer, audience := "", ""
+	if embedded {
+		issuer, audience = auth.DevIssuer, auth.DevAudience // what `herald token` mints
+	}
+	f.fs.StringVar(&f.cfg.Auth.JWTIssuer, "grpc-jwt-issuer", issuer, "issuer (iss) a bearer token must name (required with --grpc-jwks)")
+	f.fs.StringVar(&f.cfg.Auth.JWTAudience, "grpc-jwt-audience", audience, "audience (aud) a bearer token must name (required with --grpc-jwks)")
+	f.fs.StringVar(&f.cfg.Auth.JWTRolesClaim, "grpc-jwt-roles-claim", "", "claim holding the caller's roles (default: roles, else role)")
+	f.fs.StringVar(&f.cfg.Auth.JWTSubjectClaim, "grpc-jwt-subject-claim", "sub", "claim holding the caller's customer id")
+	if !embedded {
+		f.fs.BoolVar(&f.cfg.Auth.InsecureNoAuth, "insecure-no-auth", false, "serve gRPC without authentication: every caller may call every method (needed when neither --grpc-jwks nor --grpc-client-ca is set)")
+	}
 	f.fs.Var(listFlag{&f.cfg.Services}, "services", "comma-separated services to run (default: "+strings.Join(server.KnownServices(), ",")+")")
 	f.fs.Var(listFlag{&f.cfg.RequireCloudEvents}, "require-cloudevents", "comma-separated services (or all) that dead-letter records without CloudEvents headers instead of deriving their id from topic, partition and offset")
 	f.fs.IntVar(&f.parts, "partitions", 3, "partitions of each topic created")
@@ -76,6 +95,10 @@ func (f *flags) process(embedded bool) {
 		f.fs.StringVar(&f.cfg.DataDir, "data-dir", ".herald", "directory for the broker log, registry state and SQLite files")
 		f.fs.StringVar(&f.cfg.KafkaAddr, "kafka-addr", "127.0.0.1:9092", "embedded Kafka listen address")
 		f.fs.StringVar(&f.cfg.RegistryAddr, "registry-addr", "127.0.0.1:8081", "embedded schema registry listen address")
+		f.fs.StringVar(&f.cfg.EmbeddedRegistryAuth.User, "registry-user", "", "embedded registry: require HTTP basic auth; this user may read and change everything")
+		f.fs.StringVar(&f.cfg.EmbeddedRegistryAuth.Password, "registry-password", "", "password of --registry-user")
+		f.fs.StringVar(&f.cfg.EmbeddedRegistryAuth.ReadOnlyUser, "registry-reader-user", "", "embedded registry: require HTTP basic auth; this user may only read")
+		f.fs.StringVar(&f.cfg.EmbeddedRegistryAuth.ReadOnlyPassword, "registry-reader-password", "", "password of --registry-reader-user")
 		f.fs.StringVar(&f.strategy, "subject-strategy", string(schema.TopicName), "registry subject naming: topic, record or topic_record")
 		return
 	}

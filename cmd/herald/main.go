@@ -8,6 +8,7 @@
 //	herald registry          the embedded schema registry on its own
 //	herald dlq               list, show and replay dead letters
 //	herald bench             place orders on a running herald and measure
+//	herald token             mint a development JWT for grpcurl
 //	herald help              show usage
 //
 // Settings come from flags, or from HERALD_* environment variables named
@@ -64,6 +65,9 @@ Usage:
   herald dlq list|show|replay     inspect dead-letter topics and send messages back
   herald bench [flags]            place orders on a running herald at a chosen
                                   concurrency and rate; print throughput and latencies
+  herald token [flags]            print a development JWT (--role customer|operator,
+                                  --subject, --ttl) signed by a local key; start
+                                  herald with --grpc-jwks=.herald/auth/jwks.json
   herald help                     show this help
 
 Run "herald <command> -h" for the flags. Every flag can also be set through
@@ -89,6 +93,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return runDLQ(ctx, args[1:], getenv, stdout, stderr)
 	case "bench":
 		return runBench(ctx, args[1:], getenv, stdout, stderr)
+	case "token":
+		return runToken(ctx, args[1:], getenv, stdout, stderr)
 	case "help", "-h", "--help":
 		fmt.Fprint(stdout, usage)
 		return nil

@@ -49,8 +49,19 @@ func TestRunUsageErrors(t *testing.T) {
 		{"serve with a bad instance id", []string{"serve", "--instance-id=inventory/2"}, nil, `--instance-id (HERALD_INSTANCE_ID): "inventory/2"`},
 		{"serve with a bad instance id from env", []string{"serve"}, map[string]string{"HERALD_INSTANCE_ID": "a b"}, "--instance-id"},
 		{"serve with unknown sasl", []string{"serve", "--kafka-sasl-mechanism=GSSAPI"}, nil, "--kafka-sasl-mechanism"},
+		{"dev registry user without password", []string{"dev", "--registry-user=ops"}, nil, "--registry-user"},
+		{"dev registry reader without a read-write user", []string{"dev", "--registry-reader-user=app", "--registry-reader-password=x"}, nil, "--registry-password"},
+		{"registry user without password", []string{"registry", "--registry-user=ops"}, nil, "--registry-password"},
 		{"schema without subcommand", []string{"schema"}, nil, "no subcommand"},
 		{"schema register without registry", []string{"schema", "register"}, nil, "--schema-registry-url"},
+		{"serve without authentication", []string{"serve", "--kafka-brokers=k:9092"}, reachable, "--insecure-no-auth"},
+		{"serve with a JWKS but no issuer", []string{"serve", "--kafka-brokers=k:9092", "--grpc-jwks=jwks.json", "--grpc-jwt-audience=a"}, reachable,
+			"--grpc-jwt-issuer (HERALD_GRPC_JWT_ISSUER): required"},
+		{"serve with client CA but no TLS", []string{"serve", "--kafka-brokers=k:9092", "--grpc-client-ca=ca.pem"}, reachable, "client certificates need TLS"},
+		{"serve with auth and insecure", []string{"serve", "--kafka-brokers=k:9092", "--grpc-jwks=j.json", "--grpc-jwt-issuer=i",
+			"--grpc-jwt-audience=a", "--insecure-no-auth"}, reachable, "--insecure-no-auth (HERALD_INSECURE_NO_AUTH): contradicts"},
+		{"token for a customer without subject", []string{"token", "--data-dir", "unused"}, nil, "--subject"},
+		{"token with an unknown role", []string{"token", "--role=admin"}, nil, `--role "admin"`},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -75,5 +86,16 @@ func TestHelp(t *testing.T) {
 	}
 	if !strings.Contains(out.String(), "herald dev") {
 		t.Fatalf("help does not mention herald dev:\n%s", out.String())
+	}
+}
+
+func TestLoopback(t *testing.T) {
+	for addr, want := range map[string]bool{
+		"127.0.0.1:8080": true, "[::1]:8080": true, "localhost:8080": true,
+		"0.0.0.0:8080": false, "[::]:8080": false, "10.0.0.7:8080": false, ":8080": false, "nonsense": false,
+	} {
+		if got := loopback(addr); got != want {
+			t.Errorf("loopback(%q) = %v, want %v", addr, got, want)
+		}
 	}
 }

@@ -5,12 +5,15 @@ import (
 	"errors"
 	"flag"
 	"io"
+	"net"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"time"
 
 	"github.com/herald-events/herald/internal/server"
+	"github.com/herald-events/herald/platform/auth"
 	"github.com/herald-events/herald/platform/observe"
 )
 
@@ -34,6 +37,7 @@ func runProcess(ctx context.Context, embedded bool, args []string, getenv func(s
 	}
 	cfg := f.cfg
 	cfg.Embedded = embedded
+	cfg.RequireAuth = !embedded
 	cfg.Logger = log
 	tracing, shutdownTracing, err := observe.NewTracing(ctx, "herald", getenv)
 	if err != nil {
@@ -60,6 +64,16 @@ func runProcess(ctx context.Context, embedded bool, args []string, getenv func(s
 		}
 		return err
 	}
+	if embedded && !cfg.Auth.On() {
+		jwks := filepath.Join(cfg.DataDir, devKeyDir, auth.DevJWKSFile)
+		log.Info("gRPC authentication is off (herald dev); to try it, mint a token with " +
+			"`herald token --role operator` (writes " + jwks + ") and restart with --grpc-jwks=" + jwks +
+			", then call with grpcurl -H \"authorization: Bearer $(herald token --role customer --subject c-1)\"")
+		if !loopback(p.GRPCAddr()) {
+			log.Warn("herald dev serves gRPC without authentication beyond the loopback interface: anyone who reaches "+
+				p.GRPCAddr()+" may call every method, SetStock included", "grpc", p.GRPCAddr())
+		}
+	}
 	log.Info(name+" ready", "grpc", p.GRPCAddr(), "kafka", strings.Join(p.Brokers(), ","), "registry", p.RegistryURL(),
 		"services", strings.Join(cfg.Services, ","), "pid", strconv.Itoa(os.Getpid()))
 	select {
@@ -68,4 +82,18 @@ func runProcess(ctx context.Context, embedded bool, args []string, getenv func(s
 	case <-p.Done():
 	}
 	return p.Close()
+}
+
+// loopback reports whether a listen address is on the loopback interface
+// only.
+func loopback(addr string) bool {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return false
+	}
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
 }

@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/herald-events/herald/internal/server"
 	"github.com/herald-events/herald/platform/registry"
 )
 
@@ -18,17 +19,29 @@ import (
 // schema gates in CI and for experiments.
 func runRegistry(ctx context.Context, args []string, getenv func(string) string, stderr io.Writer) error {
 	f := newFlags("herald registry", stderr)
-	var addr, dir, user, password string
+	var (
+		addr, dir              string
+		user, password         string
+		reader, readerPassword string
+		maxBody                int64
+	)
 	f.fs.StringVar(&addr, "registry-addr", "127.0.0.1:8081", "listen address")
 	f.fs.StringVar(&dir, "data-dir", "", "directory for registry.json (empty: in memory)")
-	f.fs.StringVar(&user, "registry-user", "", "require HTTP basic auth with this user")
-	f.fs.StringVar(&password, "registry-password", "", "basic-auth password")
+	f.fs.StringVar(&user, "registry-user", "", "require HTTP basic auth; this user may read and change everything")
+	f.fs.StringVar(&password, "registry-password", "", "password of --registry-user")
+	f.fs.StringVar(&reader, "registry-reader-user", "", "require HTTP basic auth; this user may only read (lookups, fetches, compatibility checks)")
+	f.fs.StringVar(&readerPassword, "registry-reader-password", "", "password of --registry-reader-user")
+	f.fs.Int64Var(&maxBody, "registry-max-body", registry.DefaultMaxBodyBytes, "largest request body in bytes; larger ones get 413")
 	f.fs.StringVar(&f.level, "log-level", "info", "debug, info, warn or error")
 	if err := f.parse(args, getenv); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return nil
 		}
 		return &usageError{err}
+	}
+	if (user != "" && password == "") || (reader != "" && readerPassword == "") {
+		return &usageError{fmt.Errorf("%s and %s need a password (%s, %s)", server.Setting("registry-user"),
+			server.Setting("registry-reader-user"), server.Setting("registry-password"), server.Setting("registry-reader-password"))}
 	}
 	log, err := newLogger(stderr, f.level)
 	if err != nil {
@@ -38,7 +51,11 @@ func runRegistry(ctx context.Context, args []string, getenv func(string) string,
 	if dir != "" {
 		file = filepath.Join(dir, "registry.json")
 	}
-	reg, err := registry.New(registry.Config{File: file, User: user, Password: password, Logger: log})
+	reg, err := registry.New(registry.Config{
+		File: file, User: user, Password: password,
+		ReadOnlyUser: reader, ReadOnlyPassword: readerPassword,
+		MaxBodyBytes: maxBody, Logger: log,
+	})
 	if err != nil {
 		return err
 	}

@@ -33,7 +33,7 @@ func TestServeWrongRegistryPath(t *testing.T) {
 	var out, errOut bytes.Buffer
 	begin := time.Now()
 	err = run(ctx, []string{"serve", "--kafka-brokers=" + cluster.ListenAddrs()[0], "--schema-registry-url=" + notRegistry.URL,
-		"--database-url=sqlite:" + filepath.Join(t.TempDir(), "db"), "--grpc-addr=127.0.0.1:0", "--http-addr=",
+		"--database-url=sqlite:" + filepath.Join(t.TempDir(), "db"), "--grpc-addr=127.0.0.1:0", "--http-addr=", "--insecure-no-auth",
 		"--startup-timeout=20s"}, func(string) string { return "" }, &out, &errOut)
 	var ue *usageError
 	if !errors.As(err, &ue) {
@@ -60,7 +60,7 @@ func TestServeStoppedWhileWaiting(t *testing.T) {
 	var out, errOut bytes.Buffer
 	begin := time.Now()
 	err := run(ctx, []string{"serve", "--kafka-brokers=127.0.0.1:9", "--schema-registry-url=" + gone.URL,
-		"--database-url=sqlite:" + filepath.Join(t.TempDir(), "db"), "--grpc-addr=127.0.0.1:0", "--http-addr=",
+		"--database-url=sqlite:" + filepath.Join(t.TempDir(), "db"), "--grpc-addr=127.0.0.1:0", "--http-addr=", "--insecure-no-auth",
 		"--startup-timeout=1m"}, func(string) string { return "" }, &out, &errOut)
 	if err != nil {
 		t.Fatalf("run = %v after a stop signal, want nil\n%s", err, errOut.String())

@@ -282,6 +282,7 @@ func (c *cluster) start(s *svc) {
 		args = append(args, "--instance-id="+s.name)
 	}
 	env := []string{
+		"HERALD_INSECURE_NO_AUTH=true", // the chaos suite calls without credentials on 127.0.0.1
 		"HERALD_KAFKA_BROKERS=" + strings.Join(c.env.brokers, ","),
 		"HERALD_SCHEMA_REGISTRY_URL=" + c.env.registry,
 		"HERALD_DATABASE_URL=" + c.env.database,

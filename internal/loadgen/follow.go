@@ -22,6 +22,16 @@ const (
 	maxFallback = 64
 	// maxGetParallel bounds the GetOrder calls in flight.
 	maxGetParallel = 16
+	// followRowsPerAccept and followRowsFloor set the follower's budget:
+	// it reads at most this many orders per second, per order accepted
+	// per second (plus the floor), and waits longer between polls when
+	// the pending window is wide. Without it, a backlog of a few thousand
+	// pending orders listed every 10 ms cost the server more than the
+	// orders themselves. The accept→final latencies then have the poll
+	// interval as resolution; the saga latencies come from the server's
+	// timestamps and do not.
+	followRowsPerAccept = 4
+	followRowsFloor     = 5000
 )
 
 // tracked is an accepted order not yet final.
@@ -41,7 +51,10 @@ type follower struct {
 	customer string
 	notify   chan struct{}
 	polls    atomic.Int64
+	listed   atomic.Int64
 	round    int64
+	// firstAccept is when following began, for the accept rate.
+	firstAccept time.Time
 
 	mu        sync.Mutex
 	pending   map[string]*tracked
@@ -66,6 +79,9 @@ func newFollower(cfg Config, orders ordersv1.OrderServiceClient, customer string
 // without a Final latency.
 func (f *follower) add(o *Order, got *ordersv1.Order) {
 	f.mu.Lock()
+	if f.accepts == 0 {
+		f.firstAccept = time.Now()
+	}
 	f.accepts++
 	if final(got.GetStatus()) {
 		f.record(o, got, time.Time{})
@@ -165,6 +181,7 @@ func (f *follower) run(ctx context.Context, issuing <-chan struct{}) {
 			return
 		}
 		begun := time.Now()
+		listedBefore := f.listed.Load()
 		f.round++
 		if f.cfg.Follow == FollowGet {
 			all := make([]*tracked, 0, len(snap))
@@ -178,7 +195,7 @@ func (f *follower) run(ctx context.Context, issuing <-chan struct{}) {
 		if ctx.Err() != nil {
 			return
 		}
-		if wait := f.cfg.PollInterval - time.Since(begun); wait > 0 {
+		if wait := f.pause(f.listed.Load()-listedBefore, accepts) - time.Since(begun); wait > 0 {
 			t := time.NewTimer(wait)
 			select {
 			case <-t.C:
@@ -188,6 +205,20 @@ func (f *follower) run(ctx context.Context, issuing <-chan struct{}) {
 			}
 		}
 	}
+}
+
+// pause is how long a poll round that read rows orders should take in
+// all, so that the follower stays within its budget (see
+// followRowsPerAccept), and never less than the poll interval.
+func (f *follower) pause(rows, accepts int64) time.Duration {
+	f.mu.Lock()
+	since := time.Since(f.firstAccept)
+	f.mu.Unlock()
+	budget := float64(followRowsFloor)
+	if s := since.Seconds(); s > 0 {
+		budget += followRowsPerAccept * float64(accepts) / s
+	}
+	return max(f.cfg.PollInterval, time.Duration(float64(rows)/budget*float64(time.Second)))
 }
 
 // list pages through the customer's orders, newest first, far enough back
@@ -211,6 +242,7 @@ func (f *follower) list(ctx context.Context, snap map[string]*tracked, oldest, a
 			break
 		}
 		now := time.Now()
+		f.listed.Add(int64(len(resp.GetOrders())))
 		for _, o := range resp.GetOrders() {
 			if t, ok := snap[o.GetOrderId()]; ok {
 				seen++
@@ -249,6 +281,7 @@ func (f *follower) getAll(ctx context.Context, ts []*tracked) {
 			resp, err := f.orders.GetOrder(cctx, &ordersv1.GetOrderRequest{OrderId: t.order.OrderID})
 			cancel()
 			f.polls.Add(1)
+			f.listed.Add(1)
 			t.lastGet = time.Now()
 			if err != nil {
 				f.pollErr(ctx, err)

@@ -38,7 +38,7 @@ type runner struct {
 	// cumulative weights of cfg.SKUs, for picking by weight.
 	cumulative []uint64
 
-	sent, inFlight, accepted, notAccepted, errCount, retries atomic.Int64
+	sent, inFlight, accepted, notAccepted, errCount, shed, retries atomic.Int64
 
 	mu             sync.Mutex
 	errs           map[string]int
@@ -353,7 +353,13 @@ func (r *runner) giveUp(o *Order) {
 	}
 }
 
+// countErr counts a failed attempt: as shed when the server refused it
+// for load (RESOURCE_EXHAUSTED), else as an error by code.
 func (r *runner) countErr(code codes.Code) {
+	if code == codes.ResourceExhausted {
+		r.shed.Add(1)
+		return
+	}
 	r.errCount.Add(1)
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -377,7 +383,7 @@ func (r *runner) report(start time.Time, progress func(Snapshot), stop <-chan st
 			s := Snapshot{
 				Elapsed: now.Sub(start), Sent: int(r.sent.Load()), InFlight: int(r.inFlight.Load()),
 				Accepted: int(r.accepted.Load()), NotAccepted: int(r.notAccepted.Load()),
-				Errors: int(r.errCount.Load()), Retries: int(r.retries.Load()),
+				Errors: int(r.errCount.Load()), Shed: int(r.shed.Load()), Retries: int(r.retries.Load()),
 			}
 			if r.fol != nil {
 				s.Completed, s.Pending = r.fol.progress()
@@ -395,7 +401,7 @@ func (r *runner) summary(start, issuingEnd time.Time, workers []*worker) Summary
 		Method: r.cfg.Method, Target: r.cfg.Target, RunID: r.cfg.RunID, CustomerID: r.customer, Seed: r.cfg.Seed,
 		Started: start, Issuing: issuingEnd.Sub(start),
 		Sent: int(r.sent.Load()), Accepted: int(r.accepted.Load()), NotAccepted: int(r.notAccepted.Load()),
-		Retries: int(r.retries.Load()), Errors: r.errs, NotAcceptedIDs: r.notAcceptedIDs,
+		Retries: int(r.retries.Load()), Errors: r.errs, Shed: int(r.shed.Load()), NotAcceptedIDs: r.notAcceptedIDs,
 	}
 	var accept []time.Duration
 	var all []placed
@@ -422,7 +428,7 @@ func (r *runner) summary(start, issuingEnd time.Time, workers []*worker) Summary
 		s.Following = f.lastFinal.Sub(start)
 	}
 	s.CompletedPerSec = perSec(s.Completed, s.Following)
-	s.Polls, s.PollErrors = int(f.polls.Load()), f.pollErrs
+	s.Polls, s.PollErrors, s.FollowRows = int(f.polls.Load()), f.pollErrs, int(f.listed.Load())
 	left := make([]*tracked, 0, len(f.pending))
 	for _, t := range f.pending {
 		left = append(left, t)

@@ -2,8 +2,10 @@ package loadgen_test
 
 import (
 	"context"
+	"encoding/json"
 	"log/slog"
 	"net"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -185,7 +187,8 @@ type flaky struct {
 	ordersv1.UnimplementedOrderServiceServer
 	inventoryv1.UnimplementedInventoryServiceServer
 	refusals int
-	neverEnd string // SKU whose orders stay pending
+	refuse   codes.Code // the code of the refusals; default Unavailable
+	neverEnd string     // SKU whose orders stay pending
 
 	mu       sync.Mutex
 	attempts map[string]int
@@ -199,6 +202,9 @@ func (f *flaky) CreateOrder(_ context.Context, req *ordersv1.CreateOrderRequest)
 	defer f.mu.Unlock()
 	f.attempts[req.GetRequestId()]++
 	if f.attempts[req.GetRequestId()] <= f.refusals {
+		if f.refuse != codes.OK {
+			return nil, status.Error(f.refuse, "refused")
+		}
 		return nil, status.Error(codes.Unavailable, "restarting")
 	}
 	id := "o-" + req.GetRequestId()
@@ -310,5 +316,26 @@ func TestNotAccepted(t *testing.T) {
 	}
 	if s.Accepted != 0 || s.NotAccepted != 3 || len(s.NotAcceptedIDs) != 3 || s.Retries == 0 {
 		t.Fatalf("accepted %d, not accepted %d %v, retries %d", s.Accepted, s.NotAccepted, s.NotAcceptedIDs, s.Retries)
+	}
+}
+
+// TestShedApart: calls the server sheds (RESOURCE_EXHAUSTED) are counted
+// as shed, not as errors, and retried with the same request id.
+func TestShedApart(t *testing.T) {
+	f := &flaky{refusals: 1, refuse: codes.ResourceExhausted}
+	addr := serveFlaky(t, f)
+	s, err := loadgen.Run(runCtx(t), loadgen.Config{
+		Target: addr, Count: 20, Concurrency: 4, RunID: "r3",
+		FollowTimeout: 300 * time.Millisecond, PollInterval: 5 * time.Millisecond,
+	}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s.Accepted != 20 || s.Shed != 20 || s.Retries != 20 || len(s.Errors) != 0 {
+		t.Fatalf("accepted %d shed %d retries %d errors %v; want 20, 20, 20, none", s.Accepted, s.Shed, s.Retries, s.Errors)
+	}
+	b, err := json.Marshal(s)
+	if err != nil || !strings.Contains(string(b), `"shed":20`) {
+		t.Fatalf("JSON %s, %v: want shed", b, err)
 	}
 }

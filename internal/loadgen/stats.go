@@ -131,13 +131,21 @@ type Summary struct {
 	Saga Latency
 
 	// Errors counts failed CreateOrder (or Check) attempts by gRPC code,
-	// retried ones included; Retries counts the attempts repeated.
+	// retried ones included, except those the server shed; Retries counts
+	// the attempts repeated.
 	Errors  map[string]int
 	Retries int
+	// Shed counts attempts the server refused for load
+	// (RESOURCE_EXHAUSTED), retried ones included: the server protecting
+	// its latency, not a failure. They are not in Errors.
+	Shed int
 	// Polls counts ListOrders and GetOrder calls made to follow orders;
 	// PollErrors counts the failed ones by gRPC code.
 	Polls      int
 	PollErrors map[string]int
+	// FollowRows counts the orders those calls returned: the follower's
+	// cost to the server.
+	FollowRows int
 
 	// Orders lists every order the run placed, accepted or not, in request
 	// order.
@@ -183,13 +191,16 @@ func (s Summary) MarshalJSON() ([]byte, error) {
 		Final           Latency        `json:"final_latency"`
 		Saga            Latency        `json:"saga_latency"`
 		Errors          map[string]int `json:"errors,omitempty"`
+		Shed            int            `json:"shed"`
 		Retries         int            `json:"retries"`
 		Polls           int            `json:"polls"`
 		PollErrors      map[string]int `json:"poll_errors,omitempty"`
+		FollowRows      int            `json:"follow_rows"`
 	}{
 		s.Method, s.Target, s.RunID, s.CustomerID, s.Seed, s.Started, sec(s.Issuing), sec(s.Following),
 		s.Sent, s.Accepted, s.NotAccepted, s.NotAcceptedIDs, s.Completed, s.ByStatus, s.NotCompleted, s.NotCompletedIDs,
-		rate(s.AcceptedPerSec), rate(s.CompletedPerSec), s.Accept, s.Final, s.Saga, s.Errors, s.Retries, s.Polls, s.PollErrors,
+		rate(s.AcceptedPerSec), rate(s.CompletedPerSec), s.Accept, s.Final, s.Saga, s.Errors, s.Shed, s.Retries, s.Polls, s.PollErrors,
+		s.FollowRows,
 	})
 }
 
@@ -205,7 +216,9 @@ type Snapshot struct {
 	Completed   int
 	NotAccepted int
 	Errors      int
-	Retries     int
+	// Shed attempts were refused by the server for load.
+	Shed    int
+	Retries int
 	// AcceptRate and CompleteRate are per second over the last interval.
 	AcceptRate   float64
 	CompleteRate float64

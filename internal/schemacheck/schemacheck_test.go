@@ -179,3 +179,57 @@ func TestCheckRegistry(t *testing.T) {
 		t.Fatalf("unregistered namespace: %v\n%s", err, rep.Text())
 	}
 }
+
+// TestCheckRegistryFollowsImports changes a field of an imported message
+// only: the importing events subject fails too, at every field that uses
+// the message, because referenced types are compared by structure.
+func TestCheckRegistryFollowsImports(t *testing.T) {
+	reg, err := registry.New(registry.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(reg.Handler())
+	defer srv.Close()
+	if _, err := server.RegisterSchemas(server.RegistryConfig{URL: srv.URL}, schema.TopicName, ""); err != nil {
+		t.Fatal(err)
+	}
+	client, err := schema.NewClient(srv.URL, "", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	files, err := schemacheck.ReadDir("../../proto")
+	if err != nil {
+		t.Fatal(err)
+	}
+	const moneyFile = "herald/money/v1/money.proto"
+	before := files[moneyFile]
+	files[moneyFile] = strings.Replace(before, "int64 units = 2;", "string units = 2;", 1)
+	if files[moneyFile] == before {
+		t.Fatal("edit changed nothing")
+	}
+	tr, err := schemacheck.Compile(files)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rep, err := schemacheck.CheckRegistry(client, tr, schema.TopicName, "", compat.Backward)
+	if err != nil {
+		t.Fatal(err)
+	}
+	violations := map[string][]string{}
+	for _, f := range rep.Findings {
+		for _, v := range f.Violations {
+			violations[f.Subject] = append(violations[f.Subject], v.Rule+" "+v.Path)
+		}
+	}
+	if !slices.Contains(violations[moneyFile], compat.FieldScalarKindChanged+" herald.money.v1.Money.units") {
+		t.Errorf("money subject: %v", violations[moneyFile])
+	}
+	for _, field := range []string{"OrderCreated.total", "OrderLine.unit_price", "OrderConfirmed.total"} {
+		if !slices.Contains(violations["herald.orders.v1-value"], compat.FieldNamedTypeChanged+" herald.orders.v1."+field) {
+			t.Errorf("orders subject lacks %s at %s: %v", compat.FieldNamedTypeChanged, field, violations["herald.orders.v1-value"])
+		}
+	}
+	if t.Failed() {
+		t.Log(rep.Text())
+	}
+}

@@ -53,7 +53,7 @@ func TestSagaOnEveryBus(t *testing.T) {
 				"HERALD_HTTP_ADDR=127.0.0.1:0",
 			}
 			dial := func(services string) *grpc.ClientConn {
-				p := heraldtest.Start(t, bin, []string{"serve", "--services=" + services}, env...)
+				p := heraldtest.Start(t, bin, []string{"serve", "--services=" + services, "--insecure-no-auth"}, env...)
 				conn, err := grpc.NewClient(p.GRPCAddr, grpc.WithTransportCredentials(insecure.NewCredentials()))
 				if err != nil {
 					t.Fatal(err)

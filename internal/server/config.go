@@ -1,7 +1,8 @@
 // Package server assembles a herald process: the infrastructure (embedded
 // for `herald dev`, configured for `herald serve`), the selected services,
-// their databases, publishers and consumers, and one gRPC server with health
-// and reflection.
+// their databases, publishers and consumers, and one gRPC server with health,
+// authentication and authorization ([AccessPolicy]) and, when asked,
+// reflection.
 package server
 
 import (
@@ -10,6 +11,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"net"
 	"net/url"
 	"os"
@@ -63,6 +65,12 @@ type RegistryConfig struct {
 	User, Password string
 }
 
+// RegistryAuth are the basic-auth users of the embedded registry.
+type RegistryAuth struct {
+	User, Password                 string
+	ReadOnlyUser, ReadOnlyPassword string
+}
+
 // Config configures a process.
 type Config struct {
 	// DataDir holds the SQLite files and, embedded, the broker log and
@@ -70,11 +78,31 @@ type Config struct {
 	DataDir string
 	// GRPCAddr is the gRPC listen address. Default "127.0.0.1:8080".
 	GRPCAddr string
-	// HTTPAddr serves /metrics (Prometheus) and /healthz; empty turns the
-	// HTTP endpoint off.
+	// HTTPAddr is the admin listener, apart from gRPC: /metrics
+	// (Prometheus), /healthz, /livez and, with PProf, /debug/pprof/. Empty
+	// turns it off.
 	HTTPAddr string
 	// GRPCTLSCert and GRPCTLSKey (PEM files) serve gRPC over TLS.
 	GRPCTLSCert, GRPCTLSKey string
+	// GRPCMaxInFlight bounds the gRPC calls handled at once; past it a call
+	// is refused at once with RESOURCE_EXHAUSTED (load shedding, see
+	// grpcx.Limiter). Default 256; negative: no bound.
+	GRPCMaxInFlight int
+	// GRPCMaxStreams bounds the concurrent streams (calls) of one client
+	// connection (HTTP/2 SETTINGS_MAX_CONCURRENT_STREAMS); a client queues
+	// calls past it on its side. Default 1000.
+	GRPCMaxStreams int
+	// Auth says how gRPC callers authenticate. Default: not at all.
+	Auth AuthConfig
+	// RequireAuth refuses a configuration without an authentication
+	// setting unless Auth.InsecureNoAuth says so (herald serve sets it).
+	RequireAuth bool
+	// GRPCReflection serves gRPC server reflection. Default off (herald
+	// dev turns it on).
+	GRPCReflection bool
+	// PProf serves Go's profiler under /debug/pprof/ on the admin
+	// listener (HTTPAddr). Default off.
+	PProf bool
 
 	// Embedded runs kfake and the embedded registry in the process and
 	// keeps the databases in DataDir (herald dev).
@@ -82,6 +110,11 @@ type Config struct {
 	// KafkaAddr and RegistryAddr are where the embedded parts listen.
 	// Defaults "127.0.0.1:9092" and "127.0.0.1:8081".
 	KafkaAddr, RegistryAddr string
+	// EmbeddedRegistryAuth, when its User is set, makes the embedded
+	// registry require basic auth: User and Password may change
+	// everything (the process itself uses them), ReadOnlyUser and
+	// ReadOnlyPassword may only read.
+	EmbeddedRegistryAuth RegistryAuth
 
 	// Bus is the message bus: "kafka" (default), "nats" (JetStream) or
 	// "rabbitmq". herald dev always uses its embedded Kafka.
@@ -155,6 +188,28 @@ type Config struct {
 	Hooks *Hooks
 }
 
+// AuthConfig says how gRPC callers authenticate. With neither ClientCA
+// nor JWKS every caller may call every method.
+type AuthConfig struct {
+	// ClientCA (a PEM file) turns on mTLS: every client must present a
+	// certificate it signed; its CN is the subject and an OU naming a role
+	// ("customer", "operator") its role. Needs GRPCTLSCert.
+	ClientCA string
+	// JWKS (a file or an http(s) URL) turns on bearer JWTs ("authorization:
+	// Bearer <token>") verified against its keys, with JWTIssuer and
+	// JWTAudience required.
+	JWKS, JWTIssuer, JWTAudience string
+	// JWTRolesClaim names the roles claim (default "roles", then "role");
+	// JWTSubjectClaim the customer id's (default "sub").
+	JWTRolesClaim, JWTSubjectClaim string
+	// InsecureNoAuth runs without authentication where RequireAuth asks for
+	// it, with a warning in the log.
+	InsecureNoAuth bool
+}
+
+// On reports whether callers must authenticate.
+func (a AuthConfig) On() bool { return a.ClientCA != "" || a.JWKS != "" }
+
 // Hooks are fault-injection points for tests.
 type Hooks struct {
 	// OutboxBeforeMark, per service name, runs between publishing an
@@ -170,6 +225,12 @@ func (c *Config) SetDefaults() {
 	}
 	if c.GRPCAddr == "" {
 		c.GRPCAddr = "127.0.0.1:8080"
+	}
+	if c.GRPCMaxInFlight == 0 {
+		c.GRPCMaxInFlight = DefaultGRPCMaxInFlight
+	}
+	if c.GRPCMaxStreams == 0 {
+		c.GRPCMaxStreams = DefaultGRPCMaxStreams
 	}
 	if c.KafkaAddr == "" {
 		c.KafkaAddr = "127.0.0.1:9092"
@@ -214,6 +275,13 @@ func (c *Config) SetDefaults() {
 		c.Logger = slog.Default()
 	}
 }
+
+// Defaults of the gRPC load bounds; see docs/operations.md for how they
+// were chosen.
+const (
+	DefaultGRPCMaxInFlight = 256
+	DefaultGRPCMaxStreams  = 1000
+)
 
 // The buses a process can use.
 const (
@@ -262,8 +330,37 @@ func (c *Config) Validate() error {
 			bad(a.flag, "%v", err)
 		}
 	}
+	if a := c.EmbeddedRegistryAuth; c.Embedded && a != (RegistryAuth{}) {
+		switch {
+		case a.User == "" || a.Password == "":
+			bad("registry-user", "the embedded registry's basic auth needs --registry-user and --registry-password (the process registers its schemas as that user)")
+		case a.ReadOnlyUser != "" && a.ReadOnlyPassword == "":
+			bad("registry-reader-password", "required with --registry-reader-user")
+		}
+	}
+	if c.GRPCMaxStreams < 0 || int64(c.GRPCMaxStreams) > math.MaxUint32 {
+		bad("grpc-max-streams", "%d: must be between 1 and %d", c.GRPCMaxStreams, uint32(math.MaxUint32))
+	}
 	if (c.GRPCTLSCert == "") != (c.GRPCTLSKey == "") {
 		bad("grpc-tls-cert", "set both --grpc-tls-cert and --grpc-tls-key, or neither")
+	}
+	if c.Auth.ClientCA != "" && c.GRPCTLSCert == "" {
+		bad("grpc-client-ca", "client certificates need TLS: set --grpc-tls-cert and --grpc-tls-key too")
+	}
+	if c.Auth.JWKS != "" {
+		if c.Auth.JWTIssuer == "" {
+			bad("grpc-jwt-issuer", "required with --grpc-jwks: the issuer (iss) tokens must name")
+		}
+		if c.Auth.JWTAudience == "" {
+			bad("grpc-jwt-audience", "required with --grpc-jwks: the audience (aud) tokens must name")
+		}
+	}
+	switch {
+	case c.Auth.On() && c.Auth.InsecureNoAuth:
+		bad("insecure-no-auth", "contradicts --grpc-client-ca / --grpc-jwks: choose one")
+	case c.RequireAuth && !c.Auth.On() && !c.Auth.InsecureNoAuth:
+		bad("grpc-jwks", "herald serve needs authentication: set --grpc-jwks (bearer JWTs) and/or --grpc-client-ca "+
+			"(client certificates), or --insecure-no-auth to accept every caller (see docs/security.md)")
 	}
 	switch {
 	case c.Bus == BusKafka:

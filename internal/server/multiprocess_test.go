@@ -36,7 +36,7 @@ func TestServicesAsSeparateProcesses(t *testing.T) {
 		"HERALD_HTTP_ADDR=127.0.0.1:0",
 	}
 	startSvc := func(name string) (*heraldtest.Proc, *grpc.ClientConn) {
-		p := heraldtest.Start(t, bin, []string{"serve", "--services=" + name}, env...)
+		p := heraldtest.Start(t, bin, []string{"serve", "--services=" + name, "--insecure-no-auth"}, env...)
 		conn, err := grpc.NewClient(p.GRPCAddr, grpc.WithTransportCredentials(insecure.NewCredentials()))
 		if err != nil {
 			t.Fatal(err)

@@ -14,12 +14,13 @@ import (
 
 	moneyv1 "github.com/herald-events/herald/gen/go/herald/money/v1"
 	ordersv1 "github.com/herald-events/herald/gen/go/herald/orders/v1"
+	"github.com/herald-events/herald/internal/server"
 	"github.com/herald-events/herald/platform/event"
 	"github.com/herald-events/herald/platform/schema"
 )
 
 func TestSagaEndToEnd(t *testing.T) {
-	s := startProcess(t, t.TempDir(), nil)
+	s := startProcessWith(t, t.TempDir(), func(c *server.Config) { c.PProf = true })
 	s.setStock(t, "APPLE", 10)
 	s.setStock(t, "PEAR", 2)
 
@@ -119,7 +120,7 @@ func TestSagaEndToEnd(t *testing.T) {
 		}
 	})
 
-	t.Run("the profiler answers next to the metrics", func(t *testing.T) {
+	t.Run("with pprof on, the profiler answers next to the metrics", func(t *testing.T) {
 		status, body, err := s.get("/debug/pprof/goroutine?debug=1")
 		if err != nil {
 			t.Fatal(err)
@@ -151,6 +152,13 @@ func TestSagaEndToEnd(t *testing.T) {
 		for series, least := range map[string]float64{
 			`herald_event_latency_seconds_count{group="` + s.group("herald-inventory") + `",type="herald.orders.v1.OrderCreated"} `:         3,
 			`herald_handler_duration_seconds_count{group="` + s.group("herald-orders") + `",type="herald.inventory.v1.InventoryDeducted"} `: 1,
+			// Three CreateOrder and three OrderCreated at least, each a
+			// unit of work in a transaction of its service's database.
+			`herald_db_units_total{service="orders"} `:                        3,
+			`herald_db_units_total{service="inventory"} `:                     3,
+			`herald_db_transactions_total{service="inventory"} `:              1,
+			`herald_outbox_publish_duration_seconds_count{service="orders"} `: 1,
+			`herald_outbox_delay_seconds_count{service="orders"} `:            3,
 		} {
 			if v := metricValue(text, series); v < least {
 				t.Errorf("/metrics: %s= %v, want at least %v", series, v, least)

@@ -25,6 +25,7 @@ import (
 	"google.golang.org/protobuf/reflect/protoreflect"
 	"google.golang.org/protobuf/reflect/protoregistry"
 
+	"github.com/herald-events/herald/platform/auth"
 	"github.com/herald-events/herald/platform/bus"
 	"github.com/herald-events/herald/platform/bus/kafkabus"
 	"github.com/herald-events/herald/platform/bus/natsbus"
@@ -91,11 +92,16 @@ func (p *Process) serveHTTP(addr string) error {
 	mux.HandleFunc("GET /livez", func(w http.ResponseWriter, _ *http.Request) {
 		_, _ = w.Write([]byte("ok\n"))
 	})
-	// Go's profiler, for `go tool pprof http://<http-addr>/debug/pprof/profile`
-	// (docs/performance.md); the HTTP address is loopback by default.
-	mux.HandleFunc("GET /debug/pprof/", pprof.Index)
-	mux.HandleFunc("GET /debug/pprof/profile", pprof.Profile)
-	mux.HandleFunc("GET /debug/pprof/trace", pprof.Trace)
+	// Go's profiler, only when asked (--pprof): it shows every goroutine's
+	// stack and the heap, and one CPU profile at a time locks others out.
+	// For `go tool pprof http://<http-addr>/debug/pprof/profile`
+	// (docs/performance.md).
+	if p.cfg.PProf {
+		mux.HandleFunc("GET /debug/pprof/", pprof.Index)
+		mux.HandleFunc("GET /debug/pprof/profile", pprof.Profile)
+		mux.HandleFunc("GET /debug/pprof/trace", pprof.Trace)
+		mux.HandleFunc("GET /debug/pprof/symbol", pprof.Symbol)
+	}
 	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
 	go func() {
 		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
@@ -108,7 +114,7 @@ func (p *Process) serveHTTP(addr string) error {
 		defer cancel()
 		return srv.Shutdown(ctx)
 	})
-	p.log.Info("metrics listening", "url", "http://"+p.httpAddr+"/metrics")
+	p.log.Info("admin listening", "url", "http://"+p.httpAddr+"/metrics", "pprof", p.cfg.PProf)
 	return nil
 }
 
@@ -168,15 +174,18 @@ func Start(ctx context.Context, cfg Config) (_ *Process, err error) {
 
 	regCfg := cfg.Registry
 	if cfg.Embedded {
+		auth := cfg.EmbeddedRegistryAuth
 		p.stack, err = devstack.Start(devstack.Config{
 			DataDir: cfg.DataDir, KafkaAddr: cfg.KafkaAddr, RegistryAddr: cfg.RegistryAddr, Logger: cfg.Logger,
+			RegistryUser: auth.User, RegistryPassword: auth.Password,
+			RegistryReadOnlyUser: auth.ReadOnlyUser, RegistryReadOnlyPassword: auth.ReadOnlyPassword,
 		})
 		if err != nil {
 			return nil, err
 		}
 		p.closers = append(p.closers, p.stack.Close)
 		p.brokers = []string{p.stack.KafkaAddr()}
-		regCfg = RegistryConfig{URL: p.stack.RegistryURL()}
+		regCfg = RegistryConfig{URL: p.stack.RegistryURL(), User: auth.User, Password: auth.Password}
 		p.log.Info("embedded kafka listening", "addr", p.stack.KafkaAddr(), "data_dir", filepath.Join(cfg.DataDir, "kafka"))
 		p.log.Info("embedded schema registry listening", "url", regCfg.URL)
 	} else {
@@ -260,20 +269,32 @@ func Start(ctx context.Context, cfg Config) (_ *Process, err error) {
 
 	var gopts []grpc.ServerOption
 	if cfg.GRPCTLSCert != "" {
-		creds, err := credentials.NewServerTLSFromFile(cfg.GRPCTLSCert, cfg.GRPCTLSKey)
+		tlsCfg, err := auth.ServerTLS(cfg.GRPCTLSCert, cfg.GRPCTLSKey, cfg.Auth.ClientCA)
 		if err != nil {
-			return nil, fmt.Errorf("%s: %w", Setting("grpc-tls-cert"), err)
+			return nil, &ConfigError{fmt.Errorf("%s, %s: %w", Setting("grpc-tls-cert"), Setting("grpc-client-ca"), err)}
 		}
-		gopts = append(gopts, grpc.Creds(creds))
+		gopts = append(gopts, grpc.Creds(credentials.NewTLS(tlsCfg)))
 	}
-	// The data contracts: requests, produced and consumed events are
-	// checked against their schemas' rules (see package contract).
+	// Load bounds: calls past GRPCMaxInFlight are shed at once, before
+	// their credentials are checked.
+	gopts = append(gopts, grpc.MaxConcurrentStreams(uint32(cfg.GRPCMaxStreams)))
+	gopts = append(gopts, grpcx.NewLimiter(cfg.GRPCMaxInFlight, p.metrics).ServerOptions()...)
+	authOpts, err := p.authInterceptors(ctx)
+	if err != nil {
+		return nil, err
+	}
+	// The data contracts: requests (once authenticated), produced and
+	// consumed events are checked against their schemas' rules (see
+	// package contract).
 	rules, err := contract.New()
 	if err != nil {
 		return nil, err
 	}
-	gopts = append(gopts, grpc.ChainUnaryInterceptor(contract.UnaryServerInterceptor(rules)))
-	p.grpc, p.health = grpcx.NewServer(p.log, p.metrics, cfg.Tracing, gopts...)
+	authOpts = append(authOpts, grpc.ChainUnaryInterceptor(contract.UnaryServerInterceptor(rules)))
+	p.grpc, p.health = grpcx.NewServer(p.log, p.metrics, cfg.Tracing, append(gopts, authOpts...)...)
+	if cfg.GRPCReflection {
+		grpcx.RegisterReflection(p.grpc)
+	}
 	platform := p.platform(codec, dlq)
 	platform.Contract = rules
 	platform.RequireCloudEvents = func(service string) bool {
@@ -289,6 +310,12 @@ func Start(ctx context.Context, cfg Config) (_ *Process, err error) {
 		}
 		p.services = append(p.services, svc)
 		name := m.Name
+		if db := svc.DB(); db != nil {
+			p.metrics.CounterFunc("herald_db_units_total", "Units of work (an event's, a request's) run in shared database transactions.",
+				prometheus.Labels{"service": name}, func() float64 { return float64(db.GroupStats().Calls) })
+			p.metrics.CounterFunc("herald_db_transactions_total", "Shared database transactions committed or rolled back; units ÷ transactions is the mean group size.",
+				prometheus.Labels{"service": name}, func() float64 { return float64(db.GroupStats().Transactions) })
+		}
 		if ob := svc.Outbox(); ob != nil { // services that publish nothing have no outbox
 			p.metrics.GaugeFunc("herald_outbox_pending", "Outbox rows not yet published.",
 				prometheus.Labels{"service": name}, pendingOf(ob))
@@ -301,8 +328,34 @@ func Start(ctx context.Context, cfg Config) (_ *Process, err error) {
 		return nil, fmt.Errorf("grpc: listen %s: %w", cfg.GRPCAddr, err)
 	}
 	p.run()
-	p.log.Info("grpc listening", "addr", p.grpcLn.Addr().String(), "services", cfg.Services, "tls", cfg.GRPCTLSCert != "")
+	p.log.Info("grpc listening", "addr", p.grpcLn.Addr().String(), "services", cfg.Services, "tls", cfg.GRPCTLSCert != "",
+		"max_in_flight", cfg.GRPCMaxInFlight, "max_streams", cfg.GRPCMaxStreams,
+		"mtls", cfg.Auth.ClientCA != "", "jwt", cfg.Auth.JWKS != "", "reflection", cfg.GRPCReflection)
 	return p, nil
+}
+
+// authInterceptors are the gRPC server options that authenticate callers
+// and enforce [AccessPolicy], after grpcx's error-mapping interceptor; none
+// when authentication is off.
+func (p *Process) authInterceptors(ctx context.Context) ([]grpc.ServerOption, error) {
+	a := p.cfg.Auth
+	if !a.On() {
+		if a.InsecureNoAuth {
+			p.log.Warn("gRPC authentication is OFF (--insecure-no-auth): every caller may call every method, SetStock included")
+		}
+		return nil, nil
+	}
+	authn := &auth.Authenticator{MTLS: a.ClientCA != ""}
+	if a.JWKS != "" {
+		v, err := auth.NewVerifier(ctx, auth.JWTConfig{JWKS: a.JWKS, Issuer: a.JWTIssuer, Audience: a.JWTAudience,
+			RolesClaim: a.JWTRolesClaim, SubjectClaim: a.JWTSubjectClaim})
+		if err != nil {
+			return nil, &ConfigError{fmt.Errorf("%s: %w", Setting("grpc-jwks"), err)}
+		}
+		authn.JWT = v
+	}
+	unary, stream := auth.Interceptors(authn, AccessPolicy(), p.log)
+	return []grpc.ServerOption{grpc.ChainUnaryInterceptor(unary), grpc.ChainStreamInterceptor(stream)}, nil
 }
 
 // prepareSchemas registers the event schemas (herald dev, or serve with
@@ -367,7 +420,9 @@ func (p *Process) openDB(ctx context.Context, name string) (*sqldb.DB, error) {
 		file = p.cfg.Namespace + "_" + file
 	}
 	if p.cfg.Embedded {
-		return sqldb.OpenSQLite(filepath.Join(p.cfg.DataDir, file))
+		// The embedded stack survives a crash of its process, not of the
+		// machine: its broker does not sync either (docs/performance.md).
+		return sqldb.OpenSQLite(filepath.Join(p.cfg.DataDir, file), sqldb.NoSync())
 	}
 	u, err := url.Parse(p.cfg.DatabaseURL)
 	if err != nil {

@@ -24,6 +24,12 @@ const (
 	// KindFailedPrecondition: the entity is not in a state that allows the
 	// operation, e.g. cancelling a rejected order.
 	KindFailedPrecondition
+	// KindUnauthenticated: the caller gave no credentials, or credentials
+	// that do not verify (expired, wrongly signed, another audience).
+	KindUnauthenticated
+	// KindPermissionDenied: the caller is known but may not do this, e.g.
+	// a customer calling an operator method or naming another customer.
+	KindPermissionDenied
 )
 
 // FieldViolation names one bad field of a request, with a path such as
@@ -71,6 +77,16 @@ func AlreadyExists(format string, args ...any) error {
 // FailedPrecondition returns a [KindFailedPrecondition] error.
 func FailedPrecondition(format string, args ...any) error {
 	return &Error{Kind: KindFailedPrecondition, Message: fmt.Sprintf(format, args...)}
+}
+
+// Unauthenticated returns a [KindUnauthenticated] error.
+func Unauthenticated(format string, args ...any) error {
+	return &Error{Kind: KindUnauthenticated, Message: fmt.Sprintf(format, args...)}
+}
+
+// PermissionDenied returns a [KindPermissionDenied] error.
+func PermissionDenied(format string, args ...any) error {
+	return &Error{Kind: KindPermissionDenied, Message: fmt.Sprintf(format, args...)}
 }
 
 // Violations collects field violations of one request.

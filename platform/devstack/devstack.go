@@ -28,6 +28,12 @@ type Config struct {
 	KafkaAddr string
 	// RegistryAddr is where the registry listens, e.g. "127.0.0.1:8081".
 	RegistryAddr string
+	// RegistryUser and RegistryPassword, when RegistryUser is set, make
+	// the registry require basic auth; this user may change everything.
+	RegistryUser, RegistryPassword string
+	// RegistryReadOnlyUser and RegistryReadOnlyPassword name a user who
+	// may only read from the registry.
+	RegistryReadOnlyUser, RegistryReadOnlyPassword string
 	// Logger defaults to [slog.Default].
 	Logger *slog.Logger
 }
@@ -73,7 +79,11 @@ func Start(cfg Config) (*Stack, error) {
 	if cfg.DataDir != "" {
 		regFile = filepath.Join(cfg.DataDir, "registry.json")
 	}
-	if s.registry, err = registry.New(registry.Config{File: regFile, Logger: cfg.Logger}); err != nil {
+	if s.registry, err = registry.New(registry.Config{
+		File: regFile, Logger: cfg.Logger,
+		User: cfg.RegistryUser, Password: cfg.RegistryPassword,
+		ReadOnlyUser: cfg.RegistryReadOnlyUser, ReadOnlyPassword: cfg.RegistryReadOnlyPassword,
+	}); err != nil {
 		cluster.Close()
 		return nil, err
 	}

@@ -1,8 +1,10 @@
-// Package grpcx builds herald's gRPC servers: health and reflection on, an
-// OpenTelemetry server span per call continuing the caller's traceparent,
-// panics recovered, and
+// Package grpcx builds herald's gRPC servers: health on (reflection is the
+// caller's choice, see [RegisterReflection]), an OpenTelemetry server span
+// per call continuing the caller's traceparent, panics recovered, requests
+// that do not parse refused with INVALID_ARGUMENT (see [NewServer]), and
 // every error mapped to a status code by [Status], the one place where
-// application errors become gRPC codes.
+// application errors become gRPC codes, with what it echoes bounded in
+// size. A [Limiter] sheds the calls past a bound on those in flight.
 package grpcx
 
 import (
@@ -13,7 +15,6 @@ import (
 	"time"
 
 	"go.opentelemetry.io/contrib/instrumentation/google.golang.org/grpc/otelgrpc"
-	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/health"
@@ -32,11 +33,19 @@ import (
 //	apperr.KindNotFound           → NotFound
 //	apperr.KindAlreadyExists      → AlreadyExists
 //	apperr.KindFailedPrecondition → FailedPrecondition
+//	apperr.KindUnauthenticated    → Unauthenticated
+//	apperr.KindPermissionDenied   → PermissionDenied
 //	context.Canceled              → Canceled
 //	a transient error             → Unavailable, "<dependency> unavailable, retry"
 //	context.DeadlineExceeded      → DeadlineExceeded
 //	a gRPC status error           → itself
 //	anything else                 → Internal, without the detail
+//
+// Messages may echo what a client sent (an id, a currency code), so they
+// are cut to [maxMessageBytes], and the field violations of an invalid
+// request to [maxViolationBytes] in all: a 100 KB order id must not come
+// back whole in grpc-message, which clients cap (gRPC C-core at 8 KB of
+// metadata).
 //
 // A transient error ([fault.IsTransient]: the database or another dependency
 // cannot be reached now) tells the client to retry the same request (with
@@ -49,27 +58,27 @@ func Status(err error) *status.Status {
 	if ae, ok := apperr.As(err); ok {
 		switch ae.Kind {
 		case apperr.KindInvalid:
-			st := status.New(codes.InvalidArgument, ae.Error())
-			br := &errdetails.BadRequest{}
-			for _, v := range ae.Violations {
-				br.FieldViolations = append(br.FieldViolations,
-					&errdetails.BadRequest_FieldViolation{Field: v.Field, Description: v.Description})
-			}
+			st := status.New(codes.InvalidArgument, clip(ae.Error(), maxMessageBytes))
+			br := badRequest(ae.Violations)
 			if withDetails, derr := st.WithDetails(br); derr == nil {
 				return withDetails
 			}
 			return st
 		case apperr.KindNotFound:
-			return status.New(codes.NotFound, ae.Message)
+			return status.New(codes.NotFound, clip(ae.Message, maxMessageBytes))
 		case apperr.KindAlreadyExists:
-			return status.New(codes.AlreadyExists, ae.Message)
+			return status.New(codes.AlreadyExists, clip(ae.Message, maxMessageBytes))
 		case apperr.KindFailedPrecondition:
-			return status.New(codes.FailedPrecondition, ae.Message)
+			return status.New(codes.FailedPrecondition, clip(ae.Message, maxMessageBytes))
+		case apperr.KindUnauthenticated:
+			return status.New(codes.Unauthenticated, clip(ae.Message, maxMessageBytes))
+		case apperr.KindPermissionDenied:
+			return status.New(codes.PermissionDenied, clip(ae.Message, maxMessageBytes))
 		}
 	}
 	switch {
 	case errors.Is(err, context.Canceled):
-		return status.New(codes.Canceled, err.Error())
+		return status.New(codes.Canceled, clip(err.Error(), maxMessageBytes))
 	case fault.IsTransient(err):
 		dep := fault.DependencyOf(err)
 		if dep == "" {
@@ -77,9 +86,14 @@ func Status(err error) *status.Status {
 		}
 		return status.New(codes.Unavailable, dep+" unavailable, retry")
 	case errors.Is(err, context.DeadlineExceeded):
-		return status.New(codes.DeadlineExceeded, err.Error())
+		return status.New(codes.DeadlineExceeded, clip(err.Error(), maxMessageBytes))
 	}
 	if st, ok := status.FromError(err); ok {
+		if len(st.Message()) > maxMessageBytes {
+			p := st.Proto()
+			p.Message = clip(p.Message, maxMessageBytes)
+			return status.FromProto(p)
+		}
 		return st
 	}
 	return status.New(codes.Internal, "internal error")
@@ -117,20 +131,52 @@ func UnaryInterceptor(log *slog.Logger, m *observe.Metrics) grpc.UnaryServerInte
 	}
 }
 
-// NewServer returns a gRPC server with the interceptor, server reflection
-// and the standard health service. Each call gets a server span that
+// StreamInterceptor maps the errors of streaming calls (health's Watch,
+// reflection) with [Status], as [UnaryInterceptor] does for unary ones,
+// and recovers panics.
+func StreamInterceptor(log *slog.Logger) grpc.StreamServerInterceptor {
+	return func(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) (err error) {
+		defer func() {
+			if r := recover(); r != nil {
+				log.Error("grpc stream handler panic", "method", info.FullMethod, "panic", r, "stack", string(debug.Stack()))
+				err = status.Error(codes.Internal, "internal error")
+			}
+		}()
+		if err = handler(srv, ss); err != nil {
+			st := Status(err)
+			log.Log(ss.Context(), slog.LevelDebug, "grpc stream", "method", info.FullMethod, "code", st.Code().String(), "err", err)
+			return st.Err()
+		}
+		return nil
+	}
+}
+
+// RegisterReflection turns on gRPC server reflection on s (grpcurl's
+// "list" and "describe"): it reveals every method and message of the API,
+// so a process offers it only when asked to.
+func RegisterReflection(s *grpc.Server) { reflection.Register(s) }
+
+// NewServer returns a gRPC server with the interceptors and the standard
+// health service, without reflection ([RegisterReflection]). Each call gets a server span that
 // continues the caller's traceparent. m and t may be nil.
+//
+// A request that does not parse (truncated or malformed protobuf, a string
+// that is not valid UTF-8) is answered INVALID_ARGUMENT and logged at Warn,
+// where grpc-go alone would answer INTERNAL and log nothing; see
+// decodeFaults. Interceptors in opts run inside this package's.
 func NewServer(log *slog.Logger, m *observe.Metrics, t *observe.Tracing, opts ...grpc.ServerOption) (*grpc.Server, *health.Server) {
 	if t == nil {
 		t = observe.LocalTracing()
 	}
+	codec := newDecodeFaults()
 	opts = append([]grpc.ServerOption{
 		grpc.StatsHandler(otelgrpc.NewServerHandler(otelgrpc.WithTracerProvider(t.Provider), otelgrpc.WithPropagators(t.Propagator))),
-		grpc.ChainUnaryInterceptor(UnaryInterceptor(log, m)),
+		grpc.ForceServerCodecV2(codec), grpc.StatsHandler(codec),
+		grpc.ChainUnaryInterceptor(UnaryInterceptor(log, m), codec.unary(log)),
+		grpc.ChainStreamInterceptor(StreamInterceptor(log), codec.stream(log)),
 	}, opts...)
 	s := grpc.NewServer(opts...)
 	hs := health.NewServer()
 	healthpb.RegisterHealthServer(s, hs)
-	reflection.Register(s)
 	return s, hs
 }

@@ -8,10 +8,13 @@ import (
 	"log/slog"
 	"strings"
 	"testing"
+	"unicode/utf8"
 
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/herald-events/herald/platform/apperr"
 	"github.com/herald-events/herald/platform/fault"
@@ -29,6 +32,8 @@ func TestStatus(t *testing.T) {
 	}{
 		{name: "nil", err: nil, code: codes.OK},
 		{name: "not found", err: apperr.NotFound("order o-1"), code: codes.NotFound},
+		{name: "unauthenticated", err: fmt.Errorf("auth: %w", apperr.Unauthenticated("token expired")), code: codes.Unauthenticated, msg: "token expired"},
+		{name: "permission denied", err: apperr.PermissionDenied("operators only"), code: codes.PermissionDenied, msg: "operators only"},
 		{name: "transient database error", err: dbDown, code: codes.Unavailable, msg: "database unavailable, retry", private: "10.0.0.7"},
 		{name: "unmarked network error", err: fmt.Errorf("publish: %w", &netTimeout{}), code: codes.Unavailable, msg: "a dependency unavailable, retry"},
 		{name: "application error wins over transient", err: errors.Join(apperr.FailedPrecondition("order o-1 is final"), dbDown), code: codes.FailedPrecondition},
@@ -83,5 +88,49 @@ func TestInterceptorLogLevel(t *testing.T) {
 				t.Fatalf("log %q, want %s", logs.String(), tc.level)
 			}
 		})
+	}
+}
+
+// TestStatusBounded: values a client sent come back cut, so a status stays
+// well under the 8 KB of metadata that some clients accept.
+func TestStatusBounded(t *testing.T) {
+	huge := strings.Repeat("é", 50_000) // 100 KB, two bytes a character
+	var many apperr.Violations
+	many.Add("order_id", "no order %q", huge)
+	for i := range 500 {
+		many.Add(fmt.Sprintf("items[%d].sku", i), "unknown sku %q", huge[:1000])
+	}
+	cases := []struct {
+		name string
+		err  error
+	}{
+		{"not found", apperr.NotFound("order %s not found", huge)},
+		{"already exists", apperr.AlreadyExists("request_id %q was already used", huge)},
+		{"failed precondition", apperr.FailedPrecondition("order %s is final", huge)},
+		{"invalid", many.Err()},
+		{"status", status.Error(codes.PermissionDenied, huge)},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			st := grpcx.Status(tc.err)
+			b, err := proto.Marshal(st.Proto())
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(st.Message()) > 1024 || len(b) > 4096 {
+				t.Fatalf("message %d bytes, status %d bytes", len(st.Message()), len(b))
+			}
+			if !utf8.ValidString(st.Message()) || !strings.Contains(st.Message(), "bytes cut") {
+				t.Fatalf("message not cut cleanly: %q", st.Message()[max(0, len(st.Message())-80):])
+			}
+		})
+	}
+	st := grpcx.Status(many.Err())
+	br, ok := st.Details()[0].(*errdetails.BadRequest)
+	if !ok || len(br.GetFieldViolations()) < 2 || br.GetFieldViolations()[1].GetField() != "items[0].sku" {
+		t.Fatalf("details %v", st.Details())
+	}
+	if n := len(br.GetFieldViolations()); n >= 500 {
+		t.Fatalf("all %d violations sent", n)
 	}
 }

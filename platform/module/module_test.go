@@ -3,7 +3,9 @@ package module_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -36,8 +38,14 @@ func frame(t *testing.T, codec *schema.Codec, id string, msg proto.Message) *bus
 
 // ledger is a module with a database: it records every order it hears of
 // and confirms it; customer "fail" makes the handler fail after its write,
-// "stray" makes it return an event its module does not declare.
+// "stray" makes it return an event its module does not declare, and
+// "flaky" fails its first attempt after its write with an error worth
+// retrying.
 func ledger(db **sqldb.DB) module.Module {
+	var (
+		mu       sync.Mutex
+		attempts = map[string]int{}
+	)
 	return module.Module{
 		Name:     "ledger",
 		Consumes: []proto.Message{&ordersv1.OrderCreated{}},
@@ -53,6 +61,14 @@ func ledger(db **sqldb.DB) module.Module {
 					return nil, err
 				}
 				switch msg.GetCustomerId() {
+				case "flaky":
+					mu.Lock()
+					attempts[msg.GetOrderId()]++
+					first := attempts[msg.GetOrderId()] == 1
+					mu.Unlock()
+					if first {
+						return nil, errors.New("write conflict, try again")
+					}
 				case "fail":
 					return nil, consumer.Permanent(errors.New("refused after writing"))
 				case "stray":
@@ -136,6 +152,68 @@ func TestDatabaseUnitOfWork(t *testing.T) {
 	}
 	if typ, _ := m.Header(event.HeaderType); typ != "herald.orders.v1.OrderConfirmed" {
 		t.Fatalf("relayed %s, want OrderConfirmed", typ)
+	}
+}
+
+// TestMixedPoll: the events of one poll are handled at once and share
+// database transactions, each in a savepoint: the good ones commit once,
+// a poison event rolls back alone and is dead-lettered, and an event
+// failing with an error worth retrying rolls back alone and commits on
+// its next attempt.
+func TestMixedPoll(t *testing.T) {
+	codec := moduletest.Codec(t)
+	p, relay, dead := platform(t, codec)
+	var db *sqldb.DB
+	in, err := ledger(&db).Start(context.Background(), p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := moduletest.NewFeed(nil)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- in.Run(ctx, f) }()
+	defer func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("Run: %v", err)
+		}
+	}()
+	f.Topics()
+
+	const good = 40
+	var poll []*bus.Message
+	for i := range good {
+		id := fmt.Sprintf("o-%d", i)
+		poll = append(poll, frame(t, codec, "e-"+id, &ordersv1.OrderCreated{OrderId: id, CustomerId: "alice"}))
+	}
+	poll = append(poll,
+		frame(t, codec, "e-poison", &ordersv1.OrderCreated{OrderId: "o-poison", CustomerId: "fail"}),
+		frame(t, codec, "e-flaky", &ordersv1.OrderCreated{OrderId: "o-flaky", CustomerId: "flaky"}))
+	before := db.GroupStats()
+	f.DeliverPoll(t, poll...)
+	stats := db.GroupStats()
+	txns, calls := stats.Transactions-before.Transactions, stats.Calls-before.Calls
+
+	if n := count(t, db, `SELECT COUNT(*) FROM seen`); n != good+1 {
+		t.Fatalf("%d effects, want %d: every good event and the retried one once, the poison event's rolled back", n, good+1)
+	}
+	if n := count(t, db, `SELECT COUNT(*) FROM seen WHERE order_id IN ('o-poison')`); n != 0 {
+		t.Fatal("the poison event's write survived its rollback")
+	}
+	if n := count(t, db, `SELECT COUNT(*) FROM herald_outbox`); n != good+1 {
+		t.Fatalf("%d outbox rows, want %d", n, good+1)
+	}
+	if got := dead.Messages(); len(got) != 1 || string(got[0].Key) != "o-poison" {
+		t.Fatalf("dead letters %v, want the poison event alone", got)
+	}
+	// 43 calls (the flaky event twice): far fewer transactions, since the
+	// calls that wait while one transaction runs share the next.
+	if calls != good+3 || txns*4 > calls {
+		t.Fatalf("%d calls in %d transactions; want %d calls sharing transactions (at most a quarter as many)", calls, txns, good+3)
+	}
+	t.Logf("%d calls in %d transactions", calls, txns)
+	if got := relay.WaitFor(good+1, 10*time.Second); len(got) != good+1 {
+		t.Fatalf("relay published %d events, want %d", len(got), good+1)
 	}
 }
 

@@ -79,6 +79,7 @@ type Instance struct {
 	outbox  *outbox.Outbox
 	router  *consumer.Router
 	workers []func(ctx context.Context) error
+	db      *sqldb.DB
 }
 
 // Start builds m for a process: it migrates the service's database (its
@@ -113,6 +114,7 @@ func (m Module) Start(ctx context.Context, p Platform) (*Instance, error) {
 		if err != nil {
 			return nil, fmt.Errorf("%s database: %w", m.Name, err)
 		}
+		in.db = db
 		var ms []sqldb.Migration
 		if m.Migrations != nil {
 			ms = append(ms, m.Migrations(db.Dialect())...)
@@ -213,6 +215,9 @@ func (in *Instance) Names() names.Service { return in.names }
 
 // GRPC are the gRPC services the module serves.
 func (in *Instance) GRPC() []GRPC { return slices.Clone(in.grpc) }
+
+// DB is the module's database, or nil when it has none.
+func (in *Instance) DB() *sqldb.DB { return in.db }
 
 // Outbox is the module's outbox, or nil when it has none.
 func (in *Instance) Outbox() *outbox.Outbox { return in.outbox }

@@ -31,6 +31,7 @@ type Metrics struct {
 	reg          *prometheus.Registry
 	grpcRequests *prometheus.CounterVec
 	grpcDuration *prometheus.HistogramVec
+	grpcShed     *prometheus.CounterVec
 	published    *prometheus.CounterVec
 	consumed     *prometheus.CounterVec
 	failed       *prometheus.CounterVec
@@ -41,6 +42,8 @@ type Metrics struct {
 	deadLettered *prometheus.CounterVec
 	circuitOpen  *prometheus.GaugeVec
 	circuitMoves *prometheus.CounterVec
+	relayPublish *prometheus.HistogramVec
+	relayDelay   *prometheus.HistogramVec
 }
 
 // New registers herald's metrics and the Go runtime and process collectors
@@ -54,6 +57,9 @@ func New() *Metrics {
 		grpcDuration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name: "herald_grpc_request_duration_seconds", Help: "gRPC request handling time.",
 			Buckets: []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5},
+		}, []string{"method"}),
+		grpcShed: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "herald_grpc_shed_total", Help: "gRPC calls refused at once with RESOURCE_EXHAUSTED because too many were in flight, by method.",
 		}, []string{"method"}),
 		published: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "herald_events_published_total", Help: "Events published by outbox relays, by service and event type.",
@@ -87,9 +93,17 @@ func New() *Metrics {
 		circuitMoves: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "herald_consumer_circuit_transitions_total", Help: "Changes of a consumer group's circuit, by group and new state (open, closed).",
 		}, []string{"group", "state"}),
+		relayPublish: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name: "herald_outbox_publish_duration_seconds", Help: "Time an outbox relay takes to publish one batch (on Kafka, one transaction).",
+			Buckets: []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5},
+		}, []string{"service"}),
+		relayDelay: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name: "herald_outbox_delay_seconds", Help: "Time from an event's ce_time (its business transaction) until its relay has published it.",
+			Buckets: []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30},
+		}, []string{"service"}),
 	}
-	m.reg.MustRegister(m.grpcRequests, m.grpcDuration, m.published, m.consumed, m.failed, m.retried, m.handlerTime, m.latency, m.lag,
-		m.deadLettered, m.circuitOpen, m.circuitMoves,
+	m.reg.MustRegister(m.grpcRequests, m.grpcDuration, m.grpcShed, m.published, m.consumed, m.failed, m.retried, m.handlerTime, m.latency, m.lag,
+		m.deadLettered, m.circuitOpen, m.circuitMoves, m.relayPublish, m.relayDelay,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }
@@ -129,12 +143,36 @@ func (m *Metrics) GRPC(method, code string, d time.Duration) {
 	m.grpcDuration.WithLabelValues(method).Observe(d.Seconds())
 }
 
+// Shed records a gRPC call refused by load shedding.
+func (m *Metrics) Shed(method string) {
+	if m == nil {
+		return
+	}
+	m.grpcShed.WithLabelValues(method).Inc()
+}
+
 // Published records n events of one type published by service.
 func (m *Metrics) Published(service, eventType string, n int) {
 	if m == nil {
 		return
 	}
 	m.published.WithLabelValues(service, eventType).Add(float64(n))
+}
+
+// Relayed records a batch that service's outbox relay published in took,
+// ending at done, and for each of its events the time from the event's
+// ce_time until done.
+func (m *Metrics) Relayed(service string, took time.Duration, done time.Time, eventTimes []time.Time) {
+	if m == nil {
+		return
+	}
+	m.relayPublish.WithLabelValues(service).Observe(took.Seconds())
+	delay := m.relayDelay.WithLabelValues(service)
+	for _, t := range eventTimes {
+		if !t.IsZero() {
+			delay.Observe(done.Sub(t).Seconds())
+		}
+	}
 }
 
 // Consumed records one message handled by group with a result.
@@ -212,6 +250,15 @@ func (m *Metrics) Lag(group, topic string, partition int32, lag int64) {
 		return
 	}
 	m.lag.WithLabelValues(group, topic, strconv.Itoa(int(partition))).Set(float64(max(lag, 0)))
+}
+
+// CounterFunc registers a counter whose value is read at scrape time, such
+// as a count kept by another package. A nil *Metrics ignores it.
+func (m *Metrics) CounterFunc(name, help string, labels prometheus.Labels, fn func() float64) {
+	if m == nil {
+		return
+	}
+	m.reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{Name: name, Help: help, ConstLabels: labels}, fn))
 }
 
 // GaugeFunc registers a gauge whose value is read at scrape time, such as

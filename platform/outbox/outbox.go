@@ -6,8 +6,10 @@
 // CloudEvents headers), publishes them and only then marks them sent. On a
 // bus with atomic batches (Kafka transactions) one batch is one transaction.
 //
-// The relay wakes as soon as a transaction that added rows commits; a short
-// poll covers rows written by other processes. A crash between publish and
+// The relay wakes as soon as a transaction that added rows commits. On
+// PostgreSQL one relay per outbox publishes (an advisory lock; the other
+// instances stand by) and the others' commits wake it by NOTIFY; a poll
+// remains as a fallback. A crash between publish and
 // mark republishes the same events with the same ce_id, which consumers
 // drop through their inbox: delivery is at least once, effects exactly once.
 // Rows are relayed in id order by a single relay per database, so events of
@@ -21,6 +23,7 @@ import (
 	"fmt"
 	"log/slog"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"go.opentelemetry.io/otel/attribute"
@@ -86,8 +89,8 @@ type Config struct {
 	Types *protoregistry.Types
 	// BatchSize bounds rows per publish (one transaction). Default 200.
 	BatchSize int
-	// PollInterval is the fallback wake-up for rows committed by another
-	// process. Default 200ms.
+	// PollInterval is the fallback wake-up for rows whose commit woke no
+	// relay (the leading instance changed meanwhile). Default 200ms.
 	PollInterval time.Duration
 	// Retention is how long sent rows are kept before being purged.
 	// Default 1h.
@@ -114,6 +117,9 @@ type Outbox struct {
 	cfg    Config
 	wake   chan struct{}
 	tracer trace.Tracer
+	// lead and leading: see leader.go.
+	lead    *leadership
+	leading atomic.Bool
 }
 
 // New returns an outbox; Validate errors are returned as is.
@@ -139,7 +145,8 @@ func New(cfg Config) (*Outbox, error) {
 	if cfg.Tracing == nil {
 		cfg.Tracing = observe.LocalTracing()
 	}
-	return &Outbox{cfg: cfg, wake: make(chan struct{}, 1), tracer: cfg.Tracing.Tracer("herald/outbox")}, nil
+	return &Outbox{cfg: cfg, wake: make(chan struct{}, 1), tracer: cfg.Tracing.Tracer("herald/outbox"),
+		lead: newLeadership(cfg.DB)}, nil
 }
 
 const timeLayout = time.RFC3339Nano
@@ -174,6 +181,9 @@ func (o *Outbox) Add(ctx context.Context, tx *sqldb.Tx, msg proto.Message) (*eve
 		env.ID, route.Topic, route.Key(msg), env.Type(), payload, env.Source,
 		env.Time.Format(timeLayout), env.TraceParent, time.Now().UTC().Format(timeLayout))
 	if err != nil {
+		return nil, fmt.Errorf("outbox add %s: %w", env.Type(), err)
+	}
+	if err := o.notifyLeader(ctx, tx); err != nil {
 		return nil, fmt.Errorf("outbox add %s: %w", env.Type(), err)
 	}
 	tx.OnCommit(o.Notify)
@@ -223,10 +233,29 @@ func (o *Outbox) Run(ctx context.Context) error {
 		return errors.New("outbox relay: Publisher and Encoder are required")
 	}
 	log := o.cfg.Logger.With("source", o.cfg.Source)
+	if o.lead != nil {
+		lctx, stop := context.WithCancel(ctx)
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			o.holdLead(lctx, log)
+		}()
+		defer func() { stop(); <-done }()
+	}
 	backoff := 100 * time.Millisecond
 	lastPurge := time.Time{}
-	var failingSince time.Time
+	var failing failing
 	for {
+		if !o.Leading() {
+			// Another instance publishes; the lock holder wakes this
+			// loop when it gets the lock.
+			select {
+			case <-ctx.Done():
+				return nil
+			case <-o.wake:
+			}
+			continue
+		}
 		n, err := o.relayOnce(ctx)
 		var hookErr *hookError
 		switch {
@@ -235,27 +264,14 @@ func (o *Outbox) Run(ctx context.Context) error {
 		case errors.As(err, &hookErr):
 			return hookErr.err
 		case err != nil:
-			if failingSince.IsZero() {
-				failingSince = time.Now()
-				level := slog.LevelError
-				if fault.IsTransient(err) {
-					level = slog.LevelWarn
-				}
-				log.Log(ctx, level, "outbox relay failing; retrying until it recovers", "err", err,
-					"dependency", fault.DependencyOf(err))
-			} else {
-				log.Debug("outbox relay still failing", "err", err, "retry_in", backoff)
-			}
+			failing.fail(ctx, log, "outbox relay failing; retrying until it recovers", "outbox relay still failing", err, "retry_in", backoff)
 			if !sleep(ctx, backoff) {
 				return nil
 			}
 			backoff = min(backoff*2, 2*time.Second)
 			continue
 		}
-		if !failingSince.IsZero() {
-			log.Info("outbox relay recovered", "failed_for", time.Since(failingSince).Round(time.Millisecond))
-			failingSince = time.Time{}
-		}
+		failing.recovered(log, "outbox relay recovered")
 		backoff = 100 * time.Millisecond
 		if time.Since(lastPurge) > time.Minute {
 			o.purge(ctx, log)
@@ -274,6 +290,35 @@ func (o *Outbox) Run(ctx context.Context) error {
 		}
 		t.Stop()
 	}
+}
+
+// failing logs a loop's failures as the operator wants them: one line
+// when it starts failing (Warn for a transient error, see
+// [fault.IsTransient], Error otherwise), Debug while it goes on, and one
+// line with how long it lasted when it ends.
+type failing struct{ since time.Time }
+
+func (f *failing) fail(ctx context.Context, log *slog.Logger, msg, still string, err error, args ...any) {
+	if !f.since.IsZero() {
+		log.Debug(still, append([]any{"err", err}, args...)...)
+		return
+	}
+	f.since = time.Now()
+	level := slog.LevelError
+	if fault.IsTransient(err) {
+		level = slog.LevelWarn
+	}
+	log.Log(ctx, level, msg, "err", err, "dependency", fault.DependencyOf(err))
+}
+
+// recovered logs the end of a failure, if there was one, and reports it.
+func (f *failing) recovered(log *slog.Logger, msg string) bool {
+	if f.since.IsZero() {
+		return false
+	}
+	log.Info(msg, "failed_for", time.Since(f.since).Round(time.Millisecond))
+	f.since = time.Time{}
+	return true
 }
 
 type hookError struct{ err error }
@@ -330,6 +375,7 @@ func (o *Outbox) relayOnce(ctx context.Context) (int, error) {
 		msgs = append(msgs, m)
 		ids = append(ids, r.id)
 	}
+	begun := time.Now()
 	if o.cfg.Publisher.Capabilities().AtomicBatches {
 		if err := o.cfg.Publisher.Publish(ctx, msgs...); err != nil {
 			return 0, fmt.Errorf("publish %d events: %w", len(msgs), err)
@@ -356,10 +402,18 @@ func (o *Outbox) relayOnce(ctx context.Context) (int, error) {
 			return 0, &hookError{err}
 		}
 	}
+	done := time.Now()
 	if err := o.mark(ctx, ids); err != nil {
 		return 0, err
 	}
 	o.count(rows)
+	if o.cfg.Metrics != nil {
+		times := make([]time.Time, len(rows))
+		for i, r := range rows {
+			times[i], _ = time.Parse(timeLayout, r.tm) // unparsable: zero, not observed
+		}
+		o.cfg.Metrics.Relayed(o.cfg.Service, done.Sub(begun), done, times)
+	}
 	return len(rows), nil
 }
 

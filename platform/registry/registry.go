@@ -3,11 +3,36 @@
 //
 // It keeps subjects, versions, schema ids, references and compatibility
 // configuration, optionally persisted in a JSON file so a restart keeps the
-// ids that records on disk refer to. The same schema text (with the same type
-// and references) gets the same id in every subject, as in Confluent's
-// registry. Compatibility levels are enforced for PROTOBUF schemas with
-// Confluent's rules (package compat): an incompatible registration answers
-// 409 with the reasons, and POST /compatibility answers truthfully.
+// ids that records on disk refer to. Compatibility levels are enforced for
+// PROTOBUF schemas with Confluent's rules (package compat): an incompatible
+// registration answers 409 (error code 40901) with the reasons in
+// Confluent's message layout, and POST /compatibility answers truthfully.
+//
+// # Schemas are compared by content
+//
+// Every schema is parsed, at every level: PROTOBUF schemas are compiled
+// with their references, AVRO and JSON ones must be JSON. A PROTOBUF
+// schema may be given as .proto text or, as confluent-kafka-python sends
+// it, as a base64 FileDescriptorProto (stored as text then); format=serialized
+// gives any PROTOBUF schema back in that form. The same schema written
+// differently (comments, spacing, serialized) is the same schema: it gets
+// the same id in every subject and is found by lookup. With normalize=true
+// the order of imports, options, fields and references does not matter
+// either. Imports of confluent/meta.proto, confluent/type/decimal.proto,
+// google/type/* and google/protobuf/* resolve without references, as in
+// Confluent's registry.
+//
+// Compilation runs outside the registry's lock (and is cached by
+// content), so a large schema does not hold up other requests; a change
+// that compiled while the registry changed looks again.
+//
+// # Hardening
+//
+// Request bodies must be JSON (Confluent's content types or
+// application/json; others get 415, so a web page cannot post a form or
+// text/plain to it) and at most [Config.MaxBodyBytes] (413). Basic auth
+// has a read-write and a read-only user, compared in constant time.
+// Paths and methods that do not exist get JSON errors too.
 //
 // Modes work as in Confluent's registry (GET/PUT /mode, GET/PUT/DELETE
 // /mode/{subject}): [ModeReadOnly] refuses changes, and [ModeImport]
@@ -33,16 +58,21 @@ import (
 
 // Confluent error codes used in responses.
 const (
+	codeUnauthorized         = 40101
+	codeForbidden            = 40301
 	codeSubjectNotFound      = 40401
 	codeVersionNotFound      = 40402
 	codeSchemaNotFound       = 40403
 	codeSubjectSoftDeleted   = 40404
+	codeSubjectNotSoftDel    = 40405
+	codeVersionSoftDeleted   = 40406
+	codeVersionNotSoftDel    = 40407
+	codeIncompatible         = 40901
 	codeInvalidSchema        = 42201
 	codeInvalidVersion       = 42202
 	codeInvalidCompatibility = 42203
-	codeUnauthorized         = 40101
+	codeReferenceExists      = 42206
 	codeInternal             = 50001
-	codeIncompatible         = 409
 )
 
 // Levels are the compatibility levels the registry accepts.
@@ -87,17 +117,45 @@ type state struct {
 type Config struct {
 	// File persists the registry's state; empty keeps it in memory.
 	File string
-	// User and Password, when User is set, require HTTP basic auth.
+	// User and Password, when User is set, require HTTP basic auth; this
+	// user may read and change everything.
 	User, Password string
+	// ReadOnlyUser and ReadOnlyPassword, when ReadOnlyUser is set, name a
+	// second user who may only read: look schemas up, fetch them and
+	// test compatibility. Changes answer 403 (error code 40301). Setting
+	// it without User also requires basic auth.
+	ReadOnlyUser, ReadOnlyPassword string
+	// MaxBodyBytes bounds a request body; a larger one is refused with
+	// 413. Default [DefaultMaxBodyBytes].
+	MaxBodyBytes int64
 	// Logger receives request errors. Default: [slog.Default].
 	Logger *slog.Logger
 }
 
+// DefaultMaxBodyBytes is the default bound on a request body: room for
+// schemas far larger than any real one, small enough that a careless or
+// hostile client cannot fill the registry's memory and file.
+const DefaultMaxBodyBytes = 4 << 20
+
+// schemaKey identifies a stored schema for lookups: canon compares the
+// schema as written (comments and spacing aside), norm after Confluent's
+// normalization. Both include the type and the references.
+type schemaKey struct {
+	canon, norm string
+}
+
 // Registry is the embedded registry. Serve it with [Registry.Handler].
 type Registry struct {
-	cfg Config
-	mu  sync.Mutex
-	st  state
+	cfg      Config
+	compiler *compiler
+
+	mu   sync.Mutex
+	st   state
+	keys map[int]schemaKey
+	// gen counts changes to st; a request that compiled outside mu
+	// commits only if nothing changed meanwhile, and starts again if it
+	// did.
+	gen uint64
 }
 
 // New opens a registry, loading cfg.File when it exists.
@@ -105,12 +163,24 @@ func New(cfg Config) (*Registry, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
-	r := &Registry{cfg: cfg, st: state{
-		NextID:        1,
-		Schemas:       map[int]*schemaRecord{},
-		Subjects:      map[string]*subjectRecord{},
-		Compatibility: "BACKWARD",
-	}}
+	if cfg.MaxBodyBytes <= 0 {
+		cfg.MaxBodyBytes = DefaultMaxBodyBytes
+	}
+	builtins, err := builtinFiles()
+	if err != nil {
+		return nil, err
+	}
+	r := &Registry{
+		cfg:      cfg,
+		compiler: &compiler{builtins: builtins, cache: map[string]*compiled{}},
+		keys:     map[int]schemaKey{},
+		st: state{
+			NextID:        1,
+			Schemas:       map[int]*schemaRecord{},
+			Subjects:      map[string]*subjectRecord{},
+			Compatibility: "BACKWARD",
+		},
+	}
 	if cfg.File == "" {
 		return r, nil
 	}
@@ -124,11 +194,43 @@ func New(cfg Config) (*Registry, error) {
 	if err := json.Unmarshal(b, &r.st); err != nil {
 		return nil, fmt.Errorf("registry: parse %s: %w", cfg.File, err)
 	}
+	for id, sc := range r.st.Schemas {
+		in, err := r.input(sc.Type, sc.Schema, sc.References)
+		if err != nil {
+			cfg.Logger.Warn("registry: stored schema has a broken reference", "id", id, "err", err)
+		}
+		r.keys[id] = r.keyOf(r.compiler.compile(in), sc.Type, sc.Schema, sc.References)
+	}
 	return r, nil
 }
 
-// save writes the state atomically; the caller holds r.mu.
+// keyOf returns the key of a compiled schema; a schema that does not
+// compile (stored before the registry parsed everything) is keyed by its
+// text.
+func (r *Registry) keyOf(c *compiled, typ, text string, refs []Reference) schemaKey {
+	canon, norm := c.canon, c.norm
+	if c.err != nil {
+		canon, norm = strings.TrimSpace(text), strings.TrimSpace(text)
+	}
+	sortedRefs := slices.Clone(refs)
+	slices.SortFunc(sortedRefs, func(a, b Reference) int { return strings.Compare(a.Name, b.Name) })
+	return schemaKey{
+		canon: fmt.Sprintf("%s\x00%v\x00%s", typ, refs, canon),
+		norm:  fmt.Sprintf("%s\x00%v\x00%s", typ, sortedRefs, norm),
+	}
+}
+
+func (k schemaKey) matches(o schemaKey, normalize bool) bool {
+	if normalize {
+		return k.norm == o.norm
+	}
+	return k.canon == o.canon
+}
+
+// save writes the state atomically and counts the change; the caller
+// holds r.mu.
 func (r *Registry) save() error {
+	r.gen++
 	if r.cfg.File == "" {
 		return nil
 	}
@@ -158,93 +260,17 @@ func errf(status, code int, format string, args ...any) *apiError {
 	return &apiError{status: status, Code: code, Msg: fmt.Sprintf(format, args...)}
 }
 
-// Handler returns the REST API.
-func (r *Registry) Handler() http.Handler {
-	mux := http.NewServeMux()
-	h := func(pattern string, fn func(*http.Request) (any, error)) {
-		mux.HandleFunc(pattern, func(w http.ResponseWriter, req *http.Request) {
-			r.respond(w, req, fn)
-		})
+// page applies ?offset= and ?limit= to a list answer, as Confluent's
+// registry does (limit -1 or absent: everything from offset).
+func page[T any](req *http.Request, list []T) []T {
+	q := req.URL.Query()
+	offset, _ := strconv.Atoi(q.Get("offset"))
+	limit, err := strconv.Atoi(q.Get("limit"))
+	if err != nil || limit < 0 {
+		limit = len(list)
 	}
-	h("GET /{$}", func(*http.Request) (any, error) { return map[string]any{}, nil })
-	h("GET /schemas/types", func(*http.Request) (any, error) { return []string{"AVRO", "JSON", "PROTOBUF"}, nil })
-	h("GET /subjects", r.listSubjects)
-	h("GET /subjects/{subject}/versions", r.listVersions)
-	h("GET /subjects/{subject}/versions/{version}", r.getVersion)
-	mux.HandleFunc("GET /subjects/{subject}/versions/{version}/schema", func(w http.ResponseWriter, req *http.Request) {
-		if !r.authorized(w, req) {
-			return
-		}
-		v, err := r.getVersion(req)
-		if err != nil {
-			r.writeErr(w, err)
-			return
-		}
-		w.Header().Set("Content-Type", "text/plain")
-		_, _ = w.Write([]byte(v.(versionResponse).Schema))
-	})
-	h("POST /subjects/{subject}/versions", r.register)
-	h("POST /subjects/{subject}", r.lookup)
-	h("DELETE /subjects/{subject}", r.deleteSubject)
-	h("DELETE /subjects/{subject}/versions/{version}", r.deleteVersion)
-	h("GET /schemas/ids/{id}", r.getSchema)
-	h("GET /schemas/ids/{id}/schema", func(req *http.Request) (any, error) {
-		s, err := r.getSchema(req)
-		if err != nil {
-			return nil, err
-		}
-		return s.(schemaResponse).Schema, nil
-	})
-	h("GET /schemas/ids/{id}/versions", r.getSchemaVersions)
-	h("GET /config", r.getGlobalConfig)
-	h("PUT /config", r.putGlobalConfig)
-	h("GET /config/{subject}", r.getSubjectConfig)
-	h("PUT /config/{subject}", r.putSubjectConfig)
-	h("POST /compatibility/subjects/{subject}/versions/{version}", r.compatibility)
-	h("POST /compatibility/subjects/{subject}/versions", r.compatibility)
-	h("GET /mode", r.getGlobalMode)
-	h("PUT /mode", r.putGlobalMode)
-	h("GET /mode/{subject}", r.getSubjectMode)
-	h("PUT /mode/{subject}", r.putSubjectMode)
-	h("DELETE /mode/{subject}", r.deleteSubjectMode)
-	return mux
-}
-
-func (r *Registry) authorized(w http.ResponseWriter, req *http.Request) bool {
-	if r.cfg.User == "" {
-		return true
-	}
-	u, p, ok := req.BasicAuth()
-	if ok && u == r.cfg.User && p == r.cfg.Password {
-		return true
-	}
-	w.Header().Set("WWW-Authenticate", `Basic realm="herald registry"`)
-	r.writeErr(w, errf(http.StatusUnauthorized, codeUnauthorized, "Unauthorized"))
-	return false
-}
-
-func (r *Registry) respond(w http.ResponseWriter, req *http.Request, fn func(*http.Request) (any, error)) {
-	if !r.authorized(w, req) {
-		return
-	}
-	v, err := fn(req)
-	if err != nil {
-		r.writeErr(w, err)
-		return
-	}
-	w.Header().Set("Content-Type", "application/vnd.schemaregistry.v1+json")
-	_ = json.NewEncoder(w).Encode(v)
-}
-
-func (r *Registry) writeErr(w http.ResponseWriter, err error) {
-	var ae *apiError
-	if !errors.As(err, &ae) {
-		r.cfg.Logger.Error("registry request failed", "err", err)
-		ae = errf(http.StatusInternalServerError, codeInternal, "%v", err)
-	}
-	w.Header().Set("Content-Type", "application/vnd.schemaregistry.v1+json")
-	w.WriteHeader(ae.status)
-	_ = json.NewEncoder(w).Encode(ae)
+	offset = min(max(offset, 0), len(list))
+	return list[offset:min(len(list), offset+limit)]
 }
 
 func boolParam(req *http.Request, name string) bool {
@@ -253,17 +279,25 @@ func boolParam(req *http.Request, name string) bool {
 }
 
 func (r *Registry) listSubjects(req *http.Request) (any, error) {
-	deleted := boolParam(req, "deleted")
+	deleted, deletedOnly := boolParam(req, "deleted"), boolParam(req, "deletedOnly")
+	prefix := req.URL.Query().Get("subjectPrefix")
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	out := []string{}
 	for name, s := range r.st.Subjects {
-		if deleted || len(s.live()) > 0 {
+		if !strings.HasPrefix(name, prefix) || len(s.Versions) == 0 {
+			continue
+		}
+		live := len(s.live()) > 0
+		if deletedOnly && len(s.live()) == len(s.Versions) {
+			continue
+		}
+		if deletedOnly || deleted || live {
 			out = append(out, name)
 		}
 	}
 	slices.Sort(out)
-	return out, nil
+	return page(req, out), nil
 }
 
 func (s *subjectRecord) live() []versionRecord {
@@ -288,20 +322,20 @@ func (r *Registry) subject(name string, deleted bool) (*subjectRecord, error) {
 
 func (r *Registry) listVersions(req *http.Request) (any, error) {
 	name := req.PathValue("subject")
-	deleted := boolParam(req, "deleted")
+	deleted, deletedOnly := boolParam(req, "deleted"), boolParam(req, "deletedOnly")
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	s, err := r.subject(name, deleted)
+	s, err := r.subject(name, deleted || deletedOnly)
 	if err != nil {
 		return nil, err
 	}
 	out := []int{}
 	for _, v := range s.Versions {
-		if deleted || !v.Deleted {
+		if (deletedOnly && v.Deleted) || (!deletedOnly && (deleted || !v.Deleted)) {
 			out = append(out, v.Version)
 		}
 	}
-	return out, nil
+	return page(req, out), nil
 }
 
 type versionResponse struct {
@@ -315,6 +349,15 @@ type versionResponse struct {
 
 // findVersion resolves "latest", "-1" or a number; the caller holds r.mu.
 func (r *Registry) findVersion(name, version string, deleted bool) (versionRecord, error) {
+	n := 0
+	if version != "latest" && version != "-1" {
+		var err error
+		n, err = strconv.Atoi(version)
+		if err != nil || n <= 0 {
+			return versionRecord{}, errf(http.StatusUnprocessableEntity, codeInvalidVersion,
+				"The specified version '%s' is not a valid version id. Allowed values are between [1, 2^31-1] and the string \"latest\"", version)
+		}
+	}
 	s, err := r.subject(name, deleted)
 	if err != nil {
 		return versionRecord{}, err
@@ -325,16 +368,11 @@ func (r *Registry) findVersion(name, version string, deleted bool) (versionRecor
 			candidates = append(candidates, v)
 		}
 	}
-	if version == "latest" || version == "-1" {
+	if n == 0 {
 		if len(candidates) == 0 {
 			return versionRecord{}, errf(http.StatusNotFound, codeVersionNotFound, "Version latest not found.")
 		}
 		return candidates[len(candidates)-1], nil
-	}
-	n, err := strconv.Atoi(version)
-	if err != nil || n <= 0 {
-		return versionRecord{}, errf(http.StatusUnprocessableEntity, codeInvalidVersion,
-			"The specified version '%s' is not a valid version id. Allowed values are between [1, 2^31-1] and the string \"latest\"", version)
 	}
 	for _, v := range candidates {
 		if v.Version == n {
@@ -353,15 +391,86 @@ func (r *Registry) versionResponse(subject string, v versionRecord) versionRespo
 	return resp
 }
 
+// formatted applies ?format= to a schema answer: "serialized" gives a
+// PROTOBUF schema as a base64 FileDescriptorProto, as Confluent's
+// registry does. It compiles outside r.mu.
+func (r *Registry) formatted(req *http.Request, typ string, schema *string, in compileInput) error {
+	if req.URL.Query().Get("format") != "serialized" || typ != "PROTOBUF" {
+		return nil
+	}
+	c := r.compiler.compile(in)
+	if c.err != nil {
+		return errf(http.StatusUnprocessableEntity, codeInvalidSchema, "Invalid schema: %v", c.err)
+	}
+	s, err := serializedForm(c)
+	if err != nil {
+		return err
+	}
+	*schema = s
+	return nil
+}
+
+// input gathers what compiling a stored or given schema needs; the caller
+// holds r.mu.
+func (r *Registry) input(typ, text string, refs []Reference) (compileInput, error) {
+	in := compileInput{typ: typ, text: text, deps: map[string]string{}}
+	if typ != "PROTOBUF" {
+		return in, nil
+	}
+	return in, r.deps(refs, in.deps)
+}
+
 func (r *Registry) getVersion(req *http.Request) (any, error) {
 	name := req.PathValue("subject")
 	r.mu.Lock()
-	defer r.mu.Unlock()
 	v, err := r.findVersion(name, req.PathValue("version"), boolParam(req, "deleted"))
+	if err != nil {
+		r.mu.Unlock()
+		return nil, err
+	}
+	resp := r.versionResponse(name, v)
+	in, _ := r.input(resp.schemaType(), resp.Schema, resp.References)
+	r.mu.Unlock()
+	return resp, r.formatted(req, resp.schemaType(), &resp.Schema, in)
+}
+
+func (v versionResponse) schemaType() string {
+	if v.SchemaType == "" {
+		return "AVRO"
+	}
+	return v.SchemaType
+}
+
+func (r *Registry) referencedBy(req *http.Request) (any, error) {
+	name := req.PathValue("subject")
+	deleted := boolParam(req, "deleted")
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	v, err := r.findVersion(name, req.PathValue("version"), deleted)
 	if err != nil {
 		return nil, err
 	}
-	return r.versionResponse(name, v), nil
+	return page(req, r.referrers(name, v.Version, deleted)), nil
+}
+
+// referrers lists the ids of the schemas, registered under some subject
+// version, that reference subject's version; the caller holds r.mu.
+func (r *Registry) referrers(subject string, version int, deleted bool) []int {
+	out := []int{}
+	for _, s := range r.st.Subjects {
+		for _, v := range s.Versions {
+			if v.Deleted && !deleted || slices.Contains(out, v.ID) {
+				continue
+			}
+			if slices.ContainsFunc(r.st.Schemas[v.ID].References, func(ref Reference) bool {
+				return ref.Subject == subject && ref.Version == version
+			}) {
+				out = append(out, v.ID)
+			}
+		}
+	}
+	slices.Sort(out)
+	return out
 }
 
 type schemaRequest struct {
@@ -375,8 +484,8 @@ type schemaRequest struct {
 
 func decodeSchemaRequest(req *http.Request) (schemaRequest, error) {
 	var in schemaRequest
-	if err := json.NewDecoder(req.Body).Decode(&in); err != nil {
-		return in, errf(http.StatusUnprocessableEntity, codeInvalidSchema, "Invalid schema request: %v", err)
+	if err := decodeBody(req, &in); err != nil {
+		return in, err
 	}
 	if in.SchemaType == "" {
 		in.SchemaType = "AVRO"
@@ -393,11 +502,6 @@ func decodeSchemaRequest(req *http.Request) (schemaRequest, error) {
 	return in, nil
 }
 
-func sameSchema(sc *schemaRecord, in schemaRequest) bool {
-	return sc.Type == in.SchemaType && strings.TrimSpace(sc.Schema) == strings.TrimSpace(in.Schema) &&
-		slices.Equal(sc.References, in.References)
-}
-
 // checkReferences makes sure every reference resolves; the caller holds r.mu.
 func (r *Registry) checkReferences(refs []Reference) error {
 	for _, ref := range refs {
@@ -409,52 +513,131 @@ func (r *Registry) checkReferences(refs []Reference) error {
 	return nil
 }
 
+// prepared is a schema request compiled outside r.mu.
+type prepared struct {
+	in  schemaRequest
+	c   *compiled
+	key schemaKey
+}
+
+// prepare resolves in's references and compiles it, releasing r.mu for
+// the compilation: the caller holds r.mu, and holds it again on return.
+// A schema that does not compile is an invalid schema (42201).
+func (r *Registry) prepare(in schemaRequest) (*prepared, error) {
+	if err := r.checkReferences(in.References); err != nil {
+		return nil, err
+	}
+	ci, err := r.input(in.SchemaType, in.Schema, in.References)
+	if err != nil {
+		return nil, errf(http.StatusUnprocessableEntity, codeInvalidSchema, "Invalid schema: %v", err)
+	}
+	r.mu.Unlock()
+	c := r.compiler.compile(ci)
+	r.mu.Lock()
+	if c.err != nil {
+		return nil, errf(http.StatusUnprocessableEntity, codeInvalidSchema, "Invalid schema: %v", c.err)
+	}
+	return &prepared{in: in, c: c, key: r.keyOf(c, in.SchemaType, c.text, in.References)}, nil
+}
+
+// maxAttempts bounds how often a change that compiled outside the lock
+// starts again because the registry changed meanwhile; compilations are
+// cached, so later attempts are quick.
+const maxAttempts = 16
+
 func (r *Registry) register(req *http.Request) (any, error) {
 	name := req.PathValue("subject")
 	in, err := decodeSchemaRequest(req)
 	if err != nil {
 		return nil, err
 	}
+	normalize := boolParam(req, "normalize")
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if err := r.writable(name); err != nil {
-		return nil, err
-	}
-	if in.ID != 0 || in.Version != 0 {
-		return r.importSchema(name, in)
-	}
-	if err := r.checkReferences(in.References); err != nil {
-		return nil, err
-	}
-	s := r.st.Subjects[name]
-	if s != nil {
-		for _, v := range s.live() {
-			if sameSchema(r.st.Schemas[v.ID], in) {
-				return map[string]int{"id": v.ID, "version": v.Version}, nil
+	for range maxAttempts {
+		gen := r.gen
+		if err := r.writable(name); err != nil {
+			return nil, err
+		}
+		if in.ID != 0 || in.Version != 0 {
+			if r.modeOf(name) != ModeImport {
+				return nil, errf(http.StatusUnprocessableEntity, codeNotPermitted,
+					"Subject %s is not in import mode: a schema id or version may only be given in IMPORT mode", name)
 			}
 		}
+		p, err := r.prepare(in)
+		if err != nil {
+			return nil, err
+		}
+		if normalize {
+			p.in.Schema = p.c.normText
+		} else {
+			p.in.Schema = p.c.text
+		}
+		var history []historyEntry
+		if in.ID == 0 && in.Version == 0 {
+			if v, ok := r.existing(name, p.key, normalize); ok {
+				return map[string]int{"id": v.ID, "version": v.Version}, nil
+			}
+			if history, err = r.history(name, nil); err != nil {
+				return nil, err
+			}
+		}
+		if r.gen != gen {
+			continue // changed while compiling: look again
+		}
+		if in.ID != 0 || in.Version != 0 {
+			return r.importSchema(name, p)
+		}
+		msgs, err := r.verdict(name, p, history, false)
+		if err != nil {
+			return nil, err
+		}
+		if r.gen != gen {
+			continue
+		}
+		if len(msgs) > 0 {
+			return nil, errf(http.StatusConflict, codeIncompatible,
+				"Schema being registered is incompatible with an earlier schema for subject \"%s\", details: [%s]",
+				name, strings.Join(msgs, ", "))
+		}
+		return r.add(name, p, normalize)
 	}
-	msgs, err := r.check(name, in, nil)
-	if err != nil {
-		return nil, err
+	return nil, errf(http.StatusInternalServerError, codeInternal, "registry changed too often while registering to %s; try again", name)
+}
+
+// existing finds a live version of subject holding the schema; the
+// caller holds r.mu.
+func (r *Registry) existing(subject string, key schemaKey, normalize bool) (versionRecord, bool) {
+	s := r.st.Subjects[subject]
+	if s == nil {
+		return versionRecord{}, false
 	}
-	if len(msgs) > 0 {
-		return nil, errf(http.StatusConflict, codeIncompatible,
-			"Schema being registered is incompatible with an earlier schema for subject %q (level %s), details: [%s]",
-			name, r.levelOf(name), strings.Join(msgs, "; "))
+	for _, v := range s.live() {
+		if r.keys[v.ID].matches(key, normalize) {
+			return v, true
+		}
 	}
+	return versionRecord{}, false
+}
+
+// add registers a prepared schema as the subject's next version, under
+// the id the same schema has elsewhere or a new one; the caller holds
+// r.mu.
+func (r *Registry) add(name string, p *prepared, normalize bool) (any, error) {
 	id := 0
-	for _, sc := range r.st.Schemas {
-		if sameSchema(sc, in) {
-			id = sc.ID
-			break
+	for sid := range r.st.Schemas {
+		if r.keys[sid].matches(p.key, normalize) && (id == 0 || sid < id) {
+			id = sid
 		}
 	}
 	if id == 0 {
 		id = r.st.NextID
 		r.st.NextID++
-		r.st.Schemas[id] = &schemaRecord{ID: id, Type: in.SchemaType, Schema: in.Schema, References: in.References}
+		r.st.Schemas[id] = &schemaRecord{ID: id, Type: p.in.SchemaType, Schema: p.in.Schema, References: p.in.References}
+		r.keys[id] = p.key
 	}
+	s := r.st.Subjects[name]
 	if s == nil {
 		s = &subjectRecord{}
 		r.st.Subjects[name] = s
@@ -471,25 +654,19 @@ func (r *Registry) register(req *http.Request) (any, error) {
 	return map[string]int{"id": id, "version": next}, nil
 }
 
-// importSchema registers in under name with the id (and version, when
+// importSchema registers p under name with the id (and version, when
 // given) it carries; the caller holds r.mu. The id must be free or
 // already name the same schema, and the version free or already name that
 // id. Compatibility is not checked: an import copies history as it was.
-func (r *Registry) importSchema(name string, in schemaRequest) (any, error) {
-	if r.modeOf(name) != ModeImport {
-		return nil, errf(http.StatusUnprocessableEntity, codeNotPermitted,
-			"Subject %s is not in import mode: a schema id or version may only be given in IMPORT mode", name)
-	}
+func (r *Registry) importSchema(name string, p *prepared) (any, error) {
+	in := p.in
 	if in.ID <= 0 || in.Version < 0 {
 		return nil, errf(http.StatusUnprocessableEntity, codeInvalidSchema,
 			"Invalid import of subject %s: id %d, version %d (an id above 0 is required)", name, in.ID, in.Version)
 	}
-	if sc, ok := r.st.Schemas[in.ID]; ok && !sameSchema(sc, in) {
+	if _, ok := r.st.Schemas[in.ID]; ok && !r.keys[in.ID].matches(p.key, false) {
 		return nil, errf(http.StatusConflict, codeNotPermitted,
 			"Overwrite new schema with id %d is not permitted: the id already names another schema", in.ID)
-	}
-	if err := r.checkReferences(in.References); err != nil {
-		return nil, err
 	}
 	s := r.st.Subjects[name]
 	if s == nil {
@@ -515,6 +692,7 @@ func (r *Registry) importSchema(name string, in schemaRequest) (any, error) {
 	}
 	if _, ok := r.st.Schemas[in.ID]; !ok {
 		r.st.Schemas[in.ID] = &schemaRecord{ID: in.ID, Type: in.SchemaType, Schema: in.Schema, References: in.References}
+		r.keys[in.ID] = p.key
 	}
 	r.st.NextID = max(r.st.NextID, in.ID+1)
 	s.Versions = append(s.Versions, versionRecord{Version: version, ID: in.ID})
@@ -533,19 +711,37 @@ func (r *Registry) lookup(req *http.Request) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	deleted := boolParam(req, "deleted")
+	deleted, normalize := boolParam(req, "deleted"), boolParam(req, "normalize")
 	r.mu.Lock()
-	defer r.mu.Unlock()
-	s, err := r.subject(name, deleted)
-	if err != nil {
+	if _, err := r.subject(name, deleted); err != nil {
+		r.mu.Unlock()
 		return nil, err
 	}
-	for _, v := range s.Versions {
-		if (deleted || !v.Deleted) && sameSchema(r.st.Schemas[v.ID], in) {
-			return r.versionResponse(name, v), nil
+	p, err := r.prepare(in)
+	if err != nil {
+		r.mu.Unlock()
+		return nil, err
+	}
+	s, err := r.subject(name, deleted)
+	if err != nil {
+		r.mu.Unlock()
+		return nil, err
+	}
+	var resp *versionResponse
+	for _, v := range slices.Backward(s.Versions) {
+		if (deleted || !v.Deleted) && r.keys[v.ID].matches(p.key, normalize) {
+			vr := r.versionResponse(name, v)
+			resp = &vr
+			break
 		}
 	}
-	return nil, errf(http.StatusNotFound, codeSchemaNotFound, "Schema not found")
+	if resp == nil {
+		r.mu.Unlock()
+		return nil, errf(http.StatusNotFound, codeSchemaNotFound, "Schema not found")
+	}
+	ci, _ := r.input(resp.schemaType(), resp.Schema, resp.References)
+	r.mu.Unlock()
+	return resp, r.formatted(req, resp.schemaType(), &resp.Schema, ci)
 }
 
 func (r *Registry) deleteSubject(req *http.Request) (any, error) {
@@ -563,16 +759,24 @@ func (r *Registry) deleteSubject(req *http.Request) (any, error) {
 	var out []int
 	if permanent {
 		if len(s.live()) > 0 {
-			return nil, errf(http.StatusNotFound, codeSubjectSoftDeleted,
+			return nil, errf(http.StatusNotFound, codeSubjectNotSoftDel,
 				"Subject '%s' was not deleted first before being permanently deleted", name)
 		}
 		for _, v := range s.Versions {
+			if err := r.unreferenced(name, v.Version); err != nil {
+				return nil, err
+			}
 			out = append(out, v.Version)
 		}
 		delete(r.st.Subjects, name)
 	} else {
 		if len(s.live()) == 0 {
 			return nil, errf(http.StatusNotFound, codeSubjectSoftDeleted, "Subject '%s' was soft deleted.", name)
+		}
+		for _, v := range s.live() {
+			if err := r.unreferenced(name, v.Version); err != nil {
+				return nil, err
+			}
 		}
 		for i := range s.Versions {
 			if !s.Versions[i].Deleted {
@@ -582,6 +786,16 @@ func (r *Registry) deleteSubject(req *http.Request) (any, error) {
 		}
 	}
 	return out, r.save()
+}
+
+// unreferenced refuses to delete a version that a live schema references;
+// the caller holds r.mu.
+func (r *Registry) unreferenced(subject string, version int) error {
+	if ids := r.referrers(subject, version, false); len(ids) > 0 {
+		return errf(http.StatusUnprocessableEntity, codeReferenceExists,
+			"One or more references exist to the schema {subject=%s,version=%d}: schema ids %v", subject, version, ids)
+	}
+	return nil
 }
 
 func (r *Registry) deleteVersion(req *http.Request) (any, error) {
@@ -596,6 +810,9 @@ func (r *Registry) deleteVersion(req *http.Request) (any, error) {
 	if err != nil {
 		return nil, err
 	}
+	if err := r.unreferenced(name, v.Version); err != nil {
+		return nil, err
+	}
 	s := r.st.Subjects[name]
 	for i := range s.Versions {
 		if s.Versions[i].Version != v.Version {
@@ -603,7 +820,7 @@ func (r *Registry) deleteVersion(req *http.Request) (any, error) {
 		}
 		if permanent {
 			if !s.Versions[i].Deleted {
-				return nil, errf(http.StatusNotFound, codeSubjectSoftDeleted,
+				return nil, errf(http.StatusNotFound, codeVersionNotSoftDel,
 					"Subject '%s' Version %d was not deleted first before being permanently deleted", name, v.Version)
 			}
 			s.Versions = slices.Delete(s.Versions, i, i+1)
@@ -619,6 +836,7 @@ type schemaResponse struct {
 	SchemaType string      `json:"schemaType,omitempty"`
 	Schema     string      `json:"schema"`
 	References []Reference `json:"references,omitempty"`
+	MaxID      int         `json:"maxId,omitempty"`
 }
 
 func (r *Registry) schemaByID(req *http.Request) (*schemaRecord, error) {
@@ -635,16 +853,49 @@ func (r *Registry) schemaByID(req *http.Request) (*schemaRecord, error) {
 
 func (r *Registry) getSchema(req *http.Request) (any, error) {
 	r.mu.Lock()
-	defer r.mu.Unlock()
 	sc, err := r.schemaByID(req)
 	if err != nil {
+		r.mu.Unlock()
 		return nil, err
 	}
 	resp := schemaResponse{Schema: sc.Schema, References: sc.References}
 	if sc.Type != "AVRO" {
 		resp.SchemaType = sc.Type
 	}
-	return resp, nil
+	if boolParam(req, "fetchMaxId") {
+		resp.MaxID = r.st.NextID - 1
+	}
+	in, _ := r.input(sc.Type, sc.Schema, sc.References)
+	r.mu.Unlock()
+	return resp, r.formatted(req, sc.Type, &resp.Schema, in)
+}
+
+type subjectVersion struct {
+	Subject string `json:"subject"`
+	Version int    `json:"version"`
+}
+
+// usesOf lists the subject versions that hold schema id, soft-deleted
+// ones too when deleted is set; the caller holds r.mu.
+func (r *Registry) usesOf(id int, deleted bool, subject string) []subjectVersion {
+	out := []subjectVersion{}
+	for name, s := range r.st.Subjects {
+		if subject != "" && name != subject {
+			continue
+		}
+		for _, v := range s.Versions {
+			if v.ID == id && (deleted || !v.Deleted) {
+				out = append(out, subjectVersion{name, v.Version})
+			}
+		}
+	}
+	slices.SortFunc(out, func(a, b subjectVersion) int {
+		if c := strings.Compare(a.Subject, b.Subject); c != 0 {
+			return c
+		}
+		return a.Version - b.Version
+	})
+	return out
 }
 
 func (r *Registry) getSchemaVersions(req *http.Request) (any, error) {
@@ -654,20 +905,53 @@ func (r *Registry) getSchemaVersions(req *http.Request) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	type sv struct {
-		Subject string `json:"subject"`
-		Version int    `json:"version"`
+	return page(req, r.usesOf(sc.ID, boolParam(req, "deleted"), req.URL.Query().Get("subject"))), nil
+}
+
+func (r *Registry) getSchemaSubjects(req *http.Request) (any, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	sc, err := r.schemaByID(req)
+	if err != nil {
+		return nil, err
 	}
-	out := []sv{}
-	for name, s := range r.st.Subjects {
-		for _, v := range s.live() {
-			if v.ID == sc.ID {
-				out = append(out, sv{name, v.Version})
-			}
+	out := []string{}
+	for _, u := range r.usesOf(sc.ID, boolParam(req, "deleted"), req.URL.Query().Get("subject")) {
+		if !slices.Contains(out, u.Subject) {
+			out = append(out, u.Subject)
 		}
 	}
-	slices.SortFunc(out, func(a, b sv) int { return strings.Compare(a.Subject, b.Subject) })
-	return out, nil
+	return page(req, out), nil
+}
+
+// listSchemas answers GET /schemas: the versions of every subject (with
+// subjectPrefix, deleted and latestOnly as in Confluent's registry).
+func (r *Registry) listSchemas(req *http.Request) (any, error) {
+	prefix := req.URL.Query().Get("subjectPrefix")
+	deleted, latestOnly := boolParam(req, "deleted"), boolParam(req, "latestOnly")
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	names := make([]string, 0, len(r.st.Subjects))
+	for name := range r.st.Subjects {
+		if strings.HasPrefix(name, prefix) {
+			names = append(names, name)
+		}
+	}
+	slices.Sort(names)
+	out := []versionResponse{}
+	for _, name := range names {
+		var vs []versionResponse
+		for _, v := range r.st.Subjects[name].Versions {
+			if deleted || !v.Deleted {
+				vs = append(vs, r.versionResponse(name, v))
+			}
+		}
+		if latestOnly && len(vs) > 0 {
+			vs = vs[len(vs)-1:]
+		}
+		out = append(out, vs...)
+	}
+	return page(req, out), nil
 }
 
 // configRequest is the body of a config request and answer.
@@ -684,10 +968,14 @@ func parseLevel(req *http.Request) (string, error) {
 // Confluent error code of an invalid value.
 func parseChoice(req *http.Request, field, what string, code int, valid []string) (string, error) {
 	var in map[string]any
-	if err := json.NewDecoder(req.Body).Decode(&in); err != nil {
-		return "", errf(http.StatusUnprocessableEntity, code, "Invalid %s: %v", what, err)
+	if err := decodeBody(req, &in); err != nil {
+		return "", err
 	}
 	given, _ := in[field].(string)
+	if alt, ok := in[field+"Level"].(string); given == "" && ok {
+		// Confluent's clients also send {"compatibilityLevel": ...}.
+		given = alt
+	}
 	value := strings.ToUpper(given)
 	if !slices.Contains(valid, value) {
 		return "", errf(http.StatusUnprocessableEntity, code,
@@ -713,6 +1001,16 @@ func (r *Registry) putGlobalConfig(req *http.Request) (any, error) {
 	return configRequest{Compatibility: level}, r.save()
 }
 
+// deleteGlobalConfig puts the registry's level back to its default,
+// BACKWARD, and answers the level it had.
+func (r *Registry) deleteGlobalConfig(*http.Request) (any, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	old := r.st.Compatibility
+	r.st.Compatibility = "BACKWARD"
+	return map[string]string{"compatibilityLevel": old}, r.save()
+}
+
 func (r *Registry) getSubjectConfig(req *http.Request) (any, error) {
 	name := req.PathValue("subject")
 	r.mu.Lock()
@@ -733,6 +1031,24 @@ func (r *Registry) putSubjectConfig(req *http.Request) (any, error) {
 		return nil, err
 	}
 	return configRequest{Compatibility: level}, r.setSubject(name, func(s *subjectRecord) { s.Compatibility = level })
+}
+
+// deleteSubjectConfig removes a subject's own level, so the registry's
+// applies again, and answers the level it had.
+func (r *Registry) deleteSubjectConfig(req *http.Request) (any, error) {
+	name := req.PathValue("subject")
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	s, ok := r.st.Subjects[name]
+	if !ok || s.Compatibility == "" {
+		return nil, errf(http.StatusNotFound, 40408, "Subject '%s' does not have subject-level compatibility configured", name)
+	}
+	old := s.Compatibility
+	s.Compatibility = ""
+	if len(s.Versions) == 0 && s.Mode == "" {
+		delete(r.st.Subjects, name)
+	}
+	return map[string]string{"compatibilityLevel": old}, r.save()
 }
 
 // setSubject applies set to the record of subject name, creating it when

@@ -137,8 +137,8 @@ func TestRegistryWithConfluentClient(t *testing.T) {
 	}
 
 	// Soft delete hides versions; permanent delete needs a soft delete first.
-	if _, err := c.DeleteSubject("other-value", true); code(err) != 40404 {
-		t.Fatalf("hard delete before soft delete: %v, want 40404", err)
+	if _, err := c.DeleteSubject("other-value", true); code(err) != 40405 {
+		t.Fatalf("hard delete before soft delete: %v, want 40405", err)
 	}
 	if vs, err := c.DeleteSubject("other-value", false); err != nil || len(vs) != 1 {
 		t.Fatalf("soft delete = %v, %v", vs, err)
@@ -190,9 +190,9 @@ func TestCompatibilityIsEnforced(t *testing.T) {
 		t.Fatal(err)
 	}
 	_, err := c.Register("paid-value", info(bad), false)
-	if code(err) != 409 || !strings.Contains(err.Error(), "FIELD_SCALAR_KIND_CHANGED") || !strings.Contains(err.Error(), "t.v1.Paid.amount") ||
+	if code(err) != 40901 || !strings.Contains(err.Error(), "FIELD_SCALAR_KIND_CHANGED") || !strings.Contains(err.Error(), "t.v1.Paid.amount") ||
 		!strings.Contains(err.Error(), "line 5") {
-		t.Fatalf("incompatible register: %v; want 409 naming the rule, the field and its line", err)
+		t.Fatalf("incompatible register: %v; want 409 (40901) naming the rule, the field and its line", err)
 	}
 	compatible, err := c.TestCompatibility("paid-value", -1, info(bad))
 	if err != nil || compatible {

@@ -143,6 +143,11 @@ type Codec struct {
 	drift error // non-nil while Verify finds ids that moved
 	deser *protobuf.Deserializer
 
+	// contracts gives the serde each event as proto/ declares it, without
+	// the options code generation added: that is the schema registered and
+	// looked up.
+	contracts contracts
+
 	verifier
 }
 
@@ -272,7 +277,11 @@ func (c *Codec) Encode(topic string, msg proto.Message) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	b, err := s.Serialize(topic, msg)
+	contract, err := c.contracts.message(md)
+	if err != nil {
+		return nil, fmt.Errorf("encode %s for %s: %w", md.FullName(), topic, err)
+	}
+	b, err := s.Serialize(topic, contract)
 	if err != nil {
 		err = fmt.Errorf("encode %s for %s (subject %s): %w", md.FullName(), topic, c.strategy.Subject(topic, md), err)
 		if !permanent(err) || notFound(err) {
@@ -280,8 +289,18 @@ func (c *Codec) Encode(topic string, msg proto.Message) ([]byte, error) {
 		}
 		return nil, err
 	}
+	n, err := framingLen(b)
+	if err != nil {
+		return nil, fmt.Errorf("encode %s for %s: %w", md.FullName(), topic, err)
+	}
 	c.remember(topic, md, b)
-	return b, nil
+	out := make([]byte, n, n+proto.Size(msg))
+	copy(out, b[:n])
+	out, err = proto.MarshalOptions{}.MarshalAppend(out, msg)
+	if err != nil {
+		return nil, fmt.Errorf("encode %s for %s: %w", md.FullName(), topic, err)
+	}
+	return out, nil
 }
 
 // remember keeps the framing at the start of b for (topic, md).
@@ -364,7 +383,11 @@ func (c *Codec) Register(topic string, md protoreflect.MessageDescriptor) (int, 
 	if err != nil {
 		return 0, err
 	}
-	b, err := s.Serialize(topic, dynamicOrGenerated(md))
+	contract, err := c.contracts.message(md)
+	if err != nil {
+		return 0, fmt.Errorf("register %s: %w", md.FullName(), err)
+	}
+	b, err := s.Serialize(topic, contract)
 	if err != nil {
 		err = fmt.Errorf("register %s as %s: %w", md.FullName(), c.strategy.Subject(topic, md), err)
 		if !permanent(err) {
@@ -384,7 +407,11 @@ func (c *Codec) Lookup(topic string, md protoreflect.MessageDescriptor) (int, er
 	if err != nil {
 		return 0, err
 	}
-	b, err := s.Serialize(topic, dynamicOrGenerated(md))
+	contract, err := c.contracts.message(md)
+	if err != nil {
+		return 0, fmt.Errorf("look up %s: %w", md.FullName(), err)
+	}
+	b, err := s.Serialize(topic, contract)
 	if err != nil {
 		err = fmt.Errorf("look up %s as %s: %w", md.FullName(), c.strategy.Subject(topic, md), err)
 		if !permanent(err) {
@@ -401,15 +428,6 @@ func frameID(b []byte) (int, error) {
 		return 0, errors.New("short or unframed value")
 	}
 	return int(uint32(b[1])<<24 | uint32(b[2])<<16 | uint32(b[3])<<8 | uint32(b[4])), nil
-}
-
-// dynamicOrGenerated returns a new message of md's generated Go type, or nil
-// when the binary has none.
-func dynamicOrGenerated(md protoreflect.MessageDescriptor) proto.Message {
-	if mt, err := protoregistry.GlobalTypes.FindMessageByName(md.FullName()); err == nil {
-		return mt.New().Interface()
-	}
-	return nil
 }
 
 // Decode reads a framed value into a new message of the type its schema

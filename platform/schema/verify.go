@@ -185,7 +185,11 @@ func (c *Codec) lookupWith(client schemaregistry.Client, topic string, md protor
 	if err != nil {
 		return 0, err
 	}
-	b, err := s.Serialize(topic, dynamicOrGenerated(md))
+	contract, err := c.contracts.message(md)
+	if err != nil {
+		return 0, err
+	}
+	b, err := s.Serialize(topic, contract)
 	if err != nil {
 		return 0, err
 	}

@@ -67,6 +67,23 @@ type committer struct {
 	queue   []*groupCall
 	running bool
 	shared  atomic.Int64 // transactions of more than one call, for tests
+	// txns and calls count the transactions begun and the calls they ran.
+	txns, calls atomic.Int64
+}
+
+// GroupStats counts the work of [DB.InTxShared] since the database was
+// opened: Calls made, and the Transactions that ran them. Calls divided by
+// Transactions is the mean group size.
+type GroupStats struct {
+	Transactions, Calls int64
+}
+
+// GroupStats returns the counts of InTxShared; zero when it never ran.
+func (db *DB) GroupStats() GroupStats {
+	if db.group == nil {
+		return GroupStats{}
+	}
+	return GroupStats{Transactions: db.group.txns.Load(), Calls: db.group.calls.Load()}
 }
 
 func (c *committer) do(ctx context.Context, fn func(*Tx) error) error {
@@ -116,6 +133,8 @@ func (c *committer) run(batch []*groupCall) {
 	if len(live) == 0 {
 		return
 	}
+	c.txns.Add(1)
+	c.calls.Add(int64(len(live)))
 	if len(live) == 1 {
 		call := live[0]
 		call.done <- c.db.InTx(call.ctx, call.safe)

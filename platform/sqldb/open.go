@@ -41,9 +41,32 @@ func OpenPostgres(ctx context.Context, rawURL, schema string) (*DB, error) {
 		db.Close()
 		return nil, fmt.Errorf("connect %s: %w", Redact(rawURL), classify(err))
 	}
-	out := &DB{sql: db, dialect: Postgres}
+	out := &DB{sql: db, dialect: Postgres, schema: schema, pgConfig: cfg}
 	out.group = &committer{db: out}
 	return out, nil
+}
+
+// Schema returns the PostgreSQL schema the database works in, or "" for
+// SQLite.
+func (db *DB) Schema() string { return db.schema }
+
+// Dedicated opens a PostgreSQL connection outside the pool, with the
+// database's settings (its schema as search_path), for work that keeps a
+// session: LISTEN, session-level advisory locks. settings are run-time
+// parameters of the session, set as it starts. The caller closes it.
+func (db *DB) Dedicated(ctx context.Context, settings map[string]string) (*pgx.Conn, error) {
+	if db.pgConfig == nil {
+		return nil, fmt.Errorf("dedicated connection: %s has no sessions to keep", db.dialect)
+	}
+	cfg := db.pgConfig.Copy()
+	for k, v := range settings {
+		cfg.RuntimeParams[k] = v
+	}
+	conn, err := pgx.ConnectConfig(ctx, cfg)
+	if err != nil {
+		return nil, fmt.Errorf("dedicated connection: %w", classify(err))
+	}
+	return conn, nil
 }
 
 // Redact hides the password of a database URL for messages and logs.

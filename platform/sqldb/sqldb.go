@@ -25,6 +25,7 @@ import (
 	"strings"
 	"sync"
 
+	"github.com/jackc/pgx/v5"
 	_ "modernc.org/sqlite" // registers the "sqlite" driver
 )
 
@@ -53,6 +54,9 @@ type DB struct {
 	// group, for SQLite, shares transactions between concurrent callers
 	// of InTxShared.
 	group *committer
+	// schema and pgConfig, for PostgreSQL, open dedicated connections.
+	schema   string
+	pgConfig *pgx.ConnConfig
 }
 
 func newDB(db *sql.DB, d Dialect) *DB {
@@ -136,15 +140,33 @@ func (c *stmtCache) close() {
 	}
 }
 
+// SQLiteOption changes how [OpenSQLite] opens a database.
+type SQLiteOption func(*sqliteConfig)
+
+type sqliteConfig struct{ synchronous string }
+
+// NoSync never waits for the disk (synchronous=OFF): a committed
+// transaction survives the process's crash, since the WAL is in the
+// operating system's hands, but not an operating-system crash or a power
+// loss, which may also leave the file damaged. For stacks that do not
+// survive those anyway, such as herald dev's, whose embedded broker does
+// not sync its log either. The default (synchronous=NORMAL) survives them
+// with at most the last transactions lost.
+func NoSync() SQLiteOption { return func(c *sqliteConfig) { c.synchronous = "OFF" } }
+
 // OpenSQLite opens (creating if needed) a SQLite database file in WAL mode
 // with a busy timeout, so that concurrent writers in one process wait for
 // each other instead of failing. Transactions take the write lock up front.
-func OpenSQLite(path string) (*DB, error) {
+func OpenSQLite(path string, opts ...SQLiteOption) (*DB, error) {
+	cfg := sqliteConfig{synchronous: "NORMAL"}
+	for _, o := range opts {
+		o(&cfg)
+	}
 	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
 		return nil, fmt.Errorf("sqlite %s: %w", path, err)
 	}
 	dsn := "file:" + path + "?_pragma=busy_timeout(10000)&_pragma=journal_mode(WAL)" +
-		"&_pragma=synchronous(NORMAL)&_pragma=foreign_keys(1)&_txlock=immediate"
+		"&_pragma=synchronous(" + cfg.synchronous + ")&_pragma=foreign_keys(1)&_txlock=immediate"
 	db, err := sql.Open("sqlite", dsn)
 	if err != nil {
 		return nil, fmt.Errorf("sqlite %s: %w", path, err)

@@ -199,3 +199,31 @@ func TestInTxJoinsTheContextsTransaction(t *testing.T) {
 		}
 	})
 }
+
+// TestSQLiteSyncLevel: a database waits for the disk at commit unless
+// opened with NoSync, as herald dev's are.
+func TestSQLiteSyncLevel(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		opts []sqldb.SQLiteOption
+		want int
+	}{
+		{"default", nil, 1}, // NORMAL
+		{"nosync", []sqldb.SQLiteOption{sqldb.NoSync()}, 0}, // OFF
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			db, err := sqldb.OpenSQLite(filepath.Join(t.TempDir(), "s.db"), tc.opts...)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer db.Close()
+			var got int
+			if err := db.QueryRowContext(context.Background(), `PRAGMA synchronous`).Scan(&got); err != nil {
+				t.Fatal(err)
+			}
+			if got != tc.want {
+				t.Fatalf("PRAGMA synchronous = %d, want %d", got, tc.want)
+			}
+		})
+	}
+}

@@ -8,6 +8,7 @@ package moduletest
 
 import (
 	"context"
+	"errors"
 	"io"
 	"log/slog"
 	"net/http/httptest"
@@ -115,14 +116,14 @@ func (r *Recorder) WaitFor(n int, timeout time.Duration) []*bus.Message {
 type Feed struct {
 	Delivery bus.Publisher
 
-	in      chan *bus.Message
+	in      chan []*bus.Message
 	out     chan error
 	started chan []string
 }
 
 // NewFeed returns a feed; delivery may be nil.
 func NewFeed(delivery bus.Publisher) *Feed {
-	return &Feed{Delivery: delivery, in: make(chan *bus.Message), out: make(chan error), started: make(chan []string, 1)}
+	return &Feed{Delivery: delivery, in: make(chan []*bus.Message), out: make(chan error), started: make(chan []string, 1)}
 }
 
 // Run hands messages to h until ctx is done.
@@ -132,12 +133,20 @@ func (f *Feed) Run(ctx context.Context, _ string, topics []string, h bus.Handler
 		select {
 		case <-ctx.Done():
 			return nil
-		case m := <-f.in:
+		case poll := <-f.in:
 			hctx := ctx
 			if f.Delivery != nil {
 				hctx = bus.WithDeliveryPublisher(ctx, f.Delivery)
 			}
-			f.out <- h(hctx, m)
+			// The messages of a poll are handled at once, as a
+			// subscriber handles the records of different keys.
+			errs := make([]error, len(poll))
+			var wg sync.WaitGroup
+			for i, m := range poll {
+				wg.Go(func() { errs[i] = h(hctx, m) })
+			}
+			wg.Wait()
+			f.out <- errors.Join(errs...)
 		}
 	}
 }
@@ -153,9 +162,20 @@ func (f *Feed) Topics() []string { return <-f.started }
 // returns an error.
 func (f *Feed) Deliver(t testing.TB, m *bus.Message) {
 	t.Helper()
-	f.in <- m
+	f.in <- []*bus.Message{m}
 	if err := <-f.out; err != nil {
 		t.Fatalf("deliver %s: %v", m, err)
+	}
+}
+
+// DeliverPoll hands msgs to the consumer all at once, as one poll of
+// records with different keys, waits until every one is handled, and
+// fails the test when a handler returns an error.
+func (f *Feed) DeliverPoll(t testing.TB, msgs ...*bus.Message) {
+	t.Helper()
+	f.in <- msgs
+	if err := <-f.out; err != nil {
+		t.Fatalf("deliver a poll of %d: %v", len(msgs), err)
 	}
 }
 

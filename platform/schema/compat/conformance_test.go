@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"maps"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -24,10 +25,13 @@ import (
 
 // evolutionCase is one directory of testdata/cases: versions v1.proto,
 // v2.proto, ... of one schema, the last being the new one, and the verdict
-// expected at every level.
+// expected at every level. The files a version imports, other than
+// google/protobuf ones, sit under a directory named after it (v1/, v2/...),
+// at their import paths.
 type evolutionCase struct {
 	Name        string
 	Versions    []string
+	Deps        []map[string]string   // per version: import path → text
 	Description string                `json:"description"`
 	Expect      map[compat.Level]bool `json:"expect"`
 	Rule        string                `json:"rule"`
@@ -56,6 +60,7 @@ func loadCases(t *testing.T) []evolutionCase {
 				break
 			}
 			c.Versions = append(c.Versions, string(b))
+			c.Deps = append(c.Deps, loadDeps(t, filepath.Join(dir, fmt.Sprintf("v%d", i))))
 		}
 		if len(c.Versions) < 2 {
 			t.Fatalf("%s: needs v1.proto and v2.proto", dir)
@@ -73,11 +78,37 @@ func loadCases(t *testing.T) []evolutionCase {
 	return out
 }
 
+// loadDeps reads the imports of one version from dir, keyed by their path
+// under dir; none when dir does not exist.
+func loadDeps(t *testing.T, dir string) map[string]string {
+	t.Helper()
+	deps := map[string]string{}
+	err := filepath.WalkDir(dir, func(path string, d os.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return err
+		}
+		b, err := os.ReadFile(path)
+		if err != nil {
+			return err
+		}
+		rel, err := filepath.Rel(dir, path)
+		if err != nil {
+			return err
+		}
+		deps[filepath.ToSlash(rel)] = string(b)
+		return nil
+	})
+	if err != nil && !os.IsNotExist(err) {
+		t.Fatalf("%s: %v", dir, err)
+	}
+	return deps
+}
+
 func parseAll(t *testing.T, c evolutionCase) []protoreflect.FileDescriptor {
 	t.Helper()
 	var fds []protoreflect.FileDescriptor
 	for i, v := range c.Versions {
-		fd, err := compat.Parse(compat.Schema{Name: fmt.Sprintf("v%d.proto", i+1), Text: v})
+		fd, err := compat.Parse(compat.Schema{Name: fmt.Sprintf("v%d.proto", i+1), Text: v, Deps: c.Deps[i]})
 		if err != nil {
 			t.Fatalf("%s v%d: %v", c.Name, i+1, err)
 		}
@@ -126,13 +157,17 @@ func registryVerdicts(t *testing.T, base string, cases []evolutionCase) map[stri
 		for _, level := range compat.Levels {
 			subject := fmt.Sprintf("conformance-%s-%s-%s", run, c.Name, strings.ToLower(string(level)))
 			call(t, base, "PUT", "/config/"+subject, `{"compatibility":"NONE"}`, 200)
-			for i, v := range c.Versions[:len(c.Versions)-1] {
-				if st, body := send(t, base, "POST", "/subjects/"+subject+"/versions", schemaBody(v)); st != 200 {
+			bodies := make([]string, len(c.Versions))
+			for i, v := range c.Versions {
+				bodies[i] = schemaBody(v, registerDeps(t, base, fmt.Sprintf("%s-v%d", subject, i+1), c.Deps[i]))
+			}
+			for i, body := range bodies[:len(bodies)-1] {
+				if st, body := send(t, base, "POST", "/subjects/"+subject+"/versions", body); st != 200 {
 					t.Fatalf("%s: register v%d: %d %s", c.Name, i+1, st, body)
 				}
 			}
 			call(t, base, "PUT", "/config/"+subject, `{"compatibility":"`+string(level)+`"}`, 200)
-			st, body := send(t, base, "POST", "/subjects/"+subject+"/versions", schemaBody(c.Versions[len(c.Versions)-1]))
+			st, body := send(t, base, "POST", "/subjects/"+subject+"/versions", bodies[len(bodies)-1])
 			switch st {
 			case 200:
 				out[c.Name][level] = true
@@ -146,8 +181,37 @@ func registryVerdicts(t *testing.T, base string, cases []evolutionCase) map[stri
 	return out
 }
 
-func schemaBody(text string) string {
-	b, _ := json.Marshal(map[string]string{"schemaType": "PROTOBUF", "schema": text})
+// reference is a schema reference of the Confluent REST API.
+type reference struct {
+	Name    string `json:"name"`
+	Subject string `json:"subject"`
+	Version int    `json:"version"`
+}
+
+// registerDeps registers each import of one version as its own subject,
+// named prefix-<import path>, and returns the references to them. Imports
+// may only import google/protobuf files themselves.
+func registerDeps(t *testing.T, base, prefix string, deps map[string]string) []reference {
+	t.Helper()
+	var refs []reference
+	for _, name := range slices.Sorted(maps.Keys(deps)) {
+		subject := prefix + "-" + strings.NewReplacer("/", "_", ".", "_").Replace(name)
+		call(t, base, "PUT", "/config/"+subject, `{"compatibility":"NONE"}`, 200)
+		st, body := send(t, base, "POST", "/subjects/"+subject+"/versions", schemaBody(deps[name], nil))
+		if st != 200 {
+			t.Fatalf("register import %s as %s: %d %s", name, subject, st, body)
+		}
+		refs = append(refs, reference{Name: name, Subject: subject, Version: 1})
+	}
+	return refs
+}
+
+func schemaBody(text string, refs []reference) string {
+	b, _ := json.Marshal(struct {
+		SchemaType string      `json:"schemaType"`
+		Schema     string      `json:"schema"`
+		References []reference `json:"references,omitempty"`
+	}{"PROTOBUF", text, refs})
 	return string(b)
 }
 

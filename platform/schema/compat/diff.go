@@ -3,6 +3,7 @@ package compat
 import (
 	"fmt"
 	"slices"
+	"strings"
 
 	"google.golang.org/protobuf/reflect/protoreflect"
 )
@@ -23,8 +24,10 @@ const (
 	RequiredFieldAdded         = "REQUIRED_FIELD_ADDED"                // incompatible
 	RequiredFieldRemoved       = "REQUIRED_FIELD_REMOVED"              // incompatible
 	OneofAdded                 = "ONEOF_ADDED"                         // compatible
+	OneofRemoved               = "ONEOF_REMOVED"                       // compatible
 	OneofFieldAdded            = "ONEOF_FIELD_ADDED"                   // compatible
 	OneofFieldRemoved          = "ONEOF_FIELD_REMOVED"                 // incompatible
+	OneofFieldMovedToTopLevel  = "ONEOF_FIELD_MOVED_TO_TOP_LEVEL"      // compatible
 	MultipleFieldsMovedToOneof = "MULTIPLE_FIELDS_MOVED_TO_ONEOF"      // incompatible
 	FieldMovedToExistingOneof  = "FIELD_MOVED_TO_EXISTING_ONEOF"       // incompatible
 )
@@ -50,56 +53,74 @@ func wireGroup(k protoreflect.Kind) int {
 
 // Compare lists the differences from original to update, judged for a
 // reader using update on data written with original.
+//
+// Messages are matched by their name relative to the package, level by
+// level (a message moved into or out of another one is removed and added).
+// Fields are matched by number across the whole message, whatever oneof
+// they belong to. A field whose type is declared in another file (an
+// import) is compared with the type's structure, not its package: the
+// same message moved to another file or package reads the same bytes,
+// while a changed field inside it is reported at that field and makes the
+// referring field FIELD_NAMED_TYPE_CHANGED.
 func Compare(original, update protoreflect.FileDescriptor) []Difference {
-	c := &comparer{orig: original, upd: update}
+	c := &comparer{orig: original, upd: update, referenced: map[[2]protoreflect.FullName]refState{}}
 	if original.Package() != update.Package() {
 		c.add(PackageChanged, string(update.Package()), false, fmt.Sprintf("package %s → %s", original.Package(), update.Package()))
 	}
-	c.origMsgs = index(original)
-	c.updMsgs = index(update)
-	for name, om := range c.origMsgs {
-		um, ok := c.updMsgs[name]
-		if !ok {
-			// Messages are matched by full name, as Confluent does: moving
-			// one into or out of another message removes it here.
-			c.add(MessageRemoved, string(name), false, "message removed")
-			continue
-		}
-		c.message(om, um)
-	}
-	for name := range c.updMsgs {
-		if _, ok := c.origMsgs[name]; !ok {
-			c.add(MessageAdded, string(name), true, "message added")
-		}
-	}
-	slices.SortStableFunc(c.out, func(a, b Difference) int {
-		switch {
-		case a.Path < b.Path:
-			return -1
-		case a.Path > b.Path:
-			return 1
-		}
-		return 0
-	})
+	c.messages(original.Messages(), update.Messages())
+	slices.SortStableFunc(c.out, func(a, b Difference) int { return strings.Compare(a.Path, b.Path) })
 	return c.out
 }
 
+// refState is the state of the structural comparison of a pair of
+// referenced message types.
+type refState int
+
+const (
+	refInProgress refState = iota + 1
+	refCompatible
+	refIncompatible
+)
+
 type comparer struct {
-	orig, upd         protoreflect.FileDescriptor
-	origMsgs, updMsgs map[protoreflect.FullName]protoreflect.MessageDescriptor
-	out               []Difference
+	orig, upd protoreflect.FileDescriptor
+	// referenced holds the verdicts of the referenced message types
+	// compared so far, by original and update full name; a pair in
+	// progress is taken as compatible, which ends recursive types.
+	referenced map[[2]protoreflect.FullName]refState
+	out        []Difference
 }
 
 func (c *comparer) add(rule, path string, compatible bool, detail string) {
 	c.out = append(c.out, Difference{Rule: rule, Path: path, Compatible: compatible, Detail: detail})
 }
 
-// index maps every (nested) message of a file by full name; map entries
-// are part of their field and left out.
-func index(fd protoreflect.FileDescriptor) map[protoreflect.FullName]protoreflect.MessageDescriptor {
-	out := map[protoreflect.FullName]protoreflect.MessageDescriptor{}
-	walkMessages(fd.Messages(), func(md protoreflect.MessageDescriptor) { out[md.FullName()] = md })
-	return out
+// messages matches two lists of sibling messages by name and compares the
+// pairs, with their nested messages. Map entries are part of their field
+// and left out.
+func (c *comparer) messages(oms, ums protoreflect.MessageDescriptors) {
+	for i := range oms.Len() {
+		om := oms.Get(i)
+		if om.IsMapEntry() {
+			continue
+		}
+		um := ums.ByName(om.Name())
+		if um == nil || um.IsMapEntry() {
+			c.add(MessageRemoved, string(om.FullName()), false, "message removed")
+			continue
+		}
+		c.message(om, um)
+		c.messages(om.Messages(), um.Messages())
+	}
+	for i := range ums.Len() {
+		um := ums.Get(i)
+		if um.IsMapEntry() {
+			continue
+		}
+		if om := oms.ByName(um.Name()); om == nil || om.IsMapEntry() {
+			c.add(MessageAdded, string(um.FullName()), true, "message added")
+		}
+	}
 }
 
 // realOneof returns the oneof a field belongs to, ignoring the synthetic
@@ -111,48 +132,123 @@ func realOneof(f protoreflect.FieldDescriptor) protoreflect.OneofDescriptor {
 	return nil
 }
 
+// oneofName is the name of a field's real oneof, "" when it has none.
+func oneofName(f protoreflect.FieldDescriptor) protoreflect.Name {
+	if o := realOneof(f); o != nil {
+		return o.Name()
+	}
+	return ""
+}
+
+func fieldPath(md protoreflect.MessageDescriptor, f protoreflect.FieldDescriptor) string {
+	return string(md.FullName()) + "." + string(f.Name())
+}
+
+// message compares the fields and oneofs of two versions of a message.
+// Oneofs are matched by name, fields by number wherever they sit, so that
+// renaming, merging or deleting a oneof hides no change to its fields.
 func (c *comparer) message(om, um protoreflect.MessageDescriptor) {
 	ofs, ufs := om.Fields(), um.Fields()
-	movedInto := map[protoreflect.Name][]protoreflect.FieldDescriptor{}
+	oos, uos := realOneofs(om), realOneofs(um)
+
+	// A oneof gone by name with none of its fields left anywhere was
+	// deleted whole: its fields are gone like any removed field.
+	deleted := map[protoreflect.Name]bool{}
+	for name, oo := range oos {
+		if uos[name] != nil {
+			continue
+		}
+		survives := false
+		for i := range oo.Fields().Len() {
+			if ufs.ByNumber(oo.Fields().Get(i).Number()) != nil {
+				survives = true
+				break
+			}
+		}
+		if !survives {
+			deleted[name] = true
+		}
+	}
+
+	// A oneof of the update may only gather fields that were exclusive
+	// before: fields of one earlier oneof, or a single field from outside
+	// any oneof. New fields do not count, old data never set them.
+	for i := range um.Oneofs().Len() {
+		uo := um.Oneofs().Get(i)
+		if uo.IsSynthetic() {
+			continue
+		}
+		origins := map[string]bool{}
+		topLevel := 0
+		var moved protoreflect.FieldDescriptor
+		for j := range uo.Fields().Len() {
+			uf := uo.Fields().Get(j)
+			of := ofs.ByNumber(uf.Number())
+			if of == nil {
+				continue
+			}
+			if name := oneofName(of); name != "" {
+				origins["oneof "+string(name)] = true
+			} else {
+				origins[fmt.Sprintf("field %d", of.Number())] = true
+				topLevel++
+			}
+			if moved == nil && oneofName(of) != uo.Name() {
+				moved = uf
+			}
+		}
+		switch {
+		case len(origins) < 2:
+		case topLevel > 1:
+			c.add(MultipleFieldsMovedToOneof, fieldPath(um, moved), false,
+				fmt.Sprintf("%d existing fields moved into oneof %s", topLevel, uo.Name()))
+		default:
+			c.add(FieldMovedToExistingOneof, fieldPath(um, moved), false,
+				fmt.Sprintf("field %d moved into oneof %s, with fields it was not exclusive with before", moved.Number(), uo.Name()))
+		}
+	}
+
+	for name, oo := range oos {
+		if uos[name] == nil {
+			c.add(OneofRemoved, string(oo.FullName()), true, "oneof removed")
+		}
+	}
+	for name, uo := range uos {
+		if oos[name] == nil {
+			c.add(OneofAdded, string(uo.FullName()), true, "oneof added")
+		}
+	}
+
 	for i := range ofs.Len() {
 		of := ofs.Get(i)
 		uf := ufs.ByNumber(of.Number())
-		path := string(om.FullName()) + "." + string(of.Name())
 		if uf == nil {
-			switch {
+			path := fieldPath(om, of)
+			switch oo := oneofName(of); {
 			case of.Cardinality() == protoreflect.Required:
 				c.add(RequiredFieldRemoved, path, false, fmt.Sprintf("required field %d removed", of.Number()))
-			case realOneof(of) != nil:
-				c.add(OneofFieldRemoved, path, false, fmt.Sprintf("field %d removed from oneof %s", of.Number(), realOneof(of).Name()))
+			case oo != "" && !deleted[oo]:
+				c.add(OneofFieldRemoved, path, false, fmt.Sprintf("field %d removed from oneof %s", of.Number(), oo))
 			default:
 				c.add(FieldRemoved, path, true, fmt.Sprintf("field %d removed", of.Number()))
 			}
 			continue
 		}
-		path = string(um.FullName()) + "." + string(uf.Name())
+		path := fieldPath(um, uf)
 		if of.Name() != uf.Name() {
 			c.add(FieldNameChanged, path, true, fmt.Sprintf("field %d renamed %s → %s", of.Number(), of.Name(), uf.Name()))
 		}
+		if oo := oneofName(of); oo != "" && oneofName(uf) == "" {
+			c.add(OneofFieldMovedToTopLevel, path, true, fmt.Sprintf("field %d moved out of oneof %s", of.Number(), oo))
+		}
 		c.field(path, of, uf)
-		if oo, uo := realOneof(of), realOneof(uf); oo == nil && uo != nil {
-			movedInto[uo.Name()] = append(movedInto[uo.Name()], uf)
-		}
-	}
-	for name, fields := range movedInto {
-		path := string(um.FullName()) + "." + string(fields[0].Name())
-		switch {
-		case om.Oneofs().ByName(name) != nil && !om.Oneofs().ByName(name).IsSynthetic():
-			c.add(FieldMovedToExistingOneof, path, false, fmt.Sprintf("field moved into existing oneof %s", name))
-		case len(fields) > 1:
-			c.add(MultipleFieldsMovedToOneof, path, false, fmt.Sprintf("%d existing fields moved into oneof %s", len(fields), name))
-		}
 	}
 	for i := range ufs.Len() {
 		uf := ufs.Get(i)
 		if ofs.ByNumber(uf.Number()) != nil {
 			continue
 		}
-		path := string(um.FullName()) + "." + string(uf.Name())
+		path := fieldPath(um, uf)
 		switch {
 		case uf.Cardinality() == protoreflect.Required:
 			c.add(RequiredFieldAdded, path, false, fmt.Sprintf("required field %d added", uf.Number()))
@@ -162,12 +258,17 @@ func (c *comparer) message(om, um protoreflect.MessageDescriptor) {
 			c.add(FieldAdded, path, true, fmt.Sprintf("field %d added", uf.Number()))
 		}
 	}
-	for i := range um.Oneofs().Len() {
-		uo := um.Oneofs().Get(i)
-		if !uo.IsSynthetic() && om.Oneofs().ByName(uo.Name()) == nil {
-			c.add(OneofAdded, string(uo.FullName()), true, "oneof added")
+}
+
+// realOneofs maps the oneofs of a message, without synthetic ones, by name.
+func realOneofs(md protoreflect.MessageDescriptor) map[protoreflect.Name]protoreflect.OneofDescriptor {
+	out := map[protoreflect.Name]protoreflect.OneofDescriptor{}
+	for i := range md.Oneofs().Len() {
+		if o := md.Oneofs().Get(i); !o.IsSynthetic() {
+			out[o.Name()] = o
 		}
 	}
+	return out
 }
 
 type category int
@@ -241,10 +342,7 @@ func (c *comparer) valueType(path string, of, uf protoreflect.FieldDescriptor) {
 			c.add(FieldKindChanged, path, false, fmt.Sprintf("message → %s", uk))
 			return
 		}
-		on, un := of.Message().FullName(), uf.Message().FullName()
-		if on != un {
-			c.add(FieldNamedTypeChanged, path, false, fmt.Sprintf("%s → %s", on, un))
-		}
+		c.messageType(path, of.Message(), uf.Message())
 	case uk == protoreflect.MessageKind || uk == protoreflect.GroupKind:
 		c.add(FieldKindChanged, path, false, fmt.Sprintf("%s → message", ok))
 	case ok != uk:
@@ -255,4 +353,59 @@ func (c *comparer) valueType(path string, of, uf protoreflect.FieldDescriptor) {
 		}
 		c.add(FieldScalarKindChanged, path, false, fmt.Sprintf("%s → %s", ok, uk))
 	}
+}
+
+// localName is a type's full name without the package of the file that
+// declares it: "Money" for herald.money.v1.Money, "Outer.Inner" for a
+// nested message.
+func localName(md protoreflect.MessageDescriptor) string {
+	name := string(md.FullName())
+	if pkg := string(md.ParentFile().Package()); pkg != "" {
+		name = strings.TrimPrefix(name, pkg+".")
+	}
+	return name
+}
+
+// messageType compares the message types of a field. Types are matched by
+// local name. Two types declared in the compared files are compared with
+// the rest of the files; any other pair (an import on either side) is
+// compared structurally here, once.
+func (c *comparer) messageType(path string, om, um protoreflect.MessageDescriptor) {
+	if localName(om) != localName(um) {
+		c.add(FieldNamedTypeChanged, path, false, fmt.Sprintf("%s → %s", om.FullName(), um.FullName()))
+		return
+	}
+	if om.ParentFile().Path() == c.orig.Path() && um.ParentFile().Path() == c.upd.Path() {
+		return
+	}
+	if !c.sameStructure(om, um) {
+		name := string(om.FullName())
+		if om.FullName() != um.FullName() {
+			name += " → " + string(um.FullName())
+		}
+		c.add(FieldNamedTypeChanged, path, false, fmt.Sprintf("referenced type %s changed incompatibly", name))
+	}
+}
+
+// sameStructure compares two referenced message types, their fields and
+// nested messages, adds what differs and reports whether a reader of um
+// still reads data written with om.
+func (c *comparer) sameStructure(om, um protoreflect.MessageDescriptor) bool {
+	key := [2]protoreflect.FullName{om.FullName(), um.FullName()}
+	switch c.referenced[key] {
+	case refInProgress, refCompatible:
+		return true
+	case refIncompatible:
+		return false
+	}
+	c.referenced[key] = refInProgress
+	start := len(c.out)
+	c.message(om, um)
+	c.messages(om.Messages(), um.Messages())
+	state := refCompatible
+	if slices.ContainsFunc(c.out[start:], func(d Difference) bool { return !d.Compatible }) {
+		state = refIncompatible
+	}
+	c.referenced[key] = state
+	return state == refCompatible
 }

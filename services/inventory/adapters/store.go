@@ -4,6 +4,8 @@ package adapters
 
 import (
 	"context"
+	"database/sql"
+	"errors"
 	"fmt"
 	"strings"
 
@@ -33,6 +35,9 @@ func Migrations(sqldb.Dialect) []sqldb.Migration {
 			released INTEGER NOT NULL DEFAULT 0,
 			PRIMARY KEY (order_id, sku)
 		)`,
+	}}, {ID: "0002_inventory_reservations_by_sku", SQL: []string{
+		// What open orders hold of a SKU, summed by SetStock.
+		`CREATE INDEX IF NOT EXISTS reservations_sku ON reservations (sku, released)`,
 	}}}
 }
 
@@ -41,14 +46,30 @@ func Migrations(sqldb.Dialect) []sqldb.Migration {
 // or on their own outside one.
 func New(db *sqldb.DB) *Store { return &Store{db: db} }
 
-// SetStock upserts a stock level.
-func (s *Store) SetStock(ctx context.Context, sku string, quantity int64) error {
-	_, err := s.db.Conn(ctx).ExecContext(ctx, `INSERT INTO stock (sku, quantity) VALUES (?, ?)
-		ON CONFLICT (sku) DO UPDATE SET quantity = excluded.quantity`, sku, quantity)
-	if err != nil {
-		return fmt.Errorf("set stock %s: %w", sku, err)
-	}
-	return nil
+// SetStock upserts a stock level if check accepts what open orders hold
+// of the SKU. On PostgreSQL the SKU's row stays locked from the sum to the
+// write, as a deduction locks it, so no order takes stock in between.
+func (s *Store) SetStock(ctx context.Context, sku string, quantity int64, check func(held int64) error) error {
+	return s.db.InTxContext(ctx, func(ctx context.Context) error {
+		if s.db.Dialect() == sqldb.Postgres {
+			if _, err := s.db.Conn(ctx).ExecContext(ctx, `SELECT 1 FROM stock WHERE sku = ? FOR UPDATE`, sku); err != nil {
+				return fmt.Errorf("set stock %s: %w", sku, err)
+			}
+		}
+		var held int64
+		if err := s.db.Conn(ctx).QueryRowContext(ctx, `SELECT COALESCE(SUM(quantity), 0) FROM reservations WHERE sku = ? AND released = 0`,
+			sku).Scan(&held); err != nil {
+			return fmt.Errorf("set stock %s: held by orders: %w", sku, err)
+		}
+		if err := check(held); err != nil {
+			return err
+		}
+		if _, err := s.db.Conn(ctx).ExecContext(ctx, `INSERT INTO stock (sku, quantity) VALUES (?, ?)
+			ON CONFLICT (sku) DO UPDATE SET quantity = excluded.quantity`, sku, quantity); err != nil {
+			return fmt.Errorf("set stock %s: %w", sku, err)
+		}
+		return nil
+	})
 }
 
 // Stock reads the levels of skus; unknown SKUs are absent from the map.
@@ -98,12 +119,33 @@ func (s *Store) Take(ctx context.Context, sku string, quantity int64) error {
 	return nil
 }
 
-// Give adds quantity back.
+// Give adds quantity back, unless the level would pass domain.MaxStock:
+// the bound is in the statement, so SQLite never turns the column to REAL
+// and PostgreSQL never raises out of range.
 func (s *Store) Give(ctx context.Context, sku string, quantity int64) error {
-	if _, err := s.db.Conn(ctx).ExecContext(ctx, `UPDATE stock SET quantity = quantity + ? WHERE sku = ?`, quantity, sku); err != nil {
+	if quantity < 0 {
+		return fmt.Errorf("give %d of %s: negative quantity", quantity, sku)
+	}
+	res, err := s.db.Conn(ctx).ExecContext(ctx, `UPDATE stock SET quantity = quantity + ? WHERE sku = ? AND quantity <= ?`,
+		quantity, sku, domain.MaxStock-quantity)
+	if err != nil {
 		return fmt.Errorf("give %d of %s: %w", quantity, sku, err)
 	}
-	return nil
+	if n, err := res.RowsAffected(); err != nil {
+		return fmt.Errorf("give %d of %s: %w", quantity, sku, err)
+	} else if n == 1 {
+		return nil
+	}
+	// No row changed: the SKU is gone (nothing to give back to, as
+	// before) or the level is too high.
+	var have int64
+	switch err := s.db.Conn(ctx).QueryRowContext(ctx, `SELECT quantity FROM stock WHERE sku = ?`, sku).Scan(&have); {
+	case errors.Is(err, sql.ErrNoRows):
+		return nil
+	case err != nil:
+		return fmt.Errorf("give %d of %s: %w", quantity, sku, err)
+	}
+	return fmt.Errorf("give %d of %s to a level of %d: %w", quantity, sku, have, app.ErrOverflow)
 }
 
 // Reserve records an order's deducted lines.

@@ -3,14 +3,19 @@ package adapters_test
 import (
 	"context"
 	"errors"
+	"math"
 	"testing"
 
+	"github.com/herald-events/herald/platform/apperr"
 	"github.com/herald-events/herald/platform/sqldb"
 	"github.com/herald-events/herald/platform/sqldb/sqldbtest"
 	"github.com/herald-events/herald/services/inventory/adapters"
 	"github.com/herald-events/herald/services/inventory/app"
 	"github.com/herald-events/herald/services/inventory/domain"
 )
+
+// anyLevel accepts every level.
+func anyLevel(int64) error { return nil }
 
 // TestStoreContract is run against every database.
 func TestStoreContract(t *testing.T) {
@@ -31,9 +36,9 @@ func TestStoreContract(t *testing.T) {
 				t.Fatal(err)
 			}
 		}
-		must(in(func(ctx context.Context) error { return s.SetStock(ctx, "A", 5) }))
-		must(in(func(ctx context.Context) error { return s.SetStock(ctx, "B", 1) }))
-		must(in(func(ctx context.Context) error { return s.SetStock(ctx, "A", 7) })) // upsert
+		must(in(func(ctx context.Context) error { return s.SetStock(ctx, "A", 5, anyLevel) }))
+		must(in(func(ctx context.Context) error { return s.SetStock(ctx, "B", 1, anyLevel) }))
+		must(in(func(ctx context.Context) error { return s.SetStock(ctx, "A", 7, anyLevel) })) // upsert
 
 		var stock map[string]int64
 		must(in(func(ctx context.Context) (err error) { stock, err = s.Stock(ctx, []string{"A", "B", "Z"}); return err }))
@@ -81,6 +86,81 @@ func TestStoreContract(t *testing.T) {
 		must(in(func(ctx context.Context) (err error) { stock, err = s.Stock(ctx, []string{"A"}); return err }))
 		if stock["A"] != 7 {
 			t.Fatalf("after Give: %v, want A:7", stock)
+		}
+	})
+}
+
+// TestStockOverflow: the sequence that once stored a SQLite REAL. SetStock
+// refuses a level that what open orders hold would overflow when they come
+// back; a Give that would overflow a level set before that rule changes
+// nothing and says so; the level stays an integer and the SKU keeps
+// working.
+func TestStockOverflow(t *testing.T) {
+	sqldbtest.Each(t, func(t *testing.T, db *sqldb.DB) {
+		ctx := context.Background()
+		if err := db.Migrate(ctx, "inventory", adapters.Migrations(db.Dialect())); err != nil {
+			t.Fatal(err)
+		}
+		s := adapters.New(db)
+		a := app.New(s)
+		in := func(fn func(ctx context.Context) error) error { return db.InTxContext(ctx, fn) }
+		must := func(err error) {
+			t.Helper()
+			if err != nil {
+				t.Fatal(err)
+			}
+		}
+		level := func() int64 {
+			t.Helper()
+			q, err := a.GetStock(ctx, "OVF")
+			must(err)
+			return q
+		}
+		must(a.SetStock(ctx, "OVF", 100))
+		must(in(func(ctx context.Context) error {
+			_, err := a.Deduct(ctx, "o-1", []domain.Line{{SKU: "OVF", Quantity: 5}})
+			return err
+		}))
+		err := a.SetStock(ctx, "OVF", math.MaxInt64)
+		if ae, ok := apperr.As(err); !ok || ae.Kind != apperr.KindFailedPrecondition {
+			t.Fatalf("SetStock(MaxInt64) with 5 held = %v, want FailedPrecondition", err)
+		}
+		if q := level(); q != 95 {
+			t.Fatalf("level after the refused SetStock = %d, want 95", q)
+		}
+		must(a.SetStock(ctx, "OVF", math.MaxInt64-5)) // the most that leaves room
+		must(in(func(ctx context.Context) error { _, err := a.Release(ctx, "o-1"); return err }))
+		if q := level(); q != math.MaxInt64 {
+			t.Fatalf("level after release = %d, want MaxInt64", q)
+		}
+
+		// A level set before the rule: straight in the store, no check.
+		must(a.SetStock(ctx, "OVF", 100))
+		must(in(func(ctx context.Context) error {
+			_, err := a.Deduct(ctx, "o-2", []domain.Line{{SKU: "OVF", Quantity: 5}})
+			return err
+		}))
+		must(s.SetStock(ctx, "OVF", math.MaxInt64, anyLevel))
+		err = in(func(ctx context.Context) error { _, err := a.Release(ctx, "o-2"); return err })
+		if !errors.Is(err, app.ErrOverflow) {
+			t.Fatalf("release past MaxInt64 = %v, want ErrOverflow", err)
+		}
+		if q := level(); q != math.MaxInt64 {
+			t.Fatalf("level after the refused release = %d, want MaxInt64 unchanged", q)
+		}
+		if db.Dialect() == sqldb.SQLite {
+			var typ string
+			must(db.Conn(ctx).QueryRowContext(ctx, `SELECT typeof(quantity) FROM stock WHERE sku = 'OVF'`).Scan(&typ))
+			if typ != "integer" {
+				t.Fatalf("stored level is a %s", typ)
+			}
+		}
+		// The SKU keeps working: the operator lowers the level, the order
+		// still holds its 5, and the release goes through.
+		must(a.SetStock(ctx, "OVF", 10))
+		must(in(func(ctx context.Context) error { _, err := a.Release(ctx, "o-2"); return err }))
+		if q := level(); q != 15 {
+			t.Fatalf("level after lowering and releasing = %d, want 15", q)
 		}
 	})
 }

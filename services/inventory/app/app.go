@@ -10,6 +10,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"unicode/utf8"
 
 	"google.golang.org/protobuf/proto"
 
@@ -22,15 +23,23 @@ import (
 // caller retries.
 var ErrConflict = errors.New("stock changed concurrently")
 
+// ErrOverflow reports that returning stock would take a level past
+// [domain.MaxStock]; nothing is changed.
+var ErrOverflow = errors.New("stock level would overflow")
+
 // Store persists stock and reservations, in the unit of work the context
 // carries.
 type Store interface {
-	SetStock(ctx context.Context, sku string, quantity int64) error
+	// SetStock sets the level of sku, in one transaction with check, which
+	// gets what open orders hold of sku and may refuse the level.
+	SetStock(ctx context.Context, sku string, quantity int64, check func(held int64) error) error
 	// Stock returns the available quantity of each known SKU among skus.
 	Stock(ctx context.Context, skus []string) (map[string]int64, error)
 	// Take subtracts quantity from sku if that much is available, else
 	// returns [ErrConflict].
 	Take(ctx context.Context, sku string, quantity int64) error
+	// Give adds quantity back to sku, or returns [ErrOverflow] and
+	// changes nothing when the level would pass [domain.MaxStock].
 	Give(ctx context.Context, sku string, quantity int64) error
 	// Reserve records what an order took; Reserved returns what it still
 	// holds; Release marks its reservations returned.
@@ -52,7 +61,7 @@ func validSKU(sku string) error {
 	switch {
 	case sku == "":
 		v.Add("sku", "must not be empty")
-	case len(sku) > 128:
+	case utf8.RuneCountInString(sku) > 128:
 		v.Add("sku", "must be at most 128 characters")
 	}
 	return v.Err()
@@ -71,7 +80,13 @@ func (a *App) SetStock(ctx context.Context, sku string, quantity int64) error {
 	if err := v.Err(); err != nil {
 		return err
 	}
-	return a.store.SetStock(ctx, sku, quantity)
+	return a.store.SetStock(ctx, sku, quantity, func(held int64) error {
+		if !domain.FitsLevel(quantity, held) {
+			return apperr.FailedPrecondition("sku %s: open orders hold %d, which must fit on top of the level when they are cancelled: "+
+				"set at most %d", sku, held, domain.MaxStock-held)
+		}
+		return nil
+	})
 }
 
 // GetStock returns the available quantity of a SKU.
@@ -128,6 +143,10 @@ func (a *App) Deduct(ctx context.Context, orderID string, lines []domain.Line) (
 // Release returns what a cancelled order holds and returns
 // InventoryReleased. An order that holds nothing (refused, or already
 // released) returns none. It runs in the event's unit of work.
+//
+// SetStock keeps room for what open orders hold, so a release cannot take
+// a level past [domain.MaxStock]; if one would (a level set before that
+// rule), Release fails with [ErrOverflow] and changes nothing.
 func (a *App) Release(ctx context.Context, orderID string) ([]proto.Message, error) {
 	held, _, err := a.store.Reserved(ctx, orderID)
 	if err != nil || len(held) == 0 {
@@ -136,7 +155,7 @@ func (a *App) Release(ctx context.Context, orderID string) ([]proto.Message, err
 	ev := &inventoryv1.InventoryReleased{OrderId: orderID}
 	for _, l := range held {
 		if err := a.store.Give(ctx, l.SKU, l.Quantity); err != nil {
-			return nil, err
+			return nil, fmt.Errorf("release %s of order %s: %w", l.SKU, orderID, err)
 		}
 		ev.Lines = append(ev.Lines, &inventoryv1.StockChange{Sku: l.SKU, Quantity: int32(l.Quantity)})
 	}

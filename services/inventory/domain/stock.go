@@ -4,8 +4,21 @@ package domain
 
 import (
 	"fmt"
+	"math"
 	"slices"
 )
+
+// MaxStock bounds what one SKU holds, available and held by open orders
+// together: what orders hold comes back on top of the level when they are
+// cancelled, and the sum must stay an integer (a SQLite column turns to
+// REAL past it, and PostgreSQL refuses).
+const MaxStock = math.MaxInt64
+
+// FitsLevel reports whether a SKU can be set to available while open orders
+// hold held of it: held must still fit on top when they are cancelled.
+func FitsLevel(available, held int64) bool {
+	return available >= 0 && held >= 0 && held <= MaxStock-available
+}
 
 // FailureReason says why a deduction was refused. The values match the
 // DeductionFailureReason enum of the events.

@@ -4,6 +4,7 @@ package ports
 
 import (
 	"context"
+	"errors"
 
 	"google.golang.org/protobuf/proto"
 
@@ -62,6 +63,16 @@ func (e *Events) onOrderCreated(ctx context.Context, _ *consumer.Event, msg *ord
 	return e.app.Deduct(ctx, msg.GetOrderId(), lines)
 }
 
+// onOrderCancelled returns the stock of a cancelled order. A release that
+// would overflow a level (app.ErrOverflow) is a permanent fault of this
+// event: it goes to the dead-letter topic with the reason, the level and
+// the reservation stay as they were, and once an operator has lowered the
+// level the event can be replayed (herald dlq replay). Clamping the level
+// instead would lose the units silently.
 func (e *Events) onOrderCancelled(ctx context.Context, _ *consumer.Event, msg *ordersv1.OrderCancelled) ([]proto.Message, error) {
-	return e.app.Release(ctx, msg.GetOrderId())
+	out, err := e.app.Release(ctx, msg.GetOrderId())
+	if errors.Is(err, app.ErrOverflow) {
+		return nil, consumer.Permanent(err)
+	}
+	return out, err
 }

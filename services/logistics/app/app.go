@@ -7,6 +7,7 @@ package app
 import (
 	"context"
 	"time"
+	"unicode/utf8"
 
 	"github.com/herald-events/herald/platform/apperr"
 	"github.com/herald-events/herald/services/logistics/domain"
@@ -70,7 +71,7 @@ func (a *App) Shipment(ctx context.Context, orderID string) (*domain.Shipment, e
 	switch {
 	case orderID == "":
 		v.Add("order_id", "must not be empty")
-	case len(orderID) > MaxIDLength:
+	case utf8.RuneCountInString(orderID) > MaxIDLength:
 		v.Add("order_id", "must be at most %d characters", MaxIDLength)
 	}
 	if err := v.Err(); err != nil {

@@ -14,6 +14,7 @@ import (
 	notificationv1 "github.com/herald-events/herald/gen/go/herald/notification/v1"
 	ordersv1 "github.com/herald-events/herald/gen/go/herald/orders/v1"
 	"github.com/herald-events/herald/platform/apperr"
+	"github.com/herald-events/herald/platform/auth"
 	"github.com/herald-events/herald/platform/consumer"
 	"github.com/herald-events/herald/platform/module"
 	"github.com/herald-events/herald/services/notification/app"
@@ -36,10 +37,15 @@ const (
 	pageTokenPrefix = "seq:"
 )
 
-// ListNotifications returns a page of notifications.
+// ListNotifications returns a page of notifications; an authenticated
+// customer sees only their own.
 func (g *GRPC) ListNotifications(ctx context.Context, req *notificationv1.ListNotificationsRequest) (*notificationv1.ListNotificationsResponse, error) {
 	// The request's rules (notification.proto) bound page_size and the
 	// ids; the interceptor of package contract has checked them.
+	customer, err := auth.OwnCustomer(ctx, "customer_id", req.GetCustomerId())
+	if err != nil {
+		return nil, err
+	}
 	var v apperr.Violations
 	size := int(req.GetPageSize())
 	if size == 0 {
@@ -52,7 +58,7 @@ func (g *GRPC) ListNotifications(ctx context.Context, req *notificationv1.ListNo
 	if err := v.Err(); err != nil {
 		return nil, err
 	}
-	ns, last, err := g.app.List(ctx, app.Filter{CustomerID: req.GetCustomerId(), OrderID: req.GetOrderId()}, cursor, size)
+	ns, last, err := g.app.List(ctx, app.Filter{CustomerID: customer, OrderID: req.GetOrderId()}, cursor, size)
 	if err != nil {
 		return nil, err
 	}

@@ -48,6 +48,11 @@ func Migrations(d sqldb.Dialect) []sqldb.Migration {
 		)`,
 		`CREATE UNIQUE INDEX IF NOT EXISTS orders_request_id ON orders (request_id) WHERE request_id <> ''`,
 		`CREATE INDEX IF NOT EXISTS orders_customer ON orders (customer_id, seq)`,
+	}}, {ID: "0002_request_id_per_customer", SQL: []string{
+		// Request ids are scoped per customer: two customers may use the
+		// same one.
+		`CREATE UNIQUE INDEX IF NOT EXISTS orders_customer_request_id ON orders (customer_id, request_id) WHERE request_id <> ''`,
+		`DROP INDEX IF EXISTS orders_request_id`,
 	}}}
 }
 
@@ -124,12 +129,14 @@ func (s *Store) get(ctx context.Context, q sqldb.Querier, id string, lock bool) 
 	return o, nil
 }
 
-// GetByRequestID returns the order created with an idempotency key.
-func (s *Store) GetByRequestID(ctx context.Context, requestID string) (*domain.Order, string, error) {
+// GetByRequestID returns the order a customer created with an idempotency
+// key.
+func (s *Store) GetByRequestID(ctx context.Context, customerID, requestID string) (*domain.Order, string, error) {
 	// "request_id <> ''" restates the partial index's condition, so that
 	// the planner may use the index with a bound parameter (a plain
 	// "request_id = ?" scanned the whole table on SQLite).
-	o, _, hash, err := scanOrder(s.db.Conn(ctx).QueryRowContext(ctx, `SELECT `+columns+` FROM orders WHERE request_id = ? AND request_id <> ''`, requestID))
+	o, _, hash, err := scanOrder(s.db.Conn(ctx).QueryRowContext(ctx,
+		`SELECT `+columns+` FROM orders WHERE customer_id = ? AND request_id = ? AND request_id <> ''`, customerID, requestID))
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, "", nil
 	}
@@ -165,7 +172,7 @@ func (s *Store) Update(ctx context.Context, id string, fn func(*domain.Order) er
 }
 
 // List pages through orders, newest first.
-func (s *Store) List(ctx context.Context, customerID string, cursor int64, limit int) ([]*domain.Order, int64, error) {
+func (s *Store) List(ctx context.Context, customerID string, cursor int64, limit int) ([]*domain.Order, []int64, error) {
 	// Only the conditions that apply, so that a customer's page walks the
 	// (customer_id, seq) index instead of filtering every row.
 	var (
@@ -185,20 +192,20 @@ func (s *Store) List(ctx context.Context, customerID string, cursor int64, limit
 	q += ` ORDER BY seq DESC LIMIT ?`
 	rows, err := s.db.Conn(ctx).QueryContext(ctx, q, append(args, limit)...)
 	if err != nil {
-		return nil, 0, fmt.Errorf("list orders: %w", err)
+		return nil, nil, fmt.Errorf("list orders: %w", err)
 	}
 	defer rows.Close()
 	var (
-		out  []*domain.Order
-		last int64
+		out     []*domain.Order
+		cursors []int64
 	)
 	for rows.Next() {
 		o, seq, _, err := scanOrder(rows)
 		if err != nil {
-			return nil, 0, fmt.Errorf("list orders: %w", err)
+			return nil, nil, fmt.Errorf("list orders: %w", err)
 		}
 		out = append(out, o)
-		last = seq
+		cursors = append(cursors, seq)
 	}
-	return out, last, rows.Err()
+	return out, cursors, rows.Err()
 }

@@ -60,14 +60,28 @@ func TestStoreContract(t *testing.T) {
 		}
 
 		var hash string
-		if err := in(func(ctx context.Context) (err error) { got, hash, err = s.GetByRequestID(ctx, "req-1"); return err }); err != nil || got == nil || hash != "hash-1" {
+		if err := in(func(ctx context.Context) (err error) {
+			got, hash, err = s.GetByRequestID(ctx, "alice", "req-1")
+			return err
+		}); err != nil || got == nil || hash != "hash-1" {
 			t.Fatalf("GetByRequestID = %v, %q, %v", got, hash, err)
 		}
-		if err := in(func(ctx context.Context) (err error) { got, _, err = s.GetByRequestID(ctx, "req-x"); return err }); err != nil || got != nil {
+		if err := in(func(ctx context.Context) (err error) {
+			got, _, err = s.GetByRequestID(ctx, "alice", "req-x")
+			return err
+		}); err != nil || got != nil {
 			t.Fatalf("GetByRequestID unknown = %v, %v; want nil, nil", got, err)
 		}
-		if err := in(func(ctx context.Context) error { return s.Insert(ctx, newOrder(t, "o-dup", "bob", "req-1"), "h") }); err == nil {
-			t.Fatal("a second order with the same request_id was stored")
+		// Request ids are scoped per customer: bob may use alice's, and
+		// looking it up for bob never finds alice's order.
+		if err := in(func(ctx context.Context) (err error) { got, _, err = s.GetByRequestID(ctx, "bob", "req-1"); return err }); err != nil || got != nil {
+			t.Fatalf("GetByRequestID of another customer's request id = %v, %v; want nil, nil", got, err)
+		}
+		if err := in(func(ctx context.Context) error { return s.Insert(ctx, newOrder(t, "o-bob", "bob", "req-1"), "h") }); err != nil {
+			t.Fatalf("bob reusing alice's request_id: %v", err)
+		}
+		if err := in(func(ctx context.Context) error { return s.Insert(ctx, newOrder(t, "o-dup", "alice", "req-1"), "h") }); err == nil {
+			t.Fatal("a second order of one customer with the same request_id was stored")
 		}
 
 		if _, err := s.Update(ctx, "o-1", func(o *domain.Order) error {
@@ -104,7 +118,7 @@ func TestStoreContract(t *testing.T) {
 		var ids []string
 		cursor := int64(0)
 		for {
-			page, last, err := s.List(ctx, "", cursor, 4)
+			page, cursors, err := s.List(ctx, "", cursor, 4)
 			if err != nil {
 				t.Fatalf("List: %v", err)
 			}
@@ -114,14 +128,14 @@ func TestStoreContract(t *testing.T) {
 			if len(page) < 4 {
 				break
 			}
-			cursor = last
+			cursor = cursors[len(cursors)-1]
 		}
-		if fmt.Sprint(ids) != "[o-6 o-5 o-4 o-3 o-2 o-1]" {
+		if fmt.Sprint(ids) != "[o-6 o-5 o-4 o-3 o-2 o-bob o-1]" {
 			t.Fatalf("List pages = %v, want newest first", ids)
 		}
 		bob, _, err := s.List(ctx, "bob", 0, 10)
-		if err != nil || len(bob) != 3 {
-			t.Fatalf("List(bob) = %d orders, %v; want 3", len(bob), err)
+		if err != nil || len(bob) != 4 {
+			t.Fatalf("List(bob) = %d orders, %v; want 4", len(bob), err)
 		}
 	})
 }

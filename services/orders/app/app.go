@@ -13,6 +13,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"time"
+	"unicode/utf8"
 
 	"github.com/google/uuid"
 	"google.golang.org/protobuf/proto"
@@ -29,15 +30,17 @@ type Store interface {
 	Insert(ctx context.Context, o *domain.Order, requestHash string) error
 	// Get returns the order or an apperr NotFound error.
 	Get(ctx context.Context, id string) (*domain.Order, error)
-	// GetByRequestID returns the order created with requestID and the hash
-	// of that request, or nil when there is none.
-	GetByRequestID(ctx context.Context, requestID string) (*domain.Order, string, error)
+	// GetByRequestID returns the order customerID created with requestID
+	// and the hash of that request, or nil when there is none: request ids
+	// are scoped per customer.
+	GetByRequestID(ctx context.Context, customerID, requestID string) (*domain.Order, string, error)
 	// Update reads the order, lets fn change it and stores it; an error
 	// from fn stores nothing. It returns the order as fn left it.
 	Update(ctx context.Context, id string, fn func(*domain.Order) error) (*domain.Order, error)
 	// List returns up to limit orders older than the cursor (0: newest),
-	// newest first, and the cursor of the last one.
-	List(ctx context.Context, customerID string, cursor int64, limit int) ([]*domain.Order, int64, error)
+	// newest first, and the cursor of each: a page that ends after order i
+	// continues from cursors[i].
+	List(ctx context.Context, customerID string, cursor int64, limit int) ([]*domain.Order, []int64, error)
 }
 
 // Work runs fn as one unit of work and publishes the events it returns
@@ -77,7 +80,8 @@ func (c CreateOrder) hash() string {
 // CreateOrder validates and stores a pending order and its OrderCreated
 // event. With a request id it is idempotent: the same id and body return the
 // first order without a second event; the same id with another body fails
-// with AlreadyExists.
+// with AlreadyExists. Request ids are scoped per customer: two customers
+// may use the same one, and neither learns of the other's order.
 func (a *App) CreateOrder(ctx context.Context, in CreateOrder) (*domain.Order, error) {
 	id, err := uuid.NewV7()
 	if err != nil {
@@ -91,7 +95,7 @@ func (a *App) CreateOrder(ctx context.Context, in CreateOrder) (*domain.Order, e
 	var result *domain.Order
 	err = a.work.Do(ctx, func(ctx context.Context) ([]proto.Message, error) {
 		if in.RequestID != "" {
-			prev, prevHash, err := a.store.GetByRequestID(ctx, in.RequestID)
+			prev, prevHash, err := a.store.GetByRequestID(ctx, in.CustomerID, in.RequestID)
 			if err != nil {
 				return nil, err
 			}
@@ -112,7 +116,7 @@ func (a *App) CreateOrder(ctx context.Context, in CreateOrder) (*domain.Order, e
 	if err != nil && in.RequestID != "" {
 		// Two requests with one key can race past the lookup; the unique
 		// index lets one insert win, and the other answers as a replay.
-		if prev, prevHash, lerr := a.store.GetByRequestID(ctx, in.RequestID); lerr == nil && prev != nil {
+		if prev, prevHash, lerr := a.store.GetByRequestID(ctx, in.CustomerID, in.RequestID); lerr == nil && prev != nil {
 			if prevHash != hash {
 				return nil, apperr.AlreadyExists("request_id %q was already used for order %s with a different request", in.RequestID, prev.ID)
 			}
@@ -125,34 +129,69 @@ func (a *App) CreateOrder(ctx context.Context, in CreateOrder) (*domain.Order, e
 	return result, nil
 }
 
-// GetOrder returns one order.
-func (a *App) GetOrder(ctx context.Context, id string) (*domain.Order, error) {
-	if id == "" {
-		var v apperr.Violations
-		v.Add("order_id", "must not be empty")
-		return nil, v.Err()
+// GetOrder returns one order. With an owner (a customer's id) another
+// customer's order is NotFound, as one that does not exist.
+func (a *App) GetOrder(ctx context.Context, id, owner string) (*domain.Order, error) {
+	if err := validOrderID(id); err != nil {
+		return nil, err
 	}
-	return a.store.Get(ctx, id)
+	o, err := a.store.Get(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	if err := owns(o, owner); err != nil {
+		return nil, err
+	}
+	return o, nil
 }
 
-// ListOrders returns a page of orders, newest first.
-func (a *App) ListOrders(ctx context.Context, customerID string, cursor int64, limit int) ([]*domain.Order, int64, error) {
+// owns checks that owner ("" for anyone) owns o: another customer's order
+// answers as one that does not exist, so that its existence is not told.
+func owns(o *domain.Order, owner string) error {
+	if owner != "" && o.CustomerID != owner {
+		return apperr.NotFound("order %s not found", o.ID)
+	}
+	return nil
+}
+
+// validOrderID checks the order id of a request.
+func validOrderID(id string) error {
+	var v apperr.Violations
+	switch {
+	case id == "":
+		v.Add("order_id", "must not be empty")
+	case utf8.RuneCountInString(id) > domain.MaxIDLength:
+		v.Add("order_id", "must be at most %d characters", domain.MaxIDLength)
+	}
+	return v.Err()
+}
+
+// ListOrders returns up to limit orders, newest first, and the cursor
+// each one ends a page at (see Store.List).
+func (a *App) ListOrders(ctx context.Context, customerID string, cursor int64, limit int) ([]*domain.Order, []int64, error) {
+	if utf8.RuneCountInString(customerID) > domain.MaxIDLength {
+		var v apperr.Violations
+		v.Add("customer_id", "must be at most %d characters", domain.MaxIDLength)
+		return nil, nil, v.Err()
+	}
 	return a.store.List(ctx, customerID, cursor, limit)
 }
 
 // CancelOrder cancels a pending or confirmed order and publishes
-// OrderCancelled.
-func (a *App) CancelOrder(ctx context.Context, id string) (*domain.Order, error) {
-	if id == "" {
-		var v apperr.Violations
-		v.Add("order_id", "must not be empty")
-		return nil, v.Err()
+// OrderCancelled. With an owner (a customer's id) another customer's order
+// is NotFound and stays as it is.
+func (a *App) CancelOrder(ctx context.Context, id, owner string) (*domain.Order, error) {
+	if err := validOrderID(id); err != nil {
+		return nil, err
 	}
 	var o *domain.Order
 	err := a.work.Do(ctx, func(ctx context.Context) ([]proto.Message, error) {
 		var out []proto.Message
 		var err error
 		o, err = a.store.Update(ctx, id, func(o *domain.Order) error {
+			if err := owns(o, owner); err != nil {
+				return err
+			}
 			prev := o.Status
 			changed, err := o.Cancel(a.now())
 			if changed {

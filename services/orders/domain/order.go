@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"slices"
 	"time"
+	"unicode/utf8"
 
 	"github.com/herald-events/herald/platform/apperr"
 )
@@ -91,13 +92,13 @@ type Order struct {
 // Every problem is reported as a field violation, named as in the API.
 func NewOrder(id, customerID, requestID string, lines []Line, now time.Time) (*Order, error) {
 	var v apperr.Violations
-	if len(requestID) > MaxIDLength {
+	if utf8.RuneCountInString(requestID) > MaxIDLength {
 		v.Add("request_id", "must be at most %d characters", MaxIDLength)
 	}
 	switch {
 	case customerID == "":
 		v.Add("customer_id", "must not be empty")
-	case len(customerID) > MaxIDLength:
+	case utf8.RuneCountInString(customerID) > MaxIDLength:
 		v.Add("customer_id", "must be at most %d characters", MaxIDLength)
 	}
 	switch {
@@ -112,7 +113,7 @@ func NewOrder(id, customerID, requestID string, lines []Line, now time.Time) (*O
 		switch {
 		case l.SKU == "":
 			v.Add(f("sku"), "must not be empty")
-		case len(l.SKU) > MaxIDLength:
+		case utf8.RuneCountInString(l.SKU) > MaxIDLength:
 			v.Add(f("sku"), "must be at most %d characters", MaxIDLength)
 		}
 		switch {

@@ -1,6 +1,7 @@
 package domain_test
 
 import (
+	"strings"
 	"testing"
 	"time"
 
@@ -28,6 +29,9 @@ func TestTotalCarriesNanos(t *testing.T) {
 
 func TestNewOrderViolations(t *testing.T) {
 	long := string(make([]byte, domain.MaxIDLength+1))
+	// Limits count characters, not bytes: 128 of "é" is 256 bytes.
+	wide := strings.Repeat("é", domain.MaxIDLength)
+	one := []domain.Line{{SKU: "A", Quantity: 1, UnitPrice: eur(1, 0)}}
 	cases := []struct {
 		name  string
 		cust  string
@@ -36,6 +40,10 @@ func TestNewOrderViolations(t *testing.T) {
 		want  []string
 	}{
 		{"valid", "c", "r", []domain.Line{{SKU: "A", Quantity: 1, UnitPrice: eur(1, 0)}}, nil},
+		{"128 two-byte characters", wide, wide, []domain.Line{{SKU: wide, Quantity: 1, UnitPrice: eur(1, 0)}}, nil},
+		{"129 two-byte characters", wide + "é", "", one, []string{"customer_id"}},
+		{"129 two-byte characters in a sku", "c", "", []domain.Line{{SKU: wide + "é", Quantity: 1, UnitPrice: eur(1, 0)}},
+			[]string{"items[0].sku"}},
 		{"too many items", "c", "", make([]domain.Line, domain.MaxLines+1), []string{"items"}},
 		{"long request id", "c", long, []domain.Line{{SKU: "A", Quantity: 1, UnitPrice: eur(1, 0)}}, []string{"request_id"}},
 		{"quantity too large", "c", "", []domain.Line{{SKU: "A", Quantity: domain.MaxQuantity + 1, UnitPrice: eur(1, 0)}},

@@ -24,14 +24,14 @@ func (acceptingStore) Insert(context.Context, *domain.Order, string) error { ret
 func (acceptingStore) Get(context.Context, string) (*domain.Order, error) {
 	return nil, nil
 }
-func (acceptingStore) GetByRequestID(context.Context, string) (*domain.Order, string, error) {
+func (acceptingStore) GetByRequestID(context.Context, string, string) (*domain.Order, string, error) {
 	return nil, "", nil
 }
 func (acceptingStore) Update(context.Context, string, func(*domain.Order) error) (*domain.Order, error) {
 	return nil, nil
 }
-func (acceptingStore) List(context.Context, string, int64, int) ([]*domain.Order, int64, error) {
-	return nil, 0, nil
+func (acceptingStore) List(context.Context, string, int64, int) ([]*domain.Order, []int64, error) {
+	return nil, nil, nil
 }
 
 // directWork runs a use case and drops the events it returns.

@@ -1,5 +1,6 @@
 // Package ports adapts the orders use cases to the outside: the gRPC
-// OrderService and the handlers of inventory's events.
+// OrderService and the handlers of inventory's events. An authenticated
+// customer (platform/auth) sees, lists and cancels only their own orders.
 package ports
 
 import (
@@ -8,11 +9,14 @@ import (
 	"strconv"
 	"strings"
 
+	"google.golang.org/protobuf/encoding/protowire"
+	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	moneyv1 "github.com/herald-events/herald/gen/go/herald/money/v1"
 	ordersv1 "github.com/herald-events/herald/gen/go/herald/orders/v1"
 	"github.com/herald-events/herald/platform/apperr"
+	"github.com/herald-events/herald/platform/auth"
 	"github.com/herald-events/herald/services/orders/app"
 	"github.com/herald-events/herald/services/orders/domain"
 )
@@ -28,7 +32,11 @@ func NewGRPC(a *app.App) *GRPC { return &GRPC{app: a} }
 
 // CreateOrder accepts an order.
 func (g *GRPC) CreateOrder(ctx context.Context, req *ordersv1.CreateOrderRequest) (*ordersv1.CreateOrderResponse, error) {
-	in := app.CreateOrder{RequestID: req.GetRequestId(), CustomerID: req.GetCustomerId()}
+	customer, err := auth.OwnCustomer(ctx, "customer_id", req.GetCustomerId())
+	if err != nil {
+		return nil, err
+	}
+	in := app.CreateOrder{RequestID: req.GetRequestId(), CustomerID: customer}
 	for _, it := range req.GetItems() {
 		in.Lines = append(in.Lines, domain.Line{SKU: it.GetSku(), Quantity: it.GetQuantity(), UnitPrice: fromMoney(it.GetUnitPrice())})
 	}
@@ -41,16 +49,22 @@ func (g *GRPC) CreateOrder(ctx context.Context, req *ordersv1.CreateOrderRequest
 
 // GetOrder returns one order.
 func (g *GRPC) GetOrder(ctx context.Context, req *ordersv1.GetOrderRequest) (*ordersv1.GetOrderResponse, error) {
-	o, err := g.app.GetOrder(ctx, req.GetOrderId())
+	owner, _ := auth.CustomerScope(ctx)
+	o, err := g.app.GetOrder(ctx, req.GetOrderId(), owner)
 	if err != nil {
 		return nil, err
 	}
 	return &ordersv1.GetOrderResponse{Order: toOrder(o)}, nil
 }
 
-// Page size default of ListOrders (its bound is a rule of the request).
+// Page bounds of ListOrders: page_size (at most 500) is a rule of the
+// request. A page also ends before the order that would take it past
+// maxPageBytes (with a next page token), so that 500 large orders (up to
+// about 60 KB each) stay well under the 4 MB a gRPC client accepts by
+// default.
 const (
 	defaultPageSize = 50
+	maxPageBytes    = 1 << 20
 	pageTokenPrefix = "seq:"
 )
 
@@ -58,6 +72,10 @@ const (
 func (g *GRPC) ListOrders(ctx context.Context, req *ordersv1.ListOrdersRequest) (*ordersv1.ListOrdersResponse, error) {
 	// The request's rules (orders.proto) bound page_size and the ids; the
 	// interceptor of package contract has checked them.
+	customer, err := auth.OwnCustomer(ctx, "customer_id", req.GetCustomerId())
+	if err != nil {
+		return nil, err
+	}
 	var v apperr.Violations
 	size := int(req.GetPageSize())
 	if size == 0 {
@@ -70,18 +88,30 @@ func (g *GRPC) ListOrders(ctx context.Context, req *ordersv1.ListOrdersRequest) 
 	if err := v.Err(); err != nil {
 		return nil, err
 	}
-	orders, last, err := g.app.ListOrders(ctx, req.GetCustomerId(), cursor, size)
+	orders, cursors, err := g.app.ListOrders(ctx, customer, cursor, size)
 	if err != nil {
 		return nil, err
 	}
 	resp := &ordersv1.ListOrdersResponse{}
-	for _, o := range orders {
-		resp.Orders = append(resp.Orders, toOrder(o))
+	used := 0
+	for i, o := range orders {
+		po := toOrder(o)
+		n := protowire.SizeTag(1) + protowire.SizeBytes(proto.Size(po))
+		if i > 0 && used+n > maxPageBytes {
+			resp.NextPageToken = pageToken(cursors[i-1])
+			return resp, nil
+		}
+		used += n
+		resp.Orders = append(resp.Orders, po)
 	}
 	if len(orders) == size {
-		resp.NextPageToken = base64.RawURLEncoding.EncodeToString([]byte(pageTokenPrefix + strconv.FormatInt(last, 10)))
+		resp.NextPageToken = pageToken(cursors[len(cursors)-1])
 	}
 	return resp, nil
+}
+
+func pageToken(cursor int64) string {
+	return base64.RawURLEncoding.EncodeToString([]byte(pageTokenPrefix + strconv.FormatInt(cursor, 10)))
 }
 
 func decodePageToken(tok string) (int64, bool) {
@@ -98,7 +128,8 @@ func decodePageToken(tok string) (int64, bool) {
 
 // CancelOrder cancels an order.
 func (g *GRPC) CancelOrder(ctx context.Context, req *ordersv1.CancelOrderRequest) (*ordersv1.CancelOrderResponse, error) {
-	o, err := g.app.CancelOrder(ctx, req.GetOrderId())
+	owner, _ := auth.CustomerScope(ctx)
+	o, err := g.app.CancelOrder(ctx, req.GetOrderId(), owner)
 	if err != nil {
 		return nil, err
 	}

@@ -66,13 +66,15 @@ const timeLayout = time.RFC3339Nano
 
 type scanner interface{ Scan(...any) error }
 
-func scanEntry(row scanner) (domain.Entry, error) {
+// scanEntry reads an entry's columns and, given seq, its position after
+// them.
+func scanEntry(row scanner, seq ...any) (domain.Entry, error) {
 	var (
 		e       domain.Entry
 		kind    int
 		created string
 	)
-	if err := row.Scan(&e.OrderID, &e.CustomerID, &kind, &e.Points, &created); err != nil {
+	if err := row.Scan(append([]any{&e.OrderID, &e.CustomerID, &kind, &e.Points, &created}, seq...)...); err != nil {
 		return e, err
 	}
 	e.Kind = domain.Kind(kind)
@@ -119,21 +121,35 @@ func (s *Store) Insert(ctx context.Context, e domain.Entry) (bool, error) {
 	return n == 1, nil
 }
 
-// Ledger returns a customer's entries, oldest first.
-func (s *Store) Ledger(ctx context.Context, customerID string) ([]domain.Entry, error) {
-	rows, err := s.db.Conn(ctx).QueryContext(ctx, `SELECT order_id, customer_id, kind, points, created_at
-		FROM points_ledger WHERE customer_id = ? ORDER BY seq`, customerID)
+// Ledger returns up to limit of a customer's entries after the cursor
+// (0: from the first), oldest first, and the cursor of the last one.
+func (s *Store) Ledger(ctx context.Context, customerID string, after int64, limit int) ([]domain.Entry, int64, error) {
+	rows, err := s.db.Conn(ctx).QueryContext(ctx, `SELECT order_id, customer_id, kind, points, created_at, seq
+		FROM points_ledger WHERE customer_id = ? AND seq > ? ORDER BY seq LIMIT ?`, customerID, after, limit)
 	if err != nil {
-		return nil, fmt.Errorf("ledger of %s: %w", customerID, err)
+		return nil, 0, fmt.Errorf("ledger of %s: %w", customerID, err)
 	}
 	defer rows.Close()
-	var out []domain.Entry
+	var (
+		out  []domain.Entry
+		last int64
+	)
 	for rows.Next() {
-		e, err := scanEntry(rows)
+		e, err := scanEntry(rows, &last)
 		if err != nil {
-			return nil, fmt.Errorf("ledger of %s: %w", customerID, err)
+			return nil, 0, fmt.Errorf("ledger of %s: %w", customerID, err)
 		}
 		out = append(out, e)
 	}
-	return out, rows.Err()
+	return out, last, rows.Err()
+}
+
+// Balance sums all of a customer's entries.
+func (s *Store) Balance(ctx context.Context, customerID string) (int64, error) {
+	var sum int64
+	if err := s.db.Conn(ctx).QueryRowContext(ctx, `SELECT COALESCE(SUM(points), 0) FROM points_ledger WHERE customer_id = ?`,
+		customerID).Scan(&sum); err != nil {
+		return 0, fmt.Errorf("balance of %s: %w", customerID, err)
+	}
+	return sum, nil
 }

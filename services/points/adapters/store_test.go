@@ -3,6 +3,7 @@ package adapters_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"testing"
 	"time"
 
@@ -60,14 +61,17 @@ func TestStoreContract(t *testing.T) {
 		if len(got) != 2 || got[0] != award || got[1].Points != -12 || got[1].Kind != domain.KindReversal {
 			t.Fatalf("Entries(o-1) = %+v, want the award (as stored) then the reversal", got)
 		}
-		ledger, err := s.Ledger(ctx, "alice")
+		ledger, _, err := s.Ledger(ctx, "alice", 0, 10)
 		if err != nil {
 			t.Fatal(err)
 		}
 		if len(ledger) != 2 || domain.Balance(ledger) != 0 {
 			t.Fatalf("Ledger(alice) = %+v, want 2 entries summing to 0", ledger)
 		}
-		if ledger, err = s.Ledger(ctx, "nobody"); err != nil || len(ledger) != 0 {
+		if b, err := s.Balance(ctx, "alice"); err != nil || b != 0 {
+			t.Fatalf("Balance(alice) = %d, %v; want 0", b, err)
+		}
+		if ledger, _, err = s.Ledger(ctx, "nobody", 0, 10); err != nil || len(ledger) != 0 {
 			t.Fatalf("Ledger(nobody) = %+v, %v; want empty", ledger, err)
 		}
 	})
@@ -90,11 +94,11 @@ func TestUseCasesOnce(t *testing.T) {
 		}
 		balance := func(customer string) (int64, int) {
 			t.Helper()
-			b, entries, err := a.Balance(ctx, customer)
+			p, err := a.Balance(ctx, customer, 0, 100)
 			if err != nil {
 				t.Fatal(err)
 			}
-			return b, len(entries)
+			return p.Balance, len(p.Entries)
 		}
 		total := domain.Money{Currency: "EUR", Units: 25, Nanos: 990_000_000}
 		for range 2 {
@@ -126,8 +130,51 @@ func TestUseCasesOnce(t *testing.T) {
 		if b, n := balance("dave"); b != 0 || n != 0 {
 			t.Fatalf("dave after a rolled-back unit = %d points in %d entries, want none", b, n)
 		}
-		if _, _, err := a.Balance(ctx, ""); err == nil {
+		if _, err := a.Balance(ctx, "", 0, 100); err == nil {
 			t.Fatal("Balance of an empty customer id succeeded")
+		}
+	})
+}
+
+// TestBalancePages: the entries come in pages, oldest first, each once; the
+// balance on every page sums them all.
+func TestBalancePages(t *testing.T) {
+	sqldbtest.Each(t, func(t *testing.T, db *sqldb.DB) {
+		ctx := context.Background()
+		if err := migrate(db); err != nil {
+			t.Fatal(err)
+		}
+		a := app.New(adapters.New(db))
+		for i := range 5 {
+			if err := a.Confirmed(ctx, fmt.Sprintf("o-%d", i), "erin", domain.Money{Currency: "EUR", Units: int64(i + 1)}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		var (
+			orders []string
+			after  int64
+		)
+		for pages := 1; ; pages++ {
+			p, err := a.Balance(ctx, "erin", after, 2)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if p.Balance != 15 {
+				t.Fatalf("page %d: balance %d, want 15", pages, p.Balance)
+			}
+			for _, e := range p.Entries {
+				orders = append(orders, e.OrderID)
+			}
+			if p.Next == 0 {
+				break
+			}
+			if pages > 5 {
+				t.Fatal("pages never end")
+			}
+			after = p.Next
+		}
+		if fmt.Sprint(orders) != "[o-0 o-1 o-2 o-3 o-4]" {
+			t.Fatalf("entries %v, want each once, oldest first", orders)
 		}
 	})
 }

@@ -7,6 +7,7 @@ package app
 import (
 	"context"
 	"time"
+	"unicode/utf8"
 
 	"github.com/herald-events/herald/platform/apperr"
 	"github.com/herald-events/herald/services/points/domain"
@@ -23,8 +24,11 @@ type Store interface {
 	// returns, if any, in the same transaction. The ledger holds at most
 	// one entry of each kind per order; a second one is not added.
 	Update(ctx context.Context, orderID string, fn func(existing []domain.Entry) (*domain.Entry, error)) error
-	// Ledger returns a customer's entries, oldest first.
-	Ledger(ctx context.Context, customerID string) ([]domain.Entry, error)
+	// Ledger returns up to limit of a customer's entries after the cursor
+	// (0: from the first), oldest first, and the cursor of the last one.
+	Ledger(ctx context.Context, customerID string, after int64, limit int) ([]domain.Entry, int64, error)
+	// Balance sums all of a customer's entries.
+	Balance(ctx context.Context, customerID string) (int64, error)
 }
 
 // App implements the use cases.
@@ -53,22 +57,41 @@ func (a *App) Cancelled(ctx context.Context, orderID string) error {
 	})
 }
 
-// Balance returns a customer's balance and entries. A customer without
-// entries has a balance of zero.
-func (a *App) Balance(ctx context.Context, customerID string) (int64, []domain.Entry, error) {
+// BalancePage is a customer's balance and one page of the entries it sums.
+type BalancePage struct {
+	// Balance sums every entry of the customer, not only this page's.
+	Balance int64
+	// Entries are the page, oldest first.
+	Entries []domain.Entry
+	// Next is the cursor of the next page, 0 on the last page.
+	Next int64
+}
+
+// Balance returns a customer's balance and up to limit entries after the
+// cursor (0: from the first). A customer without entries has a balance of
+// zero.
+func (a *App) Balance(ctx context.Context, customerID string, after int64, limit int) (BalancePage, error) {
 	var v apperr.Violations
 	switch {
 	case customerID == "":
 		v.Add("customer_id", "must not be empty")
-	case len(customerID) > MaxIDLength:
+	case utf8.RuneCountInString(customerID) > MaxIDLength:
 		v.Add("customer_id", "must be at most %d characters", MaxIDLength)
 	}
 	if err := v.Err(); err != nil {
-		return 0, nil, err
+		return BalancePage{}, err
 	}
-	entries, err := a.store.Ledger(ctx, customerID)
+	entries, last, err := a.store.Ledger(ctx, customerID, after, limit)
 	if err != nil {
-		return 0, nil, err
+		return BalancePage{}, err
 	}
-	return domain.Balance(entries), entries, nil
+	balance, err := a.store.Balance(ctx, customerID)
+	if err != nil {
+		return BalancePage{}, err
+	}
+	page := BalancePage{Balance: balance, Entries: entries}
+	if len(entries) == limit {
+		page.Next = last
+	}
+	return page, nil
 }

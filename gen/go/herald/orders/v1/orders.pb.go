@@ -646,12 +646,11 @@ const file_herald_orders_v1_orders_proto_rawDesc = "" +
 	"\vcreate_time\x18\b \x01(\v2\x1a.google.protobuf.TimestampR\n" +
 	"createTime\x12;\n" +
 	"\vupdate_time\x18\t \x01(\v2\x1a.google.protobuf.TimestampR\n" +
-	"updateTime\"\xa8\x01\n" +
+	"updateTime\"\xa6\x01\n" +
 	"\x12CreateOrderRequest\x12'\n" +
 	"\n" +
-	"request_id\x18\x01 \x01(\tB\b\xbaH\x05r\x03\x18\x80\x01R\trequestId\x12+\n" +
-	"\vcustomer_id\x18\x02 \x01(\tB\n" +
-	"\xbaH\ar\x05\x10\x01\x18\x80\x01R\n" +
+	"request_id\x18\x01 \x01(\tB\b\xbaH\x05r\x03\x18\x80\x01R\trequestId\x12)\n" +
+	"\vcustomer_id\x18\x02 \x01(\tB\b\xbaH\x05r\x03\x18\x80\x01R\n" +
 	"customerId\x12<\n" +
 	"\x05items\x18\x03 \x03(\v2\x1a.herald.orders.v1.LineItemB\n" +
 	"\xbaH\a\x92\x01\x04\b\x01\x10dR\x05items\"D\n" +

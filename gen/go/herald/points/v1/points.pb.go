@@ -150,11 +150,15 @@ func (x *Entry) GetCreateTime() *timestamppb.Timestamp {
 	return nil
 }
 
-// GetBalanceRequest names a customer.
+// GetBalanceRequest names a customer and a page of their entries.
 type GetBalanceRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// The customer.
-	CustomerId    string `protobuf:"bytes,1,opt,name=customer_id,json=customerId,proto3" json:"customer_id,omitempty"`
+	CustomerId string `protobuf:"bytes,1,opt,name=customer_id,json=customerId,proto3" json:"customer_id,omitempty"`
+	// Maximum entries per page: default 100, at most 1000.
+	PageSize int32 `protobuf:"varint,2,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"`
+	// Token from a previous response; empty for the first page.
+	PageToken     string `protobuf:"bytes,3,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -196,15 +200,31 @@ func (x *GetBalanceRequest) GetCustomerId() string {
 	return ""
 }
 
-// GetBalanceResponse is a customer's balance and its entries.
+func (x *GetBalanceRequest) GetPageSize() int32 {
+	if x != nil {
+		return x.PageSize
+	}
+	return 0
+}
+
+func (x *GetBalanceRequest) GetPageToken() string {
+	if x != nil {
+		return x.PageToken
+	}
+	return ""
+}
+
+// GetBalanceResponse is a customer's balance and a page of its entries.
 type GetBalanceResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// The customer.
 	CustomerId string `protobuf:"bytes,1,opt,name=customer_id,json=customerId,proto3" json:"customer_id,omitempty"`
-	// Sum of the points of the entries.
+	// Sum of the points of all the customer's entries, on every page.
 	Balance int64 `protobuf:"varint,2,opt,name=balance,proto3" json:"balance,omitempty"`
-	// The ledger entries, oldest first.
-	Entries       []*Entry `protobuf:"bytes,3,rep,name=entries,proto3" json:"entries,omitempty"`
+	// One page of the ledger entries, oldest first.
+	Entries []*Entry `protobuf:"bytes,3,rep,name=entries,proto3" json:"entries,omitempty"`
+	// Token for the next page; empty on the last page.
+	NextPageToken string `protobuf:"bytes,4,opt,name=next_page_token,json=nextPageToken,proto3" json:"next_page_token,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -260,6 +280,13 @@ func (x *GetBalanceResponse) GetEntries() []*Entry {
 	return nil
 }
 
+func (x *GetBalanceResponse) GetNextPageToken() string {
+	if x != nil {
+		return x.NextPageToken
+	}
+	return ""
+}
+
 var File_herald_points_v1_points_proto protoreflect.FileDescriptor
 
 const file_herald_points_v1_points_proto_rawDesc = "" +
@@ -270,16 +297,20 @@ const file_herald_points_v1_points_proto_rawDesc = "" +
 	"\x04kind\x18\x02 \x01(\x0e2\x1b.herald.points.v1.EntryKindR\x04kind\x12\x16\n" +
 	"\x06points\x18\x03 \x01(\x03R\x06points\x12;\n" +
 	"\vcreate_time\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
-	"createTime\"@\n" +
-	"\x11GetBalanceRequest\x12+\n" +
-	"\vcustomer_id\x18\x01 \x01(\tB\n" +
-	"\xbaH\ar\x05\x10\x01\x18\x80\x01R\n" +
-	"customerId\"\x82\x01\n" +
+	"createTime\"\x90\x01\n" +
+	"\x11GetBalanceRequest\x12)\n" +
+	"\vcustomer_id\x18\x01 \x01(\tB\b\xbaH\x05r\x03\x18\x80\x01R\n" +
+	"customerId\x12'\n" +
+	"\tpage_size\x18\x02 \x01(\x05B\n" +
+	"\xbaH\a\x1a\x05\x18\xe8\a(\x00R\bpageSize\x12'\n" +
+	"\n" +
+	"page_token\x18\x03 \x01(\tB\b\xbaH\x05r\x03\x18\x80\x02R\tpageToken\"\xaa\x01\n" +
 	"\x12GetBalanceResponse\x12\x1f\n" +
 	"\vcustomer_id\x18\x01 \x01(\tR\n" +
 	"customerId\x12\x18\n" +
 	"\abalance\x18\x02 \x01(\x03R\abalance\x121\n" +
-	"\aentries\x18\x03 \x03(\v2\x17.herald.points.v1.EntryR\aentries*V\n" +
+	"\aentries\x18\x03 \x03(\v2\x17.herald.points.v1.EntryR\aentries\x12&\n" +
+	"\x0fnext_page_token\x18\x04 \x01(\tR\rnextPageToken*V\n" +
 	"\tEntryKind\x12\x1a\n" +
 	"\x16ENTRY_KIND_UNSPECIFIED\x10\x00\x12\x14\n" +
 	"\x10ENTRY_KIND_AWARD\x10\x01\x12\x17\n" +

@@ -30,8 +30,9 @@ const (
 // currency unit of a confirmed order, taken back when the order is
 // cancelled.
 type PointsServiceClient interface {
-	// GetBalance returns a customer's balance and the ledger entries it sums.
-	// A customer without entries has a balance of zero.
+	// GetBalance returns a customer's balance and a page of the ledger
+	// entries it sums, oldest first. A customer without entries has a balance
+	// of zero.
 	GetBalance(ctx context.Context, in *GetBalanceRequest, opts ...grpc.CallOption) (*GetBalanceResponse, error)
 }
 
@@ -61,8 +62,9 @@ func (c *pointsServiceClient) GetBalance(ctx context.Context, in *GetBalanceRequ
 // currency unit of a confirmed order, taken back when the order is
 // cancelled.
 type PointsServiceServer interface {
-	// GetBalance returns a customer's balance and the ledger entries it sums.
-	// A customer without entries has a balance of zero.
+	// GetBalance returns a customer's balance and a page of the ledger
+	// entries it sums, oldest first. A customer without entries has a balance
+	// of zero.
 	GetBalance(context.Context, *GetBalanceRequest) (*GetBalanceResponse, error)
 	mustEmbedUnimplementedPointsServiceServer()
 }
