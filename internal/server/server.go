@@ -291,7 +291,17 @@ func Start(ctx context.Context, cfg Config) (_ *Process, err error) {
 		return nil, err
 	}
 	authOpts = append(authOpts, grpc.ChainUnaryInterceptor(contract.UnaryServerInterceptor(rules)))
-	p.grpc, p.health = grpcx.NewServer(p.log, p.metrics, cfg.Tracing, append(gopts, authOpts...)...)
+	// One gRPC server serves every service of the process: an RPC's span
+	// takes the service.name of the module that registered its service.
+	var rpcOwners sync.Map // gRPC service name -> module name
+	rpcTracing := cfg.Tracing.Routed(func(span string) string {
+		svc, _, _ := strings.Cut(strings.TrimPrefix(span, "/"), "/")
+		if m, ok := rpcOwners.Load(svc); ok {
+			return m.(string)
+		}
+		return ""
+	})
+	p.grpc, p.health = grpcx.NewServer(p.log, p.metrics, rpcTracing, append(gopts, authOpts...)...)
 	if cfg.GRPCReflection {
 		grpcx.RegisterReflection(p.grpc)
 	}
@@ -307,6 +317,7 @@ func Start(ctx context.Context, cfg Config) (_ *Process, err error) {
 		}
 		for _, g := range svc.GRPC() {
 			p.grpc.RegisterService(g.Desc, g.Impl)
+			rpcOwners.Store(g.Desc.ServiceName, m.Name)
 		}
 		p.services = append(p.services, svc)
 		name := m.Name

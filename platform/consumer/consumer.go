@@ -274,6 +274,11 @@ func (r *Router) Group() string { return r.cfg.Group }
 // handler of one router shares its circuit.
 func (r *Router) Handler() bus.Handler {
 	group, m, log := r.cfg.Group, r.cfg.Metrics, r.cfg.Logger
+	types := make([]string, 0, len(r.handlers))
+	for t := range r.handlers {
+		types = append(types, string(t))
+	}
+	m.ConsumerInit(group, types, []string{classTransient, classPermanent, classUnclassified}, r.deadLetterClasses())
 	h := bus.Handler(r.dispatch)
 	h = Recover()(h)
 	h = countFailures(group, m)(h)
@@ -362,10 +367,13 @@ func (r *Router) dispatch(ctx context.Context, m *bus.Message) error {
 		markSkipped(ctx)
 		return nil
 	}
-	ctx, span := r.cfg.Tracing.Tracer("herald/consumer").Start(r.cfg.Tracing.Extract(ctx, ev.TraceParent), "handle "+ev.Type,
-		trace.WithSpanKind(trace.SpanKindConsumer), trace.WithAttributes(
-			attribute.String("messaging.system", r.system), attribute.String("messaging.destination.name", m.Topic),
-			attribute.String("messaging.consumer.group.name", r.cfg.Group), attribute.String("cloudevents.event_id", ev.ID)))
+	// The process span, named and described as the OpenTelemetry
+	// messaging conventions ask; it continues the producer's span.
+	attrs := append(observe.MessagingAttributes(r.system, observe.OperationProcess, r.cfg.Group, m),
+		attribute.String("cloudevents.event_id", ev.ID), attribute.String("cloudevents.event_type", ev.Type))
+	ctx, span := r.cfg.Tracing.Tracer("herald/consumer").Start(r.cfg.Tracing.Extract(ctx, ev.TraceParent),
+		observe.MessagingSpanName(observe.OperationProcess, m.Topic),
+		trace.WithSpanKind(trace.SpanKindConsumer), trace.WithAttributes(attrs...))
 	defer span.End()
 	if err := r.cfg.Unit(ctx, ev, h); err != nil {
 		span.RecordError(err)

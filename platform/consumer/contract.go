@@ -41,6 +41,16 @@ func classified(class string, headers []bus.Header, err error) error {
 	return Permanent(&ClassError{Class: class, Headers: headers, Err: err})
 }
 
+// deadLetterClasses are the classes the router's dead letters can have:
+// with the contract check, contract and routing too.
+func (r *Router) deadLetterClasses() []string {
+	classes := []string{ClassPermanent, ClassExhausted}
+	if r.cfg.Contract != nil {
+		classes = append(classes, contract.ClassContract, contract.ClassRouting)
+	}
+	return classes
+}
+
 // ErrWrongTopic marks an event whose type is not declared for the topic it
 // arrived on (its schema's event option names another topic).
 var ErrWrongTopic = errors.New("event type not declared for this topic")

@@ -122,8 +122,16 @@ func TestContractDoor(t *testing.T) {
 					t.Fatalf("violation headers %q, want one naming %s", got, want)
 				}
 			}
-			if line := deadLetteredMetric(t, metrics, tc.class); !strings.HasSuffix(line, " 1") {
-				t.Fatalf("dead letters counted under class %s: %q, want 1", tc.class, line)
+			typ := string(tc.msg.ProtoReflect().Descriptor().FullName())
+			if line := deadLetteredMetric(t, metrics, tc.class, typ); !strings.HasSuffix(line, " 1") {
+				t.Fatalf("dead letters of %s counted under class %s: %q, want 1", typ, tc.class, line)
+			}
+			other := "herald.orders.v1.OrderCreated"
+			if typ == other {
+				other = "herald.inventory.v1.InventoryDeducted"
+			}
+			if line := deadLetteredMetric(t, metrics, tc.class, other); !strings.HasSuffix(line, " 0") {
+				t.Fatalf("dead letters of %s under class %s: %q, want the series at 0", other, tc.class, line)
 			}
 		})
 	}
@@ -142,13 +150,14 @@ func (typedDecoder) Decode(_ string, b []byte) (proto.Message, error) {
 }
 
 // deadLetteredMetric returns the exposition line of
-// herald_events_dead_lettered_total for class.
-func deadLetteredMetric(t *testing.T, m *observe.Metrics, class string) string {
+// herald_events_dead_lettered_total for class and event type.
+func deadLetteredMetric(t *testing.T, m *observe.Metrics, class, typ string) string {
 	t.Helper()
 	w := httptest.NewRecorder()
 	m.Handler().ServeHTTP(w, httptest.NewRequest("GET", "/metrics", nil))
 	for line := range strings.Lines(w.Body.String()) {
-		if strings.HasPrefix(line, "herald_events_dead_lettered_total{") && strings.Contains(line, `class="`+class+`"`) {
+		if strings.HasPrefix(line, "herald_events_dead_lettered_total{") && strings.Contains(line, `class="`+class+`"`) &&
+			strings.Contains(line, `type="`+typ+`"`) {
 			return strings.TrimSpace(line)
 		}
 	}

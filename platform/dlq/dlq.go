@@ -34,6 +34,40 @@ func header(m *bus.Message, key string) string {
 	return v
 }
 
+// Source is where a bus keeps its dead letters: its dead-letter topics, and
+// their messages read without consuming them. [Kafka] reads Kafka; natsbus
+// and rabbitbus have their own (natsbus.DeadLetters, rabbitbus.DeadLetters).
+// Replays go through the bus's [bus.Publisher].
+type Source interface {
+	// Topics lists the dead-letter topics whose names start with prefix.
+	Topics(ctx context.Context, prefix string) ([]string, error)
+	// Read returns a dead-letter topic's messages, oldest first, and
+	// leaves them there.
+	Read(ctx context.Context, topic string) ([]*bus.Message, error)
+}
+
+// Kafka is the [Source] of a Kafka cluster: [Topics] and [Read] with its
+// seed brokers and client options.
+type Kafka struct {
+	Seeds []string
+	Opts  []kgo.Opt
+}
+
+// Topics lists the cluster's dead-letter topics starting with prefix.
+func (k Kafka) Topics(ctx context.Context, prefix string) ([]string, error) {
+	cl, err := kgo.NewClient(append([]kgo.Opt{kgo.SeedBrokers(k.Seeds...)}, k.Opts...)...)
+	if err != nil {
+		return nil, err
+	}
+	defer cl.Close()
+	return Topics(ctx, cl, prefix)
+}
+
+// Read returns a topic's committed messages (see [Read]).
+func (k Kafka) Read(ctx context.Context, topic string) ([]*bus.Message, error) {
+	return Read(ctx, k.Seeds, k.Opts, topic)
+}
+
 // Topics lists the dead-letter topics of the cluster whose names start with
 // prefix (a namespace followed by a dot, or "").
 func Topics(ctx context.Context, cl *kgo.Client, prefix string) ([]string, error) {

@@ -105,7 +105,10 @@ func (m Module) Start(ctx context.Context, p Platform) (*Instance, error) {
 	n := m.Names(p.Namespace, p.Instance)
 	log := p.Logger.With("service", m.Name)
 	in := &Instance{module: m, names: n}
-	d := Deps{Names: n, Logger: log, Metrics: p.Metrics, Tracing: p.Tracing, Settings: p.Settings[m.Name]}
+	// The service's spans carry its own service.name, also when several
+	// services share the process.
+	tracing := p.Tracing.Service(m.Name)
+	d := Deps{Names: n, Logger: log, Metrics: p.Metrics, Tracing: tracing, Settings: p.Settings[m.Name]}
 	prod := producesOf(m)
 
 	var unit consumer.Unit = consumer.Direct
@@ -133,7 +136,7 @@ func (m Module) Start(ctx context.Context, p Platform) (*Instance, error) {
 				return nil, fmt.Errorf("%s outbox relay: %w", m.Name, err)
 			}
 			in.outbox, err = outbox.New(outbox.Config{DB: db, Service: m.Name, Source: n.Source(), Publisher: pub, Encoder: p.Codec,
-				Namespace: p.Namespace, Metrics: p.Metrics, Tracing: p.Tracing, Logger: log, BeforeMark: p.OutboxBeforeMark[m.Name], Contract: p.Contract})
+				Namespace: p.Namespace, Metrics: p.Metrics, Tracing: tracing, Logger: log, BeforeMark: p.OutboxBeforeMark[m.Name], Contract: p.Contract})
 			if err != nil {
 				return nil, err
 			}
@@ -142,7 +145,7 @@ func (m Module) Start(ctx context.Context, p Platform) (*Instance, error) {
 		d.DB, d.Work = db, work
 		unit = work.unit
 	} else if len(m.Produces) > 0 {
-		unit = (&busUnit{codec: p.Codec, produces: prod, names: n, tracing: p.Tracing, metrics: p.Metrics, contract: p.Contract}).run
+		unit = (&busUnit{codec: p.Codec, produces: prod, names: n, tracing: tracing, metrics: p.Metrics, contract: p.Contract}).run
 	}
 
 	parts, err := m.Build(ctx, d)
@@ -158,7 +161,7 @@ func (m Module) Start(ctx context.Context, p Platform) (*Instance, error) {
 	}
 	if len(parts.Handlers) > 0 {
 		in.router, err = consumer.NewRouter(consumer.Config{Group: n.Group(), Namespace: p.Namespace, Decoder: p.Codec, DeadLetter: p.DeadLetter,
-			Logger: log, Metrics: p.Metrics, Tracing: p.Tracing, Unit: unit, Contract: p.Contract,
+			Logger: log, Metrics: p.Metrics, Tracing: tracing, Unit: unit, Contract: p.Contract,
 			RequireCloudEvents: p.RequireCloudEvents != nil && p.RequireCloudEvents(m.Name)})
 		if err != nil {
 			return nil, err

@@ -364,10 +364,10 @@ func (o *Outbox) relayOnce(ctx context.Context) (int, error) {
 		}
 		// The publish span continues the trace of the add; consumers
 		// continue the publish span.
-		sctx, span := o.tracer.Start(o.cfg.Tracing.Extract(ctx, r.traceparent), "publish "+m.Topic,
-			trace.WithSpanKind(trace.SpanKindProducer), trace.WithAttributes(
-				attribute.String("messaging.system", o.cfg.Publisher.Capabilities().System), attribute.String("messaging.destination.name", m.Topic),
-				attribute.String("cloudevents.event_id", r.eventID), attribute.String("cloudevents.event_type", r.typ)))
+		attrs := append(observe.MessagingAttributes(o.cfg.Publisher.Capabilities().System, observe.OperationSend, "", m),
+			attribute.String("cloudevents.event_id", r.eventID), attribute.String("cloudevents.event_type", r.typ))
+		sctx, span := o.tracer.Start(o.cfg.Tracing.Extract(ctx, r.traceparent), observe.MessagingSpanName(observe.OperationSend, m.Topic),
+			trace.WithSpanKind(trace.SpanKindProducer), trace.WithAttributes(attrs...))
 		spans = append(spans, span)
 		if tp := o.cfg.Tracing.Inject(sctx); tp != "" {
 			m.SetHeader(event.HeaderTraceParent, tp)
