@@ -52,7 +52,7 @@ func runDLQ(ctx context.Context, args []string, getenv func(string) string, stdo
 	if verb != "list" {
 		f.fs.StringVar(&topic, "topic", "", "dead-letter topic, e.g. herald.orders.v1.dlq (the namespace is added)")
 		f.fs.StringVar(&filter.ID, "id", "", "only the dead letter with this ce_id")
-		f.fs.StringVar(&filter.Class, "class", "", "only dead letters of this error class (permanent, retries_exhausted)")
+		f.fs.StringVar(&filter.Class, "class", "", "only dead letters of this error class (permanent, retries_exhausted, contract, routing)")
 	}
 	if err := f.parse(args[1:], getenv); err != nil {
 		if errors.Is(err, flag.ErrHelp) {

@@ -17,6 +17,7 @@ import (
 	"sort"
 	"strings"
 
+	validatepb "buf.build/gen/go/bufbuild/protovalidate/protocolbuffers/go/buf/validate"
 	"github.com/bufbuild/protocompile"
 	"github.com/confluentinc/confluent-kafka-go/v2/schemaregistry"
 	"github.com/confluentinc/confluent-kafka-go/v2/schemaregistry/rest"
@@ -42,9 +43,12 @@ func Compile(files map[string]string) (Tree, error) {
 	}
 	sort.Strings(names)
 	c := protocompile.Compiler{
-		Resolver: protocompile.WithStandardImports(&protocompile.SourceResolver{
-			Accessor: protocompile.SourceAccessorFromMap(files),
-		}),
+		Resolver: protocompile.CompositeResolver{
+			protocompile.WithStandardImports(&protocompile.SourceResolver{
+				Accessor: protocompile.SourceAccessorFromMap(files),
+			}),
+			protocompile.ResolverFunc(moduleImport),
+		},
 		SourceInfoMode: protocompile.SourceInfoStandard,
 	}
 	res, err := c.Compile(context.Background(), names...)
@@ -54,8 +58,25 @@ func Compile(files map[string]string) (Tree, error) {
 	out := Tree{}
 	for _, f := range res {
 		out[f.Path()] = f
+		// An import taken from a Go module is part of the tree too, so a
+		// diff compares it like any import.
+		for i := range f.Imports().Len() {
+			if imp := f.Imports().Get(i).FileDescriptor; imp.Path() == validatepb.File_buf_validate_validate_proto.Path() {
+				out[imp.Path()] = imp
+			}
+		}
 	}
 	return out, nil
+}
+
+// moduleImport resolves the imports the contracts take from Go modules
+// rather than from the tree: the protovalidate annotations, whose
+// descriptor is the one the validator uses at run time.
+func moduleImport(path string) (protocompile.SearchResult, error) {
+	if path == validatepb.File_buf_validate_validate_proto.Path() {
+		return protocompile.SearchResult{Desc: validatepb.File_buf_validate_validate_proto}, nil
+	}
+	return protocompile.SearchResult{}, protoregistry.NotFound
 }
 
 // ReadDir reads every .proto file under dir.

@@ -2,6 +2,7 @@ package schemacheck_test
 
 import (
 	"net/http/httptest"
+	"regexp"
 	"slices"
 	"strings"
 	"testing"
@@ -45,9 +46,23 @@ func lineOf(text, needle string) int {
 }
 
 var (
-	breaking   = func(s string) string { return strings.Replace(s, "int32 quantity = 2;", "string quantity = 2;", 1) }
+	// The fields carry rules ("= 2 [(buf.validate.field)...];"): the
+	// edits replace a whole declaration, rules included.
+	quantityField = regexp.MustCompile(`int32 quantity = 2[^;]*;`)
+	createTime    = regexp.MustCompile(`google.protobuf.Timestamp create_time = 5[^;]*;`)
+	breaking      = func(s string) string {
+		loc := quantityField.FindStringIndex(s)
+		if loc == nil {
+			return s
+		}
+		return s[:loc[0]] + "string quantity = 2;" + s[loc[1]:]
+	}
 	addedField = func(s string) string {
-		return strings.Replace(s, "google.protobuf.Timestamp create_time = 5;", "google.protobuf.Timestamp create_time = 5;\n  // Where to ship.\n  string shipping_address = 6;", 1)
+		loc := createTime.FindStringIndex(s)
+		if loc == nil {
+			return s
+		}
+		return s[:loc[1]] + "\n  // Where to ship.\n  string shipping_address = 6;" + s[loc[1]:]
 	}
 )
 

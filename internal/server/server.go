@@ -30,6 +30,7 @@ import (
 	"github.com/herald-events/herald/platform/bus/kafkabus"
 	"github.com/herald-events/herald/platform/bus/natsbus"
 	"github.com/herald-events/herald/platform/bus/rabbitbus"
+	"github.com/herald-events/herald/platform/contract"
 	"github.com/herald-events/herald/platform/devstack"
 	"github.com/herald-events/herald/platform/event"
 	"github.com/herald-events/herald/platform/fault"
@@ -282,6 +283,14 @@ func Start(ctx context.Context, cfg Config) (_ *Process, err error) {
 	if err != nil {
 		return nil, err
 	}
+	// The data contracts: requests (once authenticated), produced and
+	// consumed events are checked against their schemas' rules (see
+	// package contract).
+	rules, err := contract.New()
+	if err != nil {
+		return nil, err
+	}
+	authOpts = append(authOpts, grpc.ChainUnaryInterceptor(contract.UnaryServerInterceptor(rules)))
 	// One gRPC server serves every service of the process: an RPC's span
 	// takes the service.name of the module that registered its service.
 	var rpcOwners sync.Map // gRPC service name -> module name
@@ -297,6 +306,10 @@ func Start(ctx context.Context, cfg Config) (_ *Process, err error) {
 		grpcx.RegisterReflection(p.grpc)
 	}
 	platform := p.platform(codec, dlq)
+	platform.Contract = rules
+	platform.RequireCloudEvents = func(service string) bool {
+		return slices.Contains(cfg.RequireCloudEvents, "all") || slices.Contains(cfg.RequireCloudEvents, service)
+	}
 	for _, m := range cfg.selected() {
 		svc, err := m.Start(ctx, platform)
 		if err != nil {

@@ -11,6 +11,7 @@ import (
 
 	"github.com/herald-events/herald/platform/bus"
 	"github.com/herald-events/herald/platform/consumer"
+	"github.com/herald-events/herald/platform/contract"
 	"github.com/herald-events/herald/platform/event"
 	"github.com/herald-events/herald/platform/names"
 	"github.com/herald-events/herald/platform/observe"
@@ -27,6 +28,7 @@ type busUnit struct {
 	names    names.Service
 	tracing  *observe.Tracing
 	metrics  *observe.Metrics
+	contract *contract.Validator
 }
 
 func (u *busUnit) run(ctx context.Context, ev *consumer.Event, h consumer.Handler) error {
@@ -51,6 +53,11 @@ func (u *busUnit) run(ctx context.Context, ev *consumer.Event, h consumer.Handle
 	system := pub.Capabilities().System
 	tracer := u.tracing.Tracer("herald/module")
 	for _, msg := range out {
+		if err := u.contract.Validate(msg); err != nil {
+			// The handler would return the same event again: dead-letter
+			// the consumed event at once.
+			return consumer.Permanent(fmt.Errorf("%s: event caused by %s: %w", u.names.Name, ev.ID, err))
+		}
 		m, err := u.frame(msg)
 		if err != nil {
 			return err

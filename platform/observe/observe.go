@@ -88,7 +88,7 @@ func New() *Metrics {
 			Name: "herald_consumer_lag", Help: "Committed-readable messages not yet handled, per group and partition, as of the last poll.",
 		}, []string{"group", "topic", "partition"}),
 		deadLettered: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "herald_events_dead_lettered_total", Help: "Messages moved to a dead-letter topic, by group, event type and class (permanent, retries_exhausted).",
+			Name: "herald_events_dead_lettered_total", Help: "Messages moved to a dead-letter topic, by group, event type and class (permanent, retries_exhausted, contract, routing).",
 		}, []string{"group", "type", "class"}),
 		circuitOpen: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "herald_consumer_circuit_open", Help: "1 while a consumer group waits for an unavailable dependency (its circuit is open), else 0.",
