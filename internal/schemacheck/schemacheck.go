@@ -225,6 +225,10 @@ type Finding struct {
 	Versions   int                `json:"versions_checked"`
 	Note       string             `json:"note,omitempty"`
 	Violations []compat.Violation `json:"violations"`
+	// Warnings are rules tightened on what the newest version compared
+	// already had (see [Warning]); they do not make the subject
+	// incompatible.
+	Warnings []Warning `json:"warnings,omitempty"`
 }
 
 // Report is the result of a check or diff.
@@ -245,7 +249,7 @@ func (r Report) Compatible() bool {
 // Text renders the report for people.
 func (r Report) Text() string {
 	var b strings.Builder
-	bad := 0
+	bad, warned := 0, 0
 	for _, f := range r.Findings {
 		status := "ok"
 		if len(f.Violations) > 0 {
@@ -264,12 +268,24 @@ func (r Report) Text() string {
 			}
 			fmt.Fprintf(&b, "    %s%s %s: %s (%s, against version %d)\n", line, v.Rule, v.Path, v.Detail, v.Direction, v.Version)
 		}
+		for _, w := range f.Warnings {
+			warned++
+			line := ""
+			if w.Line > 0 {
+				line = fmt.Sprintf("%s:%d: ", f.File, w.Line)
+			}
+			fmt.Fprintf(&b, "    warning: %sRULE_TIGHTENED %s: %s\n", line, w.Path, w.Detail)
+		}
 	}
 	if bad == 0 {
-		fmt.Fprintf(&b, "all %d subject(s) compatible\n", len(r.Findings))
+		fmt.Fprintf(&b, "all %d subject(s) compatible", len(r.Findings))
 	} else {
-		fmt.Fprintf(&b, "%d of %d subject(s) incompatible\n", bad, len(r.Findings))
+		fmt.Fprintf(&b, "%d of %d subject(s) incompatible", bad, len(r.Findings))
 	}
+	if warned > 0 {
+		fmt.Fprintf(&b, "; %d rule warning(s): old data may break the new rules", warned)
+	}
+	b.WriteString("\n")
 	return b.String()
 }
 
@@ -314,6 +330,7 @@ func CheckRegistry(client schemaregistry.Client, tree Tree, strategy schema.Stra
 			vs[i].Version = versions[vs[i].Version-1]
 		}
 		f.Violations = append([]compat.Violation{}, vs...)
+		f.Warnings = ruleChanges(s.File, history[len(history)-1])
 		rep.Findings = append(rep.Findings, f)
 	}
 	return rep, nil
@@ -386,6 +403,7 @@ func Diff(next, old Tree, level compat.Level) (Report, error) {
 			return rep, err
 		}
 		f.Violations = append([]compat.Violation{}, vs...)
+		f.Warnings = ruleChanges(s.File, prev)
 		rep.Findings = append(rep.Findings, f)
 	}
 	// An events file (or one of its imports) that disappeared is every
