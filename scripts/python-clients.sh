@@ -15,6 +15,9 @@ if [ ! -x "$venv/bin/python" ]; then
 fi
 "$venv/bin/pip" install -q --disable-pip-version-check -r tests/python/requirements.txt
 
+# The contracts import buf/validate/validate.proto (docs/contracts.md).
+go run ./tools/protodeps -out .herald/protodeps
+
 work=$(mktemp -d)
 go build -o "$work/herald" ./cmd/herald
 grpc=127.0.0.1:18180 registry=127.0.0.1:18181 http=127.0.0.1:18182 kafka=127.0.0.1:18183

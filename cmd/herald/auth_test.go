@@ -431,6 +431,12 @@ func TestServeReadmeWalkthrough(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+	// make protodeps, in the README's directory.
+	deps := exec.Command("go", "run", "./tools/protodeps", "-out", filepath.Join(work, ".herald", "protodeps"))
+	deps.Dir = root
+	if out, err := deps.CombinedOutput(); err != nil {
+		t.Fatalf("protodeps: %v\n%s", err, out)
+	}
 	ns := "readme" + strconv.FormatInt(time.Now().UnixNano()%1e9, 36)
 	if _, err := server.RegisterSchemas(server.RegistryConfig{URL: registry}, "", ns); err != nil {
 		t.Fatalf("register schemas: %v", err)

@@ -30,6 +30,7 @@ func runBench(ctx context.Context, args []string, getenv func(string) string, st
 		method, follow, mix string
 		outOfStock          []string
 		level, caFile       string
+		tokenFile           string
 		useTLS, asJSON      bool
 	)
 	fs := f.fs
@@ -53,6 +54,10 @@ func runBench(ctx context.Context, args []string, getenv func(string) string, st
 	fs.BoolVar(&asJSON, "json", false, "print the summary as JSON")
 	fs.BoolVar(&useTLS, "tls", false, "connect over TLS")
 	fs.StringVar(&caFile, "tls-ca", "", "PEM CA bundle to trust (implies --tls)")
+	fs.StringVar(&cfg.Token, "token", "", "bearer token sent as \"authorization: Bearer <token>\" on every call, for a herald started with --grpc-jwks; "+
+		"the stock set-up calls SetStock, an operator's call, so an operator's token (herald token --role operator). "+
+		"Sent only over TLS when --tls is on, in the clear otherwise (loopback, tests). Prefer --token-file or the environment to keep it out of ps")
+	fs.StringVar(&tokenFile, "token-file", "", "file holding the bearer token of --token (surrounding blank space ignored)")
 	fs.StringVar(&level, "log-level", "warn", "debug (shows retries), info, warn or error")
 	if err := f.parse(args, getenv); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
@@ -82,6 +87,14 @@ func runBench(ctx context.Context, args []string, getenv func(string) string, st
 	}
 	if useTLS || caFile != "" {
 		if cfg.TLS, err = benchTLS(caFile); err != nil {
+			return &usageError{err}
+		}
+	}
+	if tokenFile != "" {
+		if cfg.Token != "" {
+			return &usageError{errors.New("--token (HERALD_TOKEN) and --token-file (HERALD_TOKEN_FILE): give one, not both")}
+		}
+		if cfg.Token, err = readToken(tokenFile); err != nil {
 			return &usageError{err}
 		}
 	}
@@ -131,6 +144,20 @@ func benchSKUs(mix string, outOfStock []string) ([]loadgen.SKU, error) {
 		return skus, nil
 	}
 	return loadgen.ParseSKUs(mix, outOfStock)
+}
+
+// readToken reads a bearer token from a file, without the blank space
+// around it.
+func readToken(path string) (string, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return "", fmt.Errorf("--token-file: %w", err)
+	}
+	tok := strings.TrimSpace(string(b))
+	if tok == "" {
+		return "", fmt.Errorf("--token-file %s: empty", path)
+	}
+	return tok, nil
 }
 
 // benchTLS returns the client TLS configuration, trusting caFile if given.

@@ -12,6 +12,7 @@ import (
 	"testing"
 
 	"github.com/herald-events/herald/internal/heraldtest"
+	"github.com/herald-events/herald/platform/auth"
 )
 
 func TestBenchUsageErrors(t *testing.T) {
@@ -29,6 +30,9 @@ func TestBenchUsageErrors(t *testing.T) {
 		{[]string{"--follow-timeout=0s"}, "--follow-timeout"},
 		{[]string{"--log-level=loud"}, "--log-level"},
 		{[]string{"--tls-ca=/does/not/exist"}, "--tls-ca"},
+		{[]string{"--token-file=/does/not/exist"}, "--token-file"},
+		{[]string{"--token=a", "--token-file=/does/not/exist"}, "give one"},
+		{[]string{"--token=a b"}, "token: must not contain"},
 		{[]string{"extra"}, "unexpected arguments"},
 	}
 	for _, tc := range cases {
@@ -103,5 +107,75 @@ func TestBenchBinaryAgainstDev(t *testing.T) {
 	}
 	if s.Accept.Count != 100 || s.Final.Count != 100 || s.Accept.P50 <= 0 || s.Final.P99 <= 0 || s.AcceptedPS <= 0 {
 		t.Fatalf("latencies %+v %+v, rate %g", s.Accept, s.Final, s.AcceptedPS)
+	}
+}
+
+// TestBenchWithToken runs `herald bench` against a `herald dev
+// --grpc-jwks` that checks bearer tokens: an operator's token, from a file
+// or from HERALD_TOKEN, over plaintext loopback, places and follows the
+// orders; without a token, or with a customer's, the stock set-up
+// (SetStock, an operator's call) is refused and the bench fails.
+func TestBenchWithToken(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds the binary")
+	}
+	bin := heraldtest.Build(t)
+	dir := t.TempDir()
+	data := filepath.Join(dir, "data")
+	op := heraldToken(t, bin, "--data-dir", data, "--role", "operator")
+	customer := heraldToken(t, bin, "--data-dir", data, "--role", "customer", "--subject", "c-1")
+	p := heraldtest.Start(t, bin, []string{"dev", "--data-dir", data, "--grpc-jwks", filepath.Join(data, "auth", auth.DevJWKSFile),
+		"--grpc-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0", "--kafka-addr", "127.0.0.1:0", "--registry-addr", "127.0.0.1:0"})
+	tokenFile := filepath.Join(dir, "operator.jwt")
+	if err := os.WriteFile(tokenFile, []byte(op+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+
+	bench := func(env []string, args ...string) (string, string, error) {
+		cmd := exec.Command(bin, append([]string{"bench", "--target", p.GRPCAddr, "--orders", "30", "--concurrency", "4", "--json"}, args...)...)
+		cmd.Env = append([]string{"PATH=" + os.Getenv("PATH")}, env...)
+		var stdout, stderr bytes.Buffer
+		cmd.Stdout, cmd.Stderr = &stdout, &stderr
+		err := cmd.Run()
+		return stdout.String(), stderr.String(), err
+	}
+	for name, tc := range map[string]struct {
+		env  []string
+		args []string
+	}{
+		"--token-file": {args: []string{"--token-file", tokenFile}},
+		"HERALD_TOKEN": {env: []string{"HERALD_TOKEN=" + op}},
+	} {
+		t.Run(name, func(t *testing.T) {
+			stdout, stderr, err := bench(tc.env, tc.args...)
+			if err != nil {
+				t.Fatalf("herald bench: %v\nstdout:\n%s\nstderr:\n%s", err, stdout, stderr)
+			}
+			var s struct {
+				Accepted  int            `json:"accepted"`
+				Completed int            `json:"completed"`
+				Errors    map[string]int `json:"errors"`
+			}
+			if err := json.Unmarshal([]byte(stdout), &s); err != nil {
+				t.Fatalf("summary is not JSON: %v\n%s", err, stdout)
+			}
+			if s.Accepted != 30 || s.Completed != 30 || len(s.Errors) != 0 {
+				t.Fatalf("accepted %d completed %d errors %v: want 30, 30, none", s.Accepted, s.Completed, s.Errors)
+			}
+		})
+	}
+	for name, tc := range map[string]struct {
+		args []string
+		want string
+	}{
+		"no token":         {want: "Unauthenticated"},
+		"a customer token": {args: []string{"--token", customer}, want: "PermissionDenied"},
+	} {
+		t.Run(name, func(t *testing.T) {
+			_, stderr, err := bench(nil, tc.args...)
+			if err == nil || !strings.Contains(stderr, "set stock") || !strings.Contains(stderr, tc.want) {
+				t.Fatalf("herald bench = %v, stderr:\n%s\nwant the stock set-up refused with %s", err, stderr, tc.want)
+			}
+		})
 	}
 }

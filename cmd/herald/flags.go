@@ -87,6 +87,7 @@ func (f *flags) process(embedded bool) {
 		f.fs.BoolVar(&f.cfg.Auth.InsecureNoAuth, "insecure-no-auth", false, "serve gRPC without authentication: every caller may call every method (needed when neither --grpc-jwks nor --grpc-client-ca is set)")
 	}
 	f.fs.Var(listFlag{&f.cfg.Services}, "services", "comma-separated services to run (default: "+strings.Join(server.KnownServices(), ",")+"); "+server.ConsoleService+" adds the web console")
+	f.fs.Var(listFlag{&f.cfg.RequireCloudEvents}, "require-cloudevents", "comma-separated services (or all) that dead-letter records without CloudEvents headers instead of deriving their id from topic, partition and offset")
 	f.fs.IntVar(&f.parts, "partitions", 3, "partitions of each topic created")
 	f.fs.DurationVar(&f.cfg.ShutdownGrace, "shutdown-grace", 10*time.Second, "how long consumers finish the messages they hold after SIGTERM")
 	f.fs.StringVar(&f.level, "log-level", "info", "debug, info, warn or error")

@@ -25,6 +25,12 @@ import (
 	"syscall"
 )
 
+// version is the release the binary reports as service.version, set by the
+// linker (-ldflags "-X main.version=v1.2.3", as the Dockerfile does); when
+// empty, the version the Go toolchain recorded is used
+// ([observe.BuildVersion]).
+var version string
+
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	err := run(ctx, os.Args[1:], os.Getenv, os.Stdout, os.Stderr)

@@ -24,6 +24,8 @@ func TestRunUsageErrors(t *testing.T) {
 		{"unknown flag", []string{"dev", "--nope"}, nil, "flag provided but not defined"},
 		{"bad service", []string{"dev", "--services=orders,billing"}, nil, `unknown service "billing"`},
 		{"bad address", []string{"dev", "--grpc-addr=8080"}, nil, "--grpc-addr"},
+		{"bad service to require CloudEvents of", []string{"dev"}, map[string]string{"HERALD_REQUIRE_CLOUDEVENTS": "inventory,billing"},
+			`--require-cloudevents (HERALD_REQUIRE_CLOUDEVENTS): unknown service "billing"`},
 		{"bad env", []string{"dev"}, map[string]string{"HERALD_PARTITIONS": "many"}, "HERALD_PARTITIONS"},
 		{"bad strategy from env", []string{"dev"}, map[string]string{"HERALD_SUBJECT_STRATEGY": "x"}, "--subject-strategy"},
 		{"bad log level", []string{"dev", "--log-level=loud"}, nil, "--log-level"},

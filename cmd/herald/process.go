@@ -39,7 +39,8 @@ func runProcess(ctx context.Context, embedded bool, args []string, getenv func(s
 	cfg.Embedded = embedded
 	cfg.RequireAuth = !embedded
 	cfg.Logger = log
-	tracing, shutdownTracing, err := observe.NewTracing(ctx, "herald", getenv)
+	cfg.SetDefaults() // the instance id names the spans' service.instance.id
+	tracing, shutdownTracing, err := observe.NewTracing(ctx, observe.Identity{Version: version, InstanceID: cfg.InstanceID}, getenv)
 	if err != nil {
 		return &usageError{err}
 	}
@@ -49,7 +50,6 @@ func runProcess(ctx context.Context, embedded bool, args []string, getenv func(s
 		_ = shutdownTracing(sctx)
 	}()
 	cfg.Tracing = tracing
-	cfg.SetDefaults()
 	if err := cfg.Validate(); err != nil {
 		return &usageError{err}
 	}

@@ -123,6 +123,13 @@ type Config struct {
 	// TLS, when not nil, connects over TLS with this configuration;
 	// otherwise the connection is plaintext.
 	TLS *tls.Config
+	// Token, when not empty, is sent as "authorization: Bearer <Token>" on
+	// every call, the health checks included. The run sets the stock with
+	// InventoryService.SetStock, an operator's call, so against a herald
+	// that checks tokens it must be an operator's. With TLS the token is
+	// only sent over TLS; without TLS it is sent in the clear, which is
+	// meant for loopback and tests.
+	Token string
 
 	// Method is MethodOrder (default) or MethodHealth.
 	Method Method
@@ -222,6 +229,9 @@ func (c Config) Validate() error {
 		if s.Weight < 1 {
 			errs = append(errs, fmt.Errorf("sku %q: weight %d must be at least 1", s.Name, s.Weight))
 		}
+	}
+	if strings.ContainsAny(c.Token, " \t\r\n") {
+		errs = append(errs, errors.New("token: must not contain spaces or line breaks"))
 	}
 	if len(c.RunID) > 100 {
 		errs = append(errs, fmt.Errorf("run id %q: at most 100 characters", c.RunID))

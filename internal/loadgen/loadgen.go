@@ -79,11 +79,8 @@ func Run(ctx context.Context, cfg Config, progress func(Snapshot)) (Summary, err
 	if cfg.RunID == "" {
 		cfg.RunID = fmt.Sprintf("%012x", rand.Uint64()>>16)
 	}
-	creds := insecure.NewCredentials()
-	if cfg.TLS != nil {
-		creds = credentials.NewTLS(cfg.TLS)
-	}
-	conn, err := grpc.NewClient(cfg.Target, grpc.WithTransportCredentials(creds))
+	opts := dialOptions(cfg)
+	conn, err := grpc.NewClient(cfg.Target, opts...)
 	if err != nil {
 		return Summary{}, fmt.Errorf("dial %s: %w", cfg.Target, err)
 	}
@@ -103,7 +100,7 @@ func Run(ctx context.Context, cfg Config, progress func(Snapshot)) (Summary, err
 			r.cumulative = append(r.cumulative, total)
 		}
 		if !cfg.SkipStockSetup {
-			if err := r.setupStock(ctx, creds); err != nil {
+			if err := r.setupStock(ctx, opts); err != nil {
 				return Summary{}, err
 			}
 		}
@@ -111,6 +108,38 @@ func Run(ctx context.Context, cfg Config, progress func(Snapshot)) (Summary, err
 	}
 	return r.run(ctx, progress)
 }
+
+// dialOptions are the connection's credentials: TLS or plaintext, and the
+// bearer token when there is one.
+func dialOptions(cfg Config) []grpc.DialOption {
+	creds := insecure.NewCredentials()
+	if cfg.TLS != nil {
+		creds = credentials.NewTLS(cfg.TLS)
+	}
+	opts := []grpc.DialOption{grpc.WithTransportCredentials(creds)}
+	if cfg.Token != "" {
+		opts = append(opts, grpc.WithPerRPCCredentials(bearerToken{token: cfg.Token, secure: cfg.TLS != nil}))
+	}
+	return opts
+}
+
+// bearerToken puts "authorization: Bearer <token>" on every call.
+type bearerToken struct {
+	token string
+	// secure: the connection is TLS, and gRPC must refuse to send the token
+	// on any other. A plaintext connection sends it in the clear (loopback,
+	// tests), which gRPC allows only when this is false.
+	secure bool
+}
+
+// GetRequestMetadata implements [credentials.PerRPCCredentials].
+func (b bearerToken) GetRequestMetadata(context.Context, ...string) (map[string]string, error) {
+	return map[string]string{"authorization": "Bearer " + b.token}, nil
+}
+
+// RequireTransportSecurity implements [credentials.PerRPCCredentials]: true
+// only when the connection is TLS.
+func (b bearerToken) RequireTransportSecurity() bool { return b.secure }
 
 // preflight checks that the target answers before the clock starts.
 func (r *runner) preflight(ctx context.Context) error {
@@ -131,8 +160,8 @@ func (r *runner) preflight(ctx context.Context) error {
 }
 
 // setupStock sets every SKU's stock through InventoryService.
-func (r *runner) setupStock(ctx context.Context, creds credentials.TransportCredentials) error {
-	conn, err := grpc.NewClient(r.cfg.InventoryTarget, grpc.WithTransportCredentials(creds))
+func (r *runner) setupStock(ctx context.Context, opts []grpc.DialOption) error {
+	conn, err := grpc.NewClient(r.cfg.InventoryTarget, opts...)
 	if err != nil {
 		return fmt.Errorf("dial inventory %s: %w", r.cfg.InventoryTarget, err)
 	}

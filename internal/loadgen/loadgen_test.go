@@ -14,6 +14,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
@@ -237,14 +238,14 @@ func (f *flaky) SetStock(_ context.Context, req *inventoryv1.SetStockRequest) (*
 	return &inventoryv1.SetStockResponse{Sku: req.GetSku(), Quantity: req.GetQuantity()}, nil
 }
 
-func serveFlaky(t *testing.T, f *flaky) string {
+func serveFlaky(t *testing.T, f *flaky, opts ...grpc.ServerOption) string {
 	t.Helper()
 	f.attempts, f.orders, f.polls, f.stock = map[string]int{}, map[string]*ordersv1.Order{}, map[string]int{}, map[string]int64{}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	gs := grpc.NewServer()
+	gs := grpc.NewServer(opts...)
 	ordersv1.RegisterOrderServiceServer(gs, f)
 	inventoryv1.RegisterInventoryServiceServer(gs, f)
 	hs := health.NewServer()
@@ -337,5 +338,53 @@ func TestShedApart(t *testing.T) {
 	b, err := json.Marshal(s)
 	if err != nil || !strings.Contains(string(b), `"shed":20`) {
 		t.Fatalf("JSON %s, %v: want shed", b, err)
+	}
+}
+
+// TestBearerToken: with a Token every call carries "authorization: Bearer
+// <token>" over a plaintext connection (the stock set-up, the health check,
+// the orders and the follower's polls); without one, a server that wants
+// it refuses the run before it starts.
+func TestBearerToken(t *testing.T) {
+	var mu sync.Mutex
+	seen := map[string]int{} // method -> calls with the right header
+	refused := 0
+	check := func(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
+		md, _ := metadata.FromIncomingContext(ctx)
+		mu.Lock()
+		defer mu.Unlock()
+		if got := md.Get("authorization"); len(got) != 1 || got[0] != "Bearer s3cret.jwt" {
+			refused++
+			return nil, status.Errorf(codes.Unauthenticated, "authorization %q", got)
+		}
+		seen[info.FullMethod]++
+		return handler(ctx, req)
+	}
+	addr := serveFlaky(t, &flaky{}, grpc.UnaryInterceptor(check))
+
+	s, err := loadgen.Run(runCtx(t), loadgen.Config{
+		Target: addr, Count: 10, Concurrency: 2, RunID: "tok", Token: "s3cret.jwt",
+		FollowTimeout: 2 * time.Second, PollInterval: 5 * time.Millisecond,
+	}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s.Accepted != 10 || s.Completed != 10 || len(s.Errors) != 0 {
+		t.Fatalf("accepted %d completed %d errors %v; want 10, 10, none", s.Accepted, s.Completed, s.Errors)
+	}
+	mu.Lock()
+	for _, m := range []string{"/grpc.health.v1.Health/Check", "/herald.inventory.v1.InventoryService/SetStock",
+		"/herald.orders.v1.OrderService/CreateOrder", "/herald.orders.v1.OrderService/GetOrder"} {
+		if seen[m] == 0 {
+			t.Errorf("no call of %s with the token (calls: %v)", m, seen)
+		}
+	}
+	if refused != 0 {
+		t.Errorf("%d calls went without the token", refused)
+	}
+	mu.Unlock()
+
+	if _, err := loadgen.Run(runCtx(t), loadgen.Config{Target: addr, Count: 1, RunID: "notok"}, nil); status.Code(err) != codes.Unauthenticated {
+		t.Fatalf("run without a token: %v, want Unauthenticated", err)
 	}
 }

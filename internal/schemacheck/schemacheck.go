@@ -17,6 +17,7 @@ import (
 	"sort"
 	"strings"
 
+	validatepb "buf.build/gen/go/bufbuild/protovalidate/protocolbuffers/go/buf/validate"
 	"github.com/bufbuild/protocompile"
 	"github.com/confluentinc/confluent-kafka-go/v2/schemaregistry"
 	"github.com/confluentinc/confluent-kafka-go/v2/schemaregistry/rest"
@@ -42,9 +43,12 @@ func Compile(files map[string]string) (Tree, error) {
 	}
 	sort.Strings(names)
 	c := protocompile.Compiler{
-		Resolver: protocompile.WithStandardImports(&protocompile.SourceResolver{
-			Accessor: protocompile.SourceAccessorFromMap(files),
-		}),
+		Resolver: protocompile.CompositeResolver{
+			protocompile.WithStandardImports(&protocompile.SourceResolver{
+				Accessor: protocompile.SourceAccessorFromMap(files),
+			}),
+			protocompile.ResolverFunc(moduleImport),
+		},
 		SourceInfoMode: protocompile.SourceInfoStandard,
 	}
 	res, err := c.Compile(context.Background(), names...)
@@ -54,8 +58,25 @@ func Compile(files map[string]string) (Tree, error) {
 	out := Tree{}
 	for _, f := range res {
 		out[f.Path()] = f
+		// An import taken from a Go module is part of the tree too, so a
+		// diff compares it like any import.
+		for i := range f.Imports().Len() {
+			if imp := f.Imports().Get(i).FileDescriptor; imp.Path() == validatepb.File_buf_validate_validate_proto.Path() {
+				out[imp.Path()] = imp
+			}
+		}
 	}
 	return out, nil
+}
+
+// moduleImport resolves the imports the contracts take from Go modules
+// rather than from the tree: the protovalidate annotations, whose
+// descriptor is the one the validator uses at run time.
+func moduleImport(path string) (protocompile.SearchResult, error) {
+	if path == validatepb.File_buf_validate_validate_proto.Path() {
+		return protocompile.SearchResult{Desc: validatepb.File_buf_validate_validate_proto}, nil
+	}
+	return protocompile.SearchResult{}, protoregistry.NotFound
 }
 
 // ReadDir reads every .proto file under dir.
@@ -204,6 +225,10 @@ type Finding struct {
 	Versions   int                `json:"versions_checked"`
 	Note       string             `json:"note,omitempty"`
 	Violations []compat.Violation `json:"violations"`
+	// Warnings are rules tightened on what the newest version compared
+	// already had (see [Warning]); they do not make the subject
+	// incompatible.
+	Warnings []Warning `json:"warnings,omitempty"`
 }
 
 // Report is the result of a check or diff.
@@ -224,7 +249,7 @@ func (r Report) Compatible() bool {
 // Text renders the report for people.
 func (r Report) Text() string {
 	var b strings.Builder
-	bad := 0
+	bad, warned := 0, 0
 	for _, f := range r.Findings {
 		status := "ok"
 		if len(f.Violations) > 0 {
@@ -243,12 +268,24 @@ func (r Report) Text() string {
 			}
 			fmt.Fprintf(&b, "    %s%s %s: %s (%s, against version %d)\n", line, v.Rule, v.Path, v.Detail, v.Direction, v.Version)
 		}
+		for _, w := range f.Warnings {
+			warned++
+			line := ""
+			if w.Line > 0 {
+				line = fmt.Sprintf("%s:%d: ", f.File, w.Line)
+			}
+			fmt.Fprintf(&b, "    warning: %sRULE_TIGHTENED %s: %s\n", line, w.Path, w.Detail)
+		}
 	}
 	if bad == 0 {
-		fmt.Fprintf(&b, "all %d subject(s) compatible\n", len(r.Findings))
+		fmt.Fprintf(&b, "all %d subject(s) compatible", len(r.Findings))
 	} else {
-		fmt.Fprintf(&b, "%d of %d subject(s) incompatible\n", bad, len(r.Findings))
+		fmt.Fprintf(&b, "%d of %d subject(s) incompatible", bad, len(r.Findings))
 	}
+	if warned > 0 {
+		fmt.Fprintf(&b, "; %d rule warning(s): old data may break the new rules", warned)
+	}
+	b.WriteString("\n")
 	return b.String()
 }
 
@@ -293,6 +330,7 @@ func CheckRegistry(client schemaregistry.Client, tree Tree, strategy schema.Stra
 			vs[i].Version = versions[vs[i].Version-1]
 		}
 		f.Violations = append([]compat.Violation{}, vs...)
+		f.Warnings = ruleChanges(s.File, history[len(history)-1])
 		rep.Findings = append(rep.Findings, f)
 	}
 	return rep, nil
@@ -370,6 +408,7 @@ func Diff(next, old Tree, level compat.Level) (Report, error) {
 			return rep, err
 		}
 		f.Violations = append([]compat.Violation{}, vs...)
+		f.Warnings = ruleChanges(s.File, prev)
 		rep.Findings = append(rep.Findings, f)
 	}
 	// An events file (or one of its imports) that disappeared is every

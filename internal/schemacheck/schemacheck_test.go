@@ -2,6 +2,7 @@ package schemacheck_test
 
 import (
 	"net/http/httptest"
+	"regexp"
 	"slices"
 	"strings"
 	"testing"
@@ -45,9 +46,23 @@ func lineOf(text, needle string) int {
 }
 
 var (
-	breaking   = func(s string) string { return strings.Replace(s, "int32 quantity = 2;", "string quantity = 2;", 1) }
+	// The fields carry rules ("= 2 [(buf.validate.field)...];"): the
+	// edits replace a whole declaration, rules included.
+	quantityField = regexp.MustCompile(`int32 quantity = 2[^;]*;`)
+	createTime    = regexp.MustCompile(`google.protobuf.Timestamp create_time = 5[^;]*;`)
+	breaking      = func(s string) string {
+		loc := quantityField.FindStringIndex(s)
+		if loc == nil {
+			return s
+		}
+		return s[:loc[0]] + "string quantity = 2;" + s[loc[1]:]
+	}
 	addedField = func(s string) string {
-		return strings.Replace(s, "google.protobuf.Timestamp create_time = 5;", "google.protobuf.Timestamp create_time = 5;\n  // Where to ship.\n  string shipping_address = 6;", 1)
+		loc := createTime.FindStringIndex(s)
+		if loc == nil {
+			return s
+		}
+		return s[:loc[1]] + "\n  // Where to ship.\n  string shipping_address = 6;" + s[loc[1]:]
 	}
 )
 
@@ -216,5 +231,57 @@ func TestCheckRegistryFollowsImports(t *testing.T) {
 	}
 	if t.Failed() {
 		t.Log(rep.Text())
+	}
+}
+
+// TestDiffWarnsOfTightenedRules: a rule tightened on a field that old data
+// already has passes the gate with a warning naming the field and its
+// line; a rule loosened or dropped, or unchanged, warns of nothing.
+func TestDiffWarnsOfTightenedRules(t *testing.T) {
+	base, _ := tree(t, nil)
+	withQuantity := func(rules string) func(string) string {
+		return func(s string) string {
+			loc := quantityField.FindStringIndex(s)
+			if loc == nil {
+				return s
+			}
+			return s[:loc[0]] + "int32 quantity = 2" + rules + ";" + s[loc[1]:]
+		}
+	}
+	tighter, text := tree(t, withQuantity(" [(buf.validate.field).int32 = {gt: 0, lte: 100}]"))
+	rep, err := schemacheck.Diff(tighter, base, compat.Backward)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !rep.Compatible() {
+		t.Fatalf("a tightened rule is a warning, not an incompatibility:\n%s", rep.Text())
+	}
+	var found bool
+	for _, f := range rep.Findings {
+		for _, w := range f.Warnings {
+			if w.Path == "herald.orders.v1.OrderLine.quantity" && w.Line == lineOf(text, "int32 quantity = 2") &&
+				strings.Contains(w.Detail, "to (int32:{lte:100 gt:0})") {
+				found = true
+			}
+		}
+	}
+	if !found || !strings.Contains(rep.Text(), "warning: "+eventsFile+":") {
+		t.Fatalf("no warning naming quantity, its line and its new rule:\n%s", rep.Text())
+	}
+
+	for name, rules := range map[string]string{
+		"rules dropped": "",
+		"same rules":    " [(buf.validate.field).int32 = {gt: 0, lte: 10000}]",
+	} {
+		next, _ := tree(t, withQuantity(rules))
+		rep, err := schemacheck.Diff(next, base, compat.Backward)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, f := range rep.Findings {
+			if len(f.Warnings) > 0 {
+				t.Errorf("%s: unexpected warnings %v", name, f.Warnings)
+			}
+		}
 	}
 }

@@ -156,6 +156,12 @@ type Config struct {
 	// ModuleSettings are the values of the modules' settings (see
 	// module.Setting), by service and key.
 	ModuleSettings map[string]map[string]string
+	// RequireCloudEvents lists the services whose consumers refuse
+	// (dead-letter) records without CloudEvents headers; "all" names
+	// every service. Default none: a record from a producer outside
+	// herald (Confluent framing, no ce_* headers) is accepted, its id
+	// derived from its topic, partition and offset (consumer.DerivedID).
+	RequireCloudEvents []string
 	// Partitions and ReplicationFactor of topics the process creates.
 	// Defaults 3 and -1 (the broker's default).
 	Partitions        int32
@@ -446,6 +452,11 @@ func (c *Config) Validate() error {
 	}
 	seen := map[string]bool{}
 	known := namesOf(c.modules())
+	for _, s := range c.RequireCloudEvents {
+		if s != "all" && !slices.Contains(known, s) {
+			bad("require-cloudevents", "unknown service %q (known: all, %s)", s, strings.Join(known, ", "))
+		}
+	}
 	for _, s := range c.Services {
 		if !slices.Contains(known, s) {
 			bad("services", "unknown service %q (known: %s)", s, strings.Join(known, ", "))

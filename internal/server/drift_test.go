@@ -86,8 +86,11 @@ func TestDriftedSchemaIDsStopPublishing(t *testing.T) {
 	if _, err := server.RegisterSchemas(server.RegistryConfig{URL: reg.url()}, "", ""); err != nil {
 		t.Fatalf("herald schema register: %v", err)
 	}
-	eventually(t, 15*time.Second, serving(healthpb.HealthCheckResponse_SERVING), "SERVING with the ids back")
-	eventually(t, 15*time.Second, pending("0"), "the held event published once the ids are back")
+	// Alone this takes a few seconds (a check every 5 s sees the subject
+	// list change); the bound leaves room for a loaded test run, where the
+	// registry compiles every schema it is asked to look up.
+	eventually(t, 30*time.Second, serving(healthpb.HealthCheckResponse_SERVING), "SERVING with the ids back")
+	eventually(t, 30*time.Second, pending("0"), "the held event published once the ids are back")
 }
 
 // replace swaps the registry behind the server for an empty one, as a

@@ -31,6 +31,7 @@ import (
 	"github.com/herald-events/herald/platform/bus/kafkabus"
 	"github.com/herald-events/herald/platform/bus/natsbus"
 	"github.com/herald-events/herald/platform/bus/rabbitbus"
+	"github.com/herald-events/herald/platform/contract"
 	"github.com/herald-events/herald/platform/devstack"
 	"github.com/herald-events/herald/platform/event"
 	"github.com/herald-events/herald/platform/fault"
@@ -288,11 +289,33 @@ func Start(ctx context.Context, cfg Config) (_ *Process, err error) {
 	if err != nil {
 		return nil, err
 	}
-	p.grpc, p.health = grpcx.NewServer(p.log, p.metrics, cfg.Tracing, append(gopts, authOpts...)...)
+	// The data contracts: requests (once authenticated), produced and
+	// consumed events are checked against their schemas' rules (see
+	// package contract).
+	rules, err := contract.New()
+	if err != nil {
+		return nil, err
+	}
+	authOpts = append(authOpts, grpc.ChainUnaryInterceptor(contract.UnaryServerInterceptor(rules)))
+	// One gRPC server serves every service of the process: an RPC's span
+	// takes the service.name of the module that registered its service.
+	var rpcOwners sync.Map // gRPC service name -> module name
+	rpcTracing := cfg.Tracing.Routed(func(span string) string {
+		svc, _, _ := strings.Cut(strings.TrimPrefix(span, "/"), "/")
+		if m, ok := rpcOwners.Load(svc); ok {
+			return m.(string)
+		}
+		return ""
+	})
+	p.grpc, p.health = grpcx.NewServer(p.log, p.metrics, rpcTracing, append(gopts, authOpts...)...)
 	if cfg.GRPCReflection {
 		grpcx.RegisterReflection(p.grpc)
 	}
 	platform := p.platform(codec, dlq)
+	platform.Contract = rules
+	platform.RequireCloudEvents = func(service string) bool {
+		return slices.Contains(cfg.RequireCloudEvents, "all") || slices.Contains(cfg.RequireCloudEvents, service)
+	}
 	for _, m := range cfg.selected() {
 		svc, err := m.Start(ctx, platform)
 		if err != nil {
@@ -300,6 +323,7 @@ func Start(ctx context.Context, cfg Config) (_ *Process, err error) {
 		}
 		for _, g := range svc.GRPC() {
 			p.grpc.RegisterService(g.Desc, g.Impl)
+			rpcOwners.Store(g.Desc.ServiceName, m.Name)
 		}
 		p.services = append(p.services, svc)
 		name := m.Name

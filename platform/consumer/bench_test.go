@@ -8,9 +8,12 @@ import (
 	"testing"
 
 	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/timestamppb"
 
+	moneyv1 "github.com/herald-events/herald/gen/go/herald/money/v1"
 	ordersv1 "github.com/herald-events/herald/gen/go/herald/orders/v1"
 	"github.com/herald-events/herald/platform/bus"
+	"github.com/herald-events/herald/platform/contract"
 	"github.com/herald-events/herald/platform/event"
 	"github.com/herald-events/herald/platform/observe"
 	"github.com/herald-events/herald/platform/registry"
@@ -25,8 +28,8 @@ func (nopPublisher) Close() error                                   { return nil
 
 // BenchmarkRouter compares handling one Confluent-framed OrderCreated
 // through the router's bare decode-and-dispatch with the full middleware
-// chain (recover, failure counting, retry, dead-letter, metrics), in the
-// same run. Run: go test -run '^$' -bench Router -benchmem ./platform/consumer
+// chain (recover, failure counting, retry, dead-letter, metrics), each
+// without and with the contract check, in the same run. Run: go test -run '^$' -bench Router -benchmem ./platform/consumer
 func BenchmarkRouter(b *testing.B) {
 	reg, err := registry.New(registry.Config{Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
 	if err != nil {
@@ -43,7 +46,9 @@ func BenchmarkRouter(b *testing.B) {
 		b.Fatal(err)
 	}
 	const topic = "herald.orders.v1"
-	ev := &ordersv1.OrderCreated{OrderId: "o-1", CustomerId: "c", Lines: []*ordersv1.OrderLine{{Sku: "A", Quantity: 2}}}
+	eur := &moneyv1.Money{CurrencyCode: "EUR", Units: 3}
+	ev := &ordersv1.OrderCreated{OrderId: "o-1", CustomerId: "c", Total: eur, CreateTime: timestamppb.Now(),
+		Lines: []*ordersv1.OrderLine{{Sku: "A", Quantity: 2, UnitPrice: eur}}}
 	if _, err := codec.Register(topic, ev.ProtoReflect().Descriptor()); err != nil {
 		b.Fatal(err)
 	}
@@ -57,23 +62,33 @@ func BenchmarkRouter(b *testing.B) {
 	msg.SetHeader(event.HeaderTime, "2026-01-01T00:00:00Z")
 	msg.SetHeader(event.HeaderTraceParent, "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01")
 
-	r, err := NewRouter(Config{Group: "bench", Decoder: codec, DeadLetter: nopPublisher{},
-		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), Metrics: observe.New()})
+	rules, err := contract.New()
 	if err != nil {
 		b.Fatal(err)
 	}
 	handled := 0
-	if err := Handle(r, func(context.Context, *Event, *ordersv1.OrderCreated) ([]proto.Message, error) {
-		handled++
-		return nil, nil
-	}); err != nil {
-		b.Fatal(err)
+	router := func(rules *contract.Validator) *Router {
+		r, err := NewRouter(Config{Group: "bench", Decoder: codec, DeadLetter: nopPublisher{},
+			Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), Metrics: observe.New(), Contract: rules})
+		if err != nil {
+			b.Fatal(err)
+		}
+		if err := Handle(r, func(context.Context, *Event, *ordersv1.OrderCreated) ([]proto.Message, error) {
+			handled++
+			return nil, nil
+		}); err != nil {
+			b.Fatal(err)
+		}
+		return r
 	}
+	// Without and with the contract check (the schema's rules and the
+	// topic the type is declared for), in the same run.
+	r, checked := router(nil), router(rules)
 	ctx := context.Background()
 	for _, bc := range []struct {
 		name string
 		h    bus.Handler
-	}{{"bare", r.dispatch}, {"middleware", r.Handler()}} {
+	}{{"bare", r.dispatch}, {"middleware", r.Handler()}, {"bare+contract", checked.dispatch}, {"middleware+contract", checked.Handler()}} {
 		b.Run(bc.name, func(b *testing.B) {
 			b.ReportAllocs()
 			for b.Loop() {

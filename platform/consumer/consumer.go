@@ -39,6 +39,7 @@ import (
 	"google.golang.org/protobuf/reflect/protoreflect"
 
 	"github.com/herald-events/herald/platform/bus"
+	"github.com/herald-events/herald/platform/contract"
 	"github.com/herald-events/herald/platform/event"
 	"github.com/herald-events/herald/platform/fault"
 	"github.com/herald-events/herald/platform/observe"
@@ -168,6 +169,17 @@ type Config struct {
 	Tracing *observe.Tracing
 	// Unit runs each handler call. Default [Direct].
 	Unit Unit
+	// RequireCloudEvents refuses records without a ce_id header
+	// (dead-letters them). Default false: such a record, from a producer
+	// outside herald, is accepted with an id derived from its position
+	// (see [DerivedID]).
+	RequireCloudEvents bool
+	// Contract, when set, checks each event before its unit runs: an
+	// event of a type not declared for its topic, or breaking its
+	// schema's rules, is dead-lettered with class routing or contract
+	// (see checkContract). Default nil: no check. contract.Disabled()
+	// checks the routing only.
+	Contract *contract.Validator
 }
 
 // Router dispatches events of its topics to typed handlers.
@@ -207,6 +219,9 @@ func NewRouter(cfg Config) (*Router, error) {
 	}
 	if cfg.Unit == nil {
 		cfg.Unit = Direct
+	}
+	if cfg.Contract != nil {
+		cfg.Unit = checkContract(cfg.Contract, cfg.Namespace, cfg.Unit)
 	}
 	circuit := Circuit(CircuitPolicy{Group: cfg.Group, Floor: cfg.CircuitBackoff, Ceil: cfg.CircuitMaxBackoff, Logger: cfg.Logger, Metrics: cfg.Metrics})
 	return &Router{cfg: cfg, handlers: map[protoreflect.FullName]Handler{}, circuit: circuit}, nil
@@ -259,6 +274,11 @@ func (r *Router) Group() string { return r.cfg.Group }
 // handler of one router shares its circuit.
 func (r *Router) Handler() bus.Handler {
 	group, m, log := r.cfg.Group, r.cfg.Metrics, r.cfg.Logger
+	types := make([]string, 0, len(r.handlers))
+	for t := range r.handlers {
+		types = append(types, string(t))
+	}
+	m.ConsumerInit(group, types, []string{classTransient, classPermanent, classUnclassified}, r.deadLetterClasses())
 	h := bus.Handler(r.dispatch)
 	h = Recover()(h)
 	h = countFailures(group, m)(h)
@@ -347,10 +367,13 @@ func (r *Router) dispatch(ctx context.Context, m *bus.Message) error {
 		markSkipped(ctx)
 		return nil
 	}
-	ctx, span := r.cfg.Tracing.Tracer("herald/consumer").Start(r.cfg.Tracing.Extract(ctx, ev.TraceParent), "handle "+ev.Type,
-		trace.WithSpanKind(trace.SpanKindConsumer), trace.WithAttributes(
-			attribute.String("messaging.system", r.system), attribute.String("messaging.destination.name", m.Topic),
-			attribute.String("messaging.consumer.group.name", r.cfg.Group), attribute.String("cloudevents.event_id", ev.ID)))
+	// The process span, named and described as the OpenTelemetry
+	// messaging conventions ask; it continues the producer's span.
+	attrs := append(observe.MessagingAttributes(r.system, observe.OperationProcess, r.cfg.Group, m),
+		attribute.String("cloudevents.event_id", ev.ID), attribute.String("cloudevents.event_type", ev.Type))
+	ctx, span := r.cfg.Tracing.Tracer("herald/consumer").Start(r.cfg.Tracing.Extract(ctx, ev.TraceParent),
+		observe.MessagingSpanName(observe.OperationProcess, m.Topic),
+		trace.WithSpanKind(trace.SpanKindConsumer), trace.WithAttributes(attrs...))
 	defer span.End()
 	if err := r.cfg.Unit(ctx, ev, h); err != nil {
 		span.RecordError(err)
@@ -366,9 +389,9 @@ func (r *Router) dispatch(ctx context.Context, m *bus.Message) error {
 }
 
 func (r *Router) decode(m *bus.Message) (*Event, error) {
-	id := m.MessageID()
-	if id == "" {
-		return nil, Permanent(fmt.Errorf("message %s: missing %s header", m, event.HeaderID))
+	id, derived, err := r.eventID(m) // see headerless.go
+	if err != nil {
+		return nil, err
 	}
 	msg, err := r.cfg.Decoder.Decode(m.Topic, m.Value)
 	if err != nil {
@@ -391,6 +414,8 @@ func (r *Router) decode(m *bus.Message) (*Event, error) {
 	ev.TraceParent, _ = m.Header(event.HeaderTraceParent)
 	if ts, ok := m.Header(event.HeaderTime); ok {
 		ev.Time, _ = time.Parse(time.RFC3339Nano, ts)
+	} else if derived {
+		ev.Time = m.Timestamp
 	}
 	return ev, nil
 }

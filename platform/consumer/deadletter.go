@@ -55,6 +55,10 @@ func DeadLetter(pub bus.Publisher, group, suffix string, log *slog.Logger, metri
 			if IsPermanent(err) {
 				class, level = ClassPermanent, slog.LevelWarn
 			}
+			var ce *ClassError
+			if errors.As(err, &ce) {
+				class = ce.Class
+			}
 			attempts := 1
 			var ae *AttemptsError
 			if errors.As(err, &ae) {
@@ -70,6 +74,9 @@ func DeadLetter(pub bus.Publisher, group, suffix string, log *slog.Logger, metri
 			dl.SetHeader(HeaderDLQError, err.Error())
 			dl.SetHeader(HeaderDLQAttempts, strconv.Itoa(attempts))
 			dl.SetHeader(HeaderDLQTime, time.Now().UTC().Format(time.RFC3339Nano))
+			if ce != nil {
+				dl.Headers = append(dl.Headers, ce.Headers...)
+			}
 			target := pub
 			if tx, ok := bus.DeliveryPublisher(ctx); ok {
 				// Kafka: the dead letter and the offset commit are one

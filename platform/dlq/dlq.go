@@ -5,13 +5,17 @@
 // [Replay] republishes messages to the topic they came from with their
 // original key, value and CloudEvents headers (so the same ce_id), minus the
 // dead-letter headers. Consumers deduplicate by ce_id in their inbox, so a
-// message replayed twice, or replayed after all, has one effect.
+// message replayed twice, or replayed after all, has one effect. A record
+// that came without CloudEvents headers is replayed with the id the
+// consumer derived from its original position (consumer.DerivedID) as its
+// ce_id, for the same reason.
 package dlq
 
 import (
 	"context"
 	"errors"
 	"fmt"
+	"strconv"
 	"strings"
 	"time"
 
@@ -24,6 +28,45 @@ import (
 
 // HeaderReplayedFrom is added to replayed messages: "<dlq topic>/<partition>@<offset>".
 const HeaderReplayedFrom = "herald_replayed_from"
+
+func header(m *bus.Message, key string) string {
+	v, _ := m.Header(key)
+	return v
+}
+
+// Source is where a bus keeps its dead letters: its dead-letter topics, and
+// their messages read without consuming them. [Kafka] reads Kafka; natsbus
+// and rabbitbus have their own (natsbus.DeadLetters, rabbitbus.DeadLetters).
+// Replays go through the bus's [bus.Publisher].
+type Source interface {
+	// Topics lists the dead-letter topics whose names start with prefix.
+	Topics(ctx context.Context, prefix string) ([]string, error)
+	// Read returns a dead-letter topic's messages, oldest first, and
+	// leaves them there.
+	Read(ctx context.Context, topic string) ([]*bus.Message, error)
+}
+
+// Kafka is the [Source] of a Kafka cluster: [Topics] and [Read] with its
+// seed brokers and client options.
+type Kafka struct {
+	Seeds []string
+	Opts  []kgo.Opt
+}
+
+// Topics lists the cluster's dead-letter topics starting with prefix.
+func (k Kafka) Topics(ctx context.Context, prefix string) ([]string, error) {
+	cl, err := kgo.NewClient(append([]kgo.Opt{kgo.SeedBrokers(k.Seeds...)}, k.Opts...)...)
+	if err != nil {
+		return nil, err
+	}
+	defer cl.Close()
+	return Topics(ctx, cl, prefix)
+}
+
+// Read returns a topic's committed messages (see [Read]).
+func (k Kafka) Read(ctx context.Context, topic string) ([]*bus.Message, error) {
+	return Read(ctx, k.Seeds, k.Opts, topic)
+}
 
 // Topics lists the dead-letter topics of the cluster whose names start with
 // prefix (a namespace followed by a dot, or "").
@@ -144,7 +187,8 @@ func message(r *kgo.Record) *bus.Message {
 type Filter struct {
 	// ID matches the message's id, its ce_id ([bus.Message.MessageID]).
 	ID string
-	// Class matches the error class (permanent, retries_exhausted).
+	// Class matches the error class (permanent, retries_exhausted, contract,
+	// routing).
 	Class string
 }
 
@@ -205,7 +249,20 @@ func Replay(ctx context.Context, pub bus.Publisher, msgs []*bus.Message, filter 
 		if origin == "" {
 			return n, fmt.Errorf("dead letter %s has no %s header", m, consumer.HeaderDLQTopic)
 		}
-		out := &bus.Message{Topic: origin, Key: m.Key, Value: m.Value, ID: m.MessageID()}
+		id := m.MessageID()
+		if id == "" {
+			// A record from a producer without CloudEvents headers: the
+			// consumer knew it by its position (consumer.DerivedID). The
+			// replay carries that id as its ce_id, so it stays the same
+			// event however often it is replayed.
+			part, perr := strconv.ParseInt(header(m, consumer.HeaderDLQPartition), 10, 32)
+			off, oerr := strconv.ParseInt(header(m, consumer.HeaderDLQOffset), 10, 64)
+			if perr != nil || oerr != nil {
+				return n, fmt.Errorf("dead letter %s has no id and no origin position", m)
+			}
+			id = consumer.DerivedID(origin, int32(part), off)
+		}
+		out := &bus.Message{Topic: origin, Key: m.Key, Value: m.Value, ID: id}
 		for _, h := range m.Headers {
 			if !strings.HasPrefix(h.Key, "herald_dlq_") && h.Key != HeaderReplayedFrom {
 				out.Headers = append(out.Headers, h)

@@ -11,6 +11,7 @@ import (
 
 	"github.com/herald-events/herald/platform/bus"
 	"github.com/herald-events/herald/platform/consumer"
+	"github.com/herald-events/herald/platform/contract"
 	"github.com/herald-events/herald/platform/inbox"
 	"github.com/herald-events/herald/platform/names"
 	"github.com/herald-events/herald/platform/observe"
@@ -56,6 +57,15 @@ type Platform struct {
 	Logger  *slog.Logger
 	Metrics *observe.Metrics
 	Tracing *observe.Tracing
+	// Contract enforces the schemas' rules at the modules' doors: their
+	// outboxes and bus units refuse invalid events, and their consumer
+	// routers dead-letter events that break their contract or arrive on a
+	// topic their type is not declared for. Default nil: no checks.
+	Contract *contract.Validator
+	// RequireCloudEvents names the services whose consumers refuse
+	// records without CloudEvents headers (see
+	// consumer.Config.RequireCloudEvents).
+	RequireCloudEvents func(service string) bool
 	// OutboxBeforeMark is a fault-injection hook per service; see
 	// outbox.Config.BeforeMark.
 	OutboxBeforeMark map[string]func(ids []int64) error
@@ -95,7 +105,10 @@ func (m Module) Start(ctx context.Context, p Platform) (*Instance, error) {
 	n := m.Names(p.Namespace, p.Instance)
 	log := p.Logger.With("service", m.Name)
 	in := &Instance{module: m, names: n}
-	d := Deps{Names: n, Logger: log, Metrics: p.Metrics, Tracing: p.Tracing, Settings: p.Settings[m.Name]}
+	// The service's spans carry its own service.name, also when several
+	// services share the process.
+	tracing := p.Tracing.Service(m.Name)
+	d := Deps{Names: n, Logger: log, Metrics: p.Metrics, Tracing: tracing, Settings: p.Settings[m.Name]}
 	prod := producesOf(m)
 
 	var unit consumer.Unit = consumer.Direct
@@ -123,7 +136,7 @@ func (m Module) Start(ctx context.Context, p Platform) (*Instance, error) {
 				return nil, fmt.Errorf("%s outbox relay: %w", m.Name, err)
 			}
 			in.outbox, err = outbox.New(outbox.Config{DB: db, Service: m.Name, Source: n.Source(), Publisher: pub, Encoder: p.Codec,
-				Namespace: p.Namespace, Metrics: p.Metrics, Tracing: p.Tracing, Logger: log, BeforeMark: p.OutboxBeforeMark[m.Name]})
+				Namespace: p.Namespace, Metrics: p.Metrics, Tracing: tracing, Logger: log, BeforeMark: p.OutboxBeforeMark[m.Name], Contract: p.Contract})
 			if err != nil {
 				return nil, err
 			}
@@ -132,7 +145,7 @@ func (m Module) Start(ctx context.Context, p Platform) (*Instance, error) {
 		d.DB, d.Work = db, work
 		unit = work.unit
 	} else if len(m.Produces) > 0 {
-		unit = (&busUnit{codec: p.Codec, produces: prod, names: n, tracing: p.Tracing, metrics: p.Metrics}).run
+		unit = (&busUnit{codec: p.Codec, produces: prod, names: n, tracing: tracing, metrics: p.Metrics, contract: p.Contract}).run
 	}
 
 	parts, err := m.Build(ctx, d)
@@ -148,7 +161,8 @@ func (m Module) Start(ctx context.Context, p Platform) (*Instance, error) {
 	}
 	if len(parts.Handlers) > 0 {
 		in.router, err = consumer.NewRouter(consumer.Config{Group: n.Group(), Namespace: p.Namespace, Decoder: p.Codec, DeadLetter: p.DeadLetter,
-			Logger: log, Metrics: p.Metrics, Tracing: p.Tracing, Unit: unit})
+			Logger: log, Metrics: p.Metrics, Tracing: tracing, Unit: unit, Contract: p.Contract,
+			RequireCloudEvents: p.RequireCloudEvents != nil && p.RequireCloudEvents(m.Name)})
 		if err != nil {
 			return nil, err
 		}
@@ -256,6 +270,14 @@ func (w *Work) unit(ctx context.Context, ev *consumer.Event, h consumer.Handler)
 		if err != nil {
 			return err
 		}
-		return w.add(ctx, tx, out)
+		if err := w.add(ctx, tx, out); err != nil {
+			if _, ok := contract.As(err); ok {
+				// An event that breaks its contract would be returned
+				// again: dead-letter the consumed event at once.
+				return consumer.Permanent(err)
+			}
+			return err
+		}
+		return nil
 	})
 }

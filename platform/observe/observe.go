@@ -75,7 +75,10 @@ func New() *Metrics {
 		}, []string{"group", "type"}),
 		handlerTime: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name: "herald_handler_duration_seconds", Help: "Time to handle one message, retries and dead-lettering included.",
-			Buckets: []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5},
+			// Up to 2 minutes: a message retried until MaxRetryTime (30s by
+			// default) or waiting out a dependency's outage still lands in
+			// a bucket that tells its time.
+			Buckets: []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60, 120},
 		}, []string{"group", "type"}),
 		latency: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name: "herald_event_latency_seconds", Help: "End-to-end latency: handling time minus the event's ce_time.",
@@ -85,7 +88,7 @@ func New() *Metrics {
 			Name: "herald_consumer_lag", Help: "Committed-readable messages not yet handled, per group and partition, as of the last poll.",
 		}, []string{"group", "topic", "partition"}),
 		deadLettered: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "herald_events_dead_lettered_total", Help: "Messages moved to a dead-letter topic, by group, event type and class (permanent, retries_exhausted).",
+			Name: "herald_events_dead_lettered_total", Help: "Messages moved to a dead-letter topic, by group, event type and class (permanent, retries_exhausted, contract, routing).",
 		}, []string{"group", "type", "class"}),
 		circuitOpen: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "herald_consumer_circuit_open", Help: "1 while a consumer group waits for an unavailable dependency (its circuit is open), else 0.",
@@ -175,6 +178,25 @@ func (m *Metrics) Relayed(service string, took time.Duration, done time.Time, ev
 	for _, t := range eventTimes {
 		if !t.IsZero() {
 			delay.Observe(done.Sub(t).Seconds())
+		}
+	}
+}
+
+// ConsumerInit publishes group's failure, retry and dead-letter counters
+// at 0 for every event type it handles and every class it may count, so
+// that dashboards and alerts see a series (and its first increase) before
+// the first failure.
+func (m *Metrics) ConsumerInit(group string, types, failureClasses, deadLetterClasses []string) {
+	if m == nil {
+		return
+	}
+	for _, t := range types {
+		m.retried.WithLabelValues(group, t).Add(0)
+		for _, c := range failureClasses {
+			m.failed.WithLabelValues(group, t, c).Add(0)
+		}
+		for _, c := range deadLetterClasses {
+			m.deadLettered.WithLabelValues(group, t, c).Add(0)
 		}
 	}
 }

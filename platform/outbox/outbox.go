@@ -33,6 +33,7 @@ import (
 	"google.golang.org/protobuf/reflect/protoregistry"
 
 	"github.com/herald-events/herald/platform/bus"
+	"github.com/herald-events/herald/platform/contract"
 	"github.com/herald-events/herald/platform/event"
 	"github.com/herald-events/herald/platform/fault"
 	"github.com/herald-events/herald/platform/observe"
@@ -101,6 +102,10 @@ type Config struct {
 	// Tracing traces adds and publishes and carries the trace in the
 	// traceparent header. Default [observe.LocalTracing].
 	Tracing *observe.Tracing
+	// Contract, when set, makes [Outbox.Add] refuse an event that breaks
+	// its schema's rules (a *contract.Error), before anything is stored:
+	// the business transaction fails with it. Default nil: no check.
+	Contract *contract.Validator
 	// BeforeMark, when set, runs after a batch is published and before it
 	// is marked sent; an error stops Run as a crash at that point would.
 	// It exists for fault-injection tests.
@@ -148,9 +153,14 @@ const timeLayout = time.RFC3339Nano
 
 // Add stores msg, an event message, in tx. The event's trace continues the
 // span carried by ctx. It returns the event's envelope (with its ce_id).
+// With [Config].Contract it first checks msg against its schema's rules
+// and stores nothing when it breaks them.
 func (o *Outbox) Add(ctx context.Context, tx *sqldb.Tx, msg proto.Message) (*event.Envelope, error) {
 	route, err := event.RouteOf(msg.ProtoReflect().Descriptor())
 	if err != nil {
+		return nil, fmt.Errorf("outbox add: %w", err)
+	}
+	if err := o.cfg.Contract.Validate(msg); err != nil {
 		return nil, fmt.Errorf("outbox add: %w", err)
 	}
 	env, err := event.New(o.cfg.Source, msg)
@@ -354,10 +364,10 @@ func (o *Outbox) relayOnce(ctx context.Context) (int, error) {
 		}
 		// The publish span continues the trace of the add; consumers
 		// continue the publish span.
-		sctx, span := o.tracer.Start(o.cfg.Tracing.Extract(ctx, r.traceparent), "publish "+m.Topic,
-			trace.WithSpanKind(trace.SpanKindProducer), trace.WithAttributes(
-				attribute.String("messaging.system", o.cfg.Publisher.Capabilities().System), attribute.String("messaging.destination.name", m.Topic),
-				attribute.String("cloudevents.event_id", r.eventID), attribute.String("cloudevents.event_type", r.typ)))
+		attrs := append(observe.MessagingAttributes(o.cfg.Publisher.Capabilities().System, observe.OperationSend, "", m),
+			attribute.String("cloudevents.event_id", r.eventID), attribute.String("cloudevents.event_type", r.typ))
+		sctx, span := o.tracer.Start(o.cfg.Tracing.Extract(ctx, r.traceparent), observe.MessagingSpanName(observe.OperationSend, m.Topic),
+			trace.WithSpanKind(trace.SpanKindProducer), trace.WithAttributes(attrs...))
 		spans = append(spans, span)
 		if tp := o.cfg.Tracing.Inject(sctx); tp != "" {
 			m.SetHeader(event.HeaderTraceParent, tp)

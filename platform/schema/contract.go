@@ -55,9 +55,18 @@ func standardFile(path string) bool {
 	return strings.HasPrefix(path, "google/protobuf/") || strings.HasPrefix(path, "google/type/") || strings.HasPrefix(path, "confluent/")
 }
 
+// ownOptionsFile reports imports whose file options are part of their
+// published source rather than added by herald's code generation: the
+// protovalidate rules (buf/validate/validate.proto, printed for buf and
+// other languages from the very descriptor compiled in, see
+// tools/protodeps). They are registered as compiled in.
+func ownOptionsFile(path string) bool {
+	return strings.HasPrefix(path, "buf/validate/")
+}
+
 // file returns fd's contract copy; the caller holds c.mu.
 func (c *contracts) file(fd protoreflect.FileDescriptor) (protoreflect.FileDescriptor, error) {
-	if standardFile(fd.Path()) {
+	if standardFile(fd.Path()) || ownOptionsFile(fd.Path()) {
 		return fd, nil
 	}
 	if c.files == nil {

@@ -12,10 +12,12 @@ import (
 	"strings"
 	"testing"
 
+	validatepb "buf.build/gen/go/bufbuild/protovalidate/protocolbuffers/go/buf/validate"
 	"github.com/bufbuild/protocompile"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/reflect/protodesc"
 	"google.golang.org/protobuf/reflect/protoreflect"
+	"google.golang.org/protobuf/reflect/protoregistry"
 
 	inventoryv1 "github.com/herald-events/herald/gen/go/herald/inventory/v1"
 	ordersv1 "github.com/herald-events/herald/gen/go/herald/orders/v1"
@@ -108,7 +110,17 @@ func TestRegisteredSchemasAreTheContractInProto(t *testing.T) {
 // confluent-kafka-python registers.
 func compileProtoDir(t *testing.T, root, path string) string {
 	t.Helper()
-	c := protocompile.Compiler{Resolver: protocompile.WithStandardImports(&protocompile.SourceResolver{ImportPaths: []string{root}})}
+	c := protocompile.Compiler{Resolver: protocompile.CompositeResolver{
+		protocompile.WithStandardImports(&protocompile.SourceResolver{ImportPaths: []string{root}}),
+		// The protovalidate rules, which proto/ imports, as published with
+		// their Go module (make protodeps prints the same file for buf).
+		protocompile.ResolverFunc(func(path string) (protocompile.SearchResult, error) {
+			if path == validatepb.File_buf_validate_validate_proto.Path() {
+				return protocompile.SearchResult{Desc: validatepb.File_buf_validate_validate_proto}, nil
+			}
+			return protocompile.SearchResult{}, protoregistry.NotFound
+		}),
+	}}
 	res, err := c.Compile(context.Background(), path)
 	if err != nil {
 		t.Fatal(err)

@@ -7,12 +7,26 @@ import (
 	"net/url"
 	"regexp"
 	"strings"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/stdlib"
 )
 
 var schemaName = regexp.MustCompile(`^[a-z_][a-z0-9_]{0,62}$`)
+
+// postgresPoolSize is how many connections to PostgreSQL one DB opens at
+// most, and keeps open when idle. database/sql keeps only 2 idle by
+// default and closes the others as they come back, so under load the pool
+// kept opening connections: a server process each, and pgx's cache of
+// prepared statements starting empty on each. 4, 16 and 32 with all kept
+// idle were within the noise of each other (docs/performance.md, "PostgreSQL
+// pool").
+const postgresPoolSize = 16
+
+// postgresIdleTime closes a connection unused this long, so that a burst
+// does not hold its connections for the life of the process.
+const postgresIdleTime = time.Minute
 
 // OpenPostgres connects to PostgreSQL through pgx, creating schema and
 // setting it as the search_path of every connection.
@@ -36,7 +50,9 @@ func OpenPostgres(ctx context.Context, rawURL, schema string) (*DB, error) {
 	}
 	cfg.RuntimeParams["search_path"] = schema
 	db := stdlib.OpenDB(*cfg)
-	db.SetMaxOpenConns(16)
+	db.SetMaxOpenConns(postgresPoolSize)
+	db.SetMaxIdleConns(postgresPoolSize)
+	db.SetConnMaxIdleTime(postgresIdleTime)
 	if err := db.PingContext(ctx); err != nil {
 		db.Close()
 		return nil, fmt.Errorf("connect %s: %w", Redact(rawURL), classify(err))

@@ -26,8 +26,14 @@ def generated(tmp_path_factory):
     """Generates the Python classes of proto/ and makes them importable."""
     out = tmp_path_factory.mktemp("gen")
     protos = sorted(str(p.relative_to(ROOT / "proto")) for p in (ROOT / "proto").rglob("*.proto"))
+    # The imports taken from Go modules (buf/validate/validate.proto), as
+    # `make protodeps` prints them (see docs/contracts.md).
+    deps = ROOT / ".herald" / "protodeps"
+    if not deps.is_dir():
+        pytest.fail(f"{deps} is missing: run make protodeps")
+    protos += sorted(str(p.relative_to(deps)) for p in deps.rglob("*.proto"))
     subprocess.run(
-        [sys.executable, "-m", "grpc_tools.protoc", "-I", str(ROOT / "proto"),
+        [sys.executable, "-m", "grpc_tools.protoc", "-I", str(ROOT / "proto"), "-I", str(deps),
          f"--python_out={out}", f"--grpc_python_out={out}", *protos],
         check=True,
     )

@@ -7,7 +7,6 @@ import (
 	"encoding/base64"
 	"strconv"
 	"strings"
-	"unicode/utf8"
 
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
@@ -31,38 +30,30 @@ type GRPC struct {
 // NewGRPC returns the gRPC port.
 func NewGRPC(a *app.App) *GRPC { return &GRPC{app: a} }
 
-// Page size bounds of ListNotifications.
+// Page size default of ListNotifications (its bound is a rule of the
+// request).
 const (
 	defaultPageSize = 50
-	maxPageSize     = 500
-	maxIDLength     = 128
 	pageTokenPrefix = "seq:"
 )
 
 // ListNotifications returns a page of notifications; an authenticated
 // customer sees only their own.
 func (g *GRPC) ListNotifications(ctx context.Context, req *notificationv1.ListNotificationsRequest) (*notificationv1.ListNotificationsResponse, error) {
+	// The request's rules (notification.proto) bound page_size and the
+	// ids; the interceptor of package contract has checked them.
 	customer, err := auth.OwnCustomer(ctx, "customer_id", req.GetCustomerId())
 	if err != nil {
 		return nil, err
 	}
 	var v apperr.Violations
 	size := int(req.GetPageSize())
-	switch {
-	case size < 0 || size > maxPageSize:
-		v.Add("page_size", "must be between 0 and %d", maxPageSize)
-	case size == 0:
+	if size == 0 {
 		size = defaultPageSize
 	}
 	cursor, ok := decodePageToken(req.GetPageToken())
 	if !ok {
 		v.Add("page_token", "is not a token returned by ListNotifications")
-	}
-	if utf8.RuneCountInString(customer) > maxIDLength {
-		v.Add("customer_id", "must be at most %d characters", maxIDLength)
-	}
-	if utf8.RuneCountInString(req.GetOrderId()) > maxIDLength {
-		v.Add("order_id", "must be at most %d characters", maxIDLength)
 	}
 	if err := v.Err(); err != nil {
 		return nil, err

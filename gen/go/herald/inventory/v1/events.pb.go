@@ -7,6 +7,7 @@
 package inventoryv1
 
 import (
+	_ "buf.build/gen/go/bufbuild/protovalidate/protocolbuffers/go/buf/validate"
 	_ "github.com/herald-events/herald/gen/go/herald/options/v1"
 	protoreflect "google.golang.org/protobuf/reflect/protoreflect"
 	protoimpl "google.golang.org/protobuf/runtime/protoimpl"
@@ -327,24 +328,31 @@ var File_herald_inventory_v1_events_proto protoreflect.FileDescriptor
 
 const file_herald_inventory_v1_events_proto_rawDesc = "" +
 	"\n" +
-	" herald/inventory/v1/events.proto\x12\x13herald.inventory.v1\x1a\x1fherald/options/v1/options.proto\"\x8b\x01\n" +
-	"\x11InventoryDeducted\x12\x19\n" +
-	"\border_id\x18\x01 \x01(\tR\aorderId\x126\n" +
-	"\x05lines\x18\x02 \x03(\v2 .herald.inventory.v1.StockChangeR\x05lines:#\x8a\xb5\x18\x1f\n" +
-	"\x13herald.inventory.v1\x12\border_id\";\n" +
-	"\vStockChange\x12\x10\n" +
-	"\x03sku\x18\x01 \x01(\tR\x03sku\x12\x1a\n" +
-	"\bquantity\x18\x02 \x01(\x05R\bquantity\"\xed\x01\n" +
-	"\x18InventoryDeductionFailed\x12\x19\n" +
-	"\border_id\x18\x01 \x01(\tR\aorderId\x12C\n" +
-	"\x06reason\x18\x02 \x01(\x0e2+.herald.inventory.v1.DeductionFailureReasonR\x06reason\x12\x10\n" +
-	"\x03sku\x18\x03 \x01(\tR\x03sku\x12\x1c\n" +
-	"\trequested\x18\x04 \x01(\x05R\trequested\x12\x1c\n" +
-	"\tavailable\x18\x05 \x01(\x03R\tavailable:#\x8a\xb5\x18\x1f\n" +
-	"\x13herald.inventory.v1\x12\border_id\"\x8b\x01\n" +
-	"\x11InventoryReleased\x12\x19\n" +
-	"\border_id\x18\x01 \x01(\tR\aorderId\x126\n" +
-	"\x05lines\x18\x02 \x03(\v2 .herald.inventory.v1.StockChangeR\x05lines:#\x8a\xb5\x18\x1f\n" +
+	" herald/inventory/v1/events.proto\x12\x13herald.inventory.v1\x1a\x1bbuf/validate/validate.proto\x1a\x1fherald/options/v1/options.proto\"\xa3\x01\n" +
+	"\x11InventoryDeducted\x12%\n" +
+	"\border_id\x18\x01 \x01(\tB\n" +
+	"\xbaH\ar\x05\x10\x01\x18\x80\x01R\aorderId\x12B\n" +
+	"\x05lines\x18\x02 \x03(\v2 .herald.inventory.v1.StockChangeB\n" +
+	"\xbaH\a\x92\x01\x04\b\x01\x10dR\x05lines:#\x8a\xb5\x18\x1f\n" +
+	"\x13herald.inventory.v1\x12\border_id\"P\n" +
+	"\vStockChange\x12\x1c\n" +
+	"\x03sku\x18\x01 \x01(\tB\n" +
+	"\xbaH\ar\x05\x10\x01\x18\x80\x01R\x03sku\x12#\n" +
+	"\bquantity\x18\x02 \x01(\x05B\a\xbaH\x04\x1a\x02 \x00R\bquantity\"\xa1\x02\n" +
+	"\x18InventoryDeductionFailed\x12%\n" +
+	"\border_id\x18\x01 \x01(\tB\n" +
+	"\xbaH\ar\x05\x10\x01\x18\x80\x01R\aorderId\x12O\n" +
+	"\x06reason\x18\x02 \x01(\x0e2+.herald.inventory.v1.DeductionFailureReasonB\n" +
+	"\xbaH\a\x82\x01\x04\x10\x01 \x00R\x06reason\x12\x1a\n" +
+	"\x03sku\x18\x03 \x01(\tB\b\xbaH\x05r\x03\x18\x80\x01R\x03sku\x12%\n" +
+	"\trequested\x18\x04 \x01(\x05B\a\xbaH\x04\x1a\x02 \x00R\trequested\x12%\n" +
+	"\tavailable\x18\x05 \x01(\x03B\a\xbaH\x04\"\x02(\x00R\tavailable:#\x8a\xb5\x18\x1f\n" +
+	"\x13herald.inventory.v1\x12\border_id\"\xa3\x01\n" +
+	"\x11InventoryReleased\x12%\n" +
+	"\border_id\x18\x01 \x01(\tB\n" +
+	"\xbaH\ar\x05\x10\x01\x18\x80\x01R\aorderId\x12B\n" +
+	"\x05lines\x18\x02 \x03(\v2 .herald.inventory.v1.StockChangeB\n" +
+	"\xbaH\a\x92\x01\x04\b\x01\x10dR\x05lines:#\x8a\xb5\x18\x1f\n" +
 	"\x13herald.inventory.v1\x12\border_id*\x9d\x01\n" +
 	"\x16DeductionFailureReason\x12(\n" +
 	"$DEDUCTION_FAILURE_REASON_UNSPECIFIED\x10\x00\x12/\n" +

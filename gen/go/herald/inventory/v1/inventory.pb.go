@@ -7,6 +7,7 @@
 package inventoryv1
 
 import (
+	_ "buf.build/gen/go/bufbuild/protovalidate/protocolbuffers/go/buf/validate"
 	protoreflect "google.golang.org/protobuf/reflect/protoreflect"
 	protoimpl "google.golang.org/protobuf/runtime/protoimpl"
 	reflect "reflect"
@@ -236,15 +237,17 @@ var File_herald_inventory_v1_inventory_proto protoreflect.FileDescriptor
 
 const file_herald_inventory_v1_inventory_proto_rawDesc = "" +
 	"\n" +
-	"#herald/inventory/v1/inventory.proto\x12\x13herald.inventory.v1\"?\n" +
-	"\x0fSetStockRequest\x12\x10\n" +
-	"\x03sku\x18\x01 \x01(\tR\x03sku\x12\x1a\n" +
-	"\bquantity\x18\x02 \x01(\x03R\bquantity\"@\n" +
+	"#herald/inventory/v1/inventory.proto\x12\x13herald.inventory.v1\x1a\x1bbuf/validate/validate.proto\"T\n" +
+	"\x0fSetStockRequest\x12\x1c\n" +
+	"\x03sku\x18\x01 \x01(\tB\n" +
+	"\xbaH\ar\x05\x10\x01\x18\x80\x01R\x03sku\x12#\n" +
+	"\bquantity\x18\x02 \x01(\x03B\a\xbaH\x04\"\x02(\x00R\bquantity\"@\n" +
 	"\x10SetStockResponse\x12\x10\n" +
 	"\x03sku\x18\x01 \x01(\tR\x03sku\x12\x1a\n" +
-	"\bquantity\x18\x02 \x01(\x03R\bquantity\"#\n" +
-	"\x0fGetStockRequest\x12\x10\n" +
-	"\x03sku\x18\x01 \x01(\tR\x03sku\"@\n" +
+	"\bquantity\x18\x02 \x01(\x03R\bquantity\"/\n" +
+	"\x0fGetStockRequest\x12\x1c\n" +
+	"\x03sku\x18\x01 \x01(\tB\n" +
+	"\xbaH\ar\x05\x10\x01\x18\x80\x01R\x03sku\"@\n" +
 	"\x10GetStockResponse\x12\x10\n" +
 	"\x03sku\x18\x01 \x01(\tR\x03sku\x12\x1a\n" +
 	"\bquantity\x18\x02 \x01(\x03R\bquantity2\xc4\x01\n" +

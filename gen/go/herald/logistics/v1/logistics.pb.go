@@ -7,6 +7,7 @@
 package logisticsv1
 
 import (
+	_ "buf.build/gen/go/bufbuild/protovalidate/protocolbuffers/go/buf/validate"
 	protoreflect "google.golang.org/protobuf/reflect/protoreflect"
 	protoimpl "google.golang.org/protobuf/runtime/protoimpl"
 	reflect "reflect"
@@ -245,12 +246,13 @@ var File_herald_logistics_v1_logistics_proto protoreflect.FileDescriptor
 
 const file_herald_logistics_v1_logistics_proto_rawDesc = "" +
 	"\n" +
-	"#herald/logistics/v1/logistics.proto\x12\x13herald.logistics.v1\"<\n" +
+	"#herald/logistics/v1/logistics.proto\x12\x13herald.logistics.v1\x1a\x1bbuf/validate/validate.proto\"<\n" +
 	"\fShipmentLine\x12\x10\n" +
 	"\x03sku\x18\x01 \x01(\tR\x03sku\x12\x1a\n" +
-	"\bquantity\x18\x02 \x01(\x05R\bquantity\"/\n" +
-	"\x12GetShipmentRequest\x12\x19\n" +
-	"\border_id\x18\x01 \x01(\tR\aorderId\"\xa6\x01\n" +
+	"\bquantity\x18\x02 \x01(\x05R\bquantity\";\n" +
+	"\x12GetShipmentRequest\x12%\n" +
+	"\border_id\x18\x01 \x01(\tB\n" +
+	"\xbaH\ar\x05\x10\x01\x18\x80\x01R\aorderId\"\xa6\x01\n" +
 	"\x13GetShipmentResponse\x12\x19\n" +
 	"\border_id\x18\x01 \x01(\tR\aorderId\x12;\n" +
 	"\x06status\x18\x02 \x01(\x0e2#.herald.logistics.v1.ShipmentStatusR\x06status\x127\n" +

@@ -7,6 +7,7 @@
 package moneyv1
 
 import (
+	_ "buf.build/gen/go/bufbuild/protovalidate/protocolbuffers/go/buf/validate"
 	protoreflect "google.golang.org/protobuf/reflect/protoreflect"
 	protoimpl "google.golang.org/protobuf/runtime/protoimpl"
 	reflect "reflect"
@@ -90,11 +91,14 @@ var File_herald_money_v1_money_proto protoreflect.FileDescriptor
 
 const file_herald_money_v1_money_proto_rawDesc = "" +
 	"\n" +
-	"\x1bherald/money/v1/money.proto\x12\x0fherald.money.v1\"X\n" +
-	"\x05Money\x12#\n" +
-	"\rcurrency_code\x18\x01 \x01(\tR\fcurrencyCode\x12\x14\n" +
-	"\x05units\x18\x02 \x01(\x03R\x05units\x12\x14\n" +
-	"\x05nanos\x18\x03 \x01(\x05R\x05nanosB\xbf\x01\n" +
+	"\x1bherald/money/v1/money.proto\x12\x0fherald.money.v1\x1a\x1bbuf/validate/validate.proto\"\x95\x02\n" +
+	"\x05Money\x126\n" +
+	"\rcurrency_code\x18\x01 \x01(\tB\x11\xbaH\x0er\f2\n" +
+	"^[A-Z]{3}$R\fcurrencyCode\x12\x14\n" +
+	"\x05units\x18\x02 \x01(\x03R\x05units\x12,\n" +
+	"\x05nanos\x18\x03 \x01(\x05B\x16\xbaH\x13\x1a\x11\x18\xff\x93\xeb\xdc\x03(\x81씣\xfc\xff\xff\xff\xff\x01R\x05nanos:\x8f\x01\xbaH\x8b\x01\x1a\x88\x01\n" +
+	"\n" +
+	"money.sign\x12,units and nanos must not have opposite signs\x1aL(this.units >= 0 && this.nanos >= 0) || (this.units <= 0 && this.nanos <= 0)B\xbf\x01\n" +
 	"\x13com.herald.money.v1B\n" +
 	"MoneyProtoP\x01Z>github.com/herald-events/herald/gen/go/herald/money/v1;moneyv1\xa2\x02\x03HMX\xaa\x02\x0fHerald.Money.V1\xca\x02\x0fHerald\\Money\\V1\xe2\x02\x1bHerald\\Money\\V1\\GPBMetadata\xea\x02\x11Herald::Money::V1b\x06proto3"
 

@@ -7,6 +7,7 @@
 package notificationv1
 
 import (
+	_ "buf.build/gen/go/bufbuild/protovalidate/protocolbuffers/go/buf/validate"
 	protoreflect "google.golang.org/protobuf/reflect/protoreflect"
 	protoimpl "google.golang.org/protobuf/runtime/protoimpl"
 	timestamppb "google.golang.org/protobuf/types/known/timestamppb"
@@ -398,7 +399,7 @@ var File_herald_notification_v1_notification_proto protoreflect.FileDescriptor
 
 const file_herald_notification_v1_notification_proto_rawDesc = "" +
 	"\n" +
-	")herald/notification/v1/notification.proto\x12\x16herald.notification.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xde\x03\n" +
+	")herald/notification/v1/notification.proto\x12\x16herald.notification.v1\x1a\x1bbuf/validate/validate.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xde\x03\n" +
 	"\fNotification\x12'\n" +
 	"\x0fnotification_id\x18\x01 \x01(\tR\x0enotificationId\x12\x19\n" +
 	"\border_id\x18\x02 \x01(\tR\aorderId\x12\x1f\n" +
@@ -413,14 +414,15 @@ const file_herald_notification_v1_notification_proto_rawDesc = "" +
 	"\n" +
 	"last_error\x18\t \x01(\tR\tlastError\x12=\n" +
 	"\fdeliver_time\x18\n" +
-	" \x01(\v2\x1a.google.protobuf.TimestampR\vdeliverTime\"\x92\x01\n" +
-	"\x18ListNotificationsRequest\x12\x1f\n" +
-	"\vcustomer_id\x18\x01 \x01(\tR\n" +
-	"customerId\x12\x19\n" +
-	"\border_id\x18\x02 \x01(\tR\aorderId\x12\x1b\n" +
-	"\tpage_size\x18\x03 \x01(\x05R\bpageSize\x12\x1d\n" +
+	" \x01(\v2\x1a.google.protobuf.TimestampR\vdeliverTime\"\xbc\x01\n" +
+	"\x18ListNotificationsRequest\x12)\n" +
+	"\vcustomer_id\x18\x01 \x01(\tB\b\xbaH\x05r\x03\x18\x80\x01R\n" +
+	"customerId\x12#\n" +
+	"\border_id\x18\x02 \x01(\tB\b\xbaH\x05r\x03\x18\x80\x01R\aorderId\x12'\n" +
+	"\tpage_size\x18\x03 \x01(\x05B\n" +
+	"\xbaH\a\x1a\x05\x18\xf4\x03(\x00R\bpageSize\x12'\n" +
 	"\n" +
-	"page_token\x18\x04 \x01(\tR\tpageToken\"\x8f\x01\n" +
+	"page_token\x18\x04 \x01(\tB\b\xbaH\x05r\x03\x18\x80\x02R\tpageToken\"\x8f\x01\n" +
 	"\x19ListNotificationsResponse\x12J\n" +
 	"\rnotifications\x18\x01 \x03(\v2$.herald.notification.v1.NotificationR\rnotifications\x12&\n" +
 	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken*\x97\x01\n" +

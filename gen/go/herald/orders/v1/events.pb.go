@@ -7,6 +7,7 @@
 package ordersv1
 
 import (
+	_ "buf.build/gen/go/bufbuild/protovalidate/protocolbuffers/go/buf/validate"
 	v1 "github.com/herald-events/herald/gen/go/herald/money/v1"
 	_ "github.com/herald-events/herald/gen/go/herald/options/v1"
 	protoreflect "google.golang.org/protobuf/reflect/protoreflect"
@@ -427,38 +428,54 @@ var File_herald_orders_v1_events_proto protoreflect.FileDescriptor
 
 const file_herald_orders_v1_events_proto_rawDesc = "" +
 	"\n" +
-	"\x1dherald/orders/v1/events.proto\x12\x10herald.orders.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1bherald/money/v1/money.proto\x1a\x1fherald/options/v1/options.proto\"\x8a\x02\n" +
-	"\fOrderCreated\x12\x19\n" +
-	"\border_id\x18\x01 \x01(\tR\aorderId\x12\x1f\n" +
-	"\vcustomer_id\x18\x02 \x01(\tR\n" +
-	"customerId\x121\n" +
-	"\x05lines\x18\x03 \x03(\v2\x1b.herald.orders.v1.OrderLineR\x05lines\x12,\n" +
-	"\x05total\x18\x04 \x01(\v2\x16.herald.money.v1.MoneyR\x05total\x12;\n" +
-	"\vcreate_time\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
-	"createTime: \x8a\xb5\x18\x1c\n" +
-	"\x10herald.orders.v1\x12\border_id\"p\n" +
-	"\tOrderLine\x12\x10\n" +
-	"\x03sku\x18\x01 \x01(\tR\x03sku\x12\x1a\n" +
-	"\bquantity\x18\x02 \x01(\x05R\bquantity\x125\n" +
+	"\x1dherald/orders/v1/events.proto\x12\x10herald.orders.v1\x1a\x1bbuf/validate/validate.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1bherald/money/v1/money.proto\x1a\x1fherald/options/v1/options.proto\"\xb7\x04\n" +
+	"\fOrderCreated\x12%\n" +
+	"\border_id\x18\x01 \x01(\tB\n" +
+	"\xbaH\ar\x05\x10\x01\x18\x80\x01R\aorderId\x12+\n" +
+	"\vcustomer_id\x18\x02 \x01(\tB\n" +
+	"\xbaH\ar\x05\x10\x01\x18\x80\x01R\n" +
+	"customerId\x12=\n" +
+	"\x05lines\x18\x03 \x03(\v2\x1b.herald.orders.v1.OrderLineB\n" +
+	"\xbaH\a\x92\x01\x04\b\x01\x10dR\x05lines\x12\x85\x01\n" +
+	"\x05total\x18\x04 \x01(\v2\x16.herald.money.v1.MoneyBW\xbaHT\xba\x01N\n" +
+	"\x12total.non_negative\x12\x14must not be negative\x1a\"this.units >= 0 && this.nanos >= 0\xc8\x01\x01R\x05total\x12C\n" +
+	"\vcreate_time\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampB\x06\xbaH\x03\xc8\x01\x01R\n" +
+	"createTime:\xc6\x01\xbaH\xa2\x01\x1a\x9f\x01\n" +
+	"\x1aorder_created.one_currency\x126every line must be priced in the currency of the total\x1aIthis.lines.all(l, l.unit_price.currency_code == this.total.currency_code)\x8a\xb5\x18\x1c\n" +
+	"\x10herald.orders.v1\x12\border_id\"\x97\x02\n" +
+	"\tOrderLine\x12\x1c\n" +
+	"\x03sku\x18\x01 \x01(\tB\n" +
+	"\xbaH\ar\x05\x10\x01\x18\x80\x01R\x03sku\x12&\n" +
+	"\bquantity\x18\x02 \x01(\x05B\n" +
+	"\xbaH\a\x1a\x05\x18\x90N \x00R\bquantity\x12\xc3\x01\n" +
 	"\n" +
-	"unit_price\x18\x03 \x01(\v2\x16.herald.money.v1.MoneyR\tunitPrice\"\x9c\x01\n" +
-	"\x0eOrderConfirmed\x12\x19\n" +
-	"\border_id\x18\x01 \x01(\tR\aorderId\x12\x1f\n" +
-	"\vcustomer_id\x18\x02 \x01(\tR\n" +
-	"customerId\x12,\n" +
-	"\x05total\x18\x03 \x01(\v2\x16.herald.money.v1.MoneyR\x05total: \x8a\xb5\x18\x1c\n" +
-	"\x10herald.orders.v1\x12\border_id\"\x85\x01\n" +
-	"\rOrderRejected\x12\x19\n" +
-	"\border_id\x18\x01 \x01(\tR\aorderId\x12\x1f\n" +
-	"\vcustomer_id\x18\x02 \x01(\tR\n" +
-	"customerId\x12\x16\n" +
-	"\x06reason\x18\x03 \x01(\tR\x06reason: \x8a\xb5\x18\x1c\n" +
-	"\x10herald.orders.v1\x12\border_id\"\xb6\x01\n" +
-	"\x0eOrderCancelled\x12\x19\n" +
-	"\border_id\x18\x01 \x01(\tR\aorderId\x12\x1f\n" +
-	"\vcustomer_id\x18\x02 \x01(\tR\n" +
-	"customerId\x12F\n" +
-	"\x0fprevious_status\x18\x03 \x01(\x0e2\x1d.herald.orders.v1.OrderStatusR\x0epreviousStatus: \x8a\xb5\x18\x1c\n" +
+	"unit_price\x18\x03 \x01(\v2\x16.herald.money.v1.MoneyB\x8b\x01\xbaH\x87\x01\xba\x01\x80\x01\n" +
+	"\x10unit_price.range\x12,must be between 0 and 1000000000 whole units\x1a>this.units >= 0 && this.units <= 1000000000 && this.nanos >= 0\xc8\x01\x01R\tunitPrice\"\x8e\x02\n" +
+	"\x0eOrderConfirmed\x12%\n" +
+	"\border_id\x18\x01 \x01(\tB\n" +
+	"\xbaH\ar\x05\x10\x01\x18\x80\x01R\aorderId\x12+\n" +
+	"\vcustomer_id\x18\x02 \x01(\tB\n" +
+	"\xbaH\ar\x05\x10\x01\x18\x80\x01R\n" +
+	"customerId\x12\x85\x01\n" +
+	"\x05total\x18\x03 \x01(\v2\x16.herald.money.v1.MoneyBW\xbaHT\xba\x01N\n" +
+	"\x12total.non_negative\x12\x14must not be negative\x1a\"this.units >= 0 && this.nanos >= 0\xc8\x01\x01R\x05total: \x8a\xb5\x18\x1c\n" +
+	"\x10herald.orders.v1\x12\border_id\"\xa7\x01\n" +
+	"\rOrderRejected\x12%\n" +
+	"\border_id\x18\x01 \x01(\tB\n" +
+	"\xbaH\ar\x05\x10\x01\x18\x80\x01R\aorderId\x12+\n" +
+	"\vcustomer_id\x18\x02 \x01(\tB\n" +
+	"\xbaH\ar\x05\x10\x01\x18\x80\x01R\n" +
+	"customerId\x12 \n" +
+	"\x06reason\x18\x03 \x01(\tB\b\xbaH\x05r\x03\x18\x80\bR\x06reason: \x8a\xb5\x18\x1c\n" +
+	"\x10herald.orders.v1\x12\border_id\"\xda\x01\n" +
+	"\x0eOrderCancelled\x12%\n" +
+	"\border_id\x18\x01 \x01(\tB\n" +
+	"\xbaH\ar\x05\x10\x01\x18\x80\x01R\aorderId\x12+\n" +
+	"\vcustomer_id\x18\x02 \x01(\tB\n" +
+	"\xbaH\ar\x05\x10\x01\x18\x80\x01R\n" +
+	"customerId\x12R\n" +
+	"\x0fprevious_status\x18\x03 \x01(\x0e2\x1d.herald.orders.v1.OrderStatusB\n" +
+	"\xbaH\a\x82\x01\x04\x10\x01 \x00R\x0epreviousStatus: \x8a\xb5\x18\x1c\n" +
 	"\x10herald.orders.v1\x12\border_id*\x98\x01\n" +
 	"\vOrderStatus\x12\x1c\n" +
 	"\x18ORDER_STATUS_UNSPECIFIED\x10\x00\x12\x18\n" +

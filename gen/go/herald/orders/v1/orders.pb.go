@@ -7,6 +7,7 @@
 package ordersv1
 
 import (
+	_ "buf.build/gen/go/bufbuild/protovalidate/protocolbuffers/go/buf/validate"
 	v1 "github.com/herald-events/herald/gen/go/herald/money/v1"
 	protoreflect "google.golang.org/protobuf/reflect/protoreflect"
 	protoimpl "google.golang.org/protobuf/runtime/protoimpl"
@@ -623,12 +624,15 @@ var File_herald_orders_v1_orders_proto protoreflect.FileDescriptor
 
 const file_herald_orders_v1_orders_proto_rawDesc = "" +
 	"\n" +
-	"\x1dherald/orders/v1/orders.proto\x12\x10herald.orders.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1bherald/money/v1/money.proto\x1a\x1dherald/orders/v1/events.proto\"o\n" +
-	"\bLineItem\x12\x10\n" +
-	"\x03sku\x18\x01 \x01(\tR\x03sku\x12\x1a\n" +
-	"\bquantity\x18\x02 \x01(\x05R\bquantity\x125\n" +
+	"\x1dherald/orders/v1/orders.proto\x12\x10herald.orders.v1\x1a\x1bbuf/validate/validate.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1bherald/money/v1/money.proto\x1a\x1dherald/orders/v1/events.proto\"\x96\x02\n" +
+	"\bLineItem\x12\x1c\n" +
+	"\x03sku\x18\x01 \x01(\tB\n" +
+	"\xbaH\ar\x05\x10\x01\x18\x80\x01R\x03sku\x12&\n" +
+	"\bquantity\x18\x02 \x01(\x05B\n" +
+	"\xbaH\a\x1a\x05\x18\x90N \x00R\bquantity\x12\xc3\x01\n" +
 	"\n" +
-	"unit_price\x18\x03 \x01(\v2\x16.herald.money.v1.MoneyR\tunitPrice\"\x9e\x03\n" +
+	"unit_price\x18\x03 \x01(\v2\x16.herald.money.v1.MoneyB\x8b\x01\xbaH\x87\x01\xba\x01\x80\x01\n" +
+	"\x10unit_price.range\x12,must be between 0 and 1000000000 whole units\x1a>this.units >= 0 && this.units <= 1000000000 && this.nanos >= 0\xc8\x01\x01R\tunitPrice\"\x9e\x03\n" +
 	"\x05Order\x12\x19\n" +
 	"\border_id\x18\x01 \x01(\tR\aorderId\x12\x1f\n" +
 	"\vcustomer_id\x18\x02 \x01(\tR\n" +
@@ -642,30 +646,34 @@ const file_herald_orders_v1_orders_proto_rawDesc = "" +
 	"\vcreate_time\x18\b \x01(\v2\x1a.google.protobuf.TimestampR\n" +
 	"createTime\x12;\n" +
 	"\vupdate_time\x18\t \x01(\v2\x1a.google.protobuf.TimestampR\n" +
-	"updateTime\"\x86\x01\n" +
-	"\x12CreateOrderRequest\x12\x1d\n" +
+	"updateTime\"\xa6\x01\n" +
+	"\x12CreateOrderRequest\x12'\n" +
 	"\n" +
-	"request_id\x18\x01 \x01(\tR\trequestId\x12\x1f\n" +
-	"\vcustomer_id\x18\x02 \x01(\tR\n" +
-	"customerId\x120\n" +
-	"\x05items\x18\x03 \x03(\v2\x1a.herald.orders.v1.LineItemR\x05items\"D\n" +
+	"request_id\x18\x01 \x01(\tB\b\xbaH\x05r\x03\x18\x80\x01R\trequestId\x12)\n" +
+	"\vcustomer_id\x18\x02 \x01(\tB\b\xbaH\x05r\x03\x18\x80\x01R\n" +
+	"customerId\x12<\n" +
+	"\x05items\x18\x03 \x03(\v2\x1a.herald.orders.v1.LineItemB\n" +
+	"\xbaH\a\x92\x01\x04\b\x01\x10dR\x05items\"D\n" +
 	"\x13CreateOrderResponse\x12-\n" +
-	"\x05order\x18\x01 \x01(\v2\x17.herald.orders.v1.OrderR\x05order\",\n" +
-	"\x0fGetOrderRequest\x12\x19\n" +
-	"\border_id\x18\x01 \x01(\tR\aorderId\"A\n" +
+	"\x05order\x18\x01 \x01(\v2\x17.herald.orders.v1.OrderR\x05order\"8\n" +
+	"\x0fGetOrderRequest\x12%\n" +
+	"\border_id\x18\x01 \x01(\tB\n" +
+	"\xbaH\ar\x05\x10\x01\x18\x80\x01R\aorderId\"A\n" +
 	"\x10GetOrderResponse\x12-\n" +
-	"\x05order\x18\x01 \x01(\v2\x17.herald.orders.v1.OrderR\x05order\"p\n" +
-	"\x11ListOrdersRequest\x12\x1b\n" +
-	"\tpage_size\x18\x01 \x01(\x05R\bpageSize\x12\x1d\n" +
+	"\x05order\x18\x01 \x01(\v2\x17.herald.orders.v1.OrderR\x05order\"\x90\x01\n" +
+	"\x11ListOrdersRequest\x12'\n" +
+	"\tpage_size\x18\x01 \x01(\x05B\n" +
+	"\xbaH\a\x1a\x05\x18\xf4\x03(\x00R\bpageSize\x12'\n" +
 	"\n" +
-	"page_token\x18\x02 \x01(\tR\tpageToken\x12\x1f\n" +
-	"\vcustomer_id\x18\x03 \x01(\tR\n" +
+	"page_token\x18\x02 \x01(\tB\b\xbaH\x05r\x03\x18\x80\x02R\tpageToken\x12)\n" +
+	"\vcustomer_id\x18\x03 \x01(\tB\b\xbaH\x05r\x03\x18\x80\x01R\n" +
 	"customerId\"m\n" +
 	"\x12ListOrdersResponse\x12/\n" +
 	"\x06orders\x18\x01 \x03(\v2\x17.herald.orders.v1.OrderR\x06orders\x12&\n" +
-	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"/\n" +
-	"\x12CancelOrderRequest\x12\x19\n" +
-	"\border_id\x18\x01 \x01(\tR\aorderId\"D\n" +
+	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\";\n" +
+	"\x12CancelOrderRequest\x12%\n" +
+	"\border_id\x18\x01 \x01(\tB\n" +
+	"\xbaH\ar\x05\x10\x01\x18\x80\x01R\aorderId\"D\n" +
 	"\x13CancelOrderResponse\x12-\n" +
 	"\x05order\x18\x01 \x01(\v2\x17.herald.orders.v1.OrderR\x05order2\xf2\x02\n" +
 	"\fOrderService\x12Z\n" +

@@ -7,6 +7,7 @@
 package riskv1
 
 import (
+	_ "buf.build/gen/go/bufbuild/protovalidate/protocolbuffers/go/buf/validate"
 	_ "github.com/herald-events/herald/gen/go/herald/options/v1"
 	protoreflect "google.golang.org/protobuf/reflect/protoreflect"
 	protoimpl "google.golang.org/protobuf/runtime/protoimpl"
@@ -168,14 +169,17 @@ var File_herald_risk_v1_events_proto protoreflect.FileDescriptor
 
 const file_herald_risk_v1_events_proto_rawDesc = "" +
 	"\n" +
-	"\x1bherald/risk/v1/events.proto\x12\x0eherald.risk.v1\x1a\x1fherald/options/v1/options.proto\"\xcb\x01\n" +
-	"\fRiskAssessed\x12\x19\n" +
-	"\border_id\x18\x01 \x01(\tR\aorderId\x12\x1f\n" +
-	"\vcustomer_id\x18\x02 \x01(\tR\n" +
-	"customerId\x12\x14\n" +
-	"\x05score\x18\x03 \x01(\x05R\x05score\x12/\n" +
-	"\x05level\x18\x04 \x01(\x0e2\x19.herald.risk.v1.RiskLevelR\x05level\x12\x18\n" +
-	"\areasons\x18\x05 \x03(\tR\areasons:\x1e\x8a\xb5\x18\x1a\n" +
+	"\x1bherald/risk/v1/events.proto\x12\x0eherald.risk.v1\x1a\x1bbuf/validate/validate.proto\x1a\x1fherald/options/v1/options.proto\"\x8d\x02\n" +
+	"\fRiskAssessed\x12%\n" +
+	"\border_id\x18\x01 \x01(\tB\n" +
+	"\xbaH\ar\x05\x10\x01\x18\x80\x01R\aorderId\x12+\n" +
+	"\vcustomer_id\x18\x02 \x01(\tB\n" +
+	"\xbaH\ar\x05\x10\x01\x18\x80\x01R\n" +
+	"customerId\x12\x1f\n" +
+	"\x05score\x18\x03 \x01(\x05B\t\xbaH\x06\x1a\x04\x18d(\x00R\x05score\x12;\n" +
+	"\x05level\x18\x04 \x01(\x0e2\x19.herald.risk.v1.RiskLevelB\n" +
+	"\xbaH\a\x82\x01\x04\x10\x01 \x00R\x05level\x12+\n" +
+	"\areasons\x18\x05 \x03(\tB\x11\xbaH\x0e\x92\x01\v\x10 \"\ar\x05\x10\x01\x18\x80\x02R\areasons:\x1e\x8a\xb5\x18\x1a\n" +
 	"\x0eherald.risk.v1\x12\border_id*g\n" +
 	"\tRiskLevel\x12\x1a\n" +
 	"\x16RISK_LEVEL_UNSPECIFIED\x10\x00\x12\x12\n" +
