@@ -4,9 +4,6 @@ package ports
 
 import (
 	"context"
-	"encoding/base64"
-	"strconv"
-	"strings"
 
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
@@ -16,6 +13,7 @@ import (
 	"github.com/herald-events/herald/platform/apperr"
 	"github.com/herald-events/herald/platform/auth"
 	"github.com/herald-events/herald/platform/consumer"
+	"github.com/herald-events/herald/platform/grpcx"
 	"github.com/herald-events/herald/platform/module"
 	"github.com/herald-events/herald/services/notification/app"
 	"github.com/herald-events/herald/services/notification/domain"
@@ -34,7 +32,6 @@ func NewGRPC(a *app.App) *GRPC { return &GRPC{app: a} }
 // request).
 const (
 	defaultPageSize = 50
-	pageTokenPrefix = "seq:"
 )
 
 // ListNotifications returns a page of notifications; an authenticated
@@ -51,7 +48,7 @@ func (g *GRPC) ListNotifications(ctx context.Context, req *notificationv1.ListNo
 	if size == 0 {
 		size = defaultPageSize
 	}
-	cursor, ok := decodePageToken(req.GetPageToken())
+	cursor, ok := grpcx.ParsePageToken(req.GetPageToken())
 	if !ok {
 		v.Add("page_token", "is not a token returned by ListNotifications")
 	}
@@ -67,21 +64,9 @@ func (g *GRPC) ListNotifications(ctx context.Context, req *notificationv1.ListNo
 		resp.Notifications = append(resp.Notifications, toNotification(n))
 	}
 	if len(ns) == size {
-		resp.NextPageToken = base64.RawURLEncoding.EncodeToString([]byte(pageTokenPrefix + strconv.FormatInt(last, 10)))
+		resp.NextPageToken = grpcx.PageToken(last)
 	}
 	return resp, nil
-}
-
-func decodePageToken(tok string) (int64, bool) {
-	if tok == "" {
-		return 0, true
-	}
-	b, err := base64.RawURLEncoding.DecodeString(tok)
-	if err != nil || !strings.HasPrefix(string(b), pageTokenPrefix) {
-		return 0, false
-	}
-	n, err := strconv.ParseInt(strings.TrimPrefix(string(b), pageTokenPrefix), 10, 64)
-	return n, err == nil && n > 0
 }
 
 func toNotification(n *domain.Notification) *notificationv1.Notification {

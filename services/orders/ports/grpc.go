@@ -5,9 +5,6 @@ package ports
 
 import (
 	"context"
-	"encoding/base64"
-	"strconv"
-	"strings"
 
 	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/proto"
@@ -17,6 +14,7 @@ import (
 	ordersv1 "github.com/herald-events/herald/gen/go/herald/orders/v1"
 	"github.com/herald-events/herald/platform/apperr"
 	"github.com/herald-events/herald/platform/auth"
+	"github.com/herald-events/herald/platform/grpcx"
 	"github.com/herald-events/herald/services/orders/app"
 	"github.com/herald-events/herald/services/orders/domain"
 )
@@ -65,7 +63,6 @@ func (g *GRPC) GetOrder(ctx context.Context, req *ordersv1.GetOrderRequest) (*or
 const (
 	defaultPageSize = 50
 	maxPageBytes    = 1 << 20
-	pageTokenPrefix = "seq:"
 )
 
 // ListOrders returns a page of orders.
@@ -81,7 +78,7 @@ func (g *GRPC) ListOrders(ctx context.Context, req *ordersv1.ListOrdersRequest) 
 	if size == 0 {
 		size = defaultPageSize
 	}
-	cursor, ok := decodePageToken(req.GetPageToken())
+	cursor, ok := grpcx.ParsePageToken(req.GetPageToken())
 	if !ok {
 		v.Add("page_token", "is not a token returned by ListOrders")
 	}
@@ -98,32 +95,16 @@ func (g *GRPC) ListOrders(ctx context.Context, req *ordersv1.ListOrdersRequest) 
 		po := toOrder(o)
 		n := protowire.SizeTag(1) + protowire.SizeBytes(proto.Size(po))
 		if i > 0 && used+n > maxPageBytes {
-			resp.NextPageToken = pageToken(cursors[i-1])
+			resp.NextPageToken = grpcx.PageToken(cursors[i-1])
 			return resp, nil
 		}
 		used += n
 		resp.Orders = append(resp.Orders, po)
 	}
 	if len(orders) == size {
-		resp.NextPageToken = pageToken(cursors[len(cursors)-1])
+		resp.NextPageToken = grpcx.PageToken(cursors[len(cursors)-1])
 	}
 	return resp, nil
-}
-
-func pageToken(cursor int64) string {
-	return base64.RawURLEncoding.EncodeToString([]byte(pageTokenPrefix + strconv.FormatInt(cursor, 10)))
-}
-
-func decodePageToken(tok string) (int64, bool) {
-	if tok == "" {
-		return 0, true
-	}
-	b, err := base64.RawURLEncoding.DecodeString(tok)
-	if err != nil || !strings.HasPrefix(string(b), pageTokenPrefix) {
-		return 0, false
-	}
-	n, err := strconv.ParseInt(strings.TrimPrefix(string(b), pageTokenPrefix), 10, 64)
-	return n, err == nil && n > 0
 }
 
 // CancelOrder cancels an order.

@@ -4,9 +4,6 @@ package ports
 
 import (
 	"context"
-	"encoding/base64"
-	"strconv"
-	"strings"
 
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
@@ -16,6 +13,7 @@ import (
 	"github.com/herald-events/herald/platform/apperr"
 	"github.com/herald-events/herald/platform/auth"
 	"github.com/herald-events/herald/platform/consumer"
+	"github.com/herald-events/herald/platform/grpcx"
 	"github.com/herald-events/herald/platform/module"
 	"github.com/herald-events/herald/services/points/app"
 	"github.com/herald-events/herald/services/points/domain"
@@ -35,7 +33,6 @@ func NewGRPC(a *app.App) *GRPC { return &GRPC{app: a} }
 // bytes.
 const (
 	defaultPageSize = 100
-	pageTokenPrefix = "seq:"
 )
 
 // GetBalance returns a customer's balance and a page of their ledger; an
@@ -53,7 +50,7 @@ func (g *GRPC) GetBalance(ctx context.Context, req *pointsv1.GetBalanceRequest) 
 	if size == 0 {
 		size = defaultPageSize
 	}
-	after, ok := decodePageToken(req.GetPageToken())
+	after, ok := grpcx.ParsePageToken(req.GetPageToken())
 	if !ok {
 		v.Add("page_token", "is not a token returned by GetBalance")
 	}
@@ -71,21 +68,9 @@ func (g *GRPC) GetBalance(ctx context.Context, req *pointsv1.GetBalanceRequest) 
 		})
 	}
 	if page.Next != 0 {
-		resp.NextPageToken = base64.RawURLEncoding.EncodeToString([]byte(pageTokenPrefix + strconv.FormatInt(page.Next, 10)))
+		resp.NextPageToken = grpcx.PageToken(page.Next)
 	}
 	return resp, nil
-}
-
-func decodePageToken(tok string) (int64, bool) {
-	if tok == "" {
-		return 0, true
-	}
-	b, err := base64.RawURLEncoding.DecodeString(tok)
-	if err != nil || !strings.HasPrefix(string(b), pageTokenPrefix) {
-		return 0, false
-	}
-	n, err := strconv.ParseInt(strings.TrimPrefix(string(b), pageTokenPrefix), 10, 64)
-	return n, err == nil && n > 0
 }
 
 // Events handles the orders events. The platform runs each call in the
