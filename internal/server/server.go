@@ -524,22 +524,12 @@ func moduleEvents(ms []module.Module) ([]protoreflect.MessageDescriptor, error) 
 
 func (p *Process) run() {
 	p.runCtx, p.stop = context.WithCancel(context.Background())
+	sub, err := p.bus.subscriber()
 	g, gctx := errgroup.WithContext(p.runCtx)
-	// Modules that publish through the delivery need bus transactions;
-	// the others consume with plain offset commits (see
-	// kafkaTransport.subscriber).
-	subs := map[bool]bus.Subscriber{}
+	if err != nil {
+		g.Go(func() error { return err })
+	}
 	for _, s := range p.services {
-		tx := s.BusTransactions()
-		sub, ok := subs[tx]
-		if !ok {
-			var err error
-			if sub, err = p.bus.subscriber(tx); err != nil {
-				g.Go(func() error { return err })
-				break
-			}
-			subs[tx] = sub
-		}
 		g.Go(func() error {
 			if err := s.Run(gctx, sub); err != nil {
 				return fmt.Errorf("%s: %w", s.Name(), err)

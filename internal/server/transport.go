@@ -25,11 +25,8 @@ type transport interface {
 	relayPublisher(n names.Service) (bus.Publisher, error)
 	// publisher is a plain publisher (dead letters outside a delivery).
 	publisher() (bus.Publisher, error)
-	// subscriber consumes for the services of the process; transactional
-	// asks for bus transactions (offsets, dead letters and the events a
-	// handler publishes through the delivery commit together) where the
-	// bus has them.
-	subscriber(transactional bool) (bus.Subscriber, error)
+	// subscriber consumes for every service of the process.
+	subscriber() (bus.Subscriber, error)
 	// String names the bus and its address for logs and errors.
 	String() string
 }
@@ -66,18 +63,14 @@ func (k *kafkaTransport) publisher() (bus.Publisher, error) {
 	return kafkabus.NewPublisher(k.opts...)
 }
 
-// subscriber consumes in Kafka transactions when transactional: offsets,
-// dead letters and the events a handler publishes commit together (each
-// session's transactional id is "herald-consumer-<group>-<instance>-<random>",
-// namespaced). Otherwise it commits a poll's offsets once every unit of the
-// poll is done: a module with a database gets its exactly-once effects
-// from its inbox, and dead letters are then published at least once.
-func (k *kafkaTransport) subscriber(transactional bool) (bus.Subscriber, error) {
+// subscriber consumes in Kafka transactions: offsets and dead letters
+// commit together. Each group's transactional id is
+// "herald-consumer-<group>-<instance>" (namespaced), stable per instance for
+// the same reason as the relay's.
+func (k *kafkaTransport) subscriber() (bus.Subscriber, error) {
 	opts := append(slices.Clip(k.opts), kafkabus.Metrics(k.p.metrics), kafkabus.ShutdownGrace(k.cfg.ShutdownGrace),
+		kafkabus.GroupTransactions(names.ConsumerTransactionPrefix(k.cfg.Namespace)),
 		kafkabus.InstanceID(k.cfg.InstanceID))
-	if transactional {
-		opts = append(opts, kafkabus.GroupTransactions(names.ConsumerTransactionPrefix(k.cfg.Namespace)))
-	}
 	return kafkabus.NewSubscriber(opts...)
 }
 
@@ -112,7 +105,7 @@ func (n *natsTransport) publisher() (bus.Publisher, error) {
 	return natsbus.NewPublisher(append(n.opts, natsbus.ClientName(names.DeadLetterClient))...)
 }
 
-func (n *natsTransport) subscriber(bool) (bus.Subscriber, error) {
+func (n *natsTransport) subscriber() (bus.Subscriber, error) {
 	return natsbus.NewSubscriber(append(n.opts, natsbus.Metrics(n.p.metrics), natsbus.ShutdownGrace(n.cfg.ShutdownGrace))...)
 }
 
@@ -157,6 +150,6 @@ func (r *rabbitTransport) publisher() (bus.Publisher, error) {
 	return rabbitbus.NewPublisher(append(r.opts, rabbitbus.ClientName(names.DeadLetterClient))...)
 }
 
-func (r *rabbitTransport) subscriber(bool) (bus.Subscriber, error) {
+func (r *rabbitTransport) subscriber() (bus.Subscriber, error) {
 	return rabbitbus.NewSubscriber(append(r.opts, rabbitbus.Metrics(r.p.metrics), rabbitbus.ShutdownGrace(r.cfg.ShutdownGrace))...)
 }

@@ -219,11 +219,6 @@ func (in *Instance) Names() names.Service { return in.names }
 // GRPC are the gRPC services the module serves.
 func (in *Instance) GRPC() []GRPC { return slices.Clone(in.grpc) }
 
-// BusTransactions reports whether the module's consumer must run in bus
-// transactions: it publishes events through the delivery (see
-// [Module.NeedsBusTransactions]).
-func (in *Instance) BusTransactions() bool { return in.module.NeedsBusTransactions() }
-
 // DB is the module's database, or nil when it has none.
 func (in *Instance) DB() *sqldb.DB { return in.db }
 
