@@ -78,6 +78,16 @@ func (m *Message) Header(key string) (string, bool) {
 	return "", false
 }
 
+// HasHeader reports whether m has a header named key.
+func (m *Message) HasHeader(key string) bool {
+	for _, h := range m.Headers {
+		if h.Key == key {
+			return true
+		}
+	}
+	return false
+}
+
 // MessageID returns the id a backend publishes the message under: m.ID, or
 // when that is empty the value of the [HeaderID] header ("" when neither
 // is set).

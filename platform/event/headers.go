@@ -16,14 +16,21 @@ const TimeLayout = time.RFC3339Nano
 // content-type and traceparent, in that order and in one allocation. The
 // outbox relay and the consumer-transaction unit both frame events with it.
 func Headers(id, typ, source, at, key, traceparent string) []bus.Header {
-	return []bus.Header{
-		{Key: HeaderID, Value: []byte(id)},
-		{Key: HeaderType, Value: []byte(typ)},
-		{Key: HeaderSource, Value: []byte(source)},
-		{Key: HeaderTime, Value: []byte(at)},
-		{Key: HeaderSpecVersion, Value: []byte(SpecVersion)},
-		{Key: HeaderSubject, Value: []byte(key)},
-		{Key: HeaderContentType, Value: []byte(ContentType)},
-		{Key: HeaderTraceParent, Value: []byte(traceparent)},
+	keys := [...]string{HeaderID, HeaderType, HeaderSource, HeaderTime, HeaderSpecVersion,
+		HeaderSubject, HeaderContentType, HeaderTraceParent}
+	values := [...]string{id, typ, source, at, SpecVersion, key, ContentType, traceparent}
+	n := 0
+	for _, v := range values {
+		n += len(v)
 	}
+	// The values share one buffer; each is capped at its own end, so an
+	// append to one never writes into the next.
+	buf := make([]byte, 0, n)
+	hs := make([]bus.Header, len(keys))
+	for i, v := range values {
+		start := len(buf)
+		buf = append(buf, v...)
+		hs[i] = bus.Header{Key: keys[i], Value: buf[start:len(buf):len(buf)]}
+	}
+	return hs
 }

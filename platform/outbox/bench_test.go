@@ -176,7 +176,7 @@ func relayBrokers(b *testing.B) []string {
 	return c.ListenAddrs()
 }
 
-func relayCodec(b *testing.B, topic string) *schema.Codec {
+func relayCodec(b testing.TB, topic string) *schema.Codec {
 	reg, err := registry.New(registry.Config{Logger: quietLogger()})
 	if err != nil {
 		b.Fatal(err)

@@ -444,17 +444,36 @@ func (o *Outbox) load(ctx context.Context) ([]row, error) {
 	return out, rs.Err()
 }
 
-func (o *Outbox) toMessage(r row) (*bus.Message, error) {
-	mt, err := o.cfg.Types.FindMessageByName(protoreflect.FullName(r.typ))
+// encode frames the row's payload for topic: as it is stored when the
+// encoder knows the framing already, else decoded and encoded.
+func (o *Outbox) encode(topic string, r row) ([]byte, error) {
+	name := protoreflect.FullName(r.typ)
+	if f, ok := o.cfg.Encoder.(framer); ok {
+		value, ok, err := f.Frame(topic, name, r.payload)
+		if err != nil || ok {
+			return value, err
+		}
+	}
+	mt, err := o.cfg.Types.FindMessageByName(name)
 	if err != nil {
-		return nil, fmt.Errorf("outbox row %d: event type %s: %w", r.id, r.typ, err)
+		return nil, fmt.Errorf("event type %s: %w", r.typ, err)
 	}
 	msg := mt.New().Interface()
 	if err := proto.Unmarshal(r.payload, msg); err != nil {
-		return nil, fmt.Errorf("outbox row %d: %w", r.id, err)
+		return nil, err
 	}
+	return o.cfg.Encoder.Encode(topic, msg)
+}
+
+// framer is an [Encoder] that can frame a stored payload without decoding
+// it ([schema.Codec.Frame]).
+type framer interface {
+	Frame(topic string, name protoreflect.FullName, payload []byte) ([]byte, bool, error)
+}
+
+func (o *Outbox) toMessage(r row) (*bus.Message, error) {
 	topic := event.Namespaced(o.cfg.Namespace, r.topic)
-	value, err := o.cfg.Encoder.Encode(topic, msg)
+	value, err := o.encode(topic, r)
 	if err != nil {
 		return nil, fmt.Errorf("outbox row %d: %w", r.id, err)
 	}

@@ -3,12 +3,15 @@ package outbox_test
 import (
 	"context"
 	"errors"
+	"fmt"
+	"path/filepath"
 	"sync"
 	"testing"
 	"time"
 
 	"google.golang.org/protobuf/proto"
 
+	moneyv1 "github.com/herald-events/herald/gen/go/herald/money/v1"
 	ordersv1 "github.com/herald-events/herald/gen/go/herald/orders/v1"
 	"github.com/herald-events/herald/platform/bus"
 	"github.com/herald-events/herald/platform/event"
@@ -162,6 +165,58 @@ func TestRelayWakesOnCommitAndKeepsOrder(t *testing.T) {
 		}
 		waitFor(t, func() bool { n, _ := ob.Pending(ctx); return n == 0 }, "rows marked sent")
 	})
+}
+
+// TestRelayFramesStoredPayloads: with the schema codec, the relay frames the
+// stored payloads without decoding them once it knows a type's framing, and
+// what it publishes is byte for byte what encoding the event gives.
+func TestRelayFramesStoredPayloads(t *testing.T) {
+	db, err := sqldb.OpenSQLite(filepath.Join(t.TempDir(), "frames.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = db.Close() })
+	ctx := context.Background()
+	if err := db.Migrate(ctx, "test", outbox.Migrations(db.Dialect())); err != nil {
+		t.Fatal(err)
+	}
+	const topic = "herald.orders.v1"
+	codec := relayCodec(t, topic)
+	if _, err := codec.Register(topic, (&ordersv1.OrderConfirmed{}).ProtoReflect().Descriptor()); err != nil {
+		t.Fatal(err)
+	}
+	rec := &recorder{atomic: true}
+	ob, err := outbox.New(outbox.Config{DB: db, Service: "test", Source: "test", Publisher: rec, Encoder: codec, PollInterval: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var sent []proto.Message
+	for i := range 12 {
+		var m proto.Message = relayOrder(i)
+		if i%3 == 0 {
+			m = &ordersv1.OrderConfirmed{OrderId: fmt.Sprintf("o-%d", i), CustomerId: "c-1",
+				Total: &moneyv1.Money{CurrencyCode: "EUR", Units: int64(i + 1)}}
+		}
+		if err := db.InTx(ctx, func(tx *sqldb.Tx) error { _, err := ob.Add(ctx, tx, m); return err }); err != nil {
+			t.Fatal(err)
+		}
+		sent = append(sent, m)
+	}
+	runRelay(t, ob)
+	waitFor(t, func() bool { return len(rec.got()) == len(sent) }, "all events relayed")
+	for i, m := range rec.got() {
+		want, err := codec.Encode(topic, sent[i])
+		if err != nil {
+			t.Fatal(err)
+		}
+		if string(m.Value) != string(want) {
+			t.Fatalf("event %d (%T): relayed % x, encoding gives % x", i, sent[i], m.Value, want)
+		}
+		got, err := codec.Decode(topic, m.Value)
+		if err != nil || !proto.Equal(got, sent[i]) {
+			t.Fatalf("event %d: decoded %v, %v; want %v", i, got, err, sent[i])
+		}
+	}
 }
 
 func TestRelayStopsAtHookAndRepublishes(t *testing.T) {

@@ -303,6 +303,26 @@ func (c *Codec) Encode(topic string, msg proto.Message) ([]byte, error) {
 	return out, nil
 }
 
+// Frame frames payload, the marshalled bytes of a message of type name, for
+// topic, without decoding it, when the codec already knows the framing of
+// that (topic, type) pair from an earlier [Codec.Encode]; ok is false when
+// it does not, and the caller encodes the message instead. The outbox relay
+// publishes stored payloads this way.
+func (c *Codec) Frame(topic string, name protoreflect.FullName, payload []byte) (out []byte, ok bool, err error) {
+	c.mu.Lock()
+	f, ok := c.frames[frameKey{topic, name}]
+	drift := c.drift
+	c.mu.Unlock()
+	if drift != nil {
+		return nil, false, fmt.Errorf("encode %s for %s: %w", name, topic, drift)
+	}
+	if !ok {
+		return nil, false, nil
+	}
+	out = make([]byte, 0, len(f.prefix)+len(payload))
+	return append(append(out, f.prefix...), payload...), true, nil
+}
+
 // remember keeps the framing at the start of b for (topic, md).
 func (c *Codec) remember(topic string, md protoreflect.MessageDescriptor, b []byte) {
 	n, err := framingLen(b)

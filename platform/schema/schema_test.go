@@ -220,6 +220,19 @@ func TestEncodeReusesFraming(t *testing.T) {
 		if string(got) != string(want) {
 			t.Fatalf("%T: kept framing gives % x, serde gives % x", in, got, want)
 		}
+		// Framing the marshalled bytes, as the relay does with a stored
+		// payload, gives the same value.
+		payload, err := proto.Marshal(in)
+		if err != nil {
+			t.Fatal(err)
+		}
+		framed, ok, err := c.Frame(topic, in.ProtoReflect().Descriptor().FullName(), payload)
+		if err != nil || !ok || string(framed) != string(want) {
+			t.Fatalf("%T: Frame = % x, %v, %v; want % x", in, framed, ok, err, want)
+		}
+		if _, ok, err := fresh.Frame("herald.other.v1", in.ProtoReflect().Descriptor().FullName(), payload); ok || err != nil {
+			t.Fatalf("%T: Frame on a topic never encoded = %v, %v; want false, nil", in, ok, err)
+		}
 		out, err := c.Decode(topic, got)
 		if err != nil || !proto.Equal(in, out) {
 			t.Fatalf("%T: decode = %v, %v; want %v", in, out, err, in)
