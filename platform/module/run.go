@@ -118,6 +118,9 @@ func (m Module) Start(ctx context.Context, p Platform) (*Instance, error) {
 			return nil, fmt.Errorf("%s database: %w", m.Name, err)
 		}
 		in.db = db
+		if m.Contended {
+			db.SetSharedTransactions(1)
+		}
 		var ms []sqldb.Migration
 		if m.Migrations != nil {
 			ms = append(ms, m.Migrations(db.Dialect())...)

@@ -62,11 +62,15 @@ func (c *groupCall) safe(tx *Tx) (err error) {
 // committer batches the transactions of InTxShared. A batch closes when
 // the previous one has committed, never on a timer.
 type committer struct {
-	db      *DB
-	mu      sync.Mutex
-	queue   []*groupCall
-	running bool
-	shared  atomic.Int64 // transactions of more than one call, for tests
+	db *DB
+	// parallel is how many shared transactions may run at once: 1 for
+	// SQLite's single writer, more for PostgreSQL, where each statement
+	// is a round trip and one transaction at a time left the server idle.
+	parallel int
+	mu       sync.Mutex
+	queue    []*groupCall
+	running  int
+	shared   atomic.Int64 // transactions of more than one call, for tests
 	// txns and calls count the transactions begun and the calls they ran.
 	txns, calls atomic.Int64
 }
@@ -76,6 +80,22 @@ type committer struct {
 // Transactions is the mean group size.
 type GroupStats struct {
 	Transactions, Calls int64
+}
+
+// SetSharedTransactions sets how many shared transactions of
+// [DB.InTxShared] may run at once on PostgreSQL (at least 1; the default
+// is 4). Calls that arrive while that many run wait for the next free one
+// and share it. A service whose units lock the same rows in different
+// orders (inventory's stock, several SKUs per order) sets 1: side by side,
+// two of its shared transactions would wait on each other's locks until
+// PostgreSQL broke the deadlock. SQLite always runs one.
+func (db *DB) SetSharedTransactions(n int) {
+	if db.group == nil || db.dialect != Postgres {
+		return
+	}
+	db.group.mu.Lock()
+	db.group.parallel = max(1, n)
+	db.group.mu.Unlock()
 }
 
 // GroupStats returns the counts of InTxShared; zero when it never ran.
@@ -90,8 +110,8 @@ func (c *committer) do(ctx context.Context, fn func(*Tx) error) error {
 	call := &groupCall{ctx: ctx, fn: fn, done: make(chan error, 1)}
 	c.mu.Lock()
 	c.queue = append(c.queue, call)
-	if !c.running {
-		c.running = true
+	if c.running < c.parallel {
+		c.running++
 		go c.loop()
 	}
 	c.mu.Unlock()
@@ -109,7 +129,7 @@ func (c *committer) loop() {
 		c.mu.Lock()
 		n := min(len(c.queue), maxGroup)
 		if n == 0 {
-			c.running = false
+			c.running--
 			c.mu.Unlock()
 			return
 		}
@@ -143,17 +163,30 @@ func (c *committer) run(batch []*groupCall) {
 	c.shared.Add(1)
 	own := make([]error, len(live)) // each call's own failure, rolled back to its savepoint
 	err := c.db.InTx(context.Background(), func(tx *Tx) error {
+		// Savepoints run on a context of their own: one caller giving up
+		// must not fail the others' transaction. On PostgreSQL, where each
+		// statement is a round trip, a savepoint's release goes with the
+		// next one's start in one message (statements without arguments
+		// travel in the simple protocol, which allows several).
+		var release string // the previous savepoint, still to release
 		for i, call := range live {
 			if err := call.ctx.Err(); err != nil {
 				own[i] = fmt.Errorf("begin: %w", err)
 				continue
 			}
-			// Savepoints run on a context of their own: one caller giving
-			// up must not fail the others' transaction.
 			sp := fmt.Sprintf("herald_call_%d", i)
-			if _, err := tx.tx.ExecContext(context.Background(), "SAVEPOINT "+sp); err != nil {
+			open := "SAVEPOINT " + sp
+			if release != "" {
+				if c.db.dialect == Postgres {
+					open = "RELEASE SAVEPOINT " + release + "; " + open
+				} else if _, err := tx.tx.ExecContext(context.Background(), "RELEASE SAVEPOINT "+release); err != nil {
+					return fmt.Errorf("release savepoint: %w", err)
+				}
+			}
+			if _, err := tx.tx.ExecContext(context.Background(), open); err != nil {
 				return fmt.Errorf("savepoint: %w", err)
 			}
+			release = sp
 			hooks := len(tx.onCommit)
 			if ferr := call.safe(tx); ferr != nil {
 				own[i] = classify(ferr)
@@ -162,10 +195,8 @@ func (c *committer) run(batch []*groupCall) {
 					return fmt.Errorf("rollback to savepoint after %v: %w", ferr, err)
 				}
 			}
-			if _, err := tx.tx.ExecContext(context.Background(), "RELEASE SAVEPOINT "+sp); err != nil {
-				return fmt.Errorf("release savepoint: %w", err)
-			}
 		}
+		// The last savepoint ends with the commit.
 		return nil
 	})
 	for i, call := range live {

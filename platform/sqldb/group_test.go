@@ -24,6 +24,7 @@ func TestInTxSharedGroupsCommits(t *testing.T) {
 
 func testGroupCommit(t *testing.T, db *sqldb.DB) {
 	ctx := context.Background()
+	db.SetSharedTransactions(1) // all wait behind the first
 	if err := db.Migrate(ctx, "test", []sqldb.Migration{{ID: "1", SQL: []string{`CREATE TABLE kv (k TEXT PRIMARY KEY)`}}}); err != nil {
 		t.Fatal(err)
 	}
@@ -99,6 +100,7 @@ func testGroupCommit(t *testing.T, db *sqldb.DB) {
 func TestInTxSharedPanicReachesTheCaller(t *testing.T) {
 	sqldbtest.Each(t, func(t *testing.T, db *sqldb.DB) {
 		ctx := context.Background()
+		db.SetSharedTransactions(1) // all wait behind the first
 		if err := db.Migrate(ctx, "test", []sqldb.Migration{{ID: "1", SQL: []string{`CREATE TABLE kv (k TEXT PRIMARY KEY)`}}}); err != nil {
 			t.Fatal(err)
 		}
@@ -136,6 +138,48 @@ func TestInTxSharedPanicReachesTheCaller(t *testing.T) {
 		var n int
 		if err := db.QueryRowContext(ctx, `SELECT COUNT(*) FROM kv`).Scan(&n); err != nil || n != 3 {
 			t.Fatalf("%d rows (%v), want p0, p2 and after", n, err)
+		}
+	})
+}
+
+// TestSharedTransactionsSideBySide: on PostgreSQL, shared transactions run
+// side by side up to the database's setting, so a unit waiting for another
+// unit that arrived after it completes; with one at a time they never
+// overlap. SQLite runs one at a time whatever the setting.
+func TestSharedTransactionsSideBySide(t *testing.T) {
+	sqldbtest.Each(t, func(t *testing.T, db *sqldb.DB) {
+		ctx := context.Background()
+		// The first call waits until the second one runs; the second
+		// starts only after the first.
+		overlap := func() bool {
+			started := make(chan struct{})
+			second := make(chan struct{})
+			first, last := make(chan error, 1), make(chan error, 1)
+			go func() {
+				first <- db.InTxShared(ctx, func(*sqldb.Tx) error {
+					close(started)
+					select {
+					case <-second:
+						return nil
+					case <-time.After(time.Second):
+						return errors.New("the second call did not run beside the first")
+					}
+				})
+			}()
+			<-started
+			go func() { last <- db.InTxShared(ctx, func(*sqldb.Tx) error { close(second); return nil }) }()
+			if err := <-last; err != nil {
+				t.Fatal(err)
+			}
+			return <-first == nil
+		}
+		sideBySide := db.Dialect() == sqldb.Postgres
+		if got := overlap(); got != sideBySide {
+			t.Fatalf("%s by default: calls overlapped %v, want %v", db.Dialect(), got, sideBySide)
+		}
+		db.SetSharedTransactions(1)
+		if overlap() {
+			t.Fatalf("%s with one shared transaction at a time: calls overlapped", db.Dialect())
 		}
 	})
 }

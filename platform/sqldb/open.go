@@ -24,6 +24,11 @@ var schemaName = regexp.MustCompile(`^[a-z_][a-z0-9_]{0,62}$`)
 // pool").
 const postgresPoolSize = 16
 
+// postgresSharedTxns is how many shared transactions of InTxShared run at
+// once on PostgreSQL by default (see [DB.SetSharedTransactions] and
+// docs/performance.md, "PostgreSQL: shared transactions side by side").
+const postgresSharedTxns = 4
+
 // postgresIdleTime closes a connection unused this long, so that a burst
 // does not hold its connections for the life of the process.
 const postgresIdleTime = time.Minute
@@ -58,7 +63,7 @@ func OpenPostgres(ctx context.Context, rawURL, schema string) (*DB, error) {
 		return nil, fmt.Errorf("connect %s: %w", Redact(rawURL), classify(err))
 	}
 	out := &DB{sql: db, dialect: Postgres, schema: schema, pgConfig: cfg}
-	out.group = &committer{db: out}
+	out.group = &committer{db: out, parallel: postgresSharedTxns}
 	return out, nil
 }
 

@@ -64,7 +64,7 @@ func newDB(db *sql.DB, d Dialect) *DB {
 	if d == SQLite {
 		out.writer = make(chan struct{}, 1)
 		out.stmts = &stmtCache{db: db, m: make(map[string]*sql.Stmt)}
-		out.group = &committer{db: out}
+		out.group = &committer{db: out, parallel: 1}
 	}
 	return out
 }

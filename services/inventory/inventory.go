@@ -29,7 +29,10 @@ func Module() module.Module {
 		Consumes: []proto.Message{&ordersv1.OrderCreated{}, &ordersv1.OrderCancelled{}},
 		Produces: []proto.Message{&inventoryv1.InventoryDeducted{}, &inventoryv1.InventoryDeductionFailed{},
 			&inventoryv1.InventoryReleased{}},
-		Database:   true,
+		Database: true,
+		// An order reserves several SKUs; two orders may lock them in
+		// different orders.
+		Contended:  true,
 		Migrations: adapters.Migrations,
 		Build: func(_ context.Context, d module.Deps) (*module.Parts, error) {
 			a := app.New(adapters.New(d.DB))
