@@ -6,9 +6,10 @@
 #
 #   eval "$(scripts/infra/up.sh)"
 #   scripts/bench-buses.sh [DURATION] [CONCURRENCY]    (default 20s 16)
+#   BUSES="kafka" scripts/bench-buses.sh                 (one bus only)
 #
-# Per bus: 10 s at 50 orders/s (latency below saturation), then DURATION
-# open-ended (throughput). Prints two lines per bus and leaves each bench's JSON in $OUT (default
+# Per bus: 10 s at 50 orders/s (latency below saturation), 10 s at 1,000
+# orders/s, then DURATION open-ended (throughput). Prints two lines per bus and leaves each bench's JSON in $OUT (default
 # a temporary directory, printed at the end).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -23,7 +24,7 @@ grpc=127.0.0.1:28400
 pid=""
 trap '[ -n "$pid" ] && kill "$pid" 2>/dev/null; true' EXIT
 
-for bus in kafka nats rabbitmq; do
+for bus in ${BUSES:-kafka nats rabbitmq}; do
   ns="bench_${bus}_$(date +%s)"
   HERALD_NAMESPACE="$ns" "$bin" schema register >/dev/null
   HERALD_NAMESPACE="$ns" HERALD_INSECURE_NO_AUTH=true "$bin" serve --bus="$bus" --services=orders,inventory \
@@ -36,10 +37,14 @@ for bus in kafka nats rabbitmq; do
   # At 50 orders/s first (latency below saturation), then open-ended.
   "$bin" bench --target="$grpc" --duration=10s --rate=50 --concurrency="$concurrency" \
     --follow-timeout=2m --json >"$out/$bus-rate50.json" 2>/dev/null || echo "$bus: bench reported a failure (see $out/$bus-rate50.json)" >&2
+  "$bin" bench --target="$grpc" --duration=10s --rate=1000 --concurrency="$concurrency" \
+    --follow-timeout=2m --json >"$out/$bus-rate1000.json" 2>/dev/null || echo "$bus: bench reported a failure (see $out/$bus-rate1000.json)" >&2
   "$bin" bench --target="$grpc" --duration="$duration" --concurrency="$concurrency" \
     --follow-timeout=2m --json >"$out/$bus.json" 2>/dev/null || echo "$bus: bench reported a failure (see $out/$bus.json)" >&2
   kill "$pid"; wait "$pid" 2>/dev/null || true; pid=""
-  jq -r --arg bus "$bus" '"\($bus)\t50/s: accept→final p50/p99 \(.final_latency.p50_ms)/\(.final_latency.p99_ms) ms"' "$out/$bus-rate50.json"
+  for rate in 50 1000; do
+    jq -r --arg bus "$bus" --arg rate "$rate" '"\($bus)\t\($rate)/s: accepted \(.accepted_per_s)/s\taccept→final p50/p99 \(.final_latency.p50_ms)/\(.final_latency.p99_ms) ms\tsaga p50/p99 \(.saga_latency.p50_ms)/\(.saga_latency.p99_ms) ms"' "$out/$bus-rate$rate.json"
+  done
   jq -r --arg bus "$bus" '"\($bus)\topen-ended: accepted \(.accepted_per_s)/s\tcompleted \(.completed_per_s)/s\taccept p50/p99 \(.accept_latency.p50_ms)/\(.accept_latency.p99_ms) ms\taccept→final p50/p99 \(.final_latency.p50_ms)/\(.final_latency.p99_ms) ms\tnot completed \(.not_completed)"' "$out/$bus.json"
 done
 echo "JSON summaries and process logs in $out" >&2
