@@ -25,7 +25,8 @@ const maxGroup = 256
 //
 // Both dialects share: SQLite has a single writer, and on PostgreSQL each
 // commit waits for its WAL flush, so a transaction per call bounded
-// throughput. One shared transaction runs at a time per DB.
+// throughput. One shared transaction runs at a time per SQLite file; on
+// PostgreSQL up to four run side by side (see [DB.SetSharedTransactions]).
 func (db *DB) InTxShared(ctx context.Context, fn func(*Tx) error) error {
 	if _, ok := db.TxFrom(ctx); ok || db.group == nil {
 		return db.InTx(ctx, fn)
