@@ -9,8 +9,10 @@
 #   BUSES="kafka" scripts/bench-buses.sh                 (one bus only)
 #
 # Per bus: 10 s at 50 orders/s (latency below saturation), 10 s at 1,000
-# orders/s, then DURATION open-ended (throughput). Prints two lines per bus and leaves each bench's JSON in $OUT (default
-# a temporary directory, printed at the end).
+# orders/s, then DURATION open-ended (throughput). Prints three lines per
+# bus (the fixed rates with the saga's own latency from the server's
+# timestamps beside accept→final) and leaves each bench's JSON in $OUT
+# (default a temporary directory, printed at the end).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 duration="${1:-20s}"
@@ -34,7 +36,8 @@ for bus in ${BUSES:-kafka nats rabbitmq}; do
     grpcurl -plaintext "$grpc" grpc.health.v1.Health/Check >/dev/null 2>&1 && break
     sleep 0.2
   done
-  # At 50 orders/s first (latency below saturation), then open-ended.
+  # At 50 orders/s first (latency below saturation), at 1,000/s, then
+  # open-ended.
   "$bin" bench --target="$grpc" --duration=10s --rate=50 --concurrency="$concurrency" \
     --follow-timeout=2m --json >"$out/$bus-rate50.json" 2>/dev/null || echo "$bus: bench reported a failure (see $out/$bus-rate50.json)" >&2
   "$bin" bench --target="$grpc" --duration=10s --rate=1000 --concurrency="$concurrency" \

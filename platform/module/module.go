@@ -64,11 +64,12 @@ type Module struct {
 	// tables) and makes the unit of work's transaction. Without one, the
 	// service's events are produced in the consumer's bus transaction.
 	Database bool
-	// Contended: the service's units lock the same rows in orders that
-	// differ (inventory's stock rows, several per order), so its shared
-	// transactions run one at a time (sqldb.DB.SetSharedTransactions);
-	// side by side on PostgreSQL they would deadlock each other. Without
-	// it, up to four run at once there.
+	// Contended: the service's units lock rows that other units lock too
+	// (inventory's stock rows). A shared transaction holds the rows of all
+	// its units until it commits, so two side by side take them in orders
+	// no unit controls and deadlock; a Contended service's shared
+	// transactions run one at a time (sqldb.DB.SetSharedTransactions).
+	// Without it, up to four run at once on PostgreSQL.
 	Contended bool
 	// Migrations creates the service's own tables; nil for none.
 	Migrations func(sqldb.Dialect) []sqldb.Migration

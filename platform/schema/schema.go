@@ -305,7 +305,8 @@ func (c *Codec) Encode(topic string, msg proto.Message) ([]byte, error) {
 
 // Frame frames payload, the marshalled bytes of a message of type name, for
 // topic, without decoding it, when the codec already knows the framing of
-// that (topic, type) pair from an earlier [Codec.Encode]; ok is false when
+// that (topic, type) pair from an earlier [Codec.Encode] or
+// [Codec.Register]; ok is false when
 // it does not, and the caller encodes the message instead. The outbox relay
 // publishes stored payloads this way.
 func (c *Codec) Frame(topic string, name protoreflect.FullName, payload []byte) (out []byte, ok bool, err error) {

@@ -86,10 +86,11 @@ type GroupStats struct {
 // SetSharedTransactions sets how many shared transactions of
 // [DB.InTxShared] may run at once on PostgreSQL (at least 1; the default
 // is 4). Calls that arrive while that many run wait for the next free one
-// and share it. A service whose units lock the same rows in different
-// orders (inventory's stock, several SKUs per order) sets 1: side by side,
-// two of its shared transactions would wait on each other's locks until
-// PostgreSQL broke the deadlock. SQLite always runs one.
+// and share it. A service whose units lock rows that other units lock too
+// (inventory's stock rows) sets 1: a shared transaction holds the rows of
+// all its units until it commits, so two side by side take them in orders
+// no unit controls and wait on each other until PostgreSQL breaks the
+// deadlock. SQLite always runs one.
 func (db *DB) SetSharedTransactions(n int) {
 	if db.group == nil || db.dialect != Postgres {
 		return

@@ -30,8 +30,8 @@ func Module() module.Module {
 		Produces: []proto.Message{&inventoryv1.InventoryDeducted{}, &inventoryv1.InventoryDeductionFailed{},
 			&inventoryv1.InventoryReleased{}},
 		Database: true,
-		// An order reserves several SKUs; two orders may lock them in
-		// different orders.
+		// An order locks its SKUs' stock rows (sorted), and a shared
+		// transaction holds those of several orders until it commits.
 		Contended:  true,
 		Migrations: adapters.Migrations,
 		Build: func(_ context.Context, d module.Deps) (*module.Parts, error) {
