@@ -4,6 +4,8 @@ import (
 	"encoding/base64"
 	"strconv"
 	"strings"
+
+	"github.com/herald-events/herald/platform/apperr"
 )
 
 // pageTokenPrefix marks herald's page tokens, which carry the position of
@@ -28,4 +30,22 @@ func ParsePageToken(tok string) (int64, bool) {
 	}
 	n, err := strconv.ParseInt(strings.TrimPrefix(string(b), pageTokenPrefix), 10, 64)
 	return n, err == nil && n > 0
+}
+
+// ParsePage reads a list request's paging: the page size, def when the
+// request left it 0 (its bounds are the contract's), and the position its
+// page token carries. A token that [PageToken] did not make is a field
+// violation of page_token naming method, which lists its tokens.
+func ParsePage(size int32, token string, def int, method string) (int, int64, error) {
+	n := int(size)
+	if n == 0 {
+		n = def
+	}
+	after, ok := ParsePageToken(token)
+	if !ok {
+		var v apperr.Violations
+		v.Add("page_token", "is not a token returned by %s", method)
+		return 0, 0, v.Err()
+	}
+	return n, after, nil
 }

@@ -10,7 +10,6 @@ import (
 
 	notificationv1 "github.com/herald-events/herald/gen/go/herald/notification/v1"
 	ordersv1 "github.com/herald-events/herald/gen/go/herald/orders/v1"
-	"github.com/herald-events/herald/platform/apperr"
 	"github.com/herald-events/herald/platform/auth"
 	"github.com/herald-events/herald/platform/consumer"
 	"github.com/herald-events/herald/platform/grpcx"
@@ -43,16 +42,8 @@ func (g *GRPC) ListNotifications(ctx context.Context, req *notificationv1.ListNo
 	if err != nil {
 		return nil, err
 	}
-	var v apperr.Violations
-	size := int(req.GetPageSize())
-	if size == 0 {
-		size = defaultPageSize
-	}
-	cursor, ok := grpcx.ParsePageToken(req.GetPageToken())
-	if !ok {
-		v.Add("page_token", "is not a token returned by ListNotifications")
-	}
-	if err := v.Err(); err != nil {
+	size, cursor, err := grpcx.ParsePage(req.GetPageSize(), req.GetPageToken(), defaultPageSize, "ListNotifications")
+	if err != nil {
 		return nil, err
 	}
 	ns, last, err := g.app.List(ctx, app.Filter{CustomerID: customer, OrderID: req.GetOrderId()}, cursor, size)

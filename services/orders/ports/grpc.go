@@ -12,7 +12,6 @@ import (
 
 	moneyv1 "github.com/herald-events/herald/gen/go/herald/money/v1"
 	ordersv1 "github.com/herald-events/herald/gen/go/herald/orders/v1"
-	"github.com/herald-events/herald/platform/apperr"
 	"github.com/herald-events/herald/platform/auth"
 	"github.com/herald-events/herald/platform/grpcx"
 	"github.com/herald-events/herald/services/orders/app"
@@ -73,16 +72,8 @@ func (g *GRPC) ListOrders(ctx context.Context, req *ordersv1.ListOrdersRequest) 
 	if err != nil {
 		return nil, err
 	}
-	var v apperr.Violations
-	size := int(req.GetPageSize())
-	if size == 0 {
-		size = defaultPageSize
-	}
-	cursor, ok := grpcx.ParsePageToken(req.GetPageToken())
-	if !ok {
-		v.Add("page_token", "is not a token returned by ListOrders")
-	}
-	if err := v.Err(); err != nil {
+	size, cursor, err := grpcx.ParsePage(req.GetPageSize(), req.GetPageToken(), defaultPageSize, "ListOrders")
+	if err != nil {
 		return nil, err
 	}
 	orders, cursors, err := g.app.ListOrders(ctx, customer, cursor, size)

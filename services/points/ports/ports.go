@@ -10,7 +10,6 @@ import (
 
 	ordersv1 "github.com/herald-events/herald/gen/go/herald/orders/v1"
 	pointsv1 "github.com/herald-events/herald/gen/go/herald/points/v1"
-	"github.com/herald-events/herald/platform/apperr"
 	"github.com/herald-events/herald/platform/auth"
 	"github.com/herald-events/herald/platform/consumer"
 	"github.com/herald-events/herald/platform/grpcx"
@@ -45,16 +44,8 @@ func (g *GRPC) GetBalance(ctx context.Context, req *pointsv1.GetBalanceRequest) 
 	}
 	// The request's rules (points.proto) bound page_size and the id; the
 	// interceptor of package contract has checked them.
-	var v apperr.Violations
-	size := int(req.GetPageSize())
-	if size == 0 {
-		size = defaultPageSize
-	}
-	after, ok := grpcx.ParsePageToken(req.GetPageToken())
-	if !ok {
-		v.Add("page_token", "is not a token returned by GetBalance")
-	}
-	if err := v.Err(); err != nil {
+	size, after, err := grpcx.ParsePage(req.GetPageSize(), req.GetPageToken(), defaultPageSize, "GetBalance")
+	if err != nil {
 		return nil, err
 	}
 	page, err := g.app.Balance(ctx, customer, after, size)
