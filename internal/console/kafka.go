@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"slices"
 	"strconv"
@@ -13,7 +12,10 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
+
 	"google.golang.org/protobuf/encoding/protojson"
+
+	"github.com/herald-events/herald/platform/bus/kafkabus"
 
 	"github.com/herald-events/herald/platform/bus"
 	"github.com/herald-events/herald/platform/consumer"
@@ -79,13 +81,7 @@ func (c *Console) readSpans(ctx context.Context, topic string, spans []span) ([]
 		if err := ctx.Err(); err != nil {
 			return nil, fmt.Errorf("read %s: %w", topic, err)
 		}
-		var ferr error
-		fs.EachError(func(_ string, _ int32, err error) {
-			if !errors.Is(err, context.DeadlineExceeded) {
-				ferr = errors.Join(ferr, err)
-			}
-		})
-		if ferr != nil {
+		if ferr := kafkabus.PollErr(fs); ferr != nil {
 			return nil, fmt.Errorf("read %s: %w", topic, ferr)
 		}
 		if fs.NumRecords() == 0 {

@@ -13,7 +13,6 @@ package dlq
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"strconv"
 	"strings"
@@ -21,6 +20,8 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/herald-events/herald/platform/bus/kafkabus"
 
 	"github.com/herald-events/herald/platform/bus"
 	"github.com/herald-events/herald/platform/consumer"
@@ -129,13 +130,7 @@ func Read(ctx context.Context, seeds []string, extra []kgo.Opt, topic string) ([
 		if err := ctx.Err(); err != nil {
 			return nil, fmt.Errorf("read %s: %w", topic, err)
 		}
-		var ferr error
-		fs.EachError(func(_ string, _ int32, err error) {
-			if !errors.Is(err, context.DeadlineExceeded) {
-				ferr = errors.Join(ferr, err)
-			}
-		})
-		if ferr != nil {
+		if ferr := kafkabus.PollErr(fs); ferr != nil {
 			return nil, fmt.Errorf("read %s: %w", topic, ferr)
 		}
 		if fs.NumRecords() == 0 && polls > 0 {

@@ -912,3 +912,16 @@ func Ping(ctx context.Context, opts ...Option) error {
 	}
 	return nil
 }
+
+// PollErr joins the errors of a poll's fetches, leaving out the deadline a
+// poll under a timeout ends with; nil when there are none. Readers that
+// poll a topic to its end (the dead-letter tools, the console) use it.
+func PollErr(fs kgo.Fetches) error {
+	var err error
+	fs.EachError(func(_ string, _ int32, ferr error) {
+		if !errors.Is(ferr, context.DeadlineExceeded) {
+			err = errors.Join(err, ferr)
+		}
+	})
+	return err
+}
