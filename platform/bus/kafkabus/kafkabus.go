@@ -528,6 +528,7 @@ func (s *Subscriber) run(ctx context.Context, group string, topics []string, h b
 			PollRecords(context.Context, int) kgo.Fetches
 		}
 		sess *kgo.GroupTransactSession
+		klog *sessionLogger // the session's client logger
 		cl   *kgo.Client
 		err  error
 	)
@@ -582,6 +583,9 @@ func (s *Subscriber) run(ctx context.Context, group string, topics []string, h b
 		// poll, option (a), would keep a joining member from records this
 		// one is still finishing, but stalled consumers for good after
 		// broker restarts in the chaos suite.
+		klog = &sessionLogger{kgoLogger: kgoLogger{log}}
+		defer context.AfterFunc(ctx, func() { klog.quiet.Store(true) })()
+		opts = append(opts, kgo.WithLogger(klog))
 		sess, err = kgo.NewGroupTransactSession(append(opts, s.cfg.extra...)...)
 		if err == nil {
 			cl, poller = sess.Client(), sess
@@ -688,10 +692,11 @@ func (s *Subscriber) run(ctx context.Context, group string, topics []string, h b
 			switch {
 			case committed:
 				aborted = 0
+				klog.reasons()
 			case complete:
 				aborted++
 				log.Info("consumer transaction aborted (a rebalance, or the offset commit refused); records will be redelivered",
-					"in_a_row", aborted)
+					"in_a_row", aborted, "client_said", klog.reasons())
 				if aborted >= maxAbortedPolls {
 					cancel()
 					return &brokenSessionError{fmt.Errorf("%d polls in a row aborted", aborted)}
@@ -924,4 +929,92 @@ func PollErr(fs kgo.Fetches) error {
 		}
 	})
 	return err
+}
+
+// sessionLogger is the logger of a transactional consumer session. Besides
+// franz-go's warnings it passes on, at info, the client's lines that say the
+// group is in trouble (failed heartbeats and syncs, revoked or lost
+// partitions, forced rejoins), which a steady group never prints, and it
+// keeps those and the routine group lines (joins, syncs) as the reasons
+// for the next transaction the client ends without a commit: franz-go's
+// End returns only false then.
+type sessionLogger struct {
+	kgoLogger
+	quiet atomic.Bool // the session is stopping: its revokes are no trouble
+	mu    sync.Mutex
+	why   []any // since the last reasons: the group lines, and the "session ending" line's values
+}
+
+// groupLine classifies franz-go's info lines about the group's life:
+// routine ones (kept as reasons) and troubled ones (also logged).
+func groupLine(msg string) (routine, trouble bool) {
+	for _, p := range [...]string{"joining group", "joined", "synced", "new group session begun", "leaving group"} {
+		if strings.HasPrefix(msg, p) {
+			return true, false
+		}
+	}
+	for _, p := range [...]string{
+		"sync failed", "join returned", "heartbeat errored", "heartbeat hit retryable error",
+		"heartbeat saw a change", "forced rejoin", "transact session in on_", "calling onRevoke",
+		"fetch offsets failed", "offset commit returned",
+	} {
+		if strings.HasPrefix(msg, p) {
+			return false, true
+		}
+	}
+	return false, false
+}
+
+func (l *sessionLogger) Level() kgo.LogLevel { return max(l.kgoLogger.Level(), kgo.LogLevelInfo) }
+
+func (l *sessionLogger) Log(level kgo.LogLevel, msg string, keyvals ...any) {
+	if level == kgo.LogLevelInfo {
+		switch {
+		case msg == "transaction session ending":
+			l.keep("session_ending", fmt.Sprint(keyvals...))
+		default:
+			routine, trouble := groupLine(msg)
+			if trouble && !l.quiet.Load() {
+				// The logger names the group already.
+				l.kgoLogger.l.Info("kafka: "+msg, withoutKey(keyvals, "group")...)
+			}
+			if routine || trouble {
+				l.keep("group", msg)
+			}
+		}
+	}
+	if level <= l.kgoLogger.Level() {
+		l.kgoLogger.Log(level, msg, keyvals...)
+	}
+}
+
+// withoutKey returns keyvals without the pairs whose key is key.
+func withoutKey(keyvals []any, key string) []any {
+	out := make([]any, 0, len(keyvals))
+	for i := 0; i+1 < len(keyvals); i += 2 {
+		if k, ok := keyvals[i].(string); !ok || k != key {
+			out = append(out, keyvals[i], keyvals[i+1])
+		}
+	}
+	return out
+}
+
+// keep adds a key and value to what reasons returns, keeping the last
+// eight pairs: an idle session that never ends a transaction keeps no more.
+func (l *sessionLogger) keep(k, v string) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if len(l.why) >= 16 {
+		l.why = append(l.why[:0], l.why[2:]...)
+	}
+	l.why = append(l.why, k, v)
+}
+
+// reasons returns what was kept since the last call and forgets it.
+func (l *sessionLogger) reasons() []any {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	why := l.why
+	l.why = nil
+	return why
 }

@@ -4,7 +4,9 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -112,5 +114,39 @@ func TestTxnLoggerRaisesOnlyOnUncommittedEnds(t *testing.T) {
 		if !flag.Load() {
 			t.Fatalf("flag not raised by %q", msg)
 		}
+	}
+}
+
+func TestSessionLoggerKeepsWhyATransactionAborted(t *testing.T) {
+	var buf bytes.Buffer
+	l := &sessionLogger{kgoLogger: kgoLogger{slog.New(slog.NewTextHandler(&buf, nil))}}
+	if l.Level() < kgo.LogLevelInfo {
+		t.Fatalf("Level = %v; the client's info lines are needed", l.Level())
+	}
+	l.Log(kgo.LogLevelInfo, "beginning transaction", "transactional_id", "x")
+	l.Log(kgo.LogLevelInfo, "synced", "group", "g", "assigned", "t[0]")
+	l.Log(kgo.LogLevelInfo, "heartbeat errored", "group", "g", "err", "REBALANCE_IN_PROGRESS")
+	l.Log(kgo.LogLevelInfo, "transaction session ending", "was_failed", true, "can_try_commit", false)
+	why := fmt.Sprint(l.reasons()...)
+	for _, want := range []string{"synced", "heartbeat errored", "was_failed", "can_try_commit"} {
+		if !strings.Contains(why, want) {
+			t.Errorf("reasons %q lack %q", why, want)
+		}
+	}
+	if strings.Contains(why, "beginning transaction") {
+		t.Errorf("reasons %q keep a routine line", why)
+	}
+	if got := l.reasons(); len(got) != 0 {
+		t.Errorf("reasons not forgotten after a call: %v", got)
+	}
+	if log := buf.String(); !strings.Contains(log, "kafka: heartbeat errored") || strings.Contains(log, "group=g") ||
+		strings.Contains(log, "beginning transaction") || strings.Contains(log, "synced") {
+		t.Errorf("want the troubled group line passed on (without a second group attribute) and the routine ones not; log: %q", log)
+	}
+	for range 20 {
+		l.Log(kgo.LogLevelInfo, "joining group", "group", "g")
+	}
+	if got := l.reasons(); len(got) != 16 {
+		t.Errorf("kept %d values after 20 lines; want the last 16", len(got))
 	}
 }
