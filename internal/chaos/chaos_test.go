@@ -90,6 +90,13 @@ func TestChaos(t *testing.T) {
 		t.Fatalf("register schemas: %v", err)
 	}
 	c := &cluster{t: t, bin: heraldtest.Build(t), ns: ns, env: env, svcs: map[string]*svc{}, registered: regs}
+	// A failed run says where Kafka stands: a partition whose last stable
+	// offset lags its end is held by an open transaction.
+	defer func() {
+		if t.Failed() {
+			c.logOpenTransactions()
+		}
+	}()
 	c.instanceIDs = supportsFlag(t, c.bin, "instance-id")
 	t.Logf("herald serve --instance-id: supported %v", c.instanceIDs)
 	c.add("orders", "orders")

@@ -35,6 +35,19 @@ type state struct {
 	reversals     map[string]int
 	outbox        map[string]int   // service → rows not yet published
 	unconsumed    map[string]int64 // consumer group → committed records it has not consumed
+	// moved: the outboxes or the groups' offsets changed while the
+	// databases were read, so the state may mix before and after.
+	moved bool
+}
+
+// progress is what read takes before and after the databases: the outboxes
+// and the groups' lag, and counters that only grow (the last outbox id, the
+// sum of a group's committed offsets), so that equal counters mean nothing
+// was added to an outbox and no group committed in between.
+type progress struct {
+	outbox     map[string]int
+	unconsumed map[string]int64
+	counters   map[string]int64
 }
 
 // groups are the consumer groups of the run and the topics they read.
@@ -64,7 +77,7 @@ func (c *cluster) settle(limit time.Duration) state {
 		for _, n := range st.unconsumed {
 			busy += int(n)
 		}
-		if busy == 0 {
+		if busy == 0 && !st.moved {
 			t.Logf("settled after %s: outboxes empty, every group caught up", time.Since(began).Round(time.Millisecond))
 			return st
 		}
@@ -125,6 +138,11 @@ func (c *cluster) read() state {
 		m[order][sku] += q
 	}
 
+	// The outboxes and the lag are read first and again at the end: a
+	// consumer that finished its last poll between the reads of two
+	// databases would otherwise leave a state that says settled and lacks
+	// that poll's effects in the database read before it.
+	before := c.progress(ctx)
 	odb := c.db(ctx, "orders")
 	defer odb.Close()
 	must(query(ctx, odb, `SELECT order_id, status, lines FROM orders`, func(scan func(...any) error) error {
@@ -199,46 +217,124 @@ func (c *cluster) read() state {
 		return nil
 	}))
 
-	for name, db := range map[string]*sqldb.DB{"orders": odb, "inventory": idb} {
+	after := c.progress(ctx)
+	st.outbox, st.unconsumed = after.outbox, after.unconsumed
+	st.moved = !maps.Equal(before.counters, after.counters)
+	return st
+}
+
+// logOpenTransactions logs, for the run's topics and __consumer_offsets,
+// each partition whose last stable offset is behind its end, and the
+// producers with a transaction open on it: what keeps read_committed
+// consumers (and the groups' offset fetches) waiting.
+func (c *cluster) logOpenTransactions() {
+	t := c.t
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	cl, err := kgo.NewClient(kgo.SeedBrokers(c.env.brokers...))
+	if err != nil {
+		t.Logf("open transactions: %v", err)
+		return
+	}
+	defer cl.Close()
+	adm := kadm.NewClient(cl)
+	topics, err := adm.ListTopicsWithInternal(ctx)
+	if err != nil {
+		t.Logf("open transactions: list topics: %v", err)
+		return
+	}
+	var names []string
+	for _, td := range topics.Sorted() {
+		if strings.HasPrefix(td.Topic, c.ns) || td.Topic == "__consumer_offsets" {
+			names = append(names, td.Topic)
+		}
+	}
+	ends, err := adm.ListEndOffsets(ctx, names...)
+	if err != nil {
+		t.Logf("open transactions: end offsets: %v", err)
+		return
+	}
+	stable, err := adm.ListCommittedOffsets(ctx, names...)
+	if err != nil {
+		t.Logf("open transactions: stable offsets: %v", err)
+		return
+	}
+	held := kadm.TopicsSet{}
+	stable.Each(func(o kadm.ListedOffset) {
+		if end, ok := ends.Lookup(o.Topic, o.Partition); ok && o.Err == nil && o.Offset < end.Offset {
+			t.Logf("partition %s/%d: last stable offset %d, end %d", o.Topic, o.Partition, o.Offset, end.Offset)
+			held.Add(o.Topic, o.Partition)
+		}
+	})
+	if len(held) == 0 {
+		t.Logf("open transactions: none (every partition's last stable offset is its end)")
+		return
+	}
+	producers, err := adm.DescribeProducers(ctx, held)
+	if err != nil {
+		t.Logf("open transactions: describe producers: %v", err)
+		return
+	}
+	producers.EachProducer(func(p kadm.DescribedProducer) {
+		if p.CurrentTxnStartOffset >= 0 {
+			t.Logf("open transaction on %s/%d: producer %d epoch %d from offset %d, last produced %s ago",
+				p.Topic, p.Partition, p.ProducerID, p.ProducerEpoch, p.CurrentTxnStartOffset,
+				time.Since(time.UnixMilli(p.LastTimestamp)).Round(time.Second))
+		}
+	})
+}
+
+// progress reads the outboxes and the groups' lag; see [progress].
+func (c *cluster) progress(ctx context.Context) progress {
+	t := c.t
+	t.Helper()
+	p := progress{outbox: map[string]int{}, unconsumed: map[string]int64{}, counters: map[string]int64{}}
+	for _, name := range []string{"orders", "inventory"} {
+		db := c.db(ctx, name)
 		var n int
-		if err := db.QueryRowContext(ctx, `SELECT COUNT(*) FROM herald_outbox WHERE sent_at IS NULL`).Scan(&n); err != nil {
+		var last int64
+		err := db.QueryRowContext(ctx, `SELECT COUNT(*) FILTER (WHERE sent_at IS NULL), COALESCE(MAX(id), 0) FROM herald_outbox`).Scan(&n, &last)
+		db.Close()
+		if err != nil {
 			t.Fatalf("%s outbox: %v", name, err)
 		}
-		st.outbox[name] = n
+		p.outbox[name], p.counters["outbox "+name] = n, last
 	}
-
 	cl, err := kgo.NewClient(kgo.SeedBrokers(c.env.brokers...))
-	must(err)
+	if err != nil {
+		t.Fatal(err)
+	}
 	defer cl.Close()
 	for group, topics := range c.groups() {
-		n, err := unconsumed(ctx, cl, c.env.brokers, group, topics)
+		n, sum, err := unconsumed(ctx, cl, c.env.brokers, group, topics)
 		if err != nil {
 			t.Logf("lag of %s: %v (retrying)", group, err)
 			n = -1
 		}
-		st.unconsumed[group] = n
+		p.unconsumed[group], p.counters["group "+group] = n, sum
 	}
-	return st
+	return p
 }
 
 // unconsumed counts the committed records in topics after group's
 // committed offsets: the group's lag in records. (Offsets alone overstate
 // it: a transaction's commit marker takes an offset but is no record.)
-func unconsumed(ctx context.Context, admin *kgo.Client, brokers []string, group string, topics []string) (int64, error) {
+// It also returns the sum of the group's committed offsets in topics.
+func unconsumed(ctx context.Context, admin *kgo.Client, brokers []string, group string, topics []string) (n, committedSum int64, err error) {
 	adm := kadm.NewClient(admin)
 	committed, err := adm.FetchOffsets(ctx, group)
 	if err != nil {
-		return 0, fmt.Errorf("fetch offsets: %w", err)
+		return 0, 0, fmt.Errorf("fetch offsets: %w", err)
 	}
 	if err := committed.Error(); err != nil {
-		return 0, fmt.Errorf("fetch offsets: %w", err)
+		return 0, 0, fmt.Errorf("fetch offsets: %w", err)
 	}
 	ends, err := adm.ListCommittedOffsets(ctx, topics...)
 	if err != nil {
-		return 0, fmt.Errorf("end offsets: %w", err)
+		return 0, 0, fmt.Errorf("end offsets: %w", err)
 	}
 	if err := ends.Error(); err != nil {
-		return 0, fmt.Errorf("end offsets: %w", err)
+		return 0, 0, fmt.Errorf("end offsets: %w", err)
 	}
 	from := map[string]map[int32]kgo.Offset{}
 	want := map[string]map[int32]int64{}
@@ -247,6 +343,7 @@ func unconsumed(ctx context.Context, admin *kgo.Client, brokers []string, group 
 		if r, ok := committed.Lookup(o.Topic, o.Partition); ok {
 			start = r.At
 		}
+		committedSum += start
 		if o.Offset <= start {
 			return
 		}
@@ -257,17 +354,16 @@ func unconsumed(ctx context.Context, admin *kgo.Client, brokers []string, group 
 		want[o.Topic][o.Partition] = o.Offset
 	})
 	if len(from) == 0 {
-		return 0, nil
+		return 0, committedSum, nil
 	}
 	// Something lies between the committed offset and the end: records,
 	// or only commit markers. Read it to tell.
 	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...), kgo.ConsumePartitions(from),
 		kgo.FetchIsolationLevel(kgo.ReadCommitted()))
 	if err != nil {
-		return 0, err
+		return 0, 0, err
 	}
 	defer cl.Close()
-	var n int64
 	for empty := 0; empty < 2; {
 		pctx, cancel := context.WithTimeout(ctx, time.Second)
 		fs := cl.PollFetches(pctx)
@@ -283,10 +379,10 @@ func unconsumed(ctx context.Context, admin *kgo.Client, brokers []string, group 
 			empty++
 		}
 		if ctx.Err() != nil {
-			return 0, ctx.Err()
+			return 0, 0, ctx.Err()
 		}
 	}
-	return n, nil
+	return n, committedSum, nil
 }
 
 // outcomes reads the inventory topic and counts, per order, the distinct
