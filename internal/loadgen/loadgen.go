@@ -10,6 +10,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials"
@@ -354,13 +355,20 @@ func (r *runner) place(ctx context.Context, w *worker, n int) {
 		}
 		code := status.Code(err)
 		r.countErr(code)
-		if !retryable(code) || time.Since(first)+backoff > r.cfg.RetryFor {
+		wait := backoff
+		if d, ok := retryDelay(err); ok {
+			// The server says when to come back (the orders door held to
+			// the saga's pace): sooner is refused again, later leaves it
+			// idle.
+			wait = d
+		}
+		if !retryable(code) || time.Since(first)+wait > r.cfg.RetryFor {
 			r.cfg.Logger.Debug("order not accepted", "request_id", o.RequestID, "err", err)
 			r.giveUp(o)
 			return
 		}
-		r.cfg.Logger.Debug("retrying order", "request_id", o.RequestID, "code", code.String(), "backoff", backoff)
-		t := time.NewTimer(backoff)
+		r.cfg.Logger.Debug("retrying order", "request_id", o.RequestID, "code", code.String(), "backoff", wait)
+		t := time.NewTimer(wait)
 		select {
 		case <-t.C:
 		case <-ctx.Done():
@@ -371,6 +379,20 @@ func (r *runner) place(ctx context.Context, w *worker, n int) {
 		r.retries.Add(1)
 		backoff = min(2*backoff, time.Second)
 	}
+}
+
+// retryDelay returns the delay of a google.rpc.RetryInfo in err's status.
+func retryDelay(err error) (time.Duration, bool) {
+	st, ok := status.FromError(err)
+	if !ok {
+		return 0, false
+	}
+	for _, d := range st.Details() {
+		if ri, ok := d.(*errdetails.RetryInfo); ok && ri.GetRetryDelay().IsValid() {
+			return ri.GetRetryDelay().AsDuration(), true
+		}
+	}
+	return 0, false
 }
 
 func (r *runner) giveUp(o *Order) {

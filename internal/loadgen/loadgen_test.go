@@ -10,12 +10,14 @@ import (
 	"testing"
 	"time"
 
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	inventoryv1 "github.com/herald-events/herald/gen/go/herald/inventory/v1"
@@ -188,8 +190,9 @@ type flaky struct {
 	ordersv1.UnimplementedOrderServiceServer
 	inventoryv1.UnimplementedInventoryServiceServer
 	refusals int
-	refuse   codes.Code // the code of the refusals; default Unavailable
-	neverEnd string     // SKU whose orders stay pending
+	refuse   codes.Code    // the code of the refusals; default Unavailable
+	retryIn  time.Duration // a RetryInfo delay sent with the refusals; 0: none
+	neverEnd string        // SKU whose orders stay pending
 
 	mu       sync.Mutex
 	attempts map[string]int
@@ -204,7 +207,11 @@ func (f *flaky) CreateOrder(_ context.Context, req *ordersv1.CreateOrderRequest)
 	f.attempts[req.GetRequestId()]++
 	if f.attempts[req.GetRequestId()] <= f.refusals {
 		if f.refuse != codes.OK {
-			return nil, status.Error(f.refuse, "refused")
+			st := status.New(f.refuse, "refused")
+			if f.retryIn > 0 {
+				st, _ = st.WithDetails(&errdetails.RetryInfo{RetryDelay: durationpb.New(f.retryIn)})
+			}
+			return nil, st.Err()
 		}
 		return nil, status.Error(codes.Unavailable, "restarting")
 	}
@@ -338,6 +345,30 @@ func TestShedApart(t *testing.T) {
 	b, err := json.Marshal(s)
 	if err != nil || !strings.Contains(string(b), `"shed":20`) {
 		t.Fatalf("JSON %s, %v: want shed", b, err)
+	}
+}
+
+// TestRetryInfo: a refusal that names when to come back (google.rpc.RetryInfo,
+// as the orders door sends when the saga is behind) is retried after that
+// delay, not after the doubling backoff: three refusals 1 ms apart fit in
+// a RetryFor of 50 ms that the backoff (20, 40, 80 ms) would overrun.
+func TestRetryInfo(t *testing.T) {
+	for _, tc := range []struct {
+		retryIn  time.Duration
+		accepted int
+	}{{time.Millisecond, 5}, {0, 0}} {
+		f := &flaky{refusals: 3, refuse: codes.ResourceExhausted, retryIn: tc.retryIn}
+		addr := serveFlaky(t, f)
+		s, err := loadgen.Run(runCtx(t), loadgen.Config{
+			Target: addr, Count: 5, Concurrency: 5, RunID: "r5", RetryFor: 50 * time.Millisecond,
+			FollowTimeout: 300 * time.Millisecond, PollInterval: 5 * time.Millisecond,
+		}, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if s.Accepted != tc.accepted {
+			t.Errorf("RetryInfo %s: accepted %d of 5 (shed %d, retries %d); want %d", tc.retryIn, s.Accepted, s.Shed, s.Retries, tc.accepted)
+		}
 	}
 }
 

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"time"
 )
 
 // Kind classifies an [Error].
@@ -30,6 +31,10 @@ const (
 	// KindPermissionDenied: the caller is known but may not do this, e.g.
 	// a customer calling an operator method or naming another customer.
 	KindPermissionDenied
+	// KindResourceExhausted: the service is at a limit it sets itself,
+	// e.g. the orders still waiting for the saga; the same request may
+	// succeed later.
+	KindResourceExhausted
 )
 
 // FieldViolation names one bad field of a request, with a path such as
@@ -44,6 +49,9 @@ type Error struct {
 	Kind       Kind
 	Message    string
 	Violations []FieldViolation
+	// RetryDelay, for KindResourceExhausted, is how long the caller should
+	// wait before it tries again; 0: the caller decides.
+	RetryDelay time.Duration
 }
 
 func (e *Error) Error() string {
@@ -82,6 +90,12 @@ func FailedPrecondition(format string, args ...any) error {
 // Unauthenticated returns a [KindUnauthenticated] error.
 func Unauthenticated(format string, args ...any) error {
 	return &Error{Kind: KindUnauthenticated, Message: fmt.Sprintf(format, args...)}
+}
+
+// ResourceExhausted returns a [KindResourceExhausted] error that asks the
+// caller to wait retryDelay (0: as it likes) before trying again.
+func ResourceExhausted(retryDelay time.Duration, format string, args ...any) error {
+	return &Error{Kind: KindResourceExhausted, Message: fmt.Sprintf(format, args...), RetryDelay: retryDelay}
 }
 
 // PermissionDenied returns a [KindPermissionDenied] error.

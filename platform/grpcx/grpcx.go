@@ -15,12 +15,14 @@ import (
 	"time"
 
 	"go.opentelemetry.io/contrib/instrumentation/google.golang.org/grpc/otelgrpc"
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/reflection"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/types/known/durationpb"
 
 	"github.com/herald-events/herald/platform/apperr"
 	"github.com/herald-events/herald/platform/fault"
@@ -35,6 +37,7 @@ import (
 //	apperr.KindFailedPrecondition → FailedPrecondition
 //	apperr.KindUnauthenticated    → Unauthenticated
 //	apperr.KindPermissionDenied   → PermissionDenied
+//	apperr.KindResourceExhausted  → ResourceExhausted, with google.rpc.RetryInfo when it names a delay
 //	context.Canceled              → Canceled
 //	a transient error             → Unavailable, "<dependency> unavailable, retry"
 //	context.DeadlineExceeded      → DeadlineExceeded
@@ -74,6 +77,14 @@ func Status(err error) *status.Status {
 			return status.New(codes.Unauthenticated, clip(ae.Message, maxMessageBytes))
 		case apperr.KindPermissionDenied:
 			return status.New(codes.PermissionDenied, clip(ae.Message, maxMessageBytes))
+		case apperr.KindResourceExhausted:
+			st := status.New(codes.ResourceExhausted, clip(ae.Message, maxMessageBytes))
+			if ae.RetryDelay > 0 {
+				if withDetails, derr := st.WithDetails(&errdetails.RetryInfo{RetryDelay: durationpb.New(ae.RetryDelay)}); derr == nil {
+					return withDetails
+				}
+			}
+			return st
 		}
 	}
 	switch {

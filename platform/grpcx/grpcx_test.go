@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"strings"
 	"testing"
+	"time"
 	"unicode/utf8"
 
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
@@ -34,6 +35,7 @@ func TestStatus(t *testing.T) {
 		{name: "not found", err: apperr.NotFound("order o-1"), code: codes.NotFound},
 		{name: "unauthenticated", err: fmt.Errorf("auth: %w", apperr.Unauthenticated("token expired")), code: codes.Unauthenticated, msg: "token expired"},
 		{name: "permission denied", err: apperr.PermissionDenied("operators only"), code: codes.PermissionDenied, msg: "operators only"},
+		{name: "resource exhausted", err: apperr.ResourceExhausted(0, "1000 orders wait"), code: codes.ResourceExhausted, msg: "1000 orders wait"},
 		{name: "transient database error", err: dbDown, code: codes.Unavailable, msg: "database unavailable, retry", private: "10.0.0.7"},
 		{name: "unmarked network error", err: fmt.Errorf("publish: %w", &netTimeout{}), code: codes.Unavailable, msg: "a dependency unavailable, retry"},
 		{name: "application error wins over transient", err: errors.Join(apperr.FailedPrecondition("order o-1 is final"), dbDown), code: codes.FailedPrecondition},
@@ -54,6 +56,24 @@ func TestStatus(t *testing.T) {
 				t.Fatalf("message %q leaks %q", st.Message(), tc.private)
 			}
 		})
+	}
+}
+
+// TestRetryInfo: a ResourceExhausted error that names a delay carries it
+// as google.rpc.RetryInfo; one without carries no details.
+func TestRetryInfo(t *testing.T) {
+	st := grpcx.Status(fmt.Errorf("create order: %w", apperr.ResourceExhausted(50*time.Millisecond, "busy")))
+	var got []time.Duration
+	for _, d := range st.Details() {
+		if ri, ok := d.(*errdetails.RetryInfo); ok {
+			got = append(got, ri.GetRetryDelay().AsDuration())
+		}
+	}
+	if st.Code() != codes.ResourceExhausted || len(got) != 1 || got[0] != 50*time.Millisecond {
+		t.Fatalf("status %s %q, retry delays %v; want ResourceExhausted with one of 50ms", st.Code(), st.Message(), got)
+	}
+	if d := grpcx.Status(apperr.ResourceExhausted(0, "busy")).Details(); len(d) != 0 {
+		t.Fatalf("details %v without a delay", d)
 	}
 }
 

@@ -11,6 +11,9 @@ package orders
 
 import (
 	"context"
+	"fmt"
+	"strconv"
+	"time"
 
 	"google.golang.org/protobuf/proto"
 
@@ -25,6 +28,18 @@ import (
 // Name is the service's name in configuration, logs and ce_source.
 const Name = "orders"
 
+// SettingMaxPending is the setting that holds the door to the saga's pace
+// (--orders-max-pending, HERALD_ORDERS_MAX_PENDING).
+const SettingMaxPending = "max-pending"
+
+// DefaultMaxPending is the backlog of orders waiting for inventory at which
+// CreateOrder starts to refuse new ones: about half a second of the
+// saga's work at the rates measured in docs/performance.md.
+const DefaultMaxPending = 1000
+
+// pendingSampled is how old the door's count of waiting orders may be.
+const pendingSampled = 50 * time.Millisecond
+
 // Module declares the orders service.
 func Module() module.Module {
 	return module.Module{
@@ -33,8 +48,20 @@ func Module() module.Module {
 		Produces:   []proto.Message{&ordersv1.OrderCreated{}, &ordersv1.OrderConfirmed{}, &ordersv1.OrderRejected{}, &ordersv1.OrderCancelled{}},
 		Database:   true,
 		Migrations: adapters.Migrations,
+		Settings: []module.Setting{{Key: SettingMaxPending, Usage: fmt.Sprintf(
+			"refuse new orders (RESOURCE_EXHAUSTED, retry later) while this many wait for inventory's answer; 0: no limit (default %d)", DefaultMaxPending)}},
 		Build: func(_ context.Context, d module.Deps) (*module.Parts, error) {
-			a := app.New(adapters.New(d.DB), d.Work)
+			maxPending := DefaultMaxPending
+			if v, ok := d.Settings[SettingMaxPending]; ok {
+				n, err := strconv.Atoi(v)
+				if err != nil || n < 0 {
+					return nil, fmt.Errorf("--orders-max-pending (HERALD_ORDERS_MAX_PENDING) %q: want a whole number, 0 or more", v)
+				}
+				maxPending = n
+			}
+			store := adapters.New(d.DB)
+			a := app.New(store, d.Work).WithAdmission(app.Admission{
+				Counter: store, MaxPending: maxPending, Every: pendingSampled, Logger: d.Logger})
 			return &module.Parts{
 				GRPC:     []module.GRPC{{Desc: &ordersv1.OrderService_ServiceDesc, Impl: ports.NewGRPC(a)}},
 				Handlers: ports.NewEvents(a).Handlers(),

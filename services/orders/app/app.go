@@ -54,6 +54,7 @@ type App struct {
 	store Store
 	work  Work
 	now   func() time.Time
+	admit *admission // nil: every order is admitted
 }
 
 // New returns the use cases over a store and a unit of work.
@@ -81,7 +82,10 @@ func (c CreateOrder) hash() string {
 // event. With a request id it is idempotent: the same id and body return the
 // first order without a second event; the same id with another body fails
 // with AlreadyExists. Request ids are scoped per customer: two customers
-// may use the same one, and neither learns of the other's order.
+// may use the same one, and neither learns of the other's order. With an
+// [Admission], a valid order is refused with ResourceExhausted while too
+// many orders wait for the saga (also a replay of an accepted request id:
+// its retry is answered once the backlog falls).
 func (a *App) CreateOrder(ctx context.Context, in CreateOrder) (*domain.Order, error) {
 	id, err := uuid.NewV7()
 	if err != nil {
@@ -89,6 +93,9 @@ func (a *App) CreateOrder(ctx context.Context, in CreateOrder) (*domain.Order, e
 	}
 	o, err := domain.NewOrder(id.String(), in.CustomerID, in.RequestID, in.Lines, a.now())
 	if err != nil {
+		return nil, err
+	}
+	if err := a.admit.check(ctx); err != nil {
 		return nil, err
 	}
 	hash := in.hash()
