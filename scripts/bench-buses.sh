@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
 # herald bench on each bus, one after the other, same machine, same run:
-# orders and inventory run as one `herald serve` process on Kafka, NATS
+# orders and inventory run as one `herald serve` process (two with SPLIT=1) on Kafka, NATS
 # JetStream and RabbitMQ in turn, with PostgreSQL and the registry from
 # scripts/infra/up.sh, and `herald bench` drives CreateOrder against each.
 #
 #   eval "$(scripts/infra/up.sh)"
 #   scripts/bench-buses.sh [DURATION] [CONCURRENCY]    (default 20s 16)
 #   BUSES="kafka" scripts/bench-buses.sh                 (one bus only)
+#   SPLIT=1 scripts/bench-buses.sh                       (orders and inventory as two processes)
 #
 # Per bus: 10 s at 50 orders/s (latency below saturation), 10 s at 1,000
 # orders/s, then DURATION open-ended (throughput). Prints three lines per
@@ -23,28 +24,45 @@ out="${OUT:-$(mktemp -d)}"
 bin="$out/herald"
 go build -o "$bin" ./cmd/herald
 grpc=127.0.0.1:28400
-pid=""
-trap '[ -n "$pid" ] && kill "$pid" 2>/dev/null; true' EXIT
+inventory_grpc=127.0.0.1:28401
+pids=()
+trap '[ "${#pids[@]}" -gt 0 ] && kill "${pids[@]}" 2>/dev/null; true' EXIT
+
+# serve NAME SERVICES ADDR starts one herald serve in the background.
+serve() {
+  HERALD_NAMESPACE="$ns" HERALD_INSECURE_NO_AUTH=true "$bin" serve --bus="$bus" --services="$2" \
+    --grpc-addr="$3" --http-addr= --log-level=warn 2>"$out/$bus-$1.log" &
+  pids+=($!)
+}
 
 for bus in ${BUSES:-kafka nats rabbitmq}; do
   ns="bench_${bus}_$(date +%s)"
   HERALD_NAMESPACE="$ns" "$bin" schema register >/dev/null
-  HERALD_NAMESPACE="$ns" HERALD_INSECURE_NO_AUTH=true "$bin" serve --bus="$bus" --services=orders,inventory \
-    --grpc-addr="$grpc" --http-addr= --log-level=warn 2>"$out/$bus.log" &
-  pid=$!
-  for _ in $(seq 100); do
-    grpcurl -plaintext "$grpc" grpc.health.v1.Health/Check >/dev/null 2>&1 && break
-    sleep 0.2
+  targets=(--target="$grpc")
+  addrs=("$grpc")
+  if [ "${SPLIT:-0}" = 1 ]; then
+    serve orders orders "$grpc"
+    serve inventory inventory "$inventory_grpc"
+    targets+=(--inventory-target="$inventory_grpc")
+    addrs+=("$inventory_grpc")
+  else
+    serve orders-inventory orders,inventory "$grpc"
+  fi
+  for addr in "${addrs[@]}"; do
+    for _ in $(seq 100); do
+      grpcurl -plaintext "$addr" grpc.health.v1.Health/Check >/dev/null 2>&1 && break
+      sleep 0.2
+    done
   done
   # At 50 orders/s first (latency below saturation), at 1,000/s, then
   # open-ended.
-  "$bin" bench --target="$grpc" --duration=10s --rate=50 --concurrency="$concurrency" \
+  "$bin" bench "${targets[@]}" --duration=10s --rate=50 --concurrency="$concurrency" \
     --follow-timeout=2m --json >"$out/$bus-rate50.json" 2>/dev/null || echo "$bus: bench reported a failure (see $out/$bus-rate50.json)" >&2
-  "$bin" bench --target="$grpc" --duration=10s --rate=1000 --concurrency="$concurrency" \
+  "$bin" bench "${targets[@]}" --duration=10s --rate=1000 --concurrency="$concurrency" \
     --follow-timeout=2m --json >"$out/$bus-rate1000.json" 2>/dev/null || echo "$bus: bench reported a failure (see $out/$bus-rate1000.json)" >&2
-  "$bin" bench --target="$grpc" --duration="$duration" --concurrency="$concurrency" \
+  "$bin" bench "${targets[@]}" --duration="$duration" --concurrency="$concurrency" \
     --follow-timeout=2m --json >"$out/$bus.json" 2>/dev/null || echo "$bus: bench reported a failure (see $out/$bus.json)" >&2
-  kill "$pid"; wait "$pid" 2>/dev/null || true; pid=""
+  kill "${pids[@]}"; wait "${pids[@]}" 2>/dev/null || true; pids=()
   for rate in 50 1000; do
     jq -r --arg bus "$bus" --arg rate "$rate" '"\($bus)\t\($rate)/s: accepted \(.accepted_per_s)/s\taccept→final p50/p99 \(.final_latency.p50_ms)/\(.final_latency.p99_ms) ms\tsaga p50/p99 \(.saga_latency.p50_ms)/\(.saga_latency.p99_ms) ms"' "$out/$bus-rate$rate.json"
   done
