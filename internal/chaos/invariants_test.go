@@ -15,6 +15,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	inventoryv1 "github.com/herald-events/herald/gen/go/herald/inventory/v1"
+	"github.com/herald-events/herald/platform/bus/kafkabus"
 	"github.com/herald-events/herald/platform/consumer"
 	"github.com/herald-events/herald/platform/event"
 	"github.com/herald-events/herald/platform/sqldb"
@@ -276,10 +277,19 @@ func (c *cluster) logOpenTransactions() {
 		return
 	}
 	producers.EachProducer(func(p kadm.DescribedProducer) {
-		if p.CurrentTxnStartOffset >= 0 {
-			t.Logf("open transaction on %s/%d: producer %d epoch %d from offset %d, last produced %s ago",
-				p.Topic, p.Partition, p.ProducerID, p.ProducerEpoch, p.CurrentTxnStartOffset,
-				time.Since(time.UnixMilli(p.LastTimestamp)).Round(time.Second))
+		if p.CurrentTxnStartOffset < 0 {
+			return
+		}
+		age := time.Since(time.UnixMilli(p.LastTimestamp))
+		t.Logf("open transaction on %s/%d: producer %d epoch %d from offset %d, last produced %s ago",
+			p.Topic, p.Partition, p.ProducerID, p.ProducerEpoch, p.CurrentTxnStartOffset, age.Round(time.Second))
+		if age > 3*kafkabus.DefaultTransactionTimeout {
+			// The broker aborts an undecided transaction at its
+			// timeout; one open this long was decided and its markers
+			// lost (docs/reliability.md, "Broker restart"). .ci/run
+			// looks for this line.
+			t.Logf("hanging transaction: %s/%d held by producer %d for %s, past the transaction timeout (%s) the broker enforces",
+				p.Topic, p.Partition, p.ProducerID, age.Round(time.Second), kafkabus.DefaultTransactionTimeout)
 		}
 	})
 }
