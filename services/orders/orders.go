@@ -33,8 +33,9 @@ const Name = "orders"
 const SettingMaxPending = "max-pending"
 
 // DefaultMaxPending is the backlog of orders waiting for inventory at which
-// CreateOrder starts to refuse new ones: about half a second of the
-// saga's work at the rates measured in docs/performance.md.
+// CreateOrder starts to refuse new ones: about a second of the saga's work
+// on the real stack (docs/performance.md, "the door held to the saga's
+// pace").
 const DefaultMaxPending = 1000
 
 // pendingSampled is how old the door's count of waiting orders may be.

@@ -50,8 +50,9 @@ func (a *App) WithAdmission(ad Admission) *App {
 }
 
 // check returns a ResourceExhausted error when the last count is at the
-// limit. A count that fails keeps the last one: the database being down
-// fails the order on its own, with the error that says so.
+// limit. A count that fails keeps the last one until the next is due: the
+// database being down fails the order on its own, with the error that
+// says so.
 func (ad *admission) check(ctx context.Context) error {
 	if ad == nil {
 		return nil
@@ -61,10 +62,12 @@ func (ad *admission) check(ctx context.Context) error {
 		n, err := ad.Counter.Pending(ctx, ad.MaxPending)
 		if err == nil {
 			ad.pending.Store(int64(n))
-			ad.at.Store(time.Now().UnixNano())
 		} else if ad.Logger != nil {
-			ad.Logger.Warn("count pending orders for admission", "err", err)
+			// Debug: a database that is down is reported where the
+			// process watches its dependencies, not once per 50 ms here.
+			ad.Logger.Debug("count pending orders for admission", "err", err)
 		}
+		ad.at.Store(time.Now().UnixNano())
 		ad.refresh.Unlock()
 	}
 	if n := ad.pending.Load(); n >= int64(ad.MaxPending) {
