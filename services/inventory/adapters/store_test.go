@@ -6,6 +6,10 @@ import (
 	"math"
 	"testing"
 
+	inventoryv1 "github.com/herald-events/herald/gen/go/herald/inventory/v1"
+
+	"google.golang.org/protobuf/proto"
+
 	"github.com/herald-events/herald/platform/apperr"
 	"github.com/herald-events/herald/platform/sqldb"
 	"github.com/herald-events/herald/platform/sqldb/sqldbtest"
@@ -161,6 +165,81 @@ func TestStockOverflow(t *testing.T) {
 		must(in(func(ctx context.Context) error { _, err := a.Release(ctx, "o-2"); return err }))
 		if q := level(); q != 15 {
 			t.Fatalf("level after lowering and releasing = %d, want 15", q)
+		}
+	})
+}
+
+// TestDeduct: an order of one SKU and one of several take their stock, or
+// none of it, with the answer event's figures; a second delivery of an
+// order answers nothing and changes nothing.
+func TestDeduct(t *testing.T) {
+	sqldbtest.Each(t, func(t *testing.T, db *sqldb.DB) {
+		ctx := context.Background()
+		if err := db.Migrate(ctx, "inventory", adapters.Migrations(db.Dialect())); err != nil {
+			t.Fatal(err)
+		}
+		a := app.New(adapters.New(db))
+		for sku, q := range map[string]int64{"A": 10, "B": 3} {
+			if err := a.SetStock(ctx, sku, q); err != nil {
+				t.Fatal(err)
+			}
+		}
+		deduct := func(order string, lines ...domain.Line) proto.Message {
+			t.Helper()
+			var out []proto.Message
+			if err := db.InTxContext(ctx, func(ctx context.Context) (err error) {
+				out, err = a.Deduct(ctx, order, lines)
+				return err
+			}); err != nil {
+				t.Fatalf("deduct %s: %v", order, err)
+			}
+			if len(out) == 0 {
+				return nil
+			}
+			return out[0]
+		}
+		levels := func(want map[string]int64) {
+			t.Helper()
+			for sku, q := range want {
+				if got, err := a.GetStock(ctx, sku); err != nil || got != q {
+					t.Fatalf("stock of %s = %d, %v; want %d", sku, got, err, q)
+				}
+			}
+		}
+		// One SKU, given on two lines.
+		ev := deduct("o-1", domain.Line{SKU: "A", Quantity: 2}, domain.Line{SKU: "A", Quantity: 3})
+		if d, ok := ev.(*inventoryv1.InventoryDeducted); !ok || len(d.GetLines()) != 1 || d.GetLines()[0].GetQuantity() != 5 {
+			t.Fatalf("o-1 answer %v, want InventoryDeducted of 5 A", ev)
+		}
+		levels(map[string]int64{"A": 5, "B": 3})
+		if ev := deduct("o-1", domain.Line{SKU: "A", Quantity: 5}); ev != nil {
+			t.Fatalf("second delivery of o-1 answered %v", ev)
+		}
+		levels(map[string]int64{"A": 5})
+		// One SKU, too much: refused with what is there.
+		ev = deduct("o-2", domain.Line{SKU: "A", Quantity: 6})
+		if f, ok := ev.(*inventoryv1.InventoryDeductionFailed); !ok || f.GetReason() != inventoryv1.DeductionFailureReason(domain.InsufficientStock) ||
+			f.GetRequested() != 6 || f.GetAvailable() != 5 {
+			t.Fatalf("o-2 answer %v, want insufficient stock, requested 6, available 5", ev)
+		}
+		ev = deduct("o-3", domain.Line{SKU: "NOPE", Quantity: 1})
+		if f, ok := ev.(*inventoryv1.InventoryDeductionFailed); !ok || f.GetReason() != inventoryv1.DeductionFailureReason(domain.UnknownSKU) {
+			t.Fatalf("o-3 answer %v, want unknown SKU", ev)
+		}
+		// Several SKUs: all or none.
+		ev = deduct("o-4", domain.Line{SKU: "A", Quantity: 1}, domain.Line{SKU: "B", Quantity: 4})
+		if f, ok := ev.(*inventoryv1.InventoryDeductionFailed); !ok || f.GetSku() != "B" {
+			t.Fatalf("o-4 answer %v, want B refused", ev)
+		}
+		levels(map[string]int64{"A": 5, "B": 3})
+		if _, ok := deduct("o-5", domain.Line{SKU: "B", Quantity: 3}, domain.Line{SKU: "A", Quantity: 5}).(*inventoryv1.InventoryDeducted); !ok {
+			t.Fatal("o-5 not deducted")
+		}
+		levels(map[string]int64{"A": 0, "B": 0})
+		// What a refused order left: nothing to release.
+		var out []proto.Message
+		if err := db.InTxContext(ctx, func(ctx context.Context) (err error) { out, err = a.Release(ctx, "o-2"); return err }); err != nil || len(out) != 0 {
+			t.Fatalf("release of refused o-2 = %v, %v; want nothing", out, err)
 		}
 	})
 }

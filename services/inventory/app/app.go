@@ -113,6 +113,17 @@ func (a *App) Deduct(ctx context.Context, orderID string, lines []domain.Line) (
 		return nil, err
 	}
 	merged := domain.Merge(lines)
+	if len(merged) == 1 {
+		// One SKU: the conditional take is the check, one statement
+		// where reading the level first made two. Only a refused take
+		// goes on below, to read the level for the failure's figures.
+		switch err := a.store.Take(ctx, merged[0].SKU, merged[0].Quantity); {
+		case err == nil:
+			return a.deducted(ctx, orderID, merged)
+		case !errors.Is(err, ErrConflict):
+			return nil, fmt.Errorf("deduct %s for order %s: %w", merged[0].SKU, orderID, err)
+		}
+	}
 	skus := make([]string, len(merged))
 	for i, l := range merged {
 		skus[i] = l.SKU
@@ -127,15 +138,23 @@ func (a *App) Deduct(ctx context.Context, orderID string, lines []domain.Line) (
 			Sku: f.SKU, Requested: int32(f.Requested), Available: f.Available,
 		}}, nil
 	}
-	ev := &inventoryv1.InventoryDeducted{OrderId: orderID}
 	for _, l := range merged {
 		if err := a.store.Take(ctx, l.SKU, l.Quantity); err != nil {
 			return nil, fmt.Errorf("deduct %s for order %s: %w", l.SKU, orderID, err)
 		}
-		ev.Lines = append(ev.Lines, &inventoryv1.StockChange{Sku: l.SKU, Quantity: int32(l.Quantity)})
 	}
+	return a.deducted(ctx, orderID, merged)
+}
+
+// deducted records what an order took, its stock already taken, and
+// returns InventoryDeducted.
+func (a *App) deducted(ctx context.Context, orderID string, merged []domain.Line) ([]proto.Message, error) {
 	if err := a.store.Reserve(ctx, orderID, merged); err != nil {
 		return nil, err
+	}
+	ev := &inventoryv1.InventoryDeducted{OrderId: orderID}
+	for _, l := range merged {
+		ev.Lines = append(ev.Lines, &inventoryv1.StockChange{Sku: l.SKU, Quantity: int32(l.Quantity)})
 	}
 	return []proto.Message{ev}, nil
 }
