@@ -971,7 +971,7 @@ func (l *sessionLogger) Log(level kgo.LogLevel, msg string, keyvals ...any) {
 	if level == kgo.LogLevelInfo {
 		switch {
 		case msg == "transaction session ending":
-			l.keep("session_ending", fmt.Sprint(keyvals...))
+			l.keep("session_ending", pairs(keyvals))
 		default:
 			routine, trouble := groupLine(msg)
 			if trouble && !l.quiet.Load() {
@@ -986,6 +986,18 @@ func (l *sessionLogger) Log(level kgo.LogLevel, msg string, keyvals ...any) {
 	if level <= l.kgoLogger.Level() {
 		l.kgoLogger.Log(level, msg, keyvals...)
 	}
+}
+
+// pairs prints keyvals as "k=v k=v".
+func pairs(keyvals []any) string {
+	var b strings.Builder
+	for i := 0; i+1 < len(keyvals); i += 2 {
+		if i > 0 {
+			b.WriteByte(' ')
+		}
+		fmt.Fprintf(&b, "%v=%v", keyvals[i], keyvals[i+1])
+	}
+	return b.String()
 }
 
 // withoutKey returns keyvals without the pairs whose key is key.

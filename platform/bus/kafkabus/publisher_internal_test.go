@@ -128,7 +128,7 @@ func TestSessionLoggerKeepsWhyATransactionAborted(t *testing.T) {
 	l.Log(kgo.LogLevelInfo, "heartbeat errored", "group", "g", "err", "REBALANCE_IN_PROGRESS")
 	l.Log(kgo.LogLevelInfo, "transaction session ending", "was_failed", true, "can_try_commit", false)
 	why := fmt.Sprint(l.reasons()...)
-	for _, want := range []string{"synced", "heartbeat errored", "was_failed", "can_try_commit"} {
+	for _, want := range []string{"synced", "heartbeat errored", "was_failed=true can_try_commit=false"} {
 		if !strings.Contains(why, want) {
 			t.Errorf("reasons %q lack %q", why, want)
 		}
