@@ -422,6 +422,9 @@ type benchRun struct {
 	err    error
 }
 
+// benchRetryFor is how long the bench retries one order.
+const benchRetryFor = 3 * time.Minute
+
 func (c *cluster) startBench(ctx context.Context, prof profile, seed uint64) *benchRun {
 	t := c.t
 	b := &benchRun{done: make(chan struct{})}
@@ -432,8 +435,14 @@ func (c *cluster) startBench(ctx context.Context, prof profile, seed uint64) *be
 		"--concurrency="+strconv.Itoa(prof.concurrency),
 		"--skus="+skuMix,
 		"--out-of-stock=DURIAN",
-		"--no-stock-setup", // the suite sets the stock it checks against
-		"--retry-for=3m",   // a restart waits for the broker when it is down too
+		"--no-stock-setup",                    // the suite sets the stock it checks against
+		"--retry-for="+benchRetryFor.String(), // a restart waits for the broker when it is down too
+		// Placing ends at the latest this long after the start: a saga
+		// that stalls for good fills the orders door (its pending limit),
+		// every later order would be retried for benchRetryFor, and the
+		// run would outlast the test's timeout instead of failing with
+		// its report.
+		"--duration="+(time.Duration(prof.orders/prof.rate)*time.Second+benchRetryFor).String(),
 		"--follow-timeout="+prof.follow.String(),
 		"--log-level=warn",
 		"--seed="+strconv.FormatUint(seed, 10),
