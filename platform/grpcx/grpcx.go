@@ -22,6 +22,7 @@ import (
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/reflection"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/protoadapt"
 	"google.golang.org/protobuf/types/known/durationpb"
 
 	"github.com/herald-events/herald/platform/apperr"
@@ -62,11 +63,7 @@ func Status(err error) *status.Status {
 		switch ae.Kind {
 		case apperr.KindInvalid:
 			st := status.New(codes.InvalidArgument, clip(ae.Error(), maxMessageBytes))
-			br := badRequest(ae.Violations)
-			if withDetails, derr := st.WithDetails(br); derr == nil {
-				return withDetails
-			}
-			return st
+			return withDetail(st, badRequest(ae.Violations))
 		case apperr.KindNotFound:
 			return status.New(codes.NotFound, clip(ae.Message, maxMessageBytes))
 		case apperr.KindAlreadyExists:
@@ -80,9 +77,7 @@ func Status(err error) *status.Status {
 		case apperr.KindResourceExhausted:
 			st := status.New(codes.ResourceExhausted, clip(ae.Message, maxMessageBytes))
 			if ae.RetryDelay > 0 {
-				if withDetails, derr := st.WithDetails(&errdetails.RetryInfo{RetryDelay: durationpb.New(ae.RetryDelay)}); derr == nil {
-					return withDetails
-				}
+				return withDetail(st, &errdetails.RetryInfo{RetryDelay: durationpb.New(ae.RetryDelay)})
 			}
 			return st
 		}
@@ -108,6 +103,14 @@ func Status(err error) *status.Status {
 		return st
 	}
 	return status.New(codes.Internal, "internal error")
+}
+
+// withDetail returns st carrying d, or st itself if d cannot be attached.
+func withDetail(st *status.Status, d protoadapt.MessageV1) *status.Status {
+	if withDetails, err := st.WithDetails(d); err == nil {
+		return withDetails
+	}
+	return st
 }
 
 // UnaryInterceptor recovers panics, maps errors with [Status], counts and
