@@ -57,7 +57,7 @@ func Migrations(d sqldb.Dialect) []sqldb.Migration {
 	}}, {ID: "0003_pending", SQL: []string{
 		// The orders still waiting for the saga, which the door counts
 		// (Store.Pending); the index holds those only.
-		`CREATE INDEX IF NOT EXISTS orders_pending ON orders (seq) WHERE status = ` + strconv.Itoa(int(domain.StatusPending)),
+		`CREATE INDEX IF NOT EXISTS orders_pending ON orders (seq) WHERE ` + pendingOnly(),
 	}}}
 }
 
@@ -68,16 +68,19 @@ func New(db *sqldb.DB) *Store { return &Store{db: db} }
 
 const timeLayout = time.RFC3339Nano
 
+// pendingOnly is the condition of the orders_pending index, and of the
+// count that reads it. The status is written into the statement, not
+// bound: a planner uses a partial index only for a condition it can see
+// implies the index's own, so both must read the same.
+func pendingOnly() string { return "status = " + strconv.Itoa(int(domain.StatusPending)) }
+
 // Pending counts the orders still PENDING, up to limit: past it the exact
 // number does not matter, and the count stays as cheap as limit rows of
 // an index.
 func (s *Store) Pending(ctx context.Context, limit int) (int, error) {
 	var n int
-	// The status is written into the statement, not bound: a planner
-	// uses a partial index only for a condition it can see implies the
-	// index's own.
-	err := s.db.Conn(ctx).QueryRowContext(ctx, `SELECT COUNT(*) FROM (SELECT 1 FROM orders WHERE status = `+
-		strconv.Itoa(int(domain.StatusPending))+` LIMIT ?) p`, limit).Scan(&n)
+	err := s.db.Conn(ctx).QueryRowContext(ctx, `SELECT COUNT(*) FROM (SELECT 1 FROM orders WHERE `+pendingOnly()+` LIMIT ?) p`,
+		limit).Scan(&n)
 	if err != nil {
 		return 0, fmt.Errorf("count pending orders: %w", err)
 	}
