@@ -143,9 +143,12 @@ func (c *cluster) read() state {
 	// consumer that finished its last poll between the reads of two
 	// databases would otherwise leave a state that says settled and lacks
 	// that poll's effects in the database read before it.
-	before := c.progress(ctx)
 	odb := c.db(ctx, "orders")
 	defer odb.Close()
+	idb := c.db(ctx, "inventory")
+	defer idb.Close()
+	outboxes := map[string]*sqldb.DB{"orders": odb, "inventory": idb}
+	before := c.progress(ctx, outboxes)
 	must(query(ctx, odb, `SELECT order_id, status, lines FROM orders`, func(scan func(...any) error) error {
 		var id, raw string
 		var status int
@@ -163,8 +166,6 @@ func (c *cluster) read() state {
 		return nil
 	}))
 
-	idb := c.db(ctx, "inventory")
-	defer idb.Close()
 	must(query(ctx, idb, `SELECT sku, quantity FROM stock`, func(scan func(...any) error) error {
 		var sku string
 		var q int64
@@ -218,7 +219,7 @@ func (c *cluster) read() state {
 		return nil
 	}))
 
-	after := c.progress(ctx)
+	after := c.progress(ctx, outboxes)
 	st.outbox, st.unconsumed = after.outbox, after.unconsumed
 	st.moved = !maps.Equal(before.counters, after.counters)
 	return st
@@ -294,17 +295,16 @@ func (c *cluster) logOpenTransactions() {
 	})
 }
 
-// progress reads the outboxes and the groups' lag; see [progress].
-func (c *cluster) progress(ctx context.Context) progress {
+// progress reads the outboxes of the services' databases and the groups'
+// lag; see [progress].
+func (c *cluster) progress(ctx context.Context, outboxes map[string]*sqldb.DB) progress {
 	t := c.t
 	t.Helper()
 	p := progress{outbox: map[string]int{}, unconsumed: map[string]int64{}, counters: map[string]int64{}}
-	for _, name := range []string{"orders", "inventory"} {
-		db := c.db(ctx, name)
+	for name, db := range outboxes {
 		var n int
 		var last int64
 		err := db.QueryRowContext(ctx, `SELECT COUNT(*) FILTER (WHERE sent_at IS NULL), COALESCE(MAX(id), 0) FROM herald_outbox`).Scan(&n, &last)
-		db.Close()
 		if err != nil {
 			t.Fatalf("%s outbox: %v", name, err)
 		}
