@@ -974,12 +974,14 @@ func (l *sessionLogger) Log(level kgo.LogLevel, msg string, keyvals ...any) {
 			l.keep("session_ending", pairs(keyvals))
 		default:
 			routine, trouble := groupLine(msg)
-			if trouble && !l.quiet.Load() {
-				// The logger names the group already.
-				l.kgoLogger.l.Info("kafka: "+msg, withoutKey(keyvals, "group")...)
-			}
 			if routine || trouble {
 				l.keep("group", msg)
+			}
+			if trouble && !l.quiet.Load() {
+				// Logged here, at info, and not again below at debug.
+				// The logger names the group already.
+				l.kgoLogger.l.Info("kafka: "+msg, withoutKey(keyvals, "group")...)
+				return
 			}
 		}
 	}
