@@ -1,10 +1,14 @@
 package sqldb
 
 import (
+	"cmp"
 	"context"
+	"errors"
 	"fmt"
 	"sync"
 	"sync/atomic"
+
+	"github.com/jackc/pgx/v5/pgconn"
 )
 
 // maxGroup bounds the calls one shared transaction takes.
@@ -13,15 +17,19 @@ const maxGroup = 256
 // InTxShared runs fn in a transaction like [DB.InTx], but lets concurrent
 // callers share one transaction: while a shared transaction runs, the calls
 // that arrive wait, and the next transaction takes all of them at once,
-// each inside a savepoint of its own. A call whose fn fails is rolled back
-// to its savepoint and gets its own error; the others commit. A commit
-// that fails fails every call of the transaction. Nothing waits for a
-// timer: alone, a call starts a transaction at once and runs without a
-// savepoint, exactly as InTx would.
+// each rolled back alone if it fails. A call whose fn fails gets its own
+// error; the others commit. A commit that fails fails every call of the
+// transaction. Nothing waits for a timer: alone, a call starts a
+// transaction at once, exactly as InTx would.
+//
+// The calls of a shared transaction run without savepoints until one
+// fails; then the transaction is rolled back and the others run again in
+// one where each has a savepoint. So fn may run twice (never again after
+// it failed) and must act only through tx and its after-commit hooks, as
+// any fn that a retry may run again.
 //
 // fn gets the shared transaction; after-commit hooks it registers run once
-// the transaction commits, and are dropped when its savepoint is rolled
-// back. Inside a transaction that ctx carries, fn joins it as with InTx.
+// the transaction commits, and are dropped when its work is rolled back. Inside a transaction that ctx carries, fn joins it as with InTx.
 //
 // Both dialects share: SQLite has a single writer, and on PostgreSQL each
 // commit waits for its WAL flush, so a transaction per call bounded
@@ -72,6 +80,9 @@ type committer struct {
 	queue    []*groupCall
 	running  int
 	shared   atomic.Int64 // transactions of more than one call, for tests
+	// savepointed counts the shared transactions run again with a
+	// savepoint per call after a call failed the optimistic one.
+	savepointed atomic.Int64
 	// txns and calls count the transactions begun and the calls they ran.
 	txns, calls atomic.Int64
 }
@@ -163,6 +174,66 @@ func (c *committer) run(batch []*groupCall) {
 		return
 	}
 	c.shared.Add(1)
+	// Optimistic first: the calls run one after the other without
+	// savepoints, which cost a statement (a round trip on PostgreSQL) per
+	// call, and commit together. A call that fails takes the transaction
+	// down with it: it gets its own error, and the calls that ran before
+	// it run again, with the rest, in a transaction where each has a
+	// savepoint. So a call runs at most twice, never after it failed.
+	failed := -1
+	var ferr error
+	gone := make([]error, len(live)) // calls whose caller left before they ran
+	err := c.db.InTx(context.Background(), func(tx *Tx) error {
+		for i, call := range live {
+			if e := call.ctx.Err(); e != nil {
+				gone[i] = fmt.Errorf("begin: %w", e)
+				continue
+			}
+			if e := call.safe(tx); e != nil {
+				failed, ferr = i, e
+				return e
+			}
+		}
+		return nil
+	})
+	if failed < 0 {
+		for i, call := range live {
+			call.done <- cmp.Or(gone[i], err)
+		}
+		return
+	}
+	rest := make([]*groupCall, 0, len(live)-1)
+	for i, call := range live {
+		switch {
+		case gone[i] != nil:
+			call.done <- gone[i]
+		case i != failed:
+			rest = append(rest, call)
+		case abortedBefore(ferr):
+			// The transaction was already failed when this call
+			// started: the one to blame ran before it and swallowed its
+			// error. Savepoints find it.
+			rest = append(rest, call)
+		default:
+			call.done <- classify(ferr)
+		}
+	}
+	if len(rest) > 0 {
+		c.savepointed.Add(1)
+		c.withSavepoints(rest)
+	}
+}
+
+// abortedBefore reports whether err is PostgreSQL refusing a statement in
+// a transaction that an earlier error has failed (SQLSTATE 25P02).
+func abortedBefore(err error) bool {
+	var pgErr *pgconn.PgError
+	return errors.As(err, &pgErr) && pgErr.Code == "25P02"
+}
+
+// withSavepoints runs calls in one transaction, each inside a savepoint of
+// its own, so that one failing rolls back alone.
+func (c *committer) withSavepoints(live []*groupCall) {
 	own := make([]error, len(live)) // each call's own failure, rolled back to its savepoint
 	err := c.db.InTx(context.Background(), func(tx *Tx) error {
 		// Savepoints run on a context of their own: one caller giving up

@@ -28,8 +28,13 @@ func testGroupCommit(t *testing.T, db *sqldb.DB) {
 	if err := db.Migrate(ctx, "test", []sqldb.Migration{{ID: "1", SQL: []string{`CREATE TABLE kv (k TEXT PRIMARY KEY)`}}}); err != nil {
 		t.Fatal(err)
 	}
+	var runsMu sync.Mutex
+	runs := map[string]int{} // how often each key's fn ran
 	insert := func(k string, fail bool, hooks *atomic.Int32) error {
 		return db.InTxShared(ctx, func(tx *sqldb.Tx) error {
+			runsMu.Lock()
+			runs[k]++
+			runsMu.Unlock()
 			if _, err := tx.ExecContext(ctx, `INSERT INTO kv (k) VALUES (?)`, k); err != nil {
 				return err
 			}
@@ -90,6 +95,47 @@ func testGroupCommit(t *testing.T, db *sqldb.DB) {
 	}
 	if s := db.SharedTransactions(); s != 1 {
 		t.Fatalf("%d shared transactions for %d calls queued together, want 1", s, n)
+	}
+	// The first failure rolled back the optimistic transaction; the calls
+	// ran again once, with savepoints. A failing call never ran again.
+	if s := db.SavepointedTransactions(); s != 1 {
+		t.Fatalf("%d transactions with savepoints, want 1 after the optimistic one failed", s)
+	}
+	for i := range n {
+		key := fmt.Sprintf("k%02d", i)
+		if i == 5 {
+			continue // "alone" ran before too
+		}
+		if r, failing := runs[key], i%10 == 3; r < 1 || r > 2 || failing && r != 1 {
+			t.Errorf("%s ran %d times (failing %v): want once if failing, else once or twice", key, r, failing)
+		}
+	}
+
+	// Calls that all succeed share one transaction without savepoints.
+	hold = make(chan struct{})
+	go func() {
+		first <- db.InTxShared(ctx, func(*sqldb.Tx) error { <-hold; return nil })
+	}()
+	time.Sleep(50 * time.Millisecond)
+	hooks.Store(0)
+	for i := range n {
+		wg.Go(func() { errs[i] = insert(fmt.Sprintf("ok%02d", i), false, &hooks) })
+	}
+	for deadline := time.Now().Add(10 * time.Second); db.QueuedCalls() < n && time.Now().Before(deadline); {
+		time.Sleep(5 * time.Millisecond)
+	}
+	close(hold)
+	wg.Wait()
+	if err := <-first; err != nil {
+		t.Fatal(err)
+	}
+	for i, err := range errs {
+		if err != nil || runs[fmt.Sprintf("ok%02d", i)] != 1 {
+			t.Errorf("ok%02d: err %v, ran %d times; want nil, once", i, err, runs[fmt.Sprintf("ok%02d", i)])
+		}
+	}
+	if hooks.Load() != n || db.SharedTransactions() != 2 || db.SavepointedTransactions() != 1 {
+		t.Fatalf("%d hooks, %d shared and %d savepointed transactions; want %d, 2, 1", hooks.Load(), db.SharedTransactions(), db.SavepointedTransactions(), n)
 	}
 }
 
