@@ -483,12 +483,18 @@ func (o *Outbox) toMessage(r row) (*bus.Message, error) {
 }
 
 func (o *Outbox) mark(ctx context.Context, ids []int64) error {
-	args := make([]any, 0, len(ids)+1)
-	args = append(args, time.Now().UTC().Format(timeLayout))
-	for _, id := range ids {
-		args = append(args, id)
+	now := time.Now().UTC().Format(timeLayout)
+	// PostgreSQL takes the ids as one array, so that every batch is the
+	// same prepared statement; SQLite has no arrays.
+	q, args := `UPDATE herald_outbox SET sent_at = ? WHERE id = ANY(?)`, []any{now, ids}
+	if o.cfg.DB.Dialect() != sqldb.Postgres {
+		args = make([]any, 0, len(ids)+1)
+		args = append(args, now)
+		for _, id := range ids {
+			args = append(args, id)
+		}
+		q = `UPDATE herald_outbox SET sent_at = ? WHERE id IN (?` + strings.Repeat(", ?", len(ids)-1) + `)`
 	}
-	q := `UPDATE herald_outbox SET sent_at = ? WHERE id IN (?` + strings.Repeat(", ?", len(ids)-1) + `)`
 	// Marking must not be skipped because the caller is shutting down:
 	// the batch is already on the bus.
 	mctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
