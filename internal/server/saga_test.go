@@ -138,6 +138,7 @@ func TestSagaEndToEnd(t *testing.T) {
 			`herald_grpc_requests_total{code="OK",method="/herald.orders.v1.OrderService/CreateOrder"} 3`,
 			`herald_outbox_pending{service="orders"} 0`,
 			`herald_outbox_pending{service="inventory"} 0`,
+			`herald_db_transactions_rerun_total{service="orders"} `,
 			`herald_outbox_oldest_pending_seconds{service="orders"} 0`,
 			`herald_consumer_lag{group="` + s.group("herald-inventory") + `",partition=`,
 			"go_goroutines",
@@ -157,6 +158,7 @@ func TestSagaEndToEnd(t *testing.T) {
 			`herald_db_units_total{service="orders"} `:                        3,
 			`herald_db_units_total{service="inventory"} `:                     3,
 			`herald_db_transactions_total{service="inventory"} `:              1,
+			`herald_db_statements_total{service="inventory"} `:                12,
 			`herald_outbox_publish_duration_seconds_count{service="orders"} `: 1,
 			`herald_outbox_delay_seconds_count{service="orders"} `:            3,
 		} {

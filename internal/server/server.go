@@ -332,6 +332,10 @@ func Start(ctx context.Context, cfg Config) (_ *Process, err error) {
 				prometheus.Labels{"service": name}, func() float64 { return float64(db.GroupStats().Calls) })
 			p.metrics.CounterFunc("herald_db_transactions_total", "Shared database transactions committed or rolled back; units ÷ transactions is the mean group size.",
 				prometheus.Labels{"service": name}, func() float64 { return float64(db.GroupStats().Transactions) })
+			p.metrics.CounterFunc("herald_db_statements_total", "SQL statements sent to the database (BEGIN, COMMIT and savepoints included): on PostgreSQL each is a round trip.",
+				prometheus.Labels{"service": name}, func() float64 { return float64(db.Statements()) })
+			p.metrics.CounterFunc("herald_db_transactions_rerun_total", "Shared database transactions run again, a savepoint per unit, because a unit failed the first.",
+				prometheus.Labels{"service": name}, func() float64 { return float64(db.GroupStats().Rerun) })
 		}
 		if ob := svc.Outbox(); ob != nil { // services that publish nothing have no outbox
 			p.metrics.GaugeFunc("herald_outbox_pending", "Outbox rows not yet published.",

@@ -16,7 +16,3 @@ func (db *DB) QueuedCalls() int {
 	defer db.group.mu.Unlock()
 	return len(db.group.queue)
 }
-
-// SavepointedTransactions counts the shared transactions InTxShared ran
-// again with a savepoint per call, after a call failed the first.
-func (db *DB) SavepointedTransactions() int64 { return db.group.savepointed.Load() }

@@ -89,9 +89,11 @@ type committer struct {
 
 // GroupStats counts the work of [DB.InTxShared] since the database was
 // opened: Calls made, and the Transactions that ran them. Calls divided by
-// Transactions is the mean group size.
+// Transactions is the mean group size. Rerun counts the shared
+// transactions run a second time, with a savepoint per call, because a
+// call failed the first (not counted in Transactions).
 type GroupStats struct {
-	Transactions, Calls int64
+	Transactions, Calls, Rerun int64
 }
 
 // SetSharedTransactions sets how many shared transactions of
@@ -116,7 +118,7 @@ func (db *DB) GroupStats() GroupStats {
 	if db.group == nil {
 		return GroupStats{}
 	}
-	return GroupStats{Transactions: db.group.txns.Load(), Calls: db.group.calls.Load()}
+	return GroupStats{Transactions: db.group.txns.Load(), Calls: db.group.calls.Load(), Rerun: db.group.savepointed.Load()}
 }
 
 func (c *committer) do(ctx context.Context, fn func(*Tx) error) error {
@@ -252,11 +254,11 @@ func (c *committer) withSavepoints(live []*groupCall) {
 			if release != "" {
 				if c.db.dialect == Postgres {
 					open = "RELEASE SAVEPOINT " + release + "; " + open
-				} else if _, err := tx.tx.ExecContext(context.Background(), "RELEASE SAVEPOINT "+release); err != nil {
+				} else if _, err := tx.ExecContext(context.Background(), "RELEASE SAVEPOINT "+release); err != nil {
 					return fmt.Errorf("release savepoint: %w", err)
 				}
 			}
-			if _, err := tx.tx.ExecContext(context.Background(), open); err != nil {
+			if _, err := tx.ExecContext(context.Background(), open); err != nil {
 				return fmt.Errorf("savepoint: %w", err)
 			}
 			release = sp
@@ -264,7 +266,7 @@ func (c *committer) withSavepoints(live []*groupCall) {
 			if ferr := call.safe(tx); ferr != nil {
 				own[i] = classify(ferr)
 				tx.onCommit = tx.onCommit[:hooks]
-				if _, err := tx.tx.ExecContext(context.Background(), "ROLLBACK TO SAVEPOINT "+sp); err != nil {
+				if _, err := tx.ExecContext(context.Background(), "ROLLBACK TO SAVEPOINT "+sp); err != nil {
 					return fmt.Errorf("rollback to savepoint after %v: %w", ferr, err)
 				}
 			}

@@ -98,7 +98,7 @@ func testGroupCommit(t *testing.T, db *sqldb.DB) {
 	}
 	// The first failure rolled back the optimistic transaction; the calls
 	// ran again once, with savepoints. A failing call never ran again.
-	if s := db.SavepointedTransactions(); s != 1 {
+	if s := db.GroupStats().Rerun; s != 1 {
 		t.Fatalf("%d transactions with savepoints, want 1 after the optimistic one failed", s)
 	}
 	for i := range n {
@@ -134,8 +134,8 @@ func testGroupCommit(t *testing.T, db *sqldb.DB) {
 			t.Errorf("ok%02d: err %v, ran %d times; want nil, once", i, err, runs[fmt.Sprintf("ok%02d", i)])
 		}
 	}
-	if hooks.Load() != n || db.SharedTransactions() != 2 || db.SavepointedTransactions() != 1 {
-		t.Fatalf("%d hooks, %d shared and %d savepointed transactions; want %d, 2, 1", hooks.Load(), db.SharedTransactions(), db.SavepointedTransactions(), n)
+	if hooks.Load() != n || db.SharedTransactions() != 2 || db.GroupStats().Rerun != 1 {
+		t.Fatalf("%d hooks, %d shared and %d savepointed transactions; want %d, 2, 1", hooks.Load(), db.SharedTransactions(), db.GroupStats().Rerun, n)
 	}
 }
 
@@ -226,6 +226,34 @@ func TestSharedTransactionsSideBySide(t *testing.T) {
 		db.SetSharedTransactions(1)
 		if overlap() {
 			t.Fatalf("%s with one shared transaction at a time: calls overlapped", db.Dialect())
+		}
+	})
+}
+
+// TestStatementsCounted: every statement counts once, a transaction's
+// BEGIN and COMMIT included, and a shared transaction's savepoints only
+// when it runs again after a failing call.
+func TestStatementsCounted(t *testing.T) {
+	sqldbtest.Each(t, func(t *testing.T, db *sqldb.DB) {
+		ctx := context.Background()
+		if err := db.Migrate(ctx, "test", []sqldb.Migration{{ID: "1", SQL: []string{`CREATE TABLE kv (k TEXT PRIMARY KEY)`}}}); err != nil {
+			t.Fatal(err)
+		}
+		before := db.Statements()
+		if err := db.InTx(ctx, func(tx *sqldb.Tx) error {
+			if _, err := tx.ExecContext(ctx, `INSERT INTO kv (k) VALUES ('a')`); err != nil {
+				return err
+			}
+			var n int
+			return tx.QueryRowContext(ctx, `SELECT COUNT(*) FROM kv`).Scan(&n)
+		}); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := db.ExecContext(ctx, `DELETE FROM kv WHERE k = 'none'`); err != nil {
+			t.Fatal(err)
+		}
+		if got := db.Statements() - before; got != 5 {
+			t.Fatalf("%d statements counted, want 5: BEGIN, INSERT, SELECT, COMMIT, DELETE", got)
 		}
 	})
 }

@@ -24,6 +24,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 
 	"github.com/jackc/pgx/v5"
 	_ "modernc.org/sqlite" // registers the "sqlite" driver
@@ -57,6 +58,8 @@ type DB struct {
 	// schema and pgConfig, for PostgreSQL, open dedicated connections.
 	schema   string
 	pgConfig *pgx.ConnConfig
+	// sent counts the statements sent, its transactions' included.
+	sent atomic.Int64
 }
 
 func newDB(db *sql.DB, d Dialect) *DB {
@@ -208,8 +211,15 @@ func rebind(d Dialect, q string) string {
 	return b.String()
 }
 
+// Statements counts the statements run on db since it was opened: each
+// SQL statement, BEGIN and COMMIT (or ROLLBACK) of a transaction and a
+// savepoint's SAVEPOINT included, one count for statements sent together.
+// On PostgreSQL each is a round trip to the server.
+func (db *DB) Statements() int64 { return db.sent.Load() }
+
 // ExecContext runs a statement outside a transaction.
 func (db *DB) ExecContext(ctx context.Context, q string, args ...any) (sql.Result, error) {
+	db.sent.Add(1)
 	if st := db.stmts.get(ctx, q); st != nil {
 		res, err := st.ExecContext(ctx, args...)
 		return res, classify(err)
@@ -220,6 +230,7 @@ func (db *DB) ExecContext(ctx context.Context, q string, args ...any) (sql.Resul
 
 // QueryContext runs a query outside a transaction.
 func (db *DB) QueryContext(ctx context.Context, q string, args ...any) (*sql.Rows, error) {
+	db.sent.Add(1)
 	if st := db.stmts.get(ctx, q); st != nil {
 		rows, err := st.QueryContext(ctx, args...)
 		return rows, classify(err)
@@ -232,6 +243,7 @@ func (db *DB) QueryContext(ctx context.Context, q string, args ...any) (*sql.Row
 // error of its Scan is not classified (see [DB.InTx], which is); a reader
 // that must tell an outage apart runs its query in a transaction.
 func (db *DB) QueryRowContext(ctx context.Context, q string, args ...any) *sql.Row {
+	db.sent.Add(1)
 	if st := db.stmts.get(ctx, q); st != nil {
 		return st.QueryRowContext(ctx, args...)
 	}
@@ -243,6 +255,7 @@ type Tx struct {
 	tx       *sql.Tx
 	dialect  Dialect
 	stmts    *stmtCache
+	sent     *atomic.Int64
 	onCommit []func()
 }
 
@@ -256,6 +269,7 @@ func (t *Tx) stmt(ctx context.Context, q string) *sql.Stmt {
 
 // ExecContext runs a statement in the transaction.
 func (t *Tx) ExecContext(ctx context.Context, q string, args ...any) (sql.Result, error) {
+	t.sent.Add(1)
 	if st := t.stmt(ctx, q); st != nil {
 		return st.ExecContext(ctx, args...)
 	}
@@ -264,6 +278,7 @@ func (t *Tx) ExecContext(ctx context.Context, q string, args ...any) (sql.Result
 
 // QueryContext runs a query in the transaction.
 func (t *Tx) QueryContext(ctx context.Context, q string, args ...any) (*sql.Rows, error) {
+	t.sent.Add(1)
 	if st := t.stmt(ctx, q); st != nil {
 		return st.QueryContext(ctx, args...)
 	}
@@ -272,6 +287,7 @@ func (t *Tx) QueryContext(ctx context.Context, q string, args ...any) (*sql.Rows
 
 // QueryRowContext runs a single-row query in the transaction.
 func (t *Tx) QueryRowContext(ctx context.Context, q string, args ...any) *sql.Row {
+	t.sent.Add(1)
 	if st := t.stmt(ctx, q); st != nil {
 		return st.QueryRowContext(ctx, args...)
 	}
@@ -349,11 +365,12 @@ func (db *DB) InTx(ctx context.Context, fn func(*Tx) error) error {
 		}
 		defer func() { <-db.writer }()
 	}
+	db.sent.Add(2) // BEGIN, and COMMIT or ROLLBACK
 	stx, err := db.sql.BeginTx(ctx, nil)
 	if err != nil {
 		return fmt.Errorf("begin: %w", classify(err))
 	}
-	tx := &Tx{tx: stx, dialect: db.dialect, stmts: db.stmts}
+	tx := &Tx{tx: stx, dialect: db.dialect, stmts: db.stmts, sent: &db.sent}
 	if err := fn(tx); err != nil {
 		err = classify(err)
 		if rbErr := stx.Rollback(); rbErr != nil && !errors.Is(rbErr, sql.ErrTxDone) && !errors.Is(rbErr, driver.ErrBadConn) {
