@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -49,12 +50,30 @@ func TestCreateOrderIdempotent(t *testing.T) {
 		t.Fatalf("same request_id, different body: %v, want AlreadyExists", err)
 	}
 
-	if got := s.stock(t, "APPLE"); got != 8 {
-		t.Fatalf("APPLE stock = %d, want 8 (one deduction)", got)
+	// The same request sent 16 times at once: the calls share
+	// transactions (group commit), and still one order is stored.
+	again := &ordersv1.CreateOrderRequest{RequestId: "req-2", CustomerId: "alice", Items: []*ordersv1.LineItem{item("APPLE", 1)}}
+	ids := make([]string, 16)
+	var wg sync.WaitGroup
+	for i := range ids {
+		wg.Go(func() { ids[i] = s.create(t, again).GetOrderId() })
 	}
-	created := s.read(t, "herald.orders.v1", keyed("herald.orders.v1.OrderCreated", first.GetOrderId()))
-	if len(created) != 1 {
-		t.Fatalf("%d OrderCreated events for one idempotent order, want 1", len(created))
+	wg.Wait()
+	for _, id := range ids {
+		if id != ids[0] {
+			t.Fatalf("one request_id sent concurrently gave orders %v", ids)
+		}
+	}
+	s.waitStatus(t, ids[0], ordersv1.OrderStatus_ORDER_STATUS_CONFIRMED)
+
+	if got := s.stock(t, "APPLE"); got != 7 {
+		t.Fatalf("APPLE stock = %d, want 7 (one deduction per request_id)", got)
+	}
+	for _, id := range []string{first.GetOrderId(), ids[0]} {
+		created := s.read(t, "herald.orders.v1", keyed("herald.orders.v1.OrderCreated", id))
+		if len(created) != 1 {
+			t.Fatalf("%d OrderCreated events for idempotent order %s, want 1", len(created), id)
+		}
 	}
 }
 

@@ -87,21 +87,28 @@ func (s *Store) Pending(ctx context.Context, limit int) (int, error) {
 	return n, nil
 }
 
-// Insert stores a new order.
-func (s *Store) Insert(ctx context.Context, o *domain.Order, requestHash string) error {
+// Insert stores a new order and reports true, or stores nothing and
+// reports false when its customer already has an order with its request
+// id (the unique index decides, in the same statement: no lookup first).
+func (s *Store) Insert(ctx context.Context, o *domain.Order, requestHash string) (bool, error) {
 	lines, err := json.Marshal(o.Lines)
 	if err != nil {
-		return fmt.Errorf("insert order %s: %w", o.ID, err)
+		return false, fmt.Errorf("insert order %s: %w", o.ID, err)
 	}
-	_, err = s.db.Conn(ctx).ExecContext(ctx, `INSERT INTO orders (order_id, customer_id, request_id, request_hash, status,
+	res, err := s.db.Conn(ctx).ExecContext(ctx, `INSERT INTO orders (order_id, customer_id, request_id, request_hash, status,
 		rejection_reason, lines, total_currency, total_units, total_nanos, created_at, updated_at)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+		ON CONFLICT (customer_id, request_id) WHERE request_id <> '' DO NOTHING`,
 		o.ID, o.CustomerID, o.RequestID, requestHash, int(o.Status), o.RejectionReason, string(lines),
 		o.Total.Currency, o.Total.Units, o.Total.Nanos, o.Created.Format(timeLayout), o.Updated.Format(timeLayout))
 	if err != nil {
-		return fmt.Errorf("insert order %s: %w", o.ID, err)
+		return false, fmt.Errorf("insert order %s: %w", o.ID, err)
 	}
-	return nil
+	n, err := res.RowsAffected()
+	if err != nil {
+		return false, fmt.Errorf("insert order %s: %w", o.ID, err)
+	}
+	return n == 1, nil
 }
 
 const columns = `seq, order_id, customer_id, request_id, request_hash, status, rejection_reason, lines,

@@ -42,8 +42,16 @@ func TestStoreContract(t *testing.T) {
 		}
 
 		o := newOrder(t, "o-1", "alice", "req-1")
-		if err := in(func(ctx context.Context) error { return s.Insert(ctx, o, "hash-1") }); err != nil {
-			t.Fatalf("Insert: %v", err)
+		inserted := func(o *domain.Order, hash string) bool {
+			t.Helper()
+			var ok bool
+			if err := in(func(ctx context.Context) (err error) { ok, err = s.Insert(ctx, o, hash); return err }); err != nil {
+				t.Fatalf("Insert %s: %v", o.ID, err)
+			}
+			return ok
+		}
+		if !inserted(o, "hash-1") {
+			t.Fatal("Insert of a new order stored nothing")
 		}
 		var got *domain.Order
 		if err := in(func(ctx context.Context) (err error) { got, err = s.Get(ctx, "o-1"); return err }); err != nil {
@@ -77,11 +85,14 @@ func TestStoreContract(t *testing.T) {
 		if err := in(func(ctx context.Context) (err error) { got, _, err = s.GetByRequestID(ctx, "bob", "req-1"); return err }); err != nil || got != nil {
 			t.Fatalf("GetByRequestID of another customer's request id = %v, %v; want nil, nil", got, err)
 		}
-		if err := in(func(ctx context.Context) error { return s.Insert(ctx, newOrder(t, "o-bob", "bob", "req-1"), "h") }); err != nil {
-			t.Fatalf("bob reusing alice's request_id: %v", err)
+		if !inserted(newOrder(t, "o-bob", "bob", "req-1"), "h") {
+			t.Fatal("bob reusing alice's request_id: not stored")
 		}
-		if err := in(func(ctx context.Context) error { return s.Insert(ctx, newOrder(t, "o-dup", "alice", "req-1"), "h") }); err == nil {
+		if inserted(newOrder(t, "o-dup", "alice", "req-1"), "h") {
 			t.Fatal("a second order of one customer with the same request_id was stored")
+		}
+		if err := in(func(ctx context.Context) error { _, err := s.Get(ctx, "o-dup"); return err }); err == nil {
+			t.Fatal("Insert reported the second order of a request_id not stored, but it is there")
 		}
 
 		if _, err := s.Update(ctx, "o-1", func(o *domain.Order) error {
@@ -109,10 +120,8 @@ func TestStoreContract(t *testing.T) {
 			if i%2 == 0 {
 				cust = "bob"
 			}
-			if err := in(func(ctx context.Context) error {
-				return s.Insert(ctx, newOrder(t, fmt.Sprintf("o-%d", i), cust, ""), "h")
-			}); err != nil {
-				t.Fatalf("Insert o-%d: %v", i, err)
+			if !inserted(newOrder(t, fmt.Sprintf("o-%d", i), cust, ""), "h") {
+				t.Fatalf("Insert o-%d without a request id: not stored", i)
 			}
 		}
 		var ids []string

@@ -27,7 +27,9 @@ import (
 
 // Store persists orders, in the unit of work the context carries.
 type Store interface {
-	Insert(ctx context.Context, o *domain.Order, requestHash string) error
+	// Insert stores a new order, or reports false and stores nothing when
+	// its customer already has an order with its request id.
+	Insert(ctx context.Context, o *domain.Order, requestHash string) (bool, error)
 	// Get returns the order or an apperr NotFound error.
 	Get(ctx context.Context, id string) (*domain.Order, error)
 	// GetByRequestID returns the order customerID created with requestID
@@ -101,35 +103,31 @@ func (a *App) CreateOrder(ctx context.Context, in CreateOrder) (*domain.Order, e
 	hash := in.hash()
 	var result *domain.Order
 	err = a.work.Do(ctx, func(ctx context.Context) ([]proto.Message, error) {
-		if in.RequestID != "" {
-			prev, prevHash, err := a.store.GetByRequestID(ctx, in.CustomerID, in.RequestID)
-			if err != nil {
-				return nil, err
-			}
-			if prev != nil {
-				if prevHash != hash {
-					return nil, apperr.AlreadyExists("request_id %q was already used for order %s with a different request", in.RequestID, prev.ID)
-				}
-				result = prev
-				return nil, nil
-			}
-		}
-		if err := a.store.Insert(ctx, o, hash); err != nil {
+		// The insert is the lookup: only a request id used before makes
+		// it store nothing, and only then is the first order read. Two
+		// requests with one id racing each other are the same case (the
+		// second insert waits for the first to commit, then stores
+		// nothing).
+		inserted, err := a.store.Insert(ctx, o, hash)
+		if err != nil {
 			return nil, err
 		}
-		result = o
-		return []proto.Message{orderCreated(o)}, nil
-	})
-	if err != nil && in.RequestID != "" {
-		// Two requests with one key can race past the lookup; the unique
-		// index lets one insert win, and the other answers as a replay.
-		if prev, prevHash, lerr := a.store.GetByRequestID(ctx, in.CustomerID, in.RequestID); lerr == nil && prev != nil {
-			if prevHash != hash {
-				return nil, apperr.AlreadyExists("request_id %q was already used for order %s with a different request", in.RequestID, prev.ID)
-			}
-			return prev, nil
+		if inserted {
+			result = o
+			return []proto.Message{orderCreated(o)}, nil
 		}
-	}
+		prev, prevHash, err := a.store.GetByRequestID(ctx, in.CustomerID, in.RequestID)
+		switch {
+		case err != nil:
+			return nil, err
+		case prev == nil:
+			return nil, fmt.Errorf("order of request_id %q neither stored nor found", in.RequestID)
+		case prevHash != hash:
+			return nil, apperr.AlreadyExists("request_id %q was already used for order %s with a different request", in.RequestID, prev.ID)
+		}
+		result = prev
+		return nil, nil
+	})
 	if err != nil {
 		return nil, fmt.Errorf("create order: %w", err)
 	}

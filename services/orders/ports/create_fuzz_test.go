@@ -17,10 +17,10 @@ import (
 	"github.com/herald-events/herald/services/orders/ports"
 )
 
-// acceptingStore stores nothing and finds nothing: validation alone decides.
+// acceptingStore takes every order and finds nothing: validation alone decides.
 type acceptingStore struct{}
 
-func (acceptingStore) Insert(context.Context, *domain.Order, string) error { return nil }
+func (acceptingStore) Insert(context.Context, *domain.Order, string) (bool, error) { return true, nil }
 func (acceptingStore) Get(context.Context, string) (*domain.Order, error) {
 	return nil, nil
 }
