@@ -39,4 +39,14 @@ run rate1000 --rate=1000
 run rate50 --rate=50
 jq -rn --slurpfile h "$out/health.json" --slurpfile o "$out/open.json" \
   '"completed orders/s ÷ health checks/s = \(($o[0].completed_per_s / $h[0].accepted_per_s * 1000 | round) / 1000)"'
+# What an order costs the databases: statements (BEGIN, COMMIT and
+# savepoints included) and shared transactions of every service, over the
+# orders the three order runs completed.
+orders=$(jq -s 'map(.completed) | add' "$out/open.json" "$out/rate1000.json" "$out/rate50.json")
+curl -fsS http://127.0.0.1:28502/metrics >"$out/metrics.txt" || echo "metrics: not read" >&2
+awk -v n="$orders" '
+  /^herald_db_statements_total\{/ { s += $2; split($1, a, "\""); per[a[2]] = $2 }
+  /^herald_db_transactions_total\{/ { t += $2 }
+  END { if (n > 0) { printf "per completed order (%d): %.1f statements, %.2f transactions;", n, s / n, t / n
+        for (k in per) printf " %s %.1f", k, per[k] / n; printf "\n" } }' "$out/metrics.txt"
 echo "JSON summaries in $out" >&2
