@@ -29,7 +29,8 @@ const maxGroup = 256
 // any fn that a retry may run again.
 //
 // fn gets the shared transaction; after-commit hooks it registers run once
-// the transaction commits, and are dropped when its work is rolled back. Inside a transaction that ctx carries, fn joins it as with InTx.
+// the transaction commits, and are dropped when its work is rolled back.
+// Inside a transaction that ctx carries, fn joins it as with InTx.
 //
 // Both dialects share: SQLite has a single writer, and on PostgreSQL each
 // commit waits for its WAL flush, so a transaction per call bounded
