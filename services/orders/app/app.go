@@ -105,9 +105,9 @@ func (a *App) CreateOrder(ctx context.Context, in CreateOrder) (*domain.Order, e
 	err = a.work.Do(ctx, func(ctx context.Context) ([]proto.Message, error) {
 		// The insert is the lookup: only a request id used before makes
 		// it store nothing, and only then is the first order read. Two
-		// requests with one id racing each other are the same case (the
-		// second insert waits for the first to commit, then stores
-		// nothing).
+		// requests with one id racing each other are the same case: on
+		// PostgreSQL the second insert waits for the first transaction
+		// and stores nothing once it has committed.
 		inserted, err := a.store.Insert(ctx, o, hash)
 		if err != nil {
 			return nil, err
