@@ -1,0 +1,131 @@
+package kafkabus_test
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/herald-events/herald/platform/bus/kafkabus"
+	"github.com/herald-events/herald/platform/bus/kafkabus/kafkatest"
+)
+
+// TestResolveHanging leaves transactions open on a real broker as its
+// restart race does (the coordinator ends the transaction, the partition
+// never gets the marker), then finds them and writes the coordinator's
+// decision: the committed transaction's record becomes readable, the
+// aborted one's stays hidden, and a transaction still running is found
+// but left alone.
+//
+// The hang is made the way the broker could before KIP-890: a producer
+// that speaks Kafka 3.7's protocol writes to a partition it did not add
+// to its transaction, with the broker's partition verification turned off
+// for the test, so the coordinator's end sends no marker there.
+func TestResolveHanging(t *testing.T) {
+	brokers := os.Getenv("HERALD_KAFKA_BROKERS")
+	if brokers == "" {
+		if os.Getenv("CI") != "" {
+			t.Fatal("HERALD_KAFKA_BROKERS is not set; CI runs this test against a real Kafka")
+		}
+		t.Skip("HERALD_KAFKA_BROKERS is not set: needs a real Kafka (kfake has no transaction markers to lose)")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	cl, err := kafkatest.Client(brokers)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	adm := kadm.NewClient(cl)
+	restore, err := kafkatest.DisableVerification(ctx, adm)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(restore)
+	topic := fmt.Sprintf("herald-test-hanging-%d", time.Now().UnixNano())
+	if _, err := adm.CreateTopic(ctx, 3, 1, nil, topic); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _, _ = adm.DeleteTopic(context.Background(), topic) })
+
+	// Partition 0: committed, marker lost; 1: aborted, marker lost; 2: a
+	// transaction still open.
+	commit, abort := true, false
+	for p, h := range []struct {
+		value  string
+		commit *bool
+	}{{"committed", &commit}, {"aborted", &abort}, {"open", nil}} {
+		if err := kafkatest.Hang(ctx, cl, fmt.Sprintf("%s-%d", topic, p), topic, int32(p), 2, h.value, h.commit); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	found, err := kafkabus.FindHanging(ctx, adm, 0, topic)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(found) != 3 {
+		t.Fatalf("found %d hanging transactions, want 3: %+v", len(found), found)
+	}
+	want := []struct {
+		decided, commit bool
+		state           string
+	}{{true, true, "CompleteCommit"}, {true, false, "CompleteAbort"}, {false, false, "Ongoing"}}
+	for i, h := range found {
+		if h.Partition != int32(i) || h.Decided != want[i].decided || h.Commit != want[i].commit || h.State != want[i].state {
+			t.Errorf("partition %d: %+v, want decided %v, commit %v, state %s", i, h, want[i].decided, want[i].commit, want[i].state)
+		}
+	}
+	if found[2].Why == "" {
+		t.Error("an undecided transaction must say why")
+	}
+	closed, err := kafkabus.Resolve(ctx, adm, found)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(closed) != 2 {
+		t.Fatalf("closed %d, want the 2 decided ones", len(closed))
+	}
+	ends, err := adm.ListEndOffsets(ctx, topic)
+	if err != nil {
+		t.Fatal(err)
+	}
+	stable, err := adm.ListCommittedOffsets(ctx, topic)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for p, held := range map[int32]bool{0: false, 1: false, 2: true} {
+		e, _ := ends.Lookup(topic, p)
+		s, _ := stable.Lookup(topic, p)
+		if (s.Offset < e.Offset) != held {
+			t.Errorf("partition %d: last stable offset %d, end %d; want held %v", p, s.Offset, e.Offset, held)
+		}
+	}
+	if again, err := kafkabus.FindHanging(ctx, adm, 0, topic); err != nil || len(again) != 1 || again[0].Partition != 2 {
+		t.Fatalf("after resolving: %+v, %v; want only partition 2's", again, err)
+	}
+
+	// A read_committed reader sees the committed record and not the
+	// aborted one.
+	rd, err := kgo.NewClient(kgo.SeedBrokers(brokers), kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{
+		topic: {0: kgo.NewOffset().AtStart(), 1: kgo.NewOffset().AtStart()},
+	}), kgo.FetchIsolationLevel(kgo.ReadCommitted()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rd.Close()
+	seen := map[string]int32{}
+	pollCtx, stop := context.WithTimeout(ctx, 5*time.Second)
+	defer stop()
+	for pollCtx.Err() == nil && len(seen) < 1 {
+		rd.PollFetches(pollCtx).EachRecord(func(r *kgo.Record) { seen[string(r.Value)] = r.Partition })
+	}
+	stop()
+	if p, ok := seen["committed"]; !ok || p != 0 || len(seen) != 1 {
+		t.Fatalf("read_committed read %v, want only the committed record on partition 0", seen)
+	}
+}

@@ -1,0 +1,117 @@
+// Package kafkatest makes, on a real Kafka broker, the hanging transactions
+// that kafkabus.FindHanging finds and kafkabus.Resolve closes, for tests.
+package kafkatest
+
+import (
+	"context"
+	"fmt"
+	"hash/crc32"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
+	"github.com/twmb/franz-go/pkg/kversion"
+)
+
+// Client returns a client for Hang: limited to Kafka 3.7's protocol.
+func Client(brokers ...string) (*kgo.Client, error) {
+	return kgo.NewClient(kgo.SeedBrokers(brokers...), kgo.MaxVersions(kversion.V3_7_0()))
+}
+
+// DisableVerification turns the brokers' transaction partition
+// verification off (cluster-wide) and returns the function that restores
+// the default.
+func DisableVerification(ctx context.Context, adm *kadm.Client) (func(), error) {
+	off := "false"
+	if _, err := adm.AlterBrokerConfigs(ctx, []kadm.AlterConfig{{Name: verification, Value: &off}}); err != nil {
+		return nil, fmt.Errorf("turn %s off: %w", verification, err)
+	}
+	return func() {
+		_, _ = adm.AlterBrokerConfigs(context.Background(), []kadm.AlterConfig{{Op: kadm.DeleteConfig, Name: verification}})
+	}, nil
+}
+
+const verification = "transaction.partition.verification.enable"
+
+// Hang runs a transaction of txnID that writes value to partition of
+// topic without adding the partition to the transaction, then ends it with
+// commit (nil: leaves it open). The coordinator sends no marker to the
+// partition, which keeps the transaction open there: the state a broker's
+// restart race leaves behind (see kafkabus.Hanging).
+//
+// It needs a real broker whose partition verification is off
+// (transaction.partition.verification.enable=false, see
+// [DisableVerification]) and a client limited to Kafka 3.7's protocol
+// (kgo.MaxVersions(kversion.V3_7_0())), under which a produce does not add
+// its partition to the transaction by itself (KIP-890). The transaction
+// also takes the topic's last partition, so that the coordinator has one
+// to end it on; keep partition below it.
+func Hang(ctx context.Context, cl *kgo.Client, txnID, topic string, partition, last int32, value string, commit *bool) error {
+	init := kmsg.NewPtrInitProducerIDRequest()
+	init.TransactionalID = &txnID
+	init.TransactionTimeoutMillis = 60_000 // longer than the test: the broker must not abort the open one
+	ir, err := init.RequestWith(ctx, cl)
+	if err == nil {
+		err = kerr.ErrorForCode(ir.ErrorCode)
+	}
+	if err != nil {
+		return fmt.Errorf("init producer id %s: %w", txnID, err)
+	}
+	// A transaction needs a partition the coordinator knows of to end
+	// with markers: the last partition, where nothing is written.
+	add := kmsg.NewPtrAddPartitionsToTxnRequest()
+	add.TransactionalID, add.ProducerID, add.ProducerEpoch = txnID, ir.ProducerID, ir.ProducerEpoch
+	at := kmsg.NewAddPartitionsToTxnRequestTopic()
+	at.Topic, at.Partitions = topic, []int32{last}
+	add.Topics = append(add.Topics, at)
+	if _, err := add.RequestWith(ctx, cl); err != nil {
+		return fmt.Errorf("add partitions %s: %w", txnID, err)
+	}
+	prod := kmsg.NewPtrProduceRequest()
+	prod.TransactionID, prod.Acks, prod.TimeoutMillis = &txnID, -1, 10_000
+	pt := kmsg.NewProduceRequestTopic()
+	pt.Topic = topic
+	pp := kmsg.NewProduceRequestTopicPartition()
+	pp.Partition, pp.Records = partition, transactionalBatch(ir.ProducerID, ir.ProducerEpoch, []byte(value))
+	pt.Partitions = append(pt.Partitions, pp)
+	prod.Topics = append(prod.Topics, pt)
+	pr, err := prod.RequestWith(ctx, cl)
+	if err != nil {
+		return fmt.Errorf("produce %s: %w", txnID, err)
+	}
+	if code := pr.Topics[0].Partitions[0].ErrorCode; code != 0 {
+		return fmt.Errorf("produce %s: %w", txnID, kerr.ErrorForCode(code))
+	}
+	if commit == nil {
+		return nil
+	}
+	end := kmsg.NewPtrEndTxnRequest()
+	end.TransactionalID, end.ProducerID, end.ProducerEpoch, end.Commit = txnID, ir.ProducerID, ir.ProducerEpoch, *commit
+	er, err := end.RequestWith(ctx, cl)
+	if err == nil {
+		err = kerr.ErrorForCode(er.ErrorCode)
+	}
+	if err != nil {
+		return fmt.Errorf("end %s: %w", txnID, err)
+	}
+	return nil
+}
+
+// transactionalBatch encodes one record as a transactional record batch
+// (magic 2) of the producer.
+func transactionalBatch(pid int64, epoch int16, value []byte) []byte {
+	rec := kmsg.Record{Value: value}
+	rec.Length = int32(len(rec.AppendTo(nil)) - 1) // the zero length took one byte
+	now := time.Now().UnixMilli()
+	b := kmsg.RecordBatch{
+		Magic: 2, Attributes: 0x10, // transactional
+		FirstTimestamp: now, MaxTimestamp: now,
+		ProducerID: pid, ProducerEpoch: epoch, NumRecords: 1, Records: rec.AppendTo(nil),
+	}
+	b.Length = int32(len(b.AppendTo(nil)) - 12) // all after FirstOffset and Length
+	raw := b.AppendTo(nil)
+	b.CRC = int32(crc32.Checksum(raw[21:], crc32.MakeTable(crc32.Castagnoli))) // from Attributes on
+	return b.AppendTo(nil)
+}
