@@ -69,6 +69,8 @@ Usage:
                                   the same rules offline, against proto/ at a git revision
   herald registry [flags]         run the embedded schema registry on its own
   herald dlq list|show|replay     inspect dead-letter topics and send messages back
+  herald kafka transactions       transactions left open on a partition after a broker
+                                  restart; --heal writes the coordinator's decision
   herald bench [flags]            place orders on a running herald at a chosen
                                   concurrency and rate; print throughput and latencies
   herald token [flags]            print a development JWT (--role customer|operator,
@@ -97,6 +99,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return runRegistry(ctx, args[1:], getenv, stderr)
 	case "dlq":
 		return runDLQ(ctx, args[1:], getenv, stdout, stderr)
+	case "kafka":
+		return runKafka(ctx, args[1:], getenv, stdout, stderr)
 	case "bench":
 		return runBench(ctx, args[1:], getenv, stdout, stderr)
 	case "token":

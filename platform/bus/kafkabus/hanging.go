@@ -172,13 +172,13 @@ func Resolve(ctx context.Context, adm *kadm.Client, hs []Hanging) ([]Hanging, er
 			CoordinatorEpoch: h.CoordinatorEpoch, Topics: topics,
 		})
 		if err != nil {
-			return closed, fmt.Errorf("write %s marker to %s/%d: %w", decision(h.Commit), h.Topic, h.Partition, err)
+			return closed, fmt.Errorf("write %s marker to %s/%d: %w", h.Decision(), h.Topic, h.Partition, err)
 		}
 		for _, r := range resp {
 			for _, t := range r.Topics {
 				for _, p := range t.Partitions {
 					if p.Err != nil {
-						return closed, fmt.Errorf("write %s marker to %s/%d: %w", decision(h.Commit), p.Topic, p.Partition, p.Err)
+						return closed, fmt.Errorf("write %s marker to %s/%d: %w", h.Decision(), p.Topic, p.Partition, p.Err)
 					}
 				}
 			}
@@ -188,9 +188,15 @@ func Resolve(ctx context.Context, adm *kadm.Client, hs []Hanging) ([]Hanging, er
 	return closed, nil
 }
 
-func decision(commit bool) string {
-	if commit {
+// Decision is "commit" or "abort" for a decided transaction, "" for one
+// that is not.
+func (h Hanging) Decision() string {
+	switch {
+	case !h.Decided:
+		return ""
+	case h.Commit:
 		return "commit"
+	default:
+		return "abort"
 	}
-	return "abort"
 }

@@ -66,7 +66,20 @@ func Hang(ctx context.Context, cl *kgo.Client, txnID, topic string, partition, l
 	at := kmsg.NewAddPartitionsToTxnRequestTopic()
 	at.Topic, at.Partitions = topic, []int32{last}
 	add.Topics = append(add.Topics, at)
-	if _, err := add.RequestWith(ctx, cl); err != nil {
+	if err := retry(func() error {
+		ar, err := add.RequestWith(ctx, cl)
+		if err != nil {
+			return err
+		}
+		for _, t := range ar.Topics {
+			for _, p := range t.Partitions {
+				if err := kerr.ErrorForCode(p.ErrorCode); err != nil {
+					return err
+				}
+			}
+		}
+		return nil
+	}); err != nil {
 		return fmt.Errorf("add partitions %s: %w", txnID, err)
 	}
 	prod := kmsg.NewPtrProduceRequest()
@@ -77,12 +90,14 @@ func Hang(ctx context.Context, cl *kgo.Client, txnID, topic string, partition, l
 	pp.Partition, pp.Records = partition, transactionalBatch(ir.ProducerID, ir.ProducerEpoch, []byte(value))
 	pt.Partitions = append(pt.Partitions, pp)
 	prod.Topics = append(prod.Topics, pt)
-	pr, err := prod.RequestWith(ctx, cl)
-	if err != nil {
+	if err := retry(func() error {
+		pr, err := prod.RequestWith(ctx, cl)
+		if err != nil {
+			return err
+		}
+		return kerr.ErrorForCode(pr.Topics[0].Partitions[0].ErrorCode)
+	}); err != nil {
 		return fmt.Errorf("produce %s: %w", txnID, err)
-	}
-	if code := pr.Topics[0].Partitions[0].ErrorCode; code != 0 {
-		return fmt.Errorf("produce %s: %w", txnID, kerr.ErrorForCode(code))
 	}
 	if commit == nil {
 		return nil
@@ -96,7 +111,20 @@ func Hang(ctx context.Context, cl *kgo.Client, txnID, topic string, partition, l
 	if err != nil {
 		return fmt.Errorf("end %s: %w", txnID, err)
 	}
-	return nil
+	// The coordinator ends the transaction once its markers are out:
+	// wait for that, as the state after a broker's restart race is.
+	adm := kadm.NewClient(cl)
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		d, err := adm.DescribeTransactions(ctx, txnID)
+		if err == nil {
+			if st := d[txnID].State; st == "CompleteCommit" || st == "CompleteAbort" {
+				return nil
+			}
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("end %s: the coordinator did not complete it (%v)", txnID, err)
+		}
+	}
 }
 
 // transactionalBatch encodes one record as a transactional record batch
@@ -114,4 +142,16 @@ func transactionalBatch(pid int64, epoch int16, value []byte) []byte {
 	raw := b.AppendTo(nil)
 	b.CRC = int32(crc32.Checksum(raw[21:], crc32.MakeTable(crc32.Castagnoli))) // from Attributes on
 	return b.AppendTo(nil)
+}
+
+// retry runs fn until it succeeds, fails with an error the broker does not
+// call retriable, or 10 s have passed: a topic just created may not have
+// its leader yet.
+func retry(fn func() error) error {
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+		err := fn()
+		if err == nil || !kerr.IsRetriable(err) || time.Now().After(deadline) {
+			return err
+		}
+	}
 }

@@ -1,0 +1,70 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kadm"
+
+	"github.com/herald-events/herald/platform/bus/kafkabus/kafkatest"
+)
+
+// TestKafkaTransactionsHeal: `herald kafka transactions` lists a
+// transaction the coordinator committed but whose marker the partition
+// never got, exits 1 while it is open, and with --heal closes it.
+func TestKafkaTransactionsHeal(t *testing.T) {
+	brokers := os.Getenv("HERALD_KAFKA_BROKERS")
+	if brokers == "" {
+		if os.Getenv("CI") != "" {
+			t.Fatal("HERALD_KAFKA_BROKERS is not set; CI runs this test against a real Kafka")
+		}
+		t.Skip("HERALD_KAFKA_BROKERS is not set: needs a real Kafka")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	cl, err := kafkatest.Client(brokers)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	adm := kadm.NewClient(cl)
+	restore, err := kafkatest.DisableVerification(ctx, adm)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(restore)
+	ns := fmt.Sprintf("heal%d", time.Now().UnixNano())
+	topic := ns + ".herald.orders.v1"
+	if _, err := adm.CreateTopic(ctx, 2, 1, nil, topic); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _, _ = adm.DeleteTopic(context.Background(), topic) })
+	commit := true
+	if err := kafkatest.Hang(ctx, cl, ns+"-relay", topic, 0, 1, "an order", &commit); err != nil {
+		t.Fatal(err)
+	}
+
+	cmd := func(extra ...string) (string, error) {
+		var out, errOut bytes.Buffer
+		args := append([]string{"kafka", "transactions", "--kafka-brokers", brokers, "--namespace", ns, "--min-open", "0s"}, extra...)
+		err := run(ctx, args, func(string) string { return "" }, &out, &errOut)
+		return out.String(), err
+	}
+	out, err := cmd()
+	if err == nil || !strings.Contains(out, topic+"/0 ") || !strings.Contains(out, "the coordinator decided: commit") {
+		t.Fatalf("listing: err %v, output:\n%s\nwant exit 1 and %s/0 decided commit", err, out, topic)
+	}
+	out, err = cmd("--heal")
+	if err != nil || !strings.Contains(out, "healed "+topic+"/0: commit marker") {
+		t.Fatalf("--heal: err %v, output:\n%s", err, out)
+	}
+	out, err = cmd()
+	if err != nil || !strings.Contains(out, "no transaction open") {
+		t.Fatalf("after --heal: err %v, output:\n%s", err, out)
+	}
+}
