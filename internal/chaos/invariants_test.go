@@ -295,6 +295,66 @@ func (c *cluster) logOpenTransactions() {
 	})
 }
 
+// healHanging plays the operator of docs/reliability.md ("Broker
+// restart"): every 5 s it looks for transactions open on the run's
+// partitions and __consumer_offsets for more than three transaction
+// timeouts and writes the coordinator's decision to those it decided, as
+// `herald kafka transactions --heal` does. A single broker's restart can
+// drop a decided transaction's markers; the suite checks herald, not that
+// race, and says each time it healed one. stop ends the loop and returns
+// how many it closed.
+func (c *cluster) healHanging() (stop func() int) {
+	t := c.t
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan int)
+	go func() {
+		healed := 0
+		defer func() { done <- healed }()
+		cl, err := kgo.NewClient(kgo.SeedBrokers(c.env.brokers...))
+		if err != nil {
+			t.Logf("healing hanging transactions: %v", err)
+			return
+		}
+		defer cl.Close()
+		adm := kadm.NewClient(cl)
+		for tick := time.NewTicker(5 * time.Second); ; {
+			select {
+			case <-ctx.Done():
+				tick.Stop()
+				return
+			case <-tick.C:
+			}
+			topics, err := adm.ListTopicsWithInternal(ctx)
+			if err != nil {
+				continue // Kafka may be down: a fault of the run
+			}
+			var names []string
+			for _, td := range topics.Sorted() {
+				if strings.HasPrefix(td.Topic, c.ns) || td.Topic == "__consumer_offsets" {
+					names = append(names, td.Topic)
+				}
+			}
+			found, err := kafkabus.FindHanging(ctx, adm, 3*kafkabus.DefaultTransactionTimeout, names...)
+			if err != nil {
+				continue
+			}
+			closed, err := kafkabus.Resolve(ctx, adm, found)
+			for _, h := range closed {
+				healed++
+				t.Logf("healed a hanging transaction: %s/%d, producer %d (%s), open %s from offset %d; wrote the coordinator's %s marker",
+					h.Topic, h.Partition, h.ProducerID, h.TransactionalID, time.Since(h.LastWrite).Round(time.Second), h.StartOffset, h.Decision())
+			}
+			if err != nil && ctx.Err() == nil {
+				t.Logf("healing hanging transactions: %v", err)
+			}
+		}
+	}()
+	return func() int {
+		cancel()
+		return <-done
+	}
+}
+
 // progress reads the outboxes of the services' databases and the groups'
 // lag; see [progress].
 func (c *cluster) progress(ctx context.Context, outboxes map[string]*sqldb.DB) progress {
