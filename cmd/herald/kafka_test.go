@@ -45,7 +45,7 @@ func TestKafkaTransactionsHeal(t *testing.T) {
 	}
 	t.Cleanup(func() { _, _ = adm.DeleteTopic(context.Background(), topic) })
 	commit := true
-	if err := kafkatest.Hang(ctx, cl, ns+"-relay", topic, 0, 1, "an order", &commit); err != nil {
+	if err := kafkatest.Hang(ctx, cl, nil, ns+"-relay", topic, 0, 1, "an order", &commit); err != nil {
 		t.Fatal(err)
 	}
 

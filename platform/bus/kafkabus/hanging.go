@@ -35,8 +35,12 @@ type Hanging struct {
 	TransactionalID string
 	State           string
 	// Decided is true when the coordinator's last transaction of the
-	// producer is this one and it ended: Commit is its decision.
+	// producer is this one and it ended: Commit is its decision, and
+	// MarkerEpoch the producer epoch the coordinator holds now, which its
+	// markers carry (the transaction's, or the next one where the end of a
+	// transaction bumps the epoch, KIP-890).
 	Decided, Commit bool
+	MarkerEpoch     int16
 	// Why tells why the decision is not known, when it is not.
 	Why string
 }
@@ -150,7 +154,7 @@ func (h *Hanging) decide(d kadm.DescribedTransaction) {
 	case d.StartTimestamp < 0 || time.UnixMilli(d.StartTimestamp).After(h.LastWrite):
 		h.Why = fmt.Sprintf("%s's last transaction began after the partition's was last written", h.TransactionalID)
 	default:
-		h.Decided, h.Commit = true, d.State == "CompleteCommit"
+		h.Decided, h.Commit, h.MarkerEpoch = true, d.State == "CompleteCommit", d.ProducerEpoch
 	}
 }
 
@@ -168,7 +172,7 @@ func Resolve(ctx context.Context, adm *kadm.Client, hs []Hanging) ([]Hanging, er
 		topics := kadm.TopicsSet{}
 		topics.Add(h.Topic, h.Partition)
 		resp, err := adm.WriteTxnMarkers(ctx, kadm.TxnMarkers{
-			ProducerID: h.ProducerID, ProducerEpoch: h.ProducerEpoch, Commit: h.Commit,
+			ProducerID: h.ProducerID, ProducerEpoch: h.MarkerEpoch, Commit: h.Commit,
 			CoordinatorEpoch: h.CoordinatorEpoch, Topics: topics,
 		})
 		if err != nil {

@@ -17,9 +17,10 @@ import (
 // TestResolveHanging leaves transactions open on a real broker as its
 // restart race does (the coordinator ends the transaction, the partition
 // never gets the marker), then finds them and writes the coordinator's
-// decision: the committed transaction's record becomes readable, the
-// aborted one's stays hidden, and a transaction still running is found
-// but left alone.
+// decision: the committed transactions' records become readable (one
+// ended by a client whose end bumps the producer's epoch, KIP-890), the
+// aborted one's stays hidden, and a transaction still running is found but
+// left alone.
 //
 // The hang is made the way the broker could before KIP-890: a producer
 // that speaks Kafka 3.7's protocol writes to a partition it did not add
@@ -47,19 +48,25 @@ func TestResolveHanging(t *testing.T) {
 	}
 	t.Cleanup(restore)
 	topic := fmt.Sprintf("herald-test-hanging-%d", time.Now().UnixNano())
-	if _, err := adm.CreateTopic(ctx, 3, 1, nil, topic); err != nil {
+	if _, err := adm.CreateTopic(ctx, 5, 1, nil, topic); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _, _ = adm.DeleteTopic(context.Background(), topic) })
 
 	// Partition 0: committed, marker lost; 1: aborted, marker lost; 2: a
 	// transaction still open.
+	newest, err := kgo.NewClient(kgo.SeedBrokers(brokers))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer newest.Close()
 	commit, abort := true, false
 	for p, h := range []struct {
 		value  string
 		commit *bool
-	}{{"committed", &commit}, {"aborted", &abort}, {"open", nil}} {
-		if err := kafkatest.Hang(ctx, cl, fmt.Sprintf("%s-%d", topic, p), topic, int32(p), 2, h.value, h.commit); err != nil {
+		ender  *kgo.Client
+	}{{"committed", &commit, nil}, {"aborted", &abort, nil}, {"open", nil, nil}, {"committed, epoch bumped", &commit, newest}} {
+		if err := kafkatest.Hang(ctx, cl, h.ender, fmt.Sprintf("%s-%d", topic, p), topic, int32(p), 4, h.value, h.commit); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -68,16 +75,17 @@ func TestResolveHanging(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(found) != 3 {
-		t.Fatalf("found %d hanging transactions, want 3: %+v", len(found), found)
+	if len(found) != 4 {
+		t.Fatalf("found %d hanging transactions, want 4: %+v", len(found), found)
 	}
 	want := []struct {
 		decided, commit bool
 		state           string
-	}{{true, true, "CompleteCommit"}, {true, false, "CompleteAbort"}, {false, false, "Ongoing"}}
+		markerEpoch     int16
+	}{{true, true, "CompleteCommit", 0}, {true, false, "CompleteAbort", 0}, {false, false, "Ongoing", 0}, {true, true, "CompleteCommit", 1}}
 	for i, h := range found {
-		if h.Partition != int32(i) || h.Decided != want[i].decided || h.Commit != want[i].commit || h.State != want[i].state {
-			t.Errorf("partition %d: %+v, want decided %v, commit %v, state %s", i, h, want[i].decided, want[i].commit, want[i].state)
+		if h.Partition != int32(i) || h.Decided != want[i].decided || h.Commit != want[i].commit || h.State != want[i].state || h.MarkerEpoch != want[i].markerEpoch {
+			t.Errorf("partition %d: %+v, want decided %v, commit %v, state %s, marker epoch %d", i, h, want[i].decided, want[i].commit, want[i].state, want[i].markerEpoch)
 		}
 	}
 	if found[2].Why == "" {
@@ -87,8 +95,8 @@ func TestResolveHanging(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(closed) != 2 {
-		t.Fatalf("closed %d, want the 2 decided ones", len(closed))
+	if len(closed) != 3 {
+		t.Fatalf("closed %d, want the 3 decided ones", len(closed))
 	}
 	ends, err := adm.ListEndOffsets(ctx, topic)
 	if err != nil {
@@ -98,7 +106,7 @@ func TestResolveHanging(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for p, held := range map[int32]bool{0: false, 1: false, 2: true} {
+	for p, held := range map[int32]bool{0: false, 1: false, 2: true, 3: false} {
 		e, _ := ends.Lookup(topic, p)
 		s, _ := stable.Lookup(topic, p)
 		if (s.Offset < e.Offset) != held {
@@ -109,10 +117,10 @@ func TestResolveHanging(t *testing.T) {
 		t.Fatalf("after resolving: %+v, %v; want only partition 2's", again, err)
 	}
 
-	// A read_committed reader sees the committed record and not the
+	// A read_committed reader sees the committed records and not the
 	// aborted one.
 	rd, err := kgo.NewClient(kgo.SeedBrokers(brokers), kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{
-		topic: {0: kgo.NewOffset().AtStart(), 1: kgo.NewOffset().AtStart()},
+		topic: {0: kgo.NewOffset().AtStart(), 1: kgo.NewOffset().AtStart(), 3: kgo.NewOffset().AtStart()},
 	}), kgo.FetchIsolationLevel(kgo.ReadCommitted()))
 	if err != nil {
 		t.Fatal(err)
@@ -121,11 +129,11 @@ func TestResolveHanging(t *testing.T) {
 	seen := map[string]int32{}
 	pollCtx, stop := context.WithTimeout(ctx, 5*time.Second)
 	defer stop()
-	for pollCtx.Err() == nil && len(seen) < 1 {
+	for pollCtx.Err() == nil && len(seen) < 2 {
 		rd.PollFetches(pollCtx).EachRecord(func(r *kgo.Record) { seen[string(r.Value)] = r.Partition })
 	}
 	stop()
-	if p, ok := seen["committed"]; !ok || p != 0 || len(seen) != 1 {
-		t.Fatalf("read_committed read %v, want only the committed record on partition 0", seen)
+	if p, ok := seen["committed"]; !ok || p != 0 || seen["committed, epoch bumped"] != 3 || len(seen) != 2 {
+		t.Fatalf("read_committed read %v, want only the committed records, on partitions 0 and 3", seen)
 	}
 }

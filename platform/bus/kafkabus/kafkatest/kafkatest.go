@@ -48,7 +48,11 @@ const verification = "transaction.partition.verification.enable"
 // its partition to the transaction by itself (KIP-890). The transaction
 // also takes the topic's last partition, so that the coordinator has one
 // to end it on; keep partition below it.
-func Hang(ctx context.Context, cl *kgo.Client, txnID, topic string, partition, last int32, value string, commit *bool) error {
+//
+// ender ends the transaction: nil for cl, or a client that speaks the
+// newest protocol, under which the end bumps the producer's epoch
+// (KIP-890), so the coordinator's epoch is one past the partition's.
+func Hang(ctx context.Context, cl, ender *kgo.Client, txnID, topic string, partition, last int32, value string, commit *bool) error {
 	init := kmsg.NewPtrInitProducerIDRequest()
 	init.TransactionalID = &txnID
 	init.TransactionTimeoutMillis = 60_000 // longer than the test: the broker must not abort the open one
@@ -104,7 +108,10 @@ func Hang(ctx context.Context, cl *kgo.Client, txnID, topic string, partition, l
 	}
 	end := kmsg.NewPtrEndTxnRequest()
 	end.TransactionalID, end.ProducerID, end.ProducerEpoch, end.Commit = txnID, ir.ProducerID, ir.ProducerEpoch, *commit
-	er, err := end.RequestWith(ctx, cl)
+	if ender == nil {
+		ender = cl
+	}
+	er, err := end.RequestWith(ctx, ender)
 	if err == nil {
 		err = kerr.ErrorForCode(er.ErrorCode)
 	}
