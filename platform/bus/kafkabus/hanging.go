@@ -2,11 +2,13 @@ package kafkabus
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kerr"
 )
 
 // Hanging is a transaction open on a partition for longer than the broker
@@ -162,34 +164,48 @@ func (h *Hanging) decide(d kadm.DescribedTransaction) {
 // decision to its partition (a commit or abort marker, as the coordinator
 // would have), which closes the transaction there; undecided ones are left
 // alone. Writing markers needs the CLUSTER_ACTION permission where ACLs
-// are enforced. It returns the transactions it closed.
+// are enforced. It returns the transactions it closed, and the errors of
+// the others joined. A partition that answers TRANSACTION_COORDINATOR_FENCED
+// got a marker from a newer coordinator since it was found: it is neither
+// closed here nor an error (list again to see where it stands).
 func Resolve(ctx context.Context, adm *kadm.Client, hs []Hanging) ([]Hanging, error) {
 	var closed []Hanging
+	var errs []error
 	for _, h := range hs {
 		if !h.Decided {
 			continue
 		}
-		topics := kadm.TopicsSet{}
-		topics.Add(h.Topic, h.Partition)
-		resp, err := adm.WriteTxnMarkers(ctx, kadm.TxnMarkers{
-			ProducerID: h.ProducerID, ProducerEpoch: h.MarkerEpoch, Commit: h.Commit,
-			CoordinatorEpoch: h.CoordinatorEpoch, Topics: topics,
-		})
-		if err != nil {
-			return closed, fmt.Errorf("write %s marker to %s/%d: %w", h.Decision(), h.Topic, h.Partition, err)
-		}
-		for _, r := range resp {
-			for _, t := range r.Topics {
-				for _, p := range t.Partitions {
-					if p.Err != nil {
-						return closed, fmt.Errorf("write %s marker to %s/%d: %w", h.Decision(), p.Topic, p.Partition, p.Err)
-					}
-				}
+		if err := h.writeMarker(ctx, adm); err != nil {
+			if !errors.Is(err, kerr.TransactionCoordinatorFenced) {
+				errs = append(errs, fmt.Errorf("write %s marker to %s/%d: %w", h.Decision(), h.Topic, h.Partition, err))
 			}
+			continue
 		}
 		closed = append(closed, h)
 	}
-	return closed, nil
+	return closed, errors.Join(errs...)
+}
+
+func (h Hanging) writeMarker(ctx context.Context, adm *kadm.Client) error {
+	topics := kadm.TopicsSet{}
+	topics.Add(h.Topic, h.Partition)
+	resp, err := adm.WriteTxnMarkers(ctx, kadm.TxnMarkers{
+		ProducerID: h.ProducerID, ProducerEpoch: h.MarkerEpoch, Commit: h.Commit,
+		CoordinatorEpoch: h.CoordinatorEpoch, Topics: topics,
+	})
+	if err != nil {
+		return err
+	}
+	for _, r := range resp {
+		for _, t := range r.Topics {
+			for _, p := range t.Partitions {
+				if p.Err != nil {
+					return p.Err
+				}
+			}
+		}
+	}
+	return nil
 }
 
 // Decision is "commit" or "abort" for a decided transaction, "" for one
