@@ -4,12 +4,9 @@ import (
 	"bytes"
 	"context"
 	"fmt"
-	"os"
 	"strings"
 	"testing"
 	"time"
-
-	"github.com/twmb/franz-go/pkg/kadm"
 
 	"github.com/herald-events/herald/platform/bus/kafkabus/kafkatest"
 )
@@ -18,34 +15,13 @@ import (
 // transaction the coordinator committed but whose marker the partition
 // never got, exits 1 while it is open, and with --heal closes it.
 func TestKafkaTransactionsHeal(t *testing.T) {
-	brokers := os.Getenv("HERALD_KAFKA_BROKERS")
-	if brokers == "" {
-		if os.Getenv("CI") != "" {
-			t.Fatal("HERALD_KAFKA_BROKERS is not set; CI runs this test against a real Kafka")
-		}
-		t.Skip("HERALD_KAFKA_BROKERS is not set: needs a real Kafka")
-	}
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	cl, err := kafkatest.Client(brokers)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cl.Close()
-	adm := kadm.NewClient(cl)
-	restore, err := kafkatest.DisableVerification(ctx, adm)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(restore)
 	ns := fmt.Sprintf("heal%d", time.Now().UnixNano())
-	topic := ns + ".herald.orders.v1"
-	if _, err := adm.CreateTopic(ctx, 2, 1, nil, topic); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _, _ = adm.DeleteTopic(context.Background(), topic) })
+	b, topic := kafkatest.Start(ctx, t, ns+".herald.orders.v1-", 2)
+	brokers := b.Seeds
 	commit := true
-	if err := kafkatest.Hang(ctx, cl, nil, ns+"-relay", topic, 0, 1, "an order", &commit); err != nil {
+	if err := kafkatest.Hang(ctx, b.Cl, nil, ns+"-relay", topic, 0, 1, "an order", &commit); err != nil {
 		t.Fatal(err)
 	}
 

@@ -6,6 +6,9 @@ import (
 	"context"
 	"fmt"
 	"hash/crc32"
+	"os"
+	"strings"
+	"testing"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kadm"
@@ -15,22 +18,46 @@ import (
 	"github.com/twmb/franz-go/pkg/kversion"
 )
 
-// Client returns a client for Hang: limited to Kafka 3.7's protocol.
-func Client(brokers ...string) (*kgo.Client, error) {
-	return kgo.NewClient(kgo.SeedBrokers(brokers...), kgo.MaxVersions(kversion.V3_7_0()))
+// Broker is a real Kafka broker prepared for Hang.
+type Broker struct {
+	Seeds string      // HERALD_KAFKA_BROKERS
+	Cl    *kgo.Client // limited to Kafka 3.7's protocol, for Hang
+	Adm   *kadm.Client
 }
 
-// DisableVerification turns the brokers' transaction partition
-// verification off (cluster-wide) and returns the function that restores
-// the default.
-func DisableVerification(ctx context.Context, adm *kadm.Client) (func(), error) {
+// Start returns the broker HERALD_KAFKA_BROKERS names, with its
+// transaction partition verification turned off until the test ends, and
+// a new topic of partitions partitions whose name starts with prefix,
+// deleted at the end. Without a broker it skips the test, or fails it
+// under CI (which runs it against a real Kafka): kfake loses no markers.
+func Start(ctx context.Context, t testing.TB, prefix string, partitions int32) (*Broker, string) {
+	t.Helper()
+	seeds := os.Getenv("HERALD_KAFKA_BROKERS")
+	if seeds == "" {
+		if os.Getenv("CI") != "" {
+			t.Fatal("HERALD_KAFKA_BROKERS is not set; CI runs this test against a real Kafka")
+		}
+		t.Skip("HERALD_KAFKA_BROKERS is not set: needs a real Kafka")
+	}
+	cl, err := kgo.NewClient(kgo.SeedBrokers(strings.Split(seeds, ",")...), kgo.MaxVersions(kversion.V3_7_0()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(cl.Close)
+	adm := kadm.NewClient(cl)
 	off := "false"
 	if _, err := adm.AlterBrokerConfigs(ctx, []kadm.AlterConfig{{Name: verification, Value: &off}}); err != nil {
-		return nil, fmt.Errorf("turn %s off: %w", verification, err)
+		t.Fatalf("turn %s off: %v", verification, err)
 	}
-	return func() {
+	t.Cleanup(func() {
 		_, _ = adm.AlterBrokerConfigs(context.Background(), []kadm.AlterConfig{{Op: kadm.DeleteConfig, Name: verification}})
-	}, nil
+	})
+	topic := fmt.Sprintf("%s%d", prefix, time.Now().UnixNano())
+	if _, err := adm.CreateTopic(ctx, partitions, 1, nil, topic); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _, _ = adm.DeleteTopic(context.Background(), topic) })
+	return &Broker{Seeds: seeds, Cl: cl, Adm: adm}, topic
 }
 
 const verification = "transaction.partition.verification.enable"
@@ -42,10 +69,9 @@ const verification = "transaction.partition.verification.enable"
 // restart race leaves behind (see kafkabus.Hanging).
 //
 // It needs a real broker whose partition verification is off
-// (transaction.partition.verification.enable=false, see
-// [DisableVerification]) and a client limited to Kafka 3.7's protocol
-// (kgo.MaxVersions(kversion.V3_7_0())), under which a produce does not add
-// its partition to the transaction by itself (KIP-890). The transaction
+// (transaction.partition.verification.enable=false) and a client limited
+// to Kafka 3.7's protocol, under which a produce does not add its
+// partition to the transaction by itself (KIP-890): [Start]'s. The transaction
 // also takes the topic's last partition, so that the coordinator has one
 // to end it on; keep partition below it.
 //
