@@ -19,11 +19,12 @@ import (
 
 const kafkaUsage = `Usage:
   herald kafka transactions [--heal] [flags]
-      transactions left open on a partition of herald's topics (those of
-      --namespace) or of __consumer_offsets for longer than --min-open,
-      with what the transaction coordinator decided for each; --heal writes
-      that decision's markers, which closes them (docs/reliability.md,
-      "Broker restart"). Exit 1 while any is left open.
+      transactions left open for longer than --min-open on a partition of
+      herald's topics (those of --namespace) or of __consumer_offsets
+      (unless --consumer-offsets=false), with what the transaction
+      coordinator decided for each; --heal writes that decision's markers,
+      which closes them (docs/reliability.md, "Broker restart"). Exit 1
+      while any is left open.
 `
 
 func runKafka(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
@@ -38,6 +39,7 @@ func runKafka(ctx context.Context, args []string, getenv func(string) string, st
 	f.kafka()
 	f.fs.StringVar(&f.cfg.Namespace, "namespace", "", "prefix of herald's topics (empty: every topic)")
 	heal := f.fs.Bool("heal", false, "write the coordinator's decision to the partitions of the transactions it decided")
+	offsets := f.fs.Bool("consumer-offsets", true, "look at __consumer_offsets too, where every consumer group's offsets are (a transaction open there holds a group's offset fetches)")
 	minOpen := f.fs.Duration("min-open", 3*kafkabus.DefaultTransactionTimeout,
 		"list transactions open this long since their producer last wrote (the broker aborts an undecided one at its timeout, herald's is "+
 			kafkabus.DefaultTransactionTimeout.String()+")")
@@ -73,7 +75,7 @@ func runKafka(ctx context.Context, args []string, getenv func(string) string, st
 	}
 	var names []string
 	for _, t := range topics.Sorted() {
-		if t.Topic == "__consumer_offsets" || (!t.IsInternal && strings.HasPrefix(t.Topic, prefix)) {
+		if (*offsets && t.Topic == "__consumer_offsets") || (!t.IsInternal && strings.HasPrefix(t.Topic, prefix)) {
 			names = append(names, t.Topic)
 		}
 	}

@@ -27,7 +27,10 @@ func TestKafkaTransactionsHeal(t *testing.T) {
 
 	cmd := func(extra ...string) (string, error) {
 		var out, errOut bytes.Buffer
-		args := append([]string{"kafka", "transactions", "--kafka-brokers", brokers, "--namespace", ns, "--min-open", "0s"}, extra...)
+		// Not __consumer_offsets: other tests' groups may have
+		// transactions running there.
+		args := append([]string{"kafka", "transactions", "--kafka-brokers", brokers, "--namespace", ns, "--min-open", "0s",
+			"--consumer-offsets=false"}, extra...)
 		err := run(ctx, args, func(string) string { return "" }, &out, &errOut)
 		return out.String(), err
 	}
