@@ -68,9 +68,9 @@ const verification = "transaction.partition.verification.enable"
 // It needs a real broker whose partition verification is off
 // (transaction.partition.verification.enable=false) and a client limited
 // to Kafka 3.7's protocol, under which a produce does not add its
-// partition to the transaction by itself (KIP-890): [Start]'s. The transaction
-// also takes the topic's last partition, so that the coordinator has one
-// to end it on; keep partition below it.
+// partition to the transaction by itself (KIP-890): [Start]'s. The
+// transaction also takes the topic's partition last, so that the
+// coordinator has one to end it on; keep partition below it.
 //
 // ender ends the transaction: nil for cl, or a client that speaks the
 // newest protocol, under which the end bumps the producer's epoch
