@@ -51,36 +51,43 @@ func testGroupCommit(t *testing.T, db *sqldb.DB) {
 		t.Fatalf("a call alone: err %v, %d hooks, %d shared transactions; want nil, 1, 0", err, hooks.Load(), db.SharedTransactions())
 	}
 
-	// The first call holds the writer while the others arrive.
-	hold := make(chan struct{})
-	first := make(chan error, 1)
-	go func() {
-		first <- db.InTxShared(ctx, func(tx *sqldb.Tx) error {
-			<-hold
-			_, err := tx.ExecContext(ctx, `INSERT INTO kv (k) VALUES ('first')`)
-			return err
-		})
-	}()
-	time.Sleep(50 * time.Millisecond)
+	// queued runs call(i) for i < n while a first call (first) holds the
+	// writer, and lets it go once all n wait behind it.
 	const n = 40
-	hooks.Store(0)
 	errs := make([]error, n)
-	var wg sync.WaitGroup
-	for i := range n {
+	queued := func(first func(*sqldb.Tx) error, call func(i int) error) {
+		t.Helper()
+		hold := make(chan struct{})
+		firstErr := make(chan error, 1)
+		go func() {
+			firstErr <- db.InTxShared(ctx, func(tx *sqldb.Tx) error { <-hold; return first(tx) })
+		}()
+		time.Sleep(50 * time.Millisecond)
+		var wg sync.WaitGroup
+		for i := range n {
+			wg.Go(func() { errs[i] = call(i) })
+		}
+		for deadline := time.Now().Add(10 * time.Second); db.QueuedCalls() < n && time.Now().Before(deadline); {
+			time.Sleep(5 * time.Millisecond) // until all n wait behind the first
+		}
+		close(hold)
+		wg.Wait()
+		if err := <-firstErr; err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	hooks.Store(0)
+	queued(func(tx *sqldb.Tx) error {
+		_, err := tx.ExecContext(ctx, `INSERT INTO kv (k) VALUES ('first')`)
+		return err
+	}, func(i int) error {
 		key := fmt.Sprintf("k%02d", i)
 		if i == 5 {
 			key = "alone" // a unique violation: on PostgreSQL an error that aborts the transaction but for the savepoint
 		}
-		wg.Go(func() { errs[i] = insert(key, i%10 == 3, &hooks) })
-	}
-	for deadline := time.Now().Add(10 * time.Second); db.QueuedCalls() < n && time.Now().Before(deadline); {
-		time.Sleep(5 * time.Millisecond) // until all 40 wait behind the first
-	}
-	close(hold)
-	wg.Wait()
-	if err := <-first; err != nil {
-		t.Fatal(err)
-	}
+		return insert(key, i%10 == 3, &hooks)
+	})
 	for i, err := range errs {
 		if want := i%10 == 3 || i == 5; (err != nil) != want {
 			t.Errorf("call %d: err %v, want failure %v", i, err, want)
@@ -112,23 +119,10 @@ func testGroupCommit(t *testing.T, db *sqldb.DB) {
 	}
 
 	// Calls that all succeed share one transaction without savepoints.
-	hold = make(chan struct{})
-	go func() {
-		first <- db.InTxShared(ctx, func(*sqldb.Tx) error { <-hold; return nil })
-	}()
-	time.Sleep(50 * time.Millisecond)
 	hooks.Store(0)
-	for i := range n {
-		wg.Go(func() { errs[i] = insert(fmt.Sprintf("ok%02d", i), false, &hooks) })
-	}
-	for deadline := time.Now().Add(10 * time.Second); db.QueuedCalls() < n && time.Now().Before(deadline); {
-		time.Sleep(5 * time.Millisecond)
-	}
-	close(hold)
-	wg.Wait()
-	if err := <-first; err != nil {
-		t.Fatal(err)
-	}
+	queued(func(*sqldb.Tx) error { return nil }, func(i int) error {
+		return insert(fmt.Sprintf("ok%02d", i), false, &hooks)
+	})
 	for i, err := range errs {
 		if err != nil || runs[fmt.Sprintf("ok%02d", i)] != 1 {
 			t.Errorf("ok%02d: err %v, ran %d times; want nil, once", i, err, runs[fmt.Sprintf("ok%02d", i)])
@@ -231,8 +225,7 @@ func TestSharedTransactionsSideBySide(t *testing.T) {
 }
 
 // TestStatementsCounted: every statement counts once, a transaction's
-// BEGIN and COMMIT included, and a shared transaction's savepoints only
-// when it runs again after a failing call.
+// BEGIN and COMMIT included.
 func TestStatementsCounted(t *testing.T) {
 	sqldbtest.Each(t, func(t *testing.T, db *sqldb.DB) {
 		ctx := context.Background()
