@@ -1,10 +1,12 @@
 package kafkabus
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kadm"
@@ -127,13 +129,7 @@ func FindHanging(ctx context.Context, adm *kadm.Client, minOpen time.Duration, t
 		}
 	}
 	slices.SortFunc(out, func(a, b Hanging) int {
-		if a.Topic != b.Topic {
-			if a.Topic < b.Topic {
-				return -1
-			}
-			return 1
-		}
-		return int(a.Partition - b.Partition)
+		return cmp.Or(strings.Compare(a.Topic, b.Topic), cmp.Compare(a.Partition, b.Partition))
 	})
 	return out, nil
 }
