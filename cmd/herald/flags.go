@@ -43,6 +43,7 @@ type flags struct {
 	level    string
 	parts    int
 	repl     int
+	gc       int
 }
 
 func newFlags(name string, stderr io.Writer) *flags {
@@ -88,6 +89,8 @@ func (f *flags) process(embedded bool) {
 	}
 	f.fs.Var(listFlag{&f.cfg.Services}, "services", "comma-separated services to run (default: "+strings.Join(server.KnownServices(), ",")+"); "+server.ConsoleService+" adds the web console")
 	f.fs.Var(listFlag{&f.cfg.RequireCloudEvents}, "require-cloudevents", "comma-separated services (or all) that dead-letter records without CloudEvents headers instead of deriving their id from topic, partition and offset")
+	f.fs.IntVar(&f.gc, "gc-percent", defaultGCPercent,
+		"Go's garbage collector target (as GOGC): heap growth allowed between collections, in percent; GOGC in the environment wins")
 	f.fs.IntVar(&f.parts, "partitions", 3, "partitions of each topic created")
 	f.fs.DurationVar(&f.cfg.ShutdownGrace, "shutdown-grace", 10*time.Second, "how long consumers finish the messages they hold after SIGTERM")
 	f.fs.StringVar(&f.level, "log-level", "info", "debug, info, warn or error")

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"runtime/debug"
 	"strings"
 	"testing"
 )
@@ -28,6 +29,7 @@ func TestRunUsageErrors(t *testing.T) {
 			`--require-cloudevents (HERALD_REQUIRE_CLOUDEVENTS): unknown service "billing"`},
 		{"bad env", []string{"dev"}, map[string]string{"HERALD_PARTITIONS": "many"}, "HERALD_PARTITIONS"},
 		{"bad strategy from env", []string{"dev"}, map[string]string{"HERALD_SUBJECT_STRATEGY": "x"}, "--subject-strategy"},
+		{"gc percent of zero", []string{"dev", "--gc-percent=0"}, nil, "--gc-percent (HERALD_GC_PERCENT): 0"},
 		{"bad log level", []string{"dev", "--log-level=loud"}, nil, "--log-level"},
 		{"serve without infrastructure", []string{"serve"}, nil, "--kafka-brokers (HERALD_KAFKA_BROKERS): required"},
 		{"serve without registry", []string{"serve", "--kafka-brokers=127.0.0.1:1"}, nil, "--schema-registry-url (HERALD_SCHEMA_REGISTRY_URL): required"},
@@ -87,6 +89,24 @@ func TestHelp(t *testing.T) {
 	if !strings.Contains(out.String(), "herald dev") {
 		t.Fatalf("help does not mention herald dev:\n%s", out.String())
 	}
+}
+
+func TestSetGCPercent(t *testing.T) {
+	current := func() int { p := debug.SetGCPercent(100); debug.SetGCPercent(p); return p }
+	before := current()
+	restore := setGCPercent(before+77, func(string) string { return "" })
+	if got := current(); got != before+77 {
+		t.Errorf("without GOGC: percent %d, want %d", got, before+77)
+	}
+	restore()
+	if got := current(); got != before {
+		t.Errorf("restored: percent %d, want %d", got, before)
+	}
+	restore = setGCPercent(before+77, func(k string) string { return map[string]string{"GOGC": "50"}[k] })
+	if got := current(); got != before {
+		t.Errorf("with GOGC set: percent %d, want it left at %d", got, before)
+	}
+	restore()
 }
 
 func TestLoopback(t *testing.T) {
