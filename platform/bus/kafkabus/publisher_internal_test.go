@@ -68,8 +68,8 @@ func TestPublisherRefusesAnUncommittedEnd(t *testing.T) {
 	if errors.Is(err, ErrNotCommitted) && injected == 1 {
 		// One end was injected, so the retry's end was the client's own:
 		// the new client's first transaction on the topic met franz-go's
-		// race (docs/reliability.md; 2 and 4 in two sets of 1,200 runs under -race and
-		// load). The relay publishes again, as here.
+		// race (docs/reliability.md; 2 and 4 in two sets of 1,200 runs
+		// under -race and load). The relay publishes again, as here.
 		t.Log("the retry's client ended its first transaction without a commit on its own; publishing again")
 		p.beforeEnd = nil
 		err = p.Publish(ctx, two)
