@@ -20,10 +20,10 @@ import (
 )
 
 // defaultGCPercent is the garbage collector's target unless GOGC or
-// --gc-percent says otherwise: twice Go's 100, because the saga's
-// allocation-heavy paths spent about a fifth of their CPU in the collector
-// at 100, and 200 completed more orders for about 30 MB more resident
-// memory (docs/performance.md).
+// --gc-percent says otherwise: twice Go's 100, because the saga spent
+// about a fifth of its CPU allocating and collecting at 100, and 200
+// completed about 5% more orders for about 30 MB more resident memory
+// (docs/performance.md).
 const defaultGCPercent = 200
 
 // runProcess runs `herald dev` (embedded) or `herald serve`.
