@@ -16,17 +16,10 @@ bin="$out/herald"
 go build -o "$bin" ./cmd/herald
 export HERALD_NAMESPACE="cpu_$(date +%s)" HERALD_INSECURE_NO_AUTH=true
 "$bin" schema register >/dev/null
-"$bin" serve --services=orders --grpc-addr=127.0.0.1:28400 --http-addr= --log-level=warn 2>"$out/orders.log" &
-orders=$!
-"$bin" serve --services=inventory --grpc-addr=127.0.0.1:28401 --http-addr= --log-level=warn 2>"$out/inventory.log" &
-inventory=$!
-trap 'kill $orders $inventory 2>/dev/null; true' EXIT
-for addr in 127.0.0.1:28400 127.0.0.1:28401; do
-  for _ in $(seq 100); do
-    grpcurl -plaintext "$addr" grpc.health.v1.Health/Check >/dev/null 2>&1 && break
-    sleep 0.2
-  done
-done
+. scripts/serve-split.sh
+trap 'kill "${split_pids[@]}" 2>/dev/null; true' EXIT
+serve_split "$bin" "$out"
+orders=${split_pids[0]} inventory=${split_pids[1]}
 bench() {
   "$bin" bench --target=127.0.0.1:28400 --inventory-target=127.0.0.1:28401 --duration="$1" --concurrency=16 --json
 }

@@ -24,17 +24,9 @@ go build -o "$bin" ./cmd/herald
 ns="hops_$(date +%s)"
 export HERALD_NAMESPACE="$ns" HERALD_INSECURE_NO_AUTH=true
 "$bin" schema register >/dev/null
-"$bin" serve --services=orders --grpc-addr=127.0.0.1:28400 --http-addr= --log-level=warn 2>"$out/orders.log" &
-pids=($!)
-"$bin" serve --services=inventory --grpc-addr=127.0.0.1:28401 --http-addr= --log-level=warn 2>"$out/inventory.log" &
-pids+=($!)
-trap 'kill "${pids[@]}" 2>/dev/null; true' EXIT
-for addr in 127.0.0.1:28400 127.0.0.1:28401; do
-  for _ in $(seq 100); do
-    grpcurl -plaintext "$addr" grpc.health.v1.Health/Check >/dev/null 2>&1 && break
-    sleep 0.2
-  done
-done
+. scripts/serve-split.sh
+trap 'kill "${split_pids[@]}" 2>/dev/null; true' EXIT
+serve_split "$bin" "$out"
 bench() {
   "$bin" bench --target=127.0.0.1:28400 --inventory-target=127.0.0.1:28401 --duration="$duration" --rate="$rate" \
     --concurrency=16 --follow-timeout=1m --json >"$out/$1.json" 2>/dev/null || echo "$1: bench reported a failure" >&2
@@ -43,7 +35,7 @@ bench warm-up
 from_ms=$(date +%s%3N)
 bench run
 jq -r '"herald bench: accepted \(.accepted_per_s)/s, accept→final p50/p99 \(.final_latency.p50_ms)/\(.final_latency.p99_ms) ms, saga p50/p99 \(.saga_latency.p50_ms)/\(.saga_latency.p99_ms) ms"' "$out/run.json"
-kill "${pids[@]}"; wait "${pids[@]}" 2>/dev/null || true; pids=()
+kill "${split_pids[@]}"; wait "${split_pids[@]}" 2>/dev/null || true; split_pids=()
 for topic in "$ns.herald.orders.v1" "$ns.herald.inventory.v1"; do
   kcat -C -b "$HERALD_KAFKA_BROKERS" -t "$topic" -X isolation.level=read_committed -o beginning -e -q \
     -f '%T\t%k\t%h\n'
