@@ -25,6 +25,8 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/herald-events/herald/internal/loadgen"
 )
 
 func main() {
@@ -138,14 +140,13 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	return nil
 }
 
-// percentiles renders p50, p90 and p99 in milliseconds.
+// percentiles renders p50, p90 and p99 in milliseconds, by herald bench's
+// nearest-rank method.
 func percentiles(ds []time.Duration) string {
 	if len(ds) == 0 {
 		return "no samples"
 	}
 	slices.Sort(ds)
-	at := func(p float64) float64 {
-		return float64(ds[min(len(ds)-1, int(p*float64(len(ds))))].Microseconds()) / 1000
-	}
-	return fmt.Sprintf("p50 %.1f ms, p90 %.1f ms, p99 %.1f ms (n=%d)", at(0.5), at(0.9), at(0.99), len(ds))
+	ms := func(p float64) float64 { return float64(loadgen.Percentile(ds, p).Microseconds()) / 1000 }
+	return fmt.Sprintf("p50 %.1f ms, p90 %.1f ms, p99 %.1f ms (n=%d)", ms(50), ms(90), ms(99), len(ds))
 }
