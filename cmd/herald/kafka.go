@@ -7,7 +7,6 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"strings"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kadm"
@@ -65,19 +64,13 @@ func runKafka(ctx context.Context, args []string, getenv func(string) string, st
 	}
 	defer cl.Close()
 	adm := kadm.NewClient(cl)
-	topics, err := adm.ListTopicsWithInternal(ctx)
-	if err != nil {
-		return fmt.Errorf("list topics: %w", err)
-	}
 	prefix := ""
 	if f.cfg.Namespace != "" {
 		prefix = f.cfg.Namespace + "."
 	}
-	var names []string
-	for _, t := range topics.Sorted() {
-		if (*offsets && t.Topic == "__consumer_offsets") || (!t.IsInternal && strings.HasPrefix(t.Topic, prefix)) {
-			names = append(names, t.Topic)
-		}
+	names, err := kafkabus.TopicsWithPrefix(ctx, adm, prefix, *offsets)
+	if err != nil {
+		return err
 	}
 	hanging, err := kafkabus.FindHanging(ctx, adm, *minOpen, names...)
 	if err != nil {

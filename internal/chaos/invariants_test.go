@@ -225,22 +225,6 @@ func (c *cluster) read() state {
 	return st
 }
 
-// runTopics lists the run's topics and __consumer_offsets, where its
-// groups' offsets are.
-func (c *cluster) runTopics(ctx context.Context, adm *kadm.Client) ([]string, error) {
-	topics, err := adm.ListTopicsWithInternal(ctx)
-	if err != nil {
-		return nil, fmt.Errorf("list topics: %w", err)
-	}
-	var names []string
-	for _, td := range topics.Sorted() {
-		if strings.HasPrefix(td.Topic, c.ns) || td.Topic == "__consumer_offsets" {
-			names = append(names, td.Topic)
-		}
-	}
-	return names, nil
-}
-
 // logOpenTransactions logs, for the run's topics and __consumer_offsets,
 // each partition whose last stable offset is behind its end, and the
 // producers with a transaction open on it: what keeps read_committed
@@ -256,7 +240,7 @@ func (c *cluster) logOpenTransactions() {
 	}
 	defer cl.Close()
 	adm := kadm.NewClient(cl)
-	names, err := c.runTopics(ctx, adm)
+	names, err := kafkabus.TopicsWithPrefix(ctx, adm, c.ns, true)
 	if err != nil {
 		t.Logf("open transactions: %v", err)
 		return
@@ -334,7 +318,7 @@ func (c *cluster) healHanging() (stop func() int) {
 				return
 			case <-tick.C:
 			}
-			names, err := c.runTopics(ctx, adm)
+			names, err := kafkabus.TopicsWithPrefix(ctx, adm, c.ns, true)
 			if err != nil {
 				continue // Kafka may be down: a fault of the run
 			}

@@ -49,6 +49,28 @@ type Hanging struct {
 	Why string
 }
 
+// ConsumerOffsetsTopic is Kafka's internal topic of the groups' committed
+// offsets, which consumer transactions write to.
+const ConsumerOffsetsTopic = "__consumer_offsets"
+
+// TopicsWithPrefix lists the topics whose names start with prefix, Kafka's
+// internal ones excepted, sorted; with consumerOffsets also
+// [ConsumerOffsetsTopic]. They are the partitions [FindHanging] looks at
+// for one namespace's producers and consumer groups.
+func TopicsWithPrefix(ctx context.Context, adm *kadm.Client, prefix string, consumerOffsets bool) ([]string, error) {
+	topics, err := adm.ListTopicsWithInternal(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("list topics: %w", err)
+	}
+	var names []string
+	for _, t := range topics.Sorted() {
+		if (consumerOffsets && t.Topic == ConsumerOffsetsTopic) || (!t.IsInternal && strings.HasPrefix(t.Topic, prefix)) {
+			names = append(names, t.Topic)
+		}
+	}
+	return names, nil
+}
+
 // FindHanging lists the transactions that have been open on a partition of
 // topics for at least minOpen since their producer last wrote there, and,
 // for each, what the transaction coordinator decided. minOpen must exceed

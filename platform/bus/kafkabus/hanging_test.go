@@ -3,9 +3,12 @@ package kafkabus_test
 import (
 	"context"
 	"fmt"
+	"slices"
 	"testing"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/herald-events/herald/platform/bus/kafkabus"
@@ -109,5 +112,32 @@ func TestResolveHanging(t *testing.T) {
 	stop()
 	if p, ok := seen["committed"]; !ok || p != 0 || seen["committed, epoch bumped"] != 3 || len(seen) != 2 {
 		t.Fatalf("read_committed read %v, want only the committed records, on partitions 0 and 3", seen)
+	}
+}
+
+// TestTopicsWithPrefix: only the topics of the prefix, sorted; every
+// topic for an empty prefix.
+func TestTopicsWithPrefix(t *testing.T) {
+	c, err := kfake.NewCluster(kfake.NumBrokers(1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	cl, err := kgo.NewClient(kgo.SeedBrokers(c.ListenAddrs()...))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	adm := kadm.NewClient(cl)
+	if _, err := adm.CreateTopics(ctx, 1, 1, nil, "ns.b", "ns.a", "other.a"); err != nil {
+		t.Fatal(err)
+	}
+	for prefix, want := range map[string][]string{"ns.": {"ns.a", "ns.b"}, "": {"ns.a", "ns.b", "other.a"}, "none.": nil} {
+		got, err := kafkabus.TopicsWithPrefix(ctx, adm, prefix, false)
+		if err != nil || !slices.Equal(got, want) {
+			t.Errorf("TopicsWithPrefix(%q) = %v, %v; want %v", prefix, got, err, want)
+		}
 	}
 }
