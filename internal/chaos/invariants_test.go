@@ -42,7 +42,7 @@ type state struct {
 }
 
 // progress is what read takes before and after the databases: the outboxes
-// and the groups' lag, and counters that only grow (the last outbox id, the
+// and the groups' lag, and counters that only grow (the last outbox id given out, the
 // sum of a group's committed offsets), so that equal counters mean nothing
 // was added to an outbox and no group committed in between.
 type progress struct {
@@ -352,7 +352,10 @@ func (c *cluster) progress(ctx context.Context, outboxes map[string]*sqldb.DB) p
 	for name, db := range outboxes {
 		var n int
 		var last int64
-		err := db.QueryRowContext(ctx, `SELECT COUNT(*) FILTER (WHERE sent_at IS NULL), COALESCE(MAX(id), 0) FROM herald_outbox`).Scan(&n, &last)
+		// The relay deletes what it publishes, so the last id given out
+		// (the sequence's, not the table's) is what only grows.
+		err := db.QueryRowContext(ctx, `SELECT (SELECT COUNT(*) FROM herald_outbox WHERE sent_at IS NULL),
+			(SELECT CASE WHEN is_called THEN last_value ELSE 0 END FROM herald_outbox_id_seq)`).Scan(&n, &last)
 		if err != nil {
 			t.Fatalf("%s outbox: %v", name, err)
 		}

@@ -3,14 +3,16 @@
 // A service calls [Outbox.Add] inside the same [sqldb.Tx] as its business
 // write, so the event exists exactly when the write does. [Outbox.Run] is the
 // relay: it reads pending rows in id order, encodes them (Confluent framing,
-// CloudEvents headers), publishes them and only then marks them sent. On a
+// CloudEvents headers), publishes them and only then deletes them. On a
 // bus with atomic batches (Kafka transactions) one batch is one transaction.
+// The table holds pending events only: a row is gone once its event is on
+// the bus, which keeps the table small.
 //
 // The relay wakes as soon as a transaction that added rows commits. On
 // PostgreSQL one relay per outbox publishes (an advisory lock; the other
 // instances stand by) and the others' commits wake it by NOTIFY; a poll
 // remains as a fallback. A crash between publish and
-// mark republishes the same events with the same ce_id, which consumers
+// delete republishes the same events with the same ce_id, which consumers
 // drop through their inbox: delivery is at least once, effects exactly once.
 // Rows are relayed in id order by a single relay per database, so events of
 // one key keep their order across restarts.
@@ -47,7 +49,9 @@ type Encoder interface {
 	Encode(topic string, msg proto.Message) ([]byte, error)
 }
 
-// Migrations creates the outbox table.
+// Migrations creates the outbox table. Its sent_at column is set only by
+// relays of earlier versions, which marked published rows instead of
+// deleting them; see [Outbox.Run].
 func Migrations(d sqldb.Dialect) []sqldb.Migration {
 	idCol, blob := "INTEGER PRIMARY KEY AUTOINCREMENT", "BLOB"
 	if d == sqldb.Postgres {
@@ -92,9 +96,6 @@ type Config struct {
 	// PollInterval is the fallback wake-up for rows whose commit woke no
 	// relay (the leading instance changed meanwhile). Default 200ms.
 	PollInterval time.Duration
-	// Retention is how long sent rows are kept before being purged.
-	// Default 1h.
-	Retention time.Duration
 	// Logger defaults to [slog.Default].
 	Logger *slog.Logger
 	// Metrics counts published events; nil records nothing.
@@ -106,8 +107,8 @@ type Config struct {
 	// its schema's rules (a *contract.Error), before anything is stored:
 	// the business transaction fails with it. Default nil: no check.
 	Contract *contract.Validator
-	// BeforeMark, when set, runs after a batch is published and before it
-	// is marked sent; an error stops Run as a crash at that point would.
+	// BeforeMark, when set, runs after a batch is published and before its
+	// rows are deleted; an error stops Run as a crash at that point would.
 	// It exists for fault-injection tests.
 	BeforeMark func(ids []int64) error
 }
@@ -135,9 +136,6 @@ func New(cfg Config) (*Outbox, error) {
 	}
 	if cfg.PollInterval <= 0 {
 		cfg.PollInterval = 200 * time.Millisecond
-	}
-	if cfg.Retention <= 0 {
-		cfg.Retention = time.Hour
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
@@ -383,7 +381,7 @@ func (o *Outbox) relayOnce(ctx context.Context) (int, error) {
 	} else {
 		// Without atomic batches, publish one at a time, so that a failed
 		// publish repeats as little as possible: the events before it are
-		// marked sent (in one statement) before the error is returned.
+		// deleted (in one statement) before the error is returned.
 		for i, m := range msgs {
 			if err := o.cfg.Publisher.Publish(ctx, m); err != nil {
 				err = fmt.Errorf("publish %s: %w", rows[i].eventID, err)
@@ -482,32 +480,38 @@ func (o *Outbox) toMessage(r row) (*bus.Message, error) {
 		Headers: event.Headers(r.eventID, r.typ, r.source, r.tm, r.key, r.traceparent)}, nil
 }
 
+// mark deletes the rows of a published batch. Deleting costs the database
+// less than marking the rows sent and purging them later: on PostgreSQL an
+// update that sets sent_at writes a new version of the row and new entries
+// in its indexes (sent_at is in the pending index's predicate, so the
+// update cannot be HOT), and the purge scanned the whole table each minute
+// (docs/performance.md, "The outbox deletes what it has published").
 func (o *Outbox) mark(ctx context.Context, ids []int64) error {
-	now := time.Now().UTC().Format(timeLayout)
 	// PostgreSQL takes the ids as one array, so that every batch is the
 	// same prepared statement; SQLite has no arrays.
-	q, args := `UPDATE herald_outbox SET sent_at = ? WHERE id = ANY(?)`, []any{now, ids}
+	q, args := `DELETE FROM herald_outbox WHERE id = ANY(?)`, []any{ids}
 	if o.cfg.DB.Dialect() != sqldb.Postgres {
-		args = make([]any, 0, len(ids)+1)
-		args = append(args, now)
+		args = make([]any, 0, len(ids))
 		for _, id := range ids {
 			args = append(args, id)
 		}
-		q = `UPDATE herald_outbox SET sent_at = ? WHERE id IN (?` + strings.Repeat(", ?", len(ids)-1) + `)`
+		q = `DELETE FROM herald_outbox WHERE id IN (?` + strings.Repeat(", ?", len(ids)-1) + `)`
 	}
-	// Marking must not be skipped because the caller is shutting down:
+	// Deleting must not be skipped because the caller is shutting down:
 	// the batch is already on the bus.
 	mctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 	defer cancel()
 	if _, err := o.cfg.DB.ExecContext(mctx, q, args...); err != nil {
-		return fmt.Errorf("mark %d outbox rows sent: %w", len(ids), err)
+		return fmt.Errorf("delete %d published outbox rows: %w", len(ids), err)
 	}
 	return nil
 }
 
+// purge deletes rows that an earlier version of the relay marked sent
+// (sent_at set) instead of deleting them. The column stays so that such a
+// relay, still running beside this one during an upgrade, keeps working.
 func (o *Outbox) purge(ctx context.Context, log *slog.Logger) {
-	cutoff := time.Now().Add(-o.cfg.Retention).UTC().Format(timeLayout)
-	if _, err := o.cfg.DB.ExecContext(ctx, `DELETE FROM herald_outbox WHERE sent_at IS NOT NULL AND sent_at < ?`, cutoff); err != nil {
-		log.Warn("purge sent outbox rows", "err", err)
+	if _, err := o.cfg.DB.ExecContext(ctx, `DELETE FROM herald_outbox WHERE sent_at IS NOT NULL`); err != nil {
+		log.Warn("purge outbox rows marked sent", "err", err)
 	}
 }

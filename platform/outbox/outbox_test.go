@@ -163,7 +163,7 @@ func TestRelayWakesOnCommitAndKeepsOrder(t *testing.T) {
 				t.Fatalf("message %d routed to %s key %s", i, m.Topic, m.Key)
 			}
 		}
-		waitFor(t, func() bool { n, _ := ob.Pending(ctx); return n == 0 }, "rows marked sent")
+		waitFor(t, func() bool { n, _ := ob.Pending(ctx); return n == 0 }, "rows deleted")
 	})
 }
 
@@ -240,7 +240,7 @@ func TestRelayStopsAtHookAndRepublishes(t *testing.T) {
 			t.Fatalf("Run = %v, want the hook's error", err)
 		}
 		if n, _ := ob.Pending(ctx); n != 1 {
-			t.Fatalf("pending = %d after a crash before marking, want 1", n)
+			t.Fatalf("pending = %d after a crash before deleting, want 1", n)
 		}
 		ob2, _ := outbox.New(outbox.Config{DB: db, Service: "test", Source: "test", Publisher: rec, Encoder: plainEncoder{}})
 		runRelay(t, ob2)
@@ -249,6 +249,52 @@ func TestRelayStopsAtHookAndRepublishes(t *testing.T) {
 		b, _ := rec.got()[1].Header(event.HeaderID)
 		if a != b {
 			t.Fatalf("republished with a new ce_id: %s then %s", a, b)
+		}
+	})
+}
+
+// TestRelayDeletesWhatItPublished: the table keeps pending events only. A
+// published row is deleted, and a row that a relay of an earlier version
+// marked sent instead is purged, not published again.
+func TestRelayDeletesWhatItPublished(t *testing.T) {
+	sqldbtest.Each(t, func(t *testing.T, db *sqldb.DB) {
+		rec := &recorder{atomic: true}
+		ob := setup(t, db, rec, 20*time.Millisecond)
+		ctx := context.Background()
+		if _, err := db.ExecContext(ctx, `INSERT INTO herald_outbox
+			(event_id, topic, msg_key, event_type, payload, source, event_time, traceparent, created_at, sent_at)
+			VALUES ('old', 'herald.orders.v1', 'k', 'herald.orders.v1.OrderCreated', ?, 'test', 't', '', 't', 't')`,
+			[]byte{}); err != nil {
+			t.Fatal(err)
+		}
+		for _, id := range []string{"a", "b", "c"} {
+			if err := db.InTx(ctx, func(tx *sqldb.Tx) error {
+				_, err := ob.Add(ctx, tx, &ordersv1.OrderCreated{OrderId: id})
+				return err
+			}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		count := func() int {
+			var n int
+			if err := db.QueryRowContext(ctx, `SELECT COUNT(*) FROM herald_outbox`).Scan(&n); err != nil {
+				t.Fatal(err)
+			}
+			return n
+		}
+		if n := count(); n != 4 {
+			t.Fatalf("%d rows before the relay ran, want 4", n)
+		}
+		runRelay(t, ob)
+		waitFor(t, func() bool { return count() == 0 }, "the table emptied")
+		got := rec.got()
+		if len(got) != 3 {
+			t.Fatalf("published %d events, want the 3 pending ones", len(got))
+		}
+		for i, want := range []string{"a", "b", "c"} {
+			if string(got[i].Key) != want {
+				t.Fatalf("event %d has key %q, want %q", i, got[i].Key, want)
+			}
 		}
 	})
 }
