@@ -332,8 +332,8 @@ func (p *Publisher) publishTxn(ctx context.Context, msgs []*bus.Message) error {
 		// acknowledged with an abort (or nothing) and still return nil:
 		// it decides from its own record of the partitions added to the
 		// transaction, which under load was seen missing (docs/reliability.md).
-		// Returning nil would mark events sent that no reader will ever
-		// see. The client's sequence state is suspect too: replace it.
+		// Returning nil would have the relay delete events that no reader
+		// will ever see. The client's sequence state is suspect too: replace it.
 		p.reset()
 		return fmt.Errorf("end transaction: %w: %d acknowledged records", ErrNotCommitted, len(recs))
 	}
