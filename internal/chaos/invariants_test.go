@@ -42,9 +42,10 @@ type state struct {
 }
 
 // progress is what read takes before and after the databases: the outboxes
-// and the groups' lag, and counters that only grow (the last outbox id given out, the
-// sum of a group's committed offsets), so that equal counters mean nothing
-// was added to an outbox and no group committed in between.
+// and the groups' lag, and counters that only grow (the last outbox id
+// given out, the sum of a group's committed offsets), so that equal
+// counters mean nothing was added to an outbox and no group committed in
+// between.
 type progress struct {
 	outbox     map[string]int
 	unconsumed map[string]int64
