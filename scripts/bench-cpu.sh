@@ -60,10 +60,11 @@ awk -v rate="$rate" -v orders="$orders" -v inventory="$inventory" '
     for (k in cpu) if (cpu[k] >= 0.5) printf "  %-16s %5.1f%%  %.3f ms\n", k, cpu[k], cpu[k] * 10 / rate
     printf "  %-16s %5.1f%%  %.3f ms\n", "all", total, total * 10 / rate
   }' "$out/top.txt"
-if [ -n "$snapshot" ]; then
+completed=$(jq '.completed // 0' "$out/run.json")
+if [ -n "$snapshot" ] && [ "$completed" -gt 0 ]; then
   # Statements of the same text in the two services' schemas are counted
   # together; those of the warm-up still running count too.
-  pg -F $'\t' -v n="$(jq '.completed' "$out/run.json")" >"$out/statements.txt" <<SQL
+  pg -F $'\t' -v n="$completed" >"$out/statements.txt" <<SQL
 WITH d AS (
   SELECT regexp_replace(s.query, '\s+', ' ', 'g') AS query,
          sum(s.calls - coalesce(b.calls, 0)) AS calls,
@@ -77,8 +78,8 @@ WITH d AS (
 UNION ALL
 (SELECT round(calls / :n, 2), round((ms * 1000 / :n)::numeric), left(query, 100) FROM d WHERE calls > 0 ORDER BY ms DESC LIMIT 10);
 SQL
-  pg -c "DROP TABLE public.$snapshot"
   echo "PostgreSQL per completed order (calls, execution µs, statement):"
   sed 's/^/  /' "$out/statements.txt"
 fi
+[ -z "$snapshot" ] || pg -c "DROP TABLE public.$snapshot"
 echo "JSON summaries and top in $out" >&2

@@ -386,7 +386,7 @@ func (o *Outbox) relayOnce(ctx context.Context) (int, error) {
 			if err := o.cfg.Publisher.Publish(ctx, m); err != nil {
 				err = fmt.Errorf("publish %s: %w", rows[i].eventID, err)
 				if i > 0 {
-					if merr := o.mark(ctx, ids[:i]); merr != nil {
+					if merr := o.deletePublished(ctx, ids[:i]); merr != nil {
 						return 0, errors.Join(err, merr)
 					}
 					o.count(rows[:i])
@@ -401,7 +401,7 @@ func (o *Outbox) relayOnce(ctx context.Context) (int, error) {
 		}
 	}
 	done := time.Now()
-	if err := o.mark(ctx, ids); err != nil {
+	if err := o.deletePublished(ctx, ids); err != nil {
 		return 0, err
 	}
 	o.count(rows)
@@ -480,13 +480,14 @@ func (o *Outbox) toMessage(r row) (*bus.Message, error) {
 		Headers: event.Headers(r.eventID, r.typ, r.source, r.tm, r.key, r.traceparent)}, nil
 }
 
-// mark deletes the rows of a published batch. Deleting costs the database
-// less than marking the rows sent and purging them later: on PostgreSQL an
-// update that sets sent_at writes a new version of the row and new entries
-// in its indexes (sent_at is in the pending index's predicate, so the
-// update cannot be HOT), and the purge scanned the whole table each minute
-// (docs/performance.md, "The outbox deletes what it has published").
-func (o *Outbox) mark(ctx context.Context, ids []int64) error {
+// deletePublished deletes the rows of a published batch. Deleting costs
+// the database less than marking the rows sent and purging them later: on
+// PostgreSQL an update that sets sent_at writes a new version of the row
+// and new entries in its indexes (sent_at is in the pending index's
+// predicate, so the update cannot be HOT), and the purge scanned the whole
+// table each minute (docs/performance.md, "The outbox deletes what it has
+// published").
+func (o *Outbox) deletePublished(ctx context.Context, ids []int64) error {
 	// PostgreSQL takes the ids as one array, so that every batch is the
 	// same prepared statement; SQLite has no arrays.
 	q, args := `DELETE FROM herald_outbox WHERE id = ANY(?)`, []any{ids}
