@@ -51,7 +51,7 @@ type Encoder interface {
 
 // Migrations creates the outbox table. Its sent_at column is set only by
 // relays of earlier versions, which marked published rows instead of
-// deleting them; see [Outbox.Run].
+// deleting them; the relay purges such rows.
 func Migrations(d sqldb.Dialect) []sqldb.Migration {
 	idCol, blob := "INTEGER PRIMARY KEY AUTOINCREMENT", "BLOB"
 	if d == sqldb.Postgres {
