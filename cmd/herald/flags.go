@@ -44,6 +44,7 @@ type flags struct {
 	parts    int
 	repl     int
 	gc       int
+	inbox    time.Duration
 }
 
 func newFlags(name string, stderr io.Writer) *flags {
@@ -91,6 +92,8 @@ func (f *flags) process(embedded bool) {
 	f.fs.Var(listFlag{&f.cfg.RequireCloudEvents}, "require-cloudevents", "comma-separated services (or all) that dead-letter records without CloudEvents headers instead of deriving their id from topic, partition and offset")
 	f.fs.IntVar(&f.gc, "gc-percent", defaultGCPercent,
 		"Go's garbage collector target (as GOGC): heap growth allowed between collections, in percent; GOGC in the environment wins")
+	f.fs.DurationVar(&f.inbox, "inbox-retention", server.DefaultInboxRetention,
+		"how long a service keeps the inbox claim of an event it consumed, which makes a redelivery of it a no-op; keep it at least the topics' retention to replay them safely (0: forever)")
 	f.fs.IntVar(&f.parts, "partitions", 3, "partitions of each topic created")
 	f.fs.DurationVar(&f.cfg.ShutdownGrace, "shutdown-grace", 10*time.Second, "how long consumers finish the messages they hold after SIGTERM")
 	f.fs.StringVar(&f.level, "log-level", "info", "debug, info, warn or error")
@@ -178,6 +181,14 @@ func (f *flags) parse(args []string, getenv func(string) string) error {
 	f.cfg.ReplicationFactor = int16(f.repl)
 	if f.repl == 0 {
 		return fmt.Errorf("%s: must be -1 or at least 1", server.Setting("replication-factor"))
+	}
+	switch {
+	case f.inbox < 0:
+		return fmt.Errorf("%s: %s: want a positive duration, or 0 to keep claims forever", server.Setting("inbox-retention"), f.inbox)
+	case f.inbox == 0:
+		f.cfg.InboxRetention = -1
+	default:
+		f.cfg.InboxRetention = f.inbox
 	}
 	return nil
 }

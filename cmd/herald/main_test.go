@@ -4,9 +4,13 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"io"
 	"runtime/debug"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/herald-events/herald/internal/server"
 )
 
 func TestRunUsageErrors(t *testing.T) {
@@ -30,6 +34,7 @@ func TestRunUsageErrors(t *testing.T) {
 		{"bad env", []string{"dev"}, map[string]string{"HERALD_PARTITIONS": "many"}, "HERALD_PARTITIONS"},
 		{"bad strategy from env", []string{"dev"}, map[string]string{"HERALD_SUBJECT_STRATEGY": "x"}, "--subject-strategy"},
 		{"gc percent of zero", []string{"dev", "--gc-percent=0"}, nil, "--gc-percent (HERALD_GC_PERCENT): 0"},
+		{"negative inbox retention", []string{"dev", "--inbox-retention=-1h"}, nil, "--inbox-retention (HERALD_INBOX_RETENTION): -1h0m0s"},
 		{"bad log level", []string{"dev", "--log-level=loud"}, nil, "--log-level"},
 		{"serve without infrastructure", []string{"serve"}, nil, "--kafka-brokers (HERALD_KAFKA_BROKERS): required"},
 		{"serve without registry", []string{"serve", "--kafka-brokers=127.0.0.1:1"}, nil, "--schema-registry-url (HERALD_SCHEMA_REGISTRY_URL): required"},
@@ -116,6 +121,31 @@ func TestLoopback(t *testing.T) {
 	} {
 		if got := loopback(addr); got != want {
 			t.Errorf("loopback(%q) = %v, want %v", addr, got, want)
+		}
+	}
+}
+
+// TestInboxRetentionFlag: the flag's default is the server's, its zero
+// keeps claims forever (a negative retention in the config) and the
+// variable sets it too.
+func TestInboxRetentionFlag(t *testing.T) {
+	for _, c := range []struct {
+		args []string
+		env  map[string]string
+		want time.Duration
+	}{
+		{nil, nil, server.DefaultInboxRetention},
+		{[]string{"--inbox-retention=36h"}, nil, 36 * time.Hour},
+		{nil, map[string]string{"HERALD_INBOX_RETENTION": "90m"}, 90 * time.Minute},
+		{[]string{"--inbox-retention=0"}, nil, -1},
+	} {
+		f := newFlags("dev", io.Discard)
+		f.process(true)
+		if err := f.parse(c.args, func(k string) string { return c.env[k] }); err != nil {
+			t.Fatalf("%v %v: %v", c.args, c.env, err)
+		}
+		if f.cfg.InboxRetention != c.want {
+			t.Errorf("%v %v: InboxRetention %s, want %s", c.args, c.env, f.cfg.InboxRetention, c.want)
 		}
 	}
 }

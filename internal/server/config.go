@@ -175,6 +175,11 @@ type Config struct {
 	// Tracing is the process's OpenTelemetry setup (see
 	// observe.NewTracing). Default: spans and propagation, no export.
 	Tracing *observe.Tracing
+	// InboxRetention is how long a service keeps the inbox claim of an
+	// event it consumed, which is what makes a redelivery of that event a
+	// no-op. Default [DefaultInboxRetention]; negative keeps claims
+	// forever.
+	InboxRetention time.Duration
 	// ShutdownGrace bounds how long consumers finish the messages they hold
 	// after a stop signal. Default 10s.
 	ShutdownGrace time.Duration
@@ -279,6 +284,9 @@ func (c *Config) SetDefaults() {
 	if c.ShutdownGrace <= 0 {
 		c.ShutdownGrace = 10 * time.Second
 	}
+	if c.InboxRetention == 0 {
+		c.InboxRetention = DefaultInboxRetention
+	}
 	if c.HealthInterval <= 0 {
 		c.HealthInterval = time.Second
 	}
@@ -286,6 +294,11 @@ func (c *Config) SetDefaults() {
 		c.Logger = slog.Default()
 	}
 }
+
+// DefaultInboxRetention is Kafka's default log retention (retention.ms,
+// seven days): an event replayed from a topic's earliest offset is then
+// still found in the inbox.
+const DefaultInboxRetention = 7 * 24 * time.Hour
 
 // Defaults of the gRPC load bounds; see docs/operations.md for how they
 // were chosen.

@@ -497,6 +497,7 @@ func (p *Process) platform(codec *schema.Codec, dlq bus.Publisher) module.Platfo
 		Settings: p.cfg.ModuleSettings,
 		Logger:   p.log, Metrics: p.metrics, Tracing: p.cfg.Tracing,
 		OutboxBeforeMark: beforeMark,
+		InboxRetention:   max(p.cfg.InboxRetention, 0),
 	}
 }
 

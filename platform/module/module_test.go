@@ -157,6 +157,51 @@ func TestDatabaseUnitOfWork(t *testing.T) {
 	}
 }
 
+// TestInboxRetention: a running module purges the inbox claims older than
+// the platform's retention, and a redelivery after that is applied again,
+// which is why the retention must outlast every redelivery the bus may
+// make. (That a purge keeps the claims within the retention is
+// inbox.TestPurge's, without timing; a redelivery with the claim in place
+// is TestDatabaseUnitOfWork's.)
+func TestInboxRetention(t *testing.T) {
+	codec := moduletest.Codec(t)
+	p, _, _ := platform(t, codec)
+	p.InboxRetention = 200 * time.Millisecond
+	var db *sqldb.DB
+	in, err := ledger(&db).Start(context.Background(), p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := moduletest.NewFeed(nil)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- in.Run(ctx, f) }()
+	defer func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("Run: %v", err)
+		}
+	}()
+	f.Topics()
+
+	ev := frame(t, codec, "e-1", &ordersv1.OrderCreated{OrderId: "o-1", CustomerId: "alice"})
+	f.Deliver(t, ev)
+	if n := count(t, db, `SELECT COUNT(*) FROM seen`); n != 1 {
+		t.Fatalf("%d effects of one event, want 1", n)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for count(t, db, `SELECT COUNT(*) FROM herald_inbox`) != 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("the claim is still in the inbox 10 s after its retention of 200 ms")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	f.Deliver(t, ev)
+	if n := count(t, db, `SELECT COUNT(*) FROM seen`); n != 2 {
+		t.Fatalf("%d effects after a redelivery past the retention, want 2", n)
+	}
+}
+
 // TestMixedPoll: the events of one poll are handled at once and share
 // database transactions, each in a savepoint: the good ones commit once,
 // a poison event rolls back alone and is dead-lettered, and an event

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"slices"
+	"time"
 
 	"golang.org/x/sync/errgroup"
 
@@ -69,6 +70,10 @@ type Platform struct {
 	// OutboxBeforeMark is a fault-injection hook per service; see
 	// outbox.Config.BeforeMark.
 	OutboxBeforeMark map[string]func(ids []int64) error
+	// InboxRetention is how long the inbox of a module with a database
+	// keeps the claim of an event it consumed (see inbox.Expire); 0 keeps
+	// claims forever.
+	InboxRetention time.Duration
 }
 
 // Instance is a started module.
@@ -80,6 +85,7 @@ type Instance struct {
 	router  *consumer.Router
 	workers []func(ctx context.Context) error
 	db      *sqldb.DB
+	expire  *inbox.ExpireConfig
 }
 
 // Start builds m for a process: it migrates the service's database (its
@@ -163,6 +169,9 @@ func (m Module) Start(ctx context.Context, p Platform) (*Instance, error) {
 		return nil, err
 	}
 	if len(parts.Handlers) > 0 {
+		if in.db != nil && p.InboxRetention > 0 {
+			in.expire = &inbox.ExpireConfig{DB: in.db, Service: m.Name, Retention: p.InboxRetention, Logger: log, Metrics: p.Metrics}
+		}
 		in.router, err = consumer.NewRouter(consumer.Config{Group: n.Group(), Namespace: p.Namespace, Decoder: p.Codec, DeadLetter: p.DeadLetter,
 			Logger: log, Metrics: p.Metrics, Tracing: tracing, Unit: unit, Contract: p.Contract,
 			RequireCloudEvents: p.RequireCloudEvents != nil && p.RequireCloudEvents(m.Name)})
@@ -237,8 +246,9 @@ func (in *Instance) Subscription() (group string, topics []string) {
 	return in.router.Group(), in.router.Topics()
 }
 
-// Run relays the outbox, consumes with sub and runs the workers until ctx
-// is done or one of them fails.
+// Run relays the outbox, consumes with sub, purges the inbox of claims past
+// their retention and runs the workers until ctx is done or one of them
+// fails.
 func (in *Instance) Run(ctx context.Context, sub bus.Subscriber) error {
 	g, ctx := errgroup.WithContext(ctx)
 	if in.outbox != nil {
@@ -246,6 +256,9 @@ func (in *Instance) Run(ctx context.Context, sub bus.Subscriber) error {
 	}
 	if in.router != nil {
 		g.Go(func() error { return in.router.Run(ctx, sub) })
+	}
+	if in.expire != nil {
+		g.Go(func() error { return inbox.Expire(ctx, *in.expire) })
 	}
 	for _, w := range in.workers {
 		g.Go(func() error { return w(ctx) })

@@ -44,6 +44,7 @@ type Metrics struct {
 	circuitMoves *prometheus.CounterVec
 	relayPublish *prometheus.HistogramVec
 	relayDelay   *prometheus.HistogramVec
+	inboxPurged  *prometheus.CounterVec
 }
 
 // New registers herald's metrics and the Go runtime and process collectors
@@ -104,9 +105,12 @@ func New() *Metrics {
 			Name: "herald_outbox_delay_seconds", Help: "Time from an event's ce_time (its business transaction) until its relay has published it.",
 			Buckets: []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30},
 		}, []string{"service"}),
+		inboxPurged: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "herald_inbox_purged_total", Help: "Inbox claims deleted once older than the inbox retention, by service.",
+		}, []string{"service"}),
 	}
 	m.reg.MustRegister(m.grpcRequests, m.grpcDuration, m.grpcShed, m.published, m.consumed, m.failed, m.retried, m.handlerTime, m.latency, m.lag,
-		m.deadLettered, m.circuitOpen, m.circuitMoves, m.relayPublish, m.relayDelay,
+		m.deadLettered, m.circuitOpen, m.circuitMoves, m.relayPublish, m.relayDelay, m.inboxPurged,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }
@@ -180,6 +184,14 @@ func (m *Metrics) Relayed(service string, took time.Duration, done time.Time, ev
 			delay.Observe(done.Sub(t).Seconds())
 		}
 	}
+}
+
+// InboxPurged records n inbox claims of service deleted by the retention.
+func (m *Metrics) InboxPurged(service string, n int64) {
+	if m == nil {
+		return
+	}
+	m.inboxPurged.WithLabelValues(service).Add(float64(n))
 }
 
 // ConsumerInit publishes group's failure, retry and dead-letter counters
