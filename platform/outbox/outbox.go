@@ -152,7 +152,9 @@ const timeLayout = time.RFC3339Nano
 // Add stores msg, an event message, in tx. The event's trace continues the
 // span carried by ctx. It returns the event's envelope (with its ce_id).
 // With [Config].Contract it first checks msg against its schema's rules
-// and stores nothing when it breaks them.
+// and stores nothing when it breaks them. The row is written with the
+// other events of tx, in one statement just before tx commits (see
+// [sqldb.Tx.Defer]), so an error of the insert is the commit's.
 func (o *Outbox) Add(ctx context.Context, tx *sqldb.Tx, msg proto.Message) (*event.Envelope, error) {
 	route, err := event.RouteOf(msg.ProtoReflect().Descriptor())
 	if err != nil {
@@ -173,19 +175,82 @@ func (o *Outbox) Add(ctx context.Context, tx *sqldb.Tx, msg proto.Message) (*eve
 	if err != nil {
 		return nil, fmt.Errorf("outbox add %s: %w", env.Type(), err)
 	}
-	_, err = tx.ExecContext(ctx, `INSERT INTO herald_outbox
-		(event_id, topic, msg_key, event_type, payload, source, event_time, traceparent, created_at)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-		env.ID, route.Topic, route.Key(msg), env.Type(), payload, env.Source,
-		env.Time.Format(timeLayout), env.TraceParent, time.Now().UTC().Format(timeLayout))
-	if err != nil {
-		return nil, fmt.Errorf("outbox add %s: %w", env.Type(), err)
-	}
-	if err := o.notifyLeader(ctx, tx); err != nil {
-		return nil, fmt.Errorf("outbox add %s: %w", env.Type(), err)
-	}
-	tx.OnCommit(o.Notify)
+	b := tx.Defer(o, func() sqldb.Deferred { return &added{o: o} }).(*added)
+	b.rows = append(b.rows, addedRow{env.ID, route.Topic, route.Key(msg), env.Type(), payload, env.Source,
+		env.Time.Format(timeLayout), env.TraceParent, time.Now().UTC().Format(timeLayout)})
 	return env, nil
+}
+
+// added holds the rows a transaction added to one outbox until just before
+// it commits, and then inserts them in one statement (PostgreSQL) or one
+// per addedChunk rows (SQLite): a shared transaction carries the events of
+// several requests or consumed events, and a statement per event was a
+// round trip each.
+type added struct {
+	o    *Outbox
+	rows []addedRow
+}
+
+type addedRow struct {
+	eventID, topic, key, typ string
+	payload                  []byte
+	source, eventTime, trace string
+	created                  string
+}
+
+// addedChunk bounds the rows of one SQLite insert, so that its statement
+// texts (one per row count) stay few enough to be kept prepared.
+const addedChunk = 32
+
+func (a *added) Flush(ctx context.Context, tx *sqldb.Tx) error {
+	if len(a.rows) == 0 {
+		return nil
+	}
+	if err := a.insert(ctx, tx); err != nil {
+		return fmt.Errorf("outbox add %d events (first %s): %w", len(a.rows), a.rows[0].typ, err)
+	}
+	if err := a.o.notifyLeader(ctx, tx); err != nil {
+		return fmt.Errorf("outbox add: %w", err)
+	}
+	tx.OnCommit(a.o.Notify)
+	return nil
+}
+
+func (a *added) insert(ctx context.Context, tx *sqldb.Tx) error {
+	const into = `INSERT INTO herald_outbox
+		(event_id, topic, msg_key, event_type, payload, source, event_time, traceparent, created_at) `
+	if tx.Dialect() == sqldb.Postgres {
+		// One statement text for any number of rows, in the order added
+		// (ids are drawn in that order, which keeps a key's events in
+		// order for the relay).
+		n := len(a.rows)
+		ids, topics, keys, types := make([]string, n), make([]string, n), make([]string, n), make([]string, n)
+		payloads := make([][]byte, n)
+		sources, times, traces, created := make([]string, n), make([]string, n), make([]string, n), make([]string, n)
+		for i, r := range a.rows {
+			ids[i], topics[i], keys[i], types[i] = r.eventID, r.topic, r.key, r.typ
+			payloads[i] = r.payload
+			sources[i], times[i], traces[i], created[i] = r.source, r.eventTime, r.trace, r.created
+		}
+		_, err := tx.ExecContext(ctx, into+`SELECT e, t, k, y, p, s, et, tp, c
+			FROM unnest(?::text[], ?::text[], ?::text[], ?::text[], ?::bytea[], ?::text[], ?::text[], ?::text[], ?::text[])
+				WITH ORDINALITY AS r(e, t, k, y, p, s, et, tp, c, n)
+			ORDER BY n`, ids, topics, keys, types, payloads, sources, times, traces, created)
+		return err
+	}
+	for rows := a.rows; len(rows) > 0; {
+		chunk := rows[:min(len(rows), addedChunk)]
+		rows = rows[len(chunk):]
+		args := make([]any, 0, 9*len(chunk))
+		for _, r := range chunk {
+			args = append(args, r.eventID, r.topic, r.key, r.typ, r.payload, r.source, r.eventTime, r.trace, r.created)
+		}
+		q := into + `VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)` + strings.Repeat(`, (?, ?, ?, ?, ?, ?, ?, ?, ?)`, len(chunk)-1)
+		if _, err := tx.ExecContext(ctx, q, args...); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // Notify wakes the relay; Add arranges it after commit.

@@ -312,3 +312,53 @@ func TestAddRejectsNonEvents(t *testing.T) {
 		}
 	})
 }
+
+// TestAddsOfATransactionInOneStatement: the events a transaction adds are
+// inserted together just before it commits, one statement on PostgreSQL
+// (with one NOTIFY for a relay of another process) and one per 32 rows on
+// SQLite, in the order they were added, and relayed in that order with
+// their payloads intact.
+func TestAddsOfATransactionInOneStatement(t *testing.T) {
+	sqldbtest.Each(t, func(t *testing.T, db *sqldb.DB) {
+		rec := &recorder{atomic: true}
+		ob := setup(t, db, rec, time.Hour)
+		ctx := context.Background()
+		const n = 70
+		var want []string
+		before := db.Statements()
+		err := db.InTx(ctx, func(tx *sqldb.Tx) error {
+			for i := range n {
+				env, err := ob.Add(ctx, tx, &ordersv1.OrderConfirmed{OrderId: fmt.Sprintf("o-%d", i%3), CustomerId: fmt.Sprintf("c-%d", i)})
+				if err != nil {
+					return err
+				}
+				want = append(want, env.ID)
+			}
+			return nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		// PostgreSQL: the insert, and a NOTIFY for the relay, which does
+		// not run in this process yet; SQLite: 32 + 32 + 6 rows.
+		inserts := 3
+		if db.Dialect() == sqldb.Postgres {
+			inserts = 2
+		}
+		if got := db.Statements() - before; got != int64(2+inserts) {
+			t.Errorf("%d statements for a transaction adding %d events, want BEGIN, COMMIT and %d", got, n, inserts)
+		}
+		runRelay(t, ob)
+		waitFor(t, func() bool { return len(rec.got()) == n }, "the events relayed")
+		for i, m := range rec.got() {
+			id, _ := m.Header(event.HeaderID)
+			var ev ordersv1.OrderConfirmed
+			if err := proto.Unmarshal(m.Value, &ev); err != nil {
+				t.Fatal(err)
+			}
+			if id != want[i] || ev.GetCustomerId() != fmt.Sprintf("c-%d", i) || string(m.Key) != fmt.Sprintf("o-%d", i%3) {
+				t.Fatalf("message %d: ce_id %s, customer %s, key %s; want %s, c-%d, o-%d", i, id, ev.GetCustomerId(), m.Key, want[i], i, i%3)
+			}
+		}
+	})
+}

@@ -184,7 +184,7 @@ func (c *committer) run(batch []*groupCall) {
 	// it run again, with the rest, in a transaction where each has a
 	// savepoint. So a call runs at most twice, never after it failed.
 	failed := -1
-	var ferr error
+	var ferr, flushErr error
 	gone := make([]error, len(live)) // calls whose caller left before they ran
 	err := c.db.InTx(context.Background(), func(tx *Tx) error {
 		for i, call := range live {
@@ -197,8 +197,26 @@ func (c *committer) run(batch []*groupCall) {
 				return e
 			}
 		}
-		return nil
+		// The calls' deferred work, flushed together: a failure there
+		// is no one call's, so savepoints find whose it is.
+		flushErr = tx.flush(context.Background())
+		return flushErr
 	})
+	if failed < 0 && flushErr != nil {
+		var rest []*groupCall
+		for i, call := range live {
+			if gone[i] != nil {
+				call.done <- gone[i]
+				continue
+			}
+			rest = append(rest, call)
+		}
+		if len(rest) > 0 {
+			c.savepointed.Add(1)
+			c.withSavepoints(rest)
+		}
+		return
+	}
 	if failed < 0 {
 		for i, call := range live {
 			call.done <- cmp.Or(gone[i], err)
@@ -264,9 +282,16 @@ func (c *committer) withSavepoints(live []*groupCall) {
 			}
 			release = sp
 			hooks := len(tx.onCommit)
-			if ferr := call.safe(tx); ferr != nil {
+			ferr := call.safe(tx)
+			if ferr == nil {
+				// The call's deferred work is flushed before the
+				// next call starts, inside its savepoint.
+				ferr = tx.flush(context.Background())
+			}
+			if ferr != nil {
 				own[i] = classify(ferr)
 				tx.onCommit = tx.onCommit[:hooks]
+				tx.deferred = nil
 				if _, err := tx.ExecContext(context.Background(), "ROLLBACK TO SAVEPOINT "+sp); err != nil {
 					return fmt.Errorf("rollback to savepoint after %v: %w", ferr, err)
 				}

@@ -51,30 +51,11 @@ func testGroupCommit(t *testing.T, db *sqldb.DB) {
 		t.Fatalf("a call alone: err %v, %d hooks, %d shared transactions; want nil, 1, 0", err, hooks.Load(), db.SharedTransactions())
 	}
 
-	// queued runs call(i) for i < n while a first call (first) holds the
-	// writer, and lets it go once all n wait behind it.
 	const n = 40
 	errs := make([]error, n)
 	queued := func(first func(*sqldb.Tx) error, call func(i int) error) {
 		t.Helper()
-		hold := make(chan struct{})
-		firstErr := make(chan error, 1)
-		go func() {
-			firstErr <- db.InTxShared(ctx, func(tx *sqldb.Tx) error { <-hold; return first(tx) })
-		}()
-		time.Sleep(50 * time.Millisecond)
-		var wg sync.WaitGroup
-		for i := range n {
-			wg.Go(func() { errs[i] = call(i) })
-		}
-		for deadline := time.Now().Add(10 * time.Second); db.QueuedCalls() < n && time.Now().Before(deadline); {
-			time.Sleep(5 * time.Millisecond) // until all n wait behind the first
-		}
-		close(hold)
-		wg.Wait()
-		if err := <-firstErr; err != nil {
-			t.Fatal(err)
-		}
+		queue(t, db, first, errs, call)
 	}
 
 	hooks.Store(0)
@@ -131,6 +112,136 @@ func testGroupCommit(t *testing.T, db *sqldb.DB) {
 	if hooks.Load() != n || db.SharedTransactions() != 2 || db.GroupStats().Rerun != 1 {
 		t.Fatalf("%d hooks, %d shared and %d savepointed transactions; want %d, 2, 1", hooks.Load(), db.SharedTransactions(), db.GroupStats().Rerun, n)
 	}
+}
+
+// queue runs call(i) for each i of errs, keeping its error there, while a
+// first call (first) holds the writer, and lets it go once all of them
+// wait behind it.
+func queue(t *testing.T, db *sqldb.DB, first func(*sqldb.Tx) error, errs []error, call func(i int) error) {
+	t.Helper()
+	ctx := context.Background()
+	hold := make(chan struct{})
+	firstErr := make(chan error, 1)
+	go func() {
+		firstErr <- db.InTxShared(ctx, func(tx *sqldb.Tx) error { <-hold; return first(tx) })
+	}()
+	time.Sleep(50 * time.Millisecond)
+	var wg sync.WaitGroup
+	for i := range errs {
+		wg.Go(func() { errs[i] = call(i) })
+	}
+	for deadline := time.Now().Add(10 * time.Second); db.QueuedCalls() < len(errs) && time.Now().Before(deadline); {
+		time.Sleep(5 * time.Millisecond) // until all wait behind the first
+	}
+	close(hold)
+	wg.Wait()
+	if err := <-firstErr; err != nil {
+		t.Fatal(err)
+	}
+}
+
+// keys is deferred work: it inserts the keys gathered from the calls of a
+// transaction, one statement each, when the transaction is about to commit.
+type keys struct {
+	list    []string
+	flushes *atomic.Int32
+}
+
+func (k *keys) Flush(ctx context.Context, tx *sqldb.Tx) error {
+	k.flushes.Add(1)
+	for _, key := range k.list {
+		if _, err := tx.ExecContext(ctx, `INSERT INTO kv (k) VALUES (?)`, key); err != nil {
+			return fmt.Errorf("insert %s: %w", key, err)
+		}
+	}
+	return nil
+}
+
+// TestDeferredWork: work queued with Tx.Defer runs once per transaction,
+// just before it commits, with what every call queued under one key; a
+// failing flush rolls the transaction back. In a shared transaction, a
+// flush that fails is found out by savepoints: the call whose work failed
+// gets the error, and the others commit.
+func TestDeferredWork(t *testing.T) {
+	sqldbtest.Each(t, func(t *testing.T, db *sqldb.DB) {
+		ctx := context.Background()
+		db.SetSharedTransactions(1)
+		if err := db.Migrate(ctx, "test", []sqldb.Migration{{ID: "1", SQL: []string{`CREATE TABLE kv (k TEXT PRIMARY KEY)`}}}); err != nil {
+			t.Fatal(err)
+		}
+		var flushes, hooks atomic.Int32
+		batch := func(tx *sqldb.Tx) *keys {
+			return tx.Defer("kv", func() sqldb.Deferred { return &keys{flushes: &flushes} }).(*keys)
+		}
+		rows := func(like string) int {
+			var n int
+			if err := db.QueryRowContext(ctx, `SELECT COUNT(*) FROM kv WHERE k LIKE ?`, like).Scan(&n); err != nil {
+				t.Fatal(err)
+			}
+			return n
+		}
+
+		err := db.InTx(ctx, func(tx *sqldb.Tx) error {
+			batch(tx).list = append(batch(tx).list, "a")
+			batch(tx).list = append(batch(tx).list, "b")
+			if n := rows("%"); n != 0 {
+				t.Errorf("%d rows before the commit, want the work held back", n)
+			}
+			return nil
+		})
+		if err != nil || flushes.Load() != 1 || rows("%") != 2 {
+			t.Fatalf("InTx: err %v, %d flushes, %d rows; want nil, 1, 2", err, flushes.Load(), rows("%"))
+		}
+		err = db.InTx(ctx, func(tx *sqldb.Tx) error {
+			if _, err := tx.ExecContext(ctx, `INSERT INTO kv (k) VALUES ('c')`); err != nil {
+				return err
+			}
+			tx.OnCommit(func() { hooks.Add(1) })
+			batch(tx).list = append(batch(tx).list, "a") // already there
+			return nil
+		})
+		if err == nil || rows("c") != 0 || hooks.Load() != 0 {
+			t.Fatalf("a failing flush: err %v, row c %d, %d hooks; want an error and nothing committed", err, rows("c"), hooks.Load())
+		}
+
+		const n = 20
+		errs := make([]error, n)
+		flushes.Store(0)
+		queue(t, db, func(*sqldb.Tx) error { return nil }, errs, func(i int) error {
+			return db.InTxShared(ctx, func(tx *sqldb.Tx) error {
+				b := batch(tx)
+				b.list = append(b.list, fmt.Sprintf("s%02d", i))
+				return nil
+			})
+		})
+		if err := errors.Join(errs...); err != nil || rows("s%") != n || flushes.Load() != 1 {
+			t.Fatalf("shared: err %v, %d rows, %d flushes; want nil, %d, 1", err, rows("s%"), flushes.Load(), n)
+		}
+
+		flushes.Store(0)
+		rerun := db.GroupStats().Rerun
+		queue(t, db, func(*sqldb.Tx) error { return nil }, errs, func(i int) error {
+			return db.InTxShared(ctx, func(tx *sqldb.Tx) error {
+				key := fmt.Sprintf("f%02d", i)
+				if i == 7 {
+					key = "b" // a unique violation, only when flushed
+				}
+				tx.OnCommit(func() { hooks.Add(1) })
+				b := batch(tx)
+				b.list = append(b.list, key)
+				return nil
+			})
+		})
+		for i, err := range errs {
+			if (err != nil) != (i == 7) {
+				t.Errorf("call %d: err %v, want failure %v", i, err, i == 7)
+			}
+		}
+		if rows("f%") != n-1 || hooks.Load() != n-1 || db.GroupStats().Rerun != rerun+1 {
+			t.Fatalf("a failing flush in a shared transaction: %d rows, %d hooks, %d reruns; want %d, %d, 1",
+				rows("f%"), hooks.Load(), db.GroupStats().Rerun-rerun, n-1, n-1)
+		}
+	})
 }
 
 // TestInTxSharedPanicReachesTheCaller: a fn that panics inside a shared

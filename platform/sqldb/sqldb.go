@@ -257,6 +257,19 @@ type Tx struct {
 	stmts    *stmtCache
 	sent     *atomic.Int64
 	onCommit []func()
+	deferred []deferred
+}
+
+// Deferred is work a transaction holds back until just before it commits,
+// such as rows gathered from several calls to be written in one statement
+// (see [Tx.Defer]).
+type Deferred interface {
+	Flush(ctx context.Context, tx *Tx) error
+}
+
+type deferred struct {
+	key any
+	d   Deferred
 }
 
 // stmt returns the cached statement for q bound to the transaction, or nil.
@@ -301,6 +314,39 @@ func (t *Tx) Dialect() Dialect { return t.dialect }
 // run on rollback.
 func (t *Tx) OnCommit(fn func()) { t.onCommit = append(t.onCommit, fn) }
 
+// Defer returns the work queued under key in t, queueing mk() the first
+// time. Its Flush runs in the transaction just before the commit, in the
+// order the keys were first queued, and its error rolls the transaction
+// back. Work queued by a call of [DB.InTxShared] that fails is dropped
+// with the call's other writes; in a shared transaction run with
+// savepoints, each call's work is flushed when the call ends, so that a
+// flush that fails is that call's failure alone.
+func (t *Tx) Defer(key any, mk func() Deferred) Deferred {
+	for _, d := range t.deferred {
+		if d.key == key {
+			return d.d
+		}
+	}
+	d := mk()
+	t.deferred = append(t.deferred, deferred{key, d})
+	return d
+}
+
+// flush runs the queued work and clears it; work queued while flushing
+// runs too.
+func (t *Tx) flush(ctx context.Context) error {
+	for len(t.deferred) > 0 {
+		d := t.deferred[0]
+		t.deferred = t.deferred[1:]
+		if err := d.d.Flush(ctx, t); err != nil {
+			t.deferred = nil
+			return err
+		}
+	}
+	t.deferred = nil
+	return nil
+}
+
 // txKey keys the transaction of one DB in a context.
 type txKey struct{ db *DB }
 
@@ -343,7 +389,8 @@ func (db *DB) InTxContext(ctx context.Context, fn func(ctx context.Context) erro
 }
 
 // InTx runs fn in a transaction, committing when it returns nil and rolling
-// back otherwise, then runs the after-commit hooks. Errors that mean the
+// back otherwise, then runs the after-commit hooks. Work fn queued with
+// [Tx.Defer] runs before the commit. Errors that mean the
 // database cannot be reached now (from begin, fn or commit) are marked
 // transient (see [fault.IsTransient], [Dependency]).
 //
@@ -371,7 +418,11 @@ func (db *DB) InTx(ctx context.Context, fn func(*Tx) error) error {
 		return fmt.Errorf("begin: %w", classify(err))
 	}
 	tx := &Tx{tx: stx, dialect: db.dialect, stmts: db.stmts, sent: &db.sent}
-	if err := fn(tx); err != nil {
+	err = fn(tx)
+	if err == nil {
+		err = tx.flush(ctx)
+	}
+	if err != nil {
 		err = classify(err)
 		if rbErr := stx.Rollback(); rbErr != nil && !errors.Is(rbErr, sql.ErrTxDone) && !errors.Is(rbErr, driver.ErrBadConn) {
 			return errors.Join(err, fmt.Errorf("rollback: %w", rbErr))
