@@ -30,6 +30,9 @@ const maxGroup = 256
 //
 // fn gets the shared transaction; after-commit hooks it registers run once
 // the transaction commits, and are dropped when its work is rolled back.
+// Work it queues with [Tx.Defer] is flushed once for all the calls, before
+// the commit; when that flush fails, the calls run again with savepoints,
+// each flushing its own work, so that the failure is one call's.
 // Inside a transaction that ctx carries, fn joins it as with InTx.
 //
 // Both dialects share: SQLite has a single writer, and on PostgreSQL each
