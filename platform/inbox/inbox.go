@@ -152,7 +152,7 @@ func Expire(ctx context.Context, cfg ExpireConfig) error {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
-	failing := false
+	var failing fault.Streak
 	t := time.NewTicker(cfg.Interval)
 	defer t.Stop()
 	for {
@@ -161,16 +161,10 @@ func Expire(ctx context.Context, cfg ExpireConfig) error {
 		switch {
 		case ctx.Err() != nil:
 			return nil
-		case err != nil && !failing:
-			failing = true
-			level := slog.LevelError
-			if fault.IsTransient(err) {
-				level = slog.LevelWarn
-			}
-			cfg.Logger.Log(ctx, level, "inbox purge failing; trying again each interval", "err", err, "interval", cfg.Interval)
-		case err == nil && failing:
-			failing = false
-			cfg.Logger.Info("inbox purge recovered")
+		case err != nil:
+			failing.Fail(ctx, cfg.Logger, "inbox purge failing; trying again each interval", "inbox purge still failing", err, "interval", cfg.Interval)
+		default:
+			failing.Recovered(cfg.Logger, "inbox purge recovered")
 		}
 		select {
 		case <-ctx.Done():

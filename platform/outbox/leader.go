@@ -78,10 +78,10 @@ func (o *Outbox) notifyLeader(ctx context.Context, tx *sqldb.Tx) error {
 // one line when its session starts failing and one when it leads again.
 func (o *Outbox) holdLead(ctx context.Context, log *slog.Logger) {
 	standing := false
-	var f failing
+	var f fault.Streak
 	for ctx.Err() == nil {
 		err := o.leadOnce(ctx, func() {
-			if !f.recovered(log, "outbox relay leading again") && standing {
+			if !f.Recovered(log, "outbox relay leading again") && standing {
 				log.Info("outbox relay taking over")
 			}
 			standing = false
@@ -95,7 +95,7 @@ func (o *Outbox) holdLead(ctx context.Context, log *slog.Logger) {
 		if ctx.Err() != nil {
 			return
 		}
-		f.fail(ctx, log, "outbox relay lost its lock session; retrying until it recovers", "outbox relay lock session still failing", err)
+		f.Fail(ctx, log, "outbox relay lost its lock session; retrying until it recovers", "outbox relay lock session still failing", err)
 		if !sleep(ctx, standbyRetry) {
 			return
 		}

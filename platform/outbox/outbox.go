@@ -307,7 +307,7 @@ func (o *Outbox) Run(ctx context.Context) error {
 	}
 	backoff := 100 * time.Millisecond
 	lastPurge := time.Time{}
-	var failing failing
+	var failing fault.Streak
 	for {
 		if !o.Leading() {
 			// Another instance publishes; the lock holder wakes this
@@ -327,14 +327,14 @@ func (o *Outbox) Run(ctx context.Context) error {
 		case errors.As(err, &hookErr):
 			return hookErr.err
 		case err != nil:
-			failing.fail(ctx, log, "outbox relay failing; retrying until it recovers", "outbox relay still failing", err, "retry_in", backoff)
+			failing.Fail(ctx, log, "outbox relay failing; retrying until it recovers", "outbox relay still failing", err, "retry_in", backoff)
 			if !sleep(ctx, backoff) {
 				return nil
 			}
 			backoff = min(backoff*2, 2*time.Second)
 			continue
 		}
-		failing.recovered(log, "outbox relay recovered")
+		failing.Recovered(log, "outbox relay recovered")
 		backoff = 100 * time.Millisecond
 		if time.Since(lastPurge) > time.Minute {
 			o.purge(ctx, log)
@@ -353,35 +353,6 @@ func (o *Outbox) Run(ctx context.Context) error {
 		}
 		t.Stop()
 	}
-}
-
-// failing logs a loop's failures as the operator wants them: one line
-// when it starts failing (Warn for a transient error, see
-// [fault.IsTransient], Error otherwise), Debug while it goes on, and one
-// line with how long it lasted when it ends.
-type failing struct{ since time.Time }
-
-func (f *failing) fail(ctx context.Context, log *slog.Logger, msg, still string, err error, args ...any) {
-	if !f.since.IsZero() {
-		log.Debug(still, append([]any{"err", err}, args...)...)
-		return
-	}
-	f.since = time.Now()
-	level := slog.LevelError
-	if fault.IsTransient(err) {
-		level = slog.LevelWarn
-	}
-	log.Log(ctx, level, msg, "err", err, "dependency", fault.DependencyOf(err))
-}
-
-// recovered logs the end of a failure, if there was one, and reports it.
-func (f *failing) recovered(log *slog.Logger, msg string) bool {
-	if f.since.IsZero() {
-		return false
-	}
-	log.Info(msg, "failed_for", time.Since(f.since).Round(time.Millisecond))
-	f.since = time.Time{}
-	return true
 }
 
 type hookError struct{ err error }
