@@ -53,6 +53,7 @@ import (
 	"log/slog"
 	"net"
 	"net/url"
+	"slices"
 	"sync"
 
 	"github.com/confluentinc/confluent-kafka-go/v2/schemaregistry"
@@ -308,20 +309,27 @@ func (c *Codec) Encode(topic string, msg proto.Message) ([]byte, error) {
 // that (topic, type) pair from an earlier [Codec.Encode] or
 // [Codec.Register]; ok is false when
 // it does not, and the caller encodes the message instead. The outbox relay
-// publishes stored payloads this way.
+// publishes stored payloads this way, through [Codec.AppendFrame].
 func (c *Codec) Frame(topic string, name protoreflect.FullName, payload []byte) (out []byte, ok bool, err error) {
+	return c.AppendFrame(nil, topic, name, payload)
+}
+
+// AppendFrame is [Codec.Frame] appending the framed value to dst, so that a
+// batch's values can share one buffer. It returns dst grown; the value is
+// its tail from len(dst). When ok is false, dst is returned as it was.
+func (c *Codec) AppendFrame(dst []byte, topic string, name protoreflect.FullName, payload []byte) (out []byte, ok bool, err error) {
 	c.mu.Lock()
 	f, ok := c.frames[frameKey{topic, name}]
 	drift := c.drift
 	c.mu.Unlock()
 	if drift != nil {
-		return nil, false, fmt.Errorf("encode %s for %s: %w", name, topic, drift)
+		return dst, false, fmt.Errorf("encode %s for %s: %w", name, topic, drift)
 	}
 	if !ok {
-		return nil, false, nil
+		return dst, false, nil
 	}
-	out = make([]byte, 0, len(f.prefix)+len(payload))
-	return append(append(out, f.prefix...), payload...), true, nil
+	dst = slices.Grow(dst, len(f.prefix)+len(payload))
+	return append(append(dst, f.prefix...), payload...), true, nil
 }
 
 // remember keeps the framing at the start of b for (topic, md).

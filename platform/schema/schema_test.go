@@ -230,6 +230,16 @@ func TestEncodeReusesFraming(t *testing.T) {
 		if err != nil || !ok || string(framed) != string(want) {
 			t.Fatalf("%T: Frame = % x, %v, %v; want % x", in, framed, ok, err, want)
 		}
+		// Appended to a buffer that holds other values, as the relay
+		// frames a batch: the buffer's bytes stay and the value follows.
+		dst := append(make([]byte, 0, 8), "before"...)
+		appended, ok, err := c.AppendFrame(dst, topic, in.ProtoReflect().Descriptor().FullName(), payload)
+		if err != nil || !ok || string(appended) != "before"+string(want) {
+			t.Fatalf("%T: AppendFrame = % x, %v, %v; want \"before\" then % x", in, appended, ok, err, want)
+		}
+		if kept, ok, err := fresh.AppendFrame(dst, "herald.other.v1", in.ProtoReflect().Descriptor().FullName(), payload); ok || err != nil || string(kept) != "before" {
+			t.Fatalf("%T: AppendFrame on a topic never encoded = %q, %v, %v; want dst unchanged, false, nil", in, kept, ok, err)
+		}
 		if _, ok, err := fresh.Frame("herald.other.v1", in.ProtoReflect().Descriptor().FullName(), payload); ok || err != nil {
 			t.Fatalf("%T: Frame on a topic never encoded = %v, %v; want false, nil", in, ok, err)
 		}
