@@ -2,6 +2,7 @@ package event_test
 
 import (
 	"errors"
+	"fmt"
 	"log/slog"
 	"maps"
 	"net/http/httptest"
@@ -14,6 +15,7 @@ import (
 	inventoryv1 "github.com/herald-events/herald/gen/go/herald/inventory/v1"
 	ordersv1 "github.com/herald-events/herald/gen/go/herald/orders/v1"
 	_ "github.com/herald-events/herald/gen/go/herald/risk/v1"
+	"github.com/herald-events/herald/platform/bus"
 	"github.com/herald-events/herald/platform/event"
 	"github.com/herald-events/herald/platform/registry"
 	"github.com/herald-events/herald/platform/schema"
@@ -193,5 +195,58 @@ func TestEventsOrderIsFixed(t *testing.T) {
 		if c := ids(); !maps.Equal(a, c) {
 			t.Fatalf("registration ids changed: %v then %v", a, c)
 		}
+	}
+}
+
+// TestAppendHeaders: a batch of events framed in shared buffers, as the
+// outbox relay frames them, gets the headers Headers gives each event, and
+// growing one event's headers or values leaves the others' alone, whether
+// the buffers had room for the batch or had to grow.
+func TestAppendHeaders(t *testing.T) {
+	type attrs struct{ id, typ, source, at, key, traceparent string }
+	var batch []attrs
+	for i := range 5 {
+		batch = append(batch, attrs{fmt.Sprintf("id-%d", i), "herald.orders.v1.OrderCreated", "herald/orders",
+			"2026-03-01T12:00:00.123456789Z", fmt.Sprintf("order-%d", i), strings.Repeat(fmt.Sprint(i), i)})
+	}
+	for name, sized := range map[string]bool{"sized for the batch": true, "grown": false} {
+		t.Run(name, func(t *testing.T) {
+			var hs []bus.Header
+			var buf []byte
+			if sized {
+				n := 0
+				for _, a := range batch {
+					n += event.HeadersLen(a.id, a.typ, a.source, a.at, a.key, a.traceparent)
+				}
+				hs, buf = make([]bus.Header, 0, event.HeaderCount*len(batch)), make([]byte, 0, n)
+			}
+			own := make([][]bus.Header, len(batch))
+			for i, a := range batch {
+				hs, own[i], buf = event.AppendHeaders(hs, buf, a.id, a.typ, a.source, a.at, a.key, a.traceparent)
+			}
+			if sized && (cap(hs) != event.HeaderCount*len(batch) || len(buf) != cap(buf)) {
+				t.Errorf("buffers grew although sized: headers %d/%d, bytes %d/%d", len(hs), cap(hs), len(buf), cap(buf))
+			}
+			// Grow the first event's headers and its last value: neither
+			// may write into the second event's.
+			own[0] = append(own[0], bus.Header{Key: "extra", Value: []byte("x")})
+			own[0][event.HeaderCount-1].Value = append(own[0][event.HeaderCount-1].Value, "tail"...)
+			for i, a := range batch {
+				want := event.Headers(a.id, a.typ, a.source, a.at, a.key, a.traceparent)
+				got := own[i]
+				if i == 0 {
+					got = got[:event.HeaderCount]
+					want[event.HeaderCount-1].Value = append(want[event.HeaderCount-1].Value, "tail"...)
+				}
+				if len(got) != len(want) {
+					t.Fatalf("event %d: %d headers, want %d", i, len(got), len(want))
+				}
+				for j := range want {
+					if got[j].Key != want[j].Key || string(got[j].Value) != string(want[j].Value) {
+						t.Errorf("event %d header %d: %s=%q, want %s=%q", i, j, got[j].Key, got[j].Value, want[j].Key, want[j].Value)
+					}
+				}
+			}
+		})
 	}
 }
