@@ -383,31 +383,53 @@ func (o *Outbox) relayOnce(ctx context.Context) (int, error) {
 	if err != nil || len(rows) == 0 {
 		return 0, err
 	}
-	msgs := make([]*bus.Message, 0, len(rows))
-	ids := make([]int64, 0, len(rows))
+	// The batch's messages are built in a few allocations: the messages in
+	// one slice, their headers in another, and the bytes of their keys,
+	// values and header values in one buffer, sized for the batch.
+	size := 0
+	for _, r := range rows {
+		size += len(r.payload) + len(r.key) + frameRoom +
+			event.HeadersLen(r.eventID, r.typ, r.source, r.tm, r.key, r.traceparent)
+	}
+	buf := make([]byte, 0, size)
+	hs := make([]bus.Header, 0, event.HeaderCount*len(rows))
+	ms := make([]bus.Message, len(rows))
+	msgs := make([]*bus.Message, len(rows))
+	ids := make([]int64, len(rows))
 	spans := make([]trace.Span, 0, len(rows))
 	defer func() {
 		for _, sp := range spans {
 			sp.End()
 		}
 	}()
-	for _, r := range rows {
-		m, err := o.toMessage(r)
-		if err != nil {
-			return 0, err
+	var rawTopic, topic string
+	for i, r := range rows {
+		if r.topic != rawTopic || i == 0 {
+			rawTopic, topic = r.topic, event.Namespaced(o.cfg.Namespace, r.topic)
 		}
+		start := len(buf)
+		buf, err = o.appendValue(buf, topic, r)
+		if err != nil {
+			return 0, fmt.Errorf("outbox row %d: %w", r.id, err)
+		}
+		value := buf[start:len(buf):len(buf)]
+		start = len(buf)
+		buf = append(buf, r.key...)
+		m := &ms[i]
+		*m = bus.Message{ID: r.eventID, Topic: topic, Key: buf[start:len(buf):len(buf)], Value: value}
 		// The publish span continues the trace of the add; consumers
-		// continue the publish span.
+		// continue the publish span, whose traceparent replaces the stored one.
 		attrs := append(observe.MessagingAttributes(o.cfg.Publisher.Capabilities().System, observe.OperationSend, "", m),
 			attribute.String("cloudevents.event_id", r.eventID), attribute.String("cloudevents.event_type", r.typ))
 		sctx, span := o.tracer.Start(o.cfg.Tracing.Extract(ctx, r.traceparent), observe.MessagingSpanName(observe.OperationSend, m.Topic),
 			trace.WithSpanKind(trace.SpanKindProducer), trace.WithAttributes(attrs...))
 		spans = append(spans, span)
+		traceparent := r.traceparent
 		if tp := o.cfg.Tracing.Inject(sctx); tp != "" {
-			m.SetHeader(event.HeaderTraceParent, tp)
+			traceparent = tp
 		}
-		msgs = append(msgs, m)
-		ids = append(ids, r.id)
+		hs, m.Headers, buf = event.AppendHeaders(hs, buf, r.eventID, r.typ, r.source, r.tm, r.key, traceparent)
+		msgs[i], ids[i] = m, r.id
 	}
 	begun := time.Now()
 	if o.cfg.Publisher.Capabilities().AtomicBatches {
@@ -478,42 +500,39 @@ func (o *Outbox) load(ctx context.Context) ([]row, error) {
 	return out, rs.Err()
 }
 
-// encode frames the row's payload for topic: as it is stored when the
-// encoder knows the framing already, else decoded and encoded.
-func (o *Outbox) encode(topic string, r row) ([]byte, error) {
+// frameRoom is what a batch's buffer holds per row beyond the row's own
+// bytes: the value's framing (a magic byte, a schema id and message
+// indexes: 6 bytes for a top-level message) and a traceparent injected
+// where the row stored none.
+const frameRoom = 64
+
+// appendValue appends to dst the row's payload framed for topic: as it is
+// stored when the encoder knows the framing already, else decoded and
+// encoded.
+func (o *Outbox) appendValue(dst []byte, topic string, r row) ([]byte, error) {
 	name := protoreflect.FullName(r.typ)
 	if f, ok := o.cfg.Encoder.(framer); ok {
-		value, ok, err := f.Frame(topic, name, r.payload)
+		out, ok, err := f.AppendFrame(dst, topic, name, r.payload)
 		if err != nil || ok {
-			return value, err
+			return out, err
 		}
 	}
 	mt, err := o.cfg.Types.FindMessageByName(name)
 	if err != nil {
-		return nil, fmt.Errorf("event type %s: %w", r.typ, err)
+		return dst, fmt.Errorf("event type %s: %w", r.typ, err)
 	}
 	msg := mt.New().Interface()
 	if err := proto.Unmarshal(r.payload, msg); err != nil {
-		return nil, err
+		return dst, err
 	}
-	return o.cfg.Encoder.Encode(topic, msg)
+	value, err := o.cfg.Encoder.Encode(topic, msg)
+	return append(dst, value...), err
 }
 
 // framer is an [Encoder] that can frame a stored payload without decoding
-// it ([schema.Codec.Frame]).
+// it ([schema.Codec.AppendFrame]).
 type framer interface {
-	Frame(topic string, name protoreflect.FullName, payload []byte) ([]byte, bool, error)
-}
-
-func (o *Outbox) toMessage(r row) (*bus.Message, error) {
-	topic := event.Namespaced(o.cfg.Namespace, r.topic)
-	value, err := o.encode(topic, r)
-	if err != nil {
-		return nil, fmt.Errorf("outbox row %d: %w", r.id, err)
-	}
-	// The relay replaces traceparent in place.
-	return &bus.Message{ID: r.eventID, Topic: topic, Key: []byte(r.key), Value: value,
-		Headers: event.Headers(r.eventID, r.typ, r.source, r.tm, r.key, r.traceparent)}, nil
+	AppendFrame(dst []byte, topic string, name protoreflect.FullName, payload []byte) ([]byte, bool, error)
 }
 
 // deletePublished deletes the rows of a published batch. Deleting costs

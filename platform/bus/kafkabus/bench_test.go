@@ -173,21 +173,55 @@ func BenchmarkPublish(b *testing.B) {
 			payloads[i] = p
 		}
 
-		// herald's two publish paths: the relay's (stored payloads framed)
-		// and a unit's (events encoded), each with its messages built as
-		// both build them, from the attributes they hold as strings.
+		// herald's two publish paths, each building its messages as it
+		// does from the attributes it holds as strings: the relay's
+		// (stored payloads framed, the batch's bytes in one buffer and its
+		// headers in one slice) and a unit's (events encoded, headers per
+		// message).
+		name := events[0].ProtoReflect().Descriptor().FullName()
 		paths := []struct {
-			name  string
-			value func(i int) ([]byte, error)
+			name     string
+			messages func() ([]*bus.Message, error)
 		}{
-			{"relay", func(i int) ([]byte, error) {
-				v, ok, err := codec.Frame(topic, events[i].ProtoReflect().Descriptor().FullName(), payloads[i])
-				if err == nil && !ok {
-					err = errors.New("no framing kept")
+			{"relay", func() ([]*bus.Message, error) {
+				size := 0
+				for i, ev := range events {
+					size += len(payloads[i]) + len(ev.OrderId) + 64 +
+						event.HeadersLen(attrs[i][0], attrs[i][1], attrs[i][2], attrs[i][3], ev.OrderId, attrs[i][4])
 				}
-				return v, err
+				buf := make([]byte, 0, size)
+				hs := make([]bus.Header, 0, event.HeaderCount*batch)
+				ms := make([]bus.Message, batch)
+				msgs := make([]*bus.Message, batch)
+				for i, ev := range events {
+					start := len(buf)
+					var ok bool
+					var err error
+					if buf, ok, err = codec.AppendFrame(buf, topic, name, payloads[i]); err != nil || !ok {
+						return nil, fmt.Errorf("frame: kept %v, %w", ok, err)
+					}
+					value := buf[start:len(buf):len(buf)]
+					start = len(buf)
+					buf = append(buf, ev.OrderId...)
+					m := &ms[i]
+					*m = bus.Message{ID: attrs[i][0], Topic: topic, Key: buf[start:len(buf):len(buf)], Value: value}
+					hs, m.Headers, buf = event.AppendHeaders(hs, buf, attrs[i][0], attrs[i][1], attrs[i][2], attrs[i][3], ev.OrderId, attrs[i][4])
+					msgs[i] = m
+				}
+				return msgs, nil
 			}},
-			{"herald", func(i int) ([]byte, error) { return codec.Encode(topic, events[i]) }},
+			{"herald", func() ([]*bus.Message, error) {
+				msgs := make([]*bus.Message, batch)
+				for i, ev := range events {
+					value, err := codec.Encode(topic, ev)
+					if err != nil {
+						return nil, err
+					}
+					msgs[i] = &bus.Message{ID: attrs[i][0], Topic: topic, Key: []byte(ev.OrderId), Value: value,
+						Headers: event.Headers(attrs[i][0], attrs[i][1], attrs[i][2], attrs[i][3], ev.OrderId, attrs[i][4])}
+				}
+				return msgs, nil
+			}},
 		}
 		for _, path := range paths {
 			b.Run(fmt.Sprintf("batch=%d/%s", batch, path.name), func(b *testing.B) {
@@ -198,14 +232,9 @@ func BenchmarkPublish(b *testing.B) {
 				}
 				defer pub.Close()
 				publish := func() {
-					msgs := make([]*bus.Message, batch)
-					for i, ev := range events {
-						value, err := path.value(i)
-						if err != nil {
-							b.Fatal(err)
-						}
-						msgs[i] = &bus.Message{Topic: topic, Key: []byte(ev.OrderId), Value: value,
-							Headers: event.Headers(attrs[i][0], attrs[i][1], attrs[i][2], attrs[i][3], ev.OrderId, attrs[i][4])}
+					msgs, err := path.messages()
+					if err != nil {
+						b.Fatal(err)
 					}
 					if err := pub.Publish(ctx, msgs...); err != nil {
 						b.Fatal(err)
