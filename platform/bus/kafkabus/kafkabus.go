@@ -18,6 +18,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+	"unsafe"
 
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kerr"
@@ -394,13 +395,18 @@ func (p *Publisher) Close() error {
 }
 
 func toRecords(msgs []*bus.Message) []*kgo.Record {
-	// One allocation for the records and one for all their headers, as
-	// the relay publishes batches of hundreds.
+	// One allocation for the records and at most one for the headers that
+	// must be copied, as the relay publishes batches of hundreds.
 	n := 0
 	for _, m := range msgs {
-		n += len(m.Headers) + 1
+		if needsID(m) {
+			n += len(m.Headers) + 1
+		}
 	}
-	headers := make([]kgo.RecordHeader, 0, n)
+	var headers []kgo.RecordHeader
+	if n > 0 {
+		headers = make([]kgo.RecordHeader, 0, n)
+	}
 	recs := make([]kgo.Record, len(msgs))
 	out := make([]*kgo.Record, len(msgs))
 	for i, m := range msgs {
@@ -414,27 +420,47 @@ func toRecords(msgs []*bus.Message) []*kgo.Record {
 // own: an ID travels in the bus.HeaderID header, added when m has none.
 func toRecord(m *bus.Message) *kgo.Record {
 	r := &kgo.Record{}
-	fillRecord(r, m, make([]kgo.RecordHeader, 0, len(m.Headers)+1))
+	var buf []kgo.RecordHeader
+	if needsID(m) {
+		buf = make([]kgo.RecordHeader, 0, len(m.Headers)+1)
+	}
+	fillRecord(r, m, buf)
 	return r
 }
 
-// fillRecord sets r from m, taking r's headers from the free capacity of
-// buf, and returns buf grown by them.
+// needsID reports whether m's record needs a bus.HeaderID header that m's
+// headers lack.
+func needsID(m *bus.Message) bool { return m.ID != "" && !m.HasHeader(bus.HeaderID) }
+
+// fillRecord sets r from m. The record shares m's headers when they are all
+// it needs; otherwise it takes copies of them, and the ID header, from the
+// free capacity of buf, and fillRecord returns buf grown by them.
 func fillRecord(r *kgo.Record, m *bus.Message, buf []kgo.RecordHeader) []kgo.RecordHeader {
 	r.Topic, r.Key, r.Value = m.Topic, m.Key, m.Value
-	addID := m.ID != "" && !m.HasHeader(bus.HeaderID)
-	if len(m.Headers) == 0 && !addID {
+	if !needsID(m) {
+		r.Headers = recordHeaders(m.Headers)
 		return buf
 	}
 	start := len(buf)
 	for _, h := range m.Headers {
-		buf = append(buf, kgo.RecordHeader{Key: h.Key, Value: h.Value})
+		buf = append(buf, kgo.RecordHeader(h))
 	}
-	if addID {
-		buf = append(buf, kgo.RecordHeader{Key: bus.HeaderID, Value: []byte(m.ID)})
-	}
+	buf = append(buf, kgo.RecordHeader{Key: bus.HeaderID, Value: []byte(m.ID)})
 	r.Headers = buf[start:len(buf):len(buf)]
 	return buf
+}
+
+// recordHeaders views hs as record headers, without copying them. A
+// bus.Header and a kgo.RecordHeader have the same underlying type (the
+// conversion below would not compile otherwise), so their slices have the
+// same layout in memory. The client only reads a record's headers; a
+// publisher's caller must not change a message while it is published.
+func recordHeaders(hs []bus.Header) []kgo.RecordHeader {
+	_ = kgo.RecordHeader(bus.Header{})
+	if len(hs) == 0 {
+		return nil
+	}
+	return unsafe.Slice((*kgo.RecordHeader)(unsafe.Pointer(unsafe.SliceData(hs))), len(hs))
 }
 
 func fromRecord(r *kgo.Record) *bus.Message {

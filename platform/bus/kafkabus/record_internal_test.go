@@ -1,6 +1,8 @@
 package kafkabus
 
 import (
+	"fmt"
+	"strconv"
 	"testing"
 
 	"github.com/herald-events/herald/platform/bus"
@@ -28,6 +30,11 @@ func TestRecordID(t *testing.T) {
 			if len(r.Headers) != c.headers {
 				t.Errorf("record has %d headers, want %d: %v", len(r.Headers), c.headers, r.Headers)
 			}
+			for i, h := range c.m.Headers {
+				if r.Headers[i].Key != h.Key || string(r.Headers[i].Value) != string(h.Value) {
+					t.Errorf("record header %d is %s=%q, want the message's %s=%q", i, r.Headers[i].Key, r.Headers[i].Value, h.Key, h.Value)
+				}
+			}
 			got := fromRecord(r)
 			if got.ID != c.want {
 				t.Errorf("consumed ID %q, want %q", got.ID, c.want)
@@ -49,6 +56,38 @@ func TestSystem(t *testing.T) {
 	} {
 		if c.System != "kafka" {
 			t.Errorf("%s: System %q, want kafka", name, c.System)
+		}
+	}
+}
+
+// TestRecordsOfABatch: a batch's records carry each message's own headers,
+// whether shared with the message (it has its ID header) or copied with an
+// ID header added, and in the order of the messages.
+func TestRecordsOfABatch(t *testing.T) {
+	var msgs []*bus.Message
+	for i := range 6 {
+		m := &bus.Message{Topic: "t", ID: fmt.Sprintf("id-%d", i), Key: []byte{byte('a' + i)},
+			Headers: []bus.Header{{Key: "n", Value: []byte(strconv.Itoa(i))}}}
+		if i%2 == 0 {
+			m.Headers = append(m.Headers, bus.Header{Key: bus.HeaderID, Value: []byte(m.ID)})
+		}
+		msgs = append(msgs, m)
+	}
+	for i, r := range toRecords(msgs) {
+		if string(r.Key) != string(msgs[i].Key) {
+			t.Fatalf("record %d has key %q, want %q", i, r.Key, msgs[i].Key)
+		}
+		var n, id string
+		for _, h := range r.Headers {
+			switch h.Key {
+			case "n":
+				n = string(h.Value)
+			case bus.HeaderID:
+				id = string(h.Value)
+			}
+		}
+		if len(r.Headers) != 2 || n != strconv.Itoa(i) || id != msgs[i].ID {
+			t.Errorf("record %d headers %v: want n=%d and %s=%s only", i, r.Headers, i, bus.HeaderID, msgs[i].ID)
 		}
 	}
 }
