@@ -46,9 +46,63 @@ func (db *DB) InTxShared(ctx context.Context, fn func(*Tx) error) error {
 	return db.group.do(ctx, fn)
 }
 
+// Prelude is work that a call of [DB.InTxSharedAfter] declares up front,
+// so that a shared transaction can do the preludes of all its calls with
+// one Run before it runs the first call: the inbox's claims of a group's
+// events in one statement, where each call claimed its own.
+type Prelude struct {
+	// Key groups preludes: one Run does the items of all the calls whose
+	// preludes have the same Key (comparable), in the order the calls
+	// joined the transaction, with the Run of the first of them.
+	Key any
+	// Item is the call's part of the work.
+	Item any
+	// Run does the items' work in tx and returns one result per item, in
+	// their order. It may get one item, that of a call run alone or in a
+	// savepoint of its own. An error of a Run of several items is no one
+	// call's: the calls run again with savepoints, each its own prelude.
+	Run func(ctx context.Context, tx *Tx, items []any) ([]any, error)
+}
+
+// one does the prelude of one call in tx and returns its result.
+func (p *Prelude) one(ctx context.Context, tx *Tx) (any, error) {
+	res, err := p.Run(ctx, tx, []any{p.Item})
+	if err != nil {
+		return nil, err
+	}
+	if len(res) != 1 {
+		return nil, fmt.Errorf("prelude: %d results for 1 item", len(res))
+	}
+	return res[0], nil
+}
+
+// InTxSharedAfter is [DB.InTxShared] for a call that starts with pre: fn
+// runs after pre's work is done in the same transaction, with its result.
+// In a shared transaction run without savepoints, the preludes of all the
+// calls are done first, together; with savepoints, each call's prelude is
+// done inside its savepoint. Either way a call's prelude commits or rolls
+// back with the call.
+func (db *DB) InTxSharedAfter(ctx context.Context, pre Prelude, fn func(tx *Tx, result any) error) error {
+	if _, ok := db.TxFrom(ctx); ok || db.group == nil {
+		return db.InTx(ctx, func(tx *Tx) error {
+			res, err := pre.one(ctx, tx)
+			if err != nil {
+				return err
+			}
+			return fn(tx, res)
+		})
+	}
+	call := &groupCall{ctx: ctx, pre: &pre, done: make(chan error, 1)}
+	call.fn = func(tx *Tx) error { return fn(tx, call.res) }
+	return db.group.submit(call)
+}
+
 type groupCall struct {
-	ctx  context.Context
-	fn   func(*Tx) error
+	ctx context.Context
+	fn  func(*Tx) error
+	// pre is the call's prelude, if any, and res its result once done.
+	pre  *Prelude
+	res  any
 	done chan error
 	// panicked holds what fn panicked with, if it did: the call fails on
 	// the committer, and the panic is raised again in the caller's
@@ -60,6 +114,19 @@ type groupCall struct {
 type panicError struct{ v any }
 
 func (p *panicError) Error() string { return fmt.Sprintf("panic: %v", p.v) }
+
+// safeAlone does the call's prelude, if any, by itself, then runs fn as
+// safe does: for a call run alone or in a savepoint of its own.
+func (c *groupCall) safeAlone(ctx context.Context, tx *Tx) error {
+	if c.pre != nil {
+		res, err := c.pre.one(ctx, tx)
+		if err != nil {
+			return err
+		}
+		c.res = res
+	}
+	return c.safe(tx)
+}
 
 // safe runs the call's fn, turning a panic into an error.
 func (c *groupCall) safe(tx *Tx) (err error) {
@@ -126,7 +193,12 @@ func (db *DB) GroupStats() GroupStats {
 }
 
 func (c *committer) do(ctx context.Context, fn func(*Tx) error) error {
-	call := &groupCall{ctx: ctx, fn: fn, done: make(chan error, 1)}
+	return c.submit(&groupCall{ctx: ctx, fn: fn, done: make(chan error, 1)})
+}
+
+// submit queues call for the next shared transaction and waits for its
+// answer.
+func (c *committer) submit(call *groupCall) error {
 	c.mu.Lock()
 	c.queue = append(c.queue, call)
 	if c.running < c.parallel {
@@ -176,7 +248,7 @@ func (c *committer) run(batch []*groupCall) {
 	c.calls.Add(int64(len(live)))
 	if len(live) == 1 {
 		call := live[0]
-		call.done <- c.db.InTx(call.ctx, call.safe)
+		call.done <- c.db.InTx(call.ctx, func(tx *Tx) error { return call.safeAlone(call.ctx, tx) })
 		return
 	}
 	c.shared.Add(1)
@@ -190,9 +262,23 @@ func (c *committer) run(batch []*groupCall) {
 	var ferr, flushErr error
 	gone := make([]error, len(live)) // calls whose caller left before they ran
 	err := c.db.InTx(context.Background(), func(tx *Tx) error {
+		// The calls' preludes first, together: like the deferred work,
+		// a failure there is no one call's.
+		if flushErr = c.preludes(tx, live, gone); flushErr != nil {
+			return flushErr
+		}
 		for i, call := range live {
+			if gone[i] != nil {
+				continue // left before the preludes: not done
+			}
 			if e := call.ctx.Err(); e != nil {
 				gone[i] = fmt.Errorf("begin: %w", e)
+				if call.pre != nil {
+					// Its prelude is done: committed without the call,
+					// it would claim work that never ran.
+					flushErr = errLeftAfterPrelude
+					return flushErr
+				}
 				continue
 			}
 			if e := call.safe(tx); e != nil {
@@ -248,6 +334,56 @@ func (c *committer) run(batch []*groupCall) {
 	}
 }
 
+// errLeftAfterPrelude rolls back an optimistic shared transaction in which
+// a caller left after its call's prelude was done.
+var errLeftAfterPrelude = errors.New("a caller left after its prelude was done")
+
+// preludes does the preludes of calls that are still wanted (not gone, and
+// their callers still waiting), one Run per Key, and gives each call its
+// result.
+func (c *committer) preludes(tx *Tx, calls []*groupCall, gone []error) error {
+	type group struct {
+		pre   *Prelude
+		calls []*groupCall
+		items []any
+	}
+	var groups []*group
+	for i, call := range calls {
+		if call.pre == nil {
+			continue
+		}
+		if e := call.ctx.Err(); e != nil {
+			gone[i] = fmt.Errorf("begin: %w", e)
+			continue
+		}
+		var g *group
+		for _, have := range groups {
+			if have.pre.Key == call.pre.Key {
+				g = have
+				break
+			}
+		}
+		if g == nil {
+			g = &group{pre: call.pre}
+			groups = append(groups, g)
+		}
+		g.calls, g.items = append(g.calls, call), append(g.items, call.pre.Item)
+	}
+	for _, g := range groups {
+		res, err := g.pre.Run(context.Background(), tx, g.items)
+		if err != nil {
+			return fmt.Errorf("prelude of %d calls: %w", len(g.items), err)
+		}
+		if len(res) != len(g.items) {
+			return fmt.Errorf("prelude: %d results for %d items", len(res), len(g.items))
+		}
+		for i, call := range g.calls {
+			call.res = res[i]
+		}
+	}
+	return nil
+}
+
 // abortedBefore reports whether err is PostgreSQL refusing a statement in
 // a transaction that an earlier error has failed (SQLSTATE 25P02).
 func abortedBefore(err error) bool {
@@ -285,7 +421,7 @@ func (c *committer) withSavepoints(live []*groupCall) {
 			}
 			release = sp
 			hooks := len(tx.onCommit)
-			ferr := call.safe(tx)
+			ferr := call.safeAlone(context.Background(), tx)
 			if ferr == nil {
 				// The call's deferred work is flushed before the
 				// next call starts, inside its savepoint.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -358,6 +359,143 @@ func TestStatementsCounted(t *testing.T) {
 		}
 		if got := db.Statements() - before; got != 5 {
 			t.Fatalf("%d statements counted, want 5: BEGIN, INSERT, SELECT, COMMIT, DELETE", got)
+		}
+	})
+}
+
+// TestPreludes: the preludes of a shared transaction's calls are done by
+// one Run, before the first call runs, and each call gets its own result;
+// a call alone does its own. A prelude commits or rolls back with its
+// call: a failing call, a prelude that fails for one call's item, and a
+// caller that leaves after its prelude was done leave no row of that
+// call's prelude, and the other calls commit.
+func TestPreludes(t *testing.T) {
+	sqldbtest.Each(t, func(t *testing.T, db *sqldb.DB) {
+		ctx := context.Background()
+		db.SetSharedTransactions(1)
+		if err := db.Migrate(ctx, "test", []sqldb.Migration{{ID: "1", SQL: []string{`CREATE TABLE kv (k TEXT PRIMARY KEY)`}}}); err != nil {
+			t.Fatal(err)
+		}
+		rows := func(like string) int {
+			var n int
+			if err := db.QueryRowContext(ctx, `SELECT COUNT(*) FROM kv WHERE k LIKE ?`, like).Scan(&n); err != nil {
+				t.Fatal(err)
+			}
+			return n
+		}
+		var (
+			mu    sync.Mutex
+			runs  []int // items per Run
+			onRun func(items []any)
+		)
+		// The prelude inserts each item's key and answers it upper-cased.
+		pre := func(key string) sqldb.Prelude {
+			return sqldb.Prelude{Key: "kv", Item: key, Run: func(ctx context.Context, tx *sqldb.Tx, items []any) ([]any, error) {
+				mu.Lock()
+				runs = append(runs, len(items))
+				hook := onRun
+				mu.Unlock()
+				if hook != nil {
+					hook(items)
+				}
+				out := make([]any, len(items))
+				for i, it := range items {
+					if _, err := tx.ExecContext(ctx, `INSERT INTO kv (k) VALUES (?)`, it); err != nil {
+						return nil, fmt.Errorf("insert %s: %w", it, err)
+					}
+					out[i] = strings.ToUpper(it.(string))
+				}
+				return out, nil
+			}}
+		}
+		reset := func() []int {
+			mu.Lock()
+			defer mu.Unlock()
+			r := runs
+			runs, onRun = nil, nil
+			return r
+		}
+
+		var got any
+		err := db.InTxSharedAfter(ctx, pre("alone"), func(tx *sqldb.Tx, res any) error { got = res; return nil })
+		if r := reset(); err != nil || got != "ALONE" || rows("alone") != 1 || len(r) != 1 {
+			t.Fatalf("alone: err %v, result %v, %d rows, runs %v; want nil, ALONE, 1, one run", err, got, rows("alone"), r)
+		}
+
+		const n = 20
+		errs := make([]error, n)
+		results := make([]any, n)
+		queue(t, db, func(*sqldb.Tx) error { return nil }, errs, func(i int) error {
+			key := fmt.Sprintf("s%02d", i)
+			return db.InTxSharedAfter(ctx, pre(key), func(tx *sqldb.Tx, res any) error {
+				results[i] = res
+				// Every prelude of the transaction is done already.
+				var have int
+				if err := tx.QueryRowContext(ctx, `SELECT COUNT(*) FROM kv WHERE k LIKE 's%'`).Scan(&have); err != nil {
+					return err
+				}
+				if have != n {
+					return fmt.Errorf("call %d ran with %d preludes done, want %d", i, have, n)
+				}
+				return nil
+			})
+		})
+		if r := reset(); errors.Join(errs...) != nil || rows("s%") != n || len(r) != 1 || r[0] != n {
+			t.Fatalf("shared: err %v, %d rows, runs %v; want nil, %d, one run of %d", errors.Join(errs...), rows("s%"), r, n, n)
+		}
+		for i, res := range results {
+			if want := fmt.Sprintf("S%02d", i); res != want {
+				t.Errorf("call %d got %v, want %s", i, res, want)
+			}
+		}
+
+		// A caller leaving once its prelude is done (during the Run of
+		// all), a failing call, a prelude failing for one item ("alone"
+		// is there).
+		for k, c := range []struct {
+			name string
+			bad  map[int]bool
+		}{{"a caller leaves", map[int]bool{3: true}}, {"a call fails", map[int]bool{7: true}}, {"a prelude fails", map[int]bool{5: true}}} {
+			leave := make([]context.CancelFunc, n)
+			if c.bad[3] {
+				mu.Lock()
+				onRun = func(items []any) {
+					if len(items) > 1 {
+						leave[3]()
+					}
+				}
+				mu.Unlock()
+			}
+			prefix := fmt.Sprintf("f%d", k)
+			queue(t, db, func(*sqldb.Tx) error { return nil }, errs, func(i int) error {
+				cctx, cancel := context.WithCancel(ctx)
+				defer cancel()
+				leave[i] = cancel
+				key := fmt.Sprintf("%s-%02d", prefix, i)
+				if c.bad[5] && i == 5 {
+					key = "alone"
+				}
+				return db.InTxSharedAfter(cctx, pre(key), func(tx *sqldb.Tx, res any) error {
+					if c.bad[7] && i == 7 {
+						return errors.New("call 7 fails")
+					}
+					return nil
+				})
+			})
+			for i, err := range errs {
+				if (err != nil) != c.bad[i] {
+					t.Errorf("%s: call %d: err %v, want failure %v", c.name, i, err, c.bad[i])
+				}
+			}
+			r := reset()
+			if rows(prefix+"-%") != n-len(c.bad) || rows("alone") != 1 {
+				t.Errorf("%s: %d rows, runs %v; want %d", c.name, rows(prefix+"-%"), r, n-len(c.bad))
+			}
+			for i := range c.bad {
+				if k := fmt.Sprintf("%s-%02d", prefix, i); rows(k) != 0 {
+					t.Errorf("%s: the prelude of call %d committed without it", c.name, i)
+				}
+			}
 		}
 	})
 }
