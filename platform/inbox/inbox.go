@@ -1,7 +1,8 @@
 // Package inbox makes event handling idempotent.
 //
-// The platform's unit of work (see the module package) calls [Claim] in the
-// same [sqldb.Tx] as the effects of an event.
+// The platform's unit of work (see the module package) claims an event
+// ([Claim], or [ClaimFirst] for a shared transaction) in the same
+// [sqldb.Tx] as its effects.
 // The first claim of a ce_id inserts a row and reports true; a redelivered
 // event finds the row and reports false, so its effects are skipped. Because
 // the claim commits or rolls back with the effects, an event is applied
@@ -62,6 +63,71 @@ func Claim(ctx context.Context, tx *sqldb.Tx, eventID, eventType string) (bool, 
 		return false, fmt.Errorf("inbox claim %s: %w", eventID, err)
 	}
 	return n == 1, nil
+}
+
+// ClaimFirst is the [sqldb.Prelude] of a unit of work that applies an
+// event once: its result is [Claim]'s, a bool. Passed to
+// [sqldb.DB.InTxSharedAfter], the claims of a shared transaction's events
+// are made before any of its calls runs, and on PostgreSQL in one
+// statement for all of them, where each call's own claim was a round trip.
+func ClaimFirst(eventID, eventType string) sqldb.Prelude {
+	return sqldb.Prelude{Key: claimKey{}, Item: claim{eventID, eventType}, Run: claimAll}
+}
+
+type (
+	claimKey struct{}
+	claim    struct{ id, typ string }
+)
+
+// claimAll claims items (claims) in tx and reports, per item, whether it
+// is the first claim of its event. Of two items with one event id, only the
+// first can be.
+func claimAll(ctx context.Context, tx *sqldb.Tx, items []any) ([]any, error) {
+	out := make([]any, len(items))
+	if len(items) == 1 || tx.Dialect() != sqldb.Postgres {
+		// SQLite's statements cost no round trip: one each, as Claim.
+		for i, it := range items {
+			c := it.(claim)
+			fresh, err := Claim(ctx, tx, c.id, c.typ)
+			if err != nil {
+				return nil, err
+			}
+			out[i] = fresh
+		}
+		return out, nil
+	}
+	ids, types := make([]string, len(items)), make([]string, len(items))
+	for i, it := range items {
+		c := it.(claim)
+		ids[i], types[i] = c.id, c.typ
+	}
+	// In event id order: two transactions claiming the same events (a
+	// redelivery handled twice at once) wait for each other in one order,
+	// never in a cycle.
+	rows, err := tx.QueryContext(ctx, `INSERT INTO herald_inbox (event_id, event_type, processed_at)
+		SELECT e, t, ?::text FROM unnest(?::text[], ?::text[]) AS c(e, t) ORDER BY e
+		ON CONFLICT (event_id) DO NOTHING RETURNING event_id`,
+		time.Now().UTC().Format(timeLayout), ids, types)
+	if err != nil {
+		return nil, fmt.Errorf("inbox claim of %d events: %w", len(items), err)
+	}
+	defer rows.Close()
+	fresh := make(map[string]bool, len(items))
+	for rows.Next() {
+		var id string
+		if err := rows.Scan(&id); err != nil {
+			return nil, fmt.Errorf("inbox claim of %d events: %w", len(items), err)
+		}
+		fresh[id] = true
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("inbox claim of %d events: %w", len(items), err)
+	}
+	for i, id := range ids {
+		out[i] = fresh[id]
+		fresh[id] = false // a second item of the same event is not first
+	}
+	return out, nil
 }
 
 // Seen reports whether eventID was processed.

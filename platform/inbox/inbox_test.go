@@ -207,3 +207,55 @@ func purgedMetric(t *testing.T, m *observe.Metrics, service string) float64 {
 	}
 	return -1
 }
+
+// TestClaimFirst: the prelude claims a shared transaction's events in one
+// Run: an event claimed before is not first, of two items of one event only
+// the first is, and the claims roll back with the transaction.
+func TestClaimFirst(t *testing.T) {
+	sqldbtest.Each(t, func(t *testing.T, db *sqldb.DB) {
+		ctx := context.Background()
+		if err := db.Migrate(ctx, "test", inbox.Migrations(db.Dialect())); err != nil {
+			t.Fatal(err)
+		}
+		run := func(ids ...string) ([]any, error) {
+			var res []any
+			err := db.InTx(ctx, func(tx *sqldb.Tx) error {
+				items := make([]any, len(ids))
+				for i, id := range ids {
+					items[i] = inbox.ClaimFirst(id, "t.Event").Item
+				}
+				var err error
+				res, err = inbox.ClaimFirst(ids[0], "t.Event").Run(ctx, tx, items)
+				return err
+			})
+			return res, err
+		}
+		if err := db.InTx(ctx, func(tx *sqldb.Tx) error {
+			_, err := inbox.Claim(ctx, tx, "old", "t.Event")
+			return err
+		}); err != nil {
+			t.Fatal(err)
+		}
+		got, err := run("new-1", "old", "new-2", "new-1", "new-3")
+		if want := []any{true, false, true, false, true}; err != nil || !slices.Equal(got, want) {
+			t.Fatalf("claims %v, %v; want %v", got, err, want)
+		}
+		for _, id := range []string{"old", "new-1", "new-2", "new-3"} {
+			if seen, err := inbox.Seen(ctx, db, id); !seen || err != nil {
+				t.Errorf("%s: seen %v, %v; want claimed", id, seen, err)
+			}
+		}
+		if got, err := run("new-2"); err != nil || !slices.Equal(got, []any{false}) {
+			t.Errorf("one item claimed before: %v, %v; want [false]", got, err)
+		}
+		err = db.InTx(ctx, func(tx *sqldb.Tx) error {
+			if _, err := inbox.ClaimFirst("a", "t.Event").Run(ctx, tx, []any{inbox.ClaimFirst("a", "t.Event").Item, inbox.ClaimFirst("b", "t.Event").Item}); err != nil {
+				return err
+			}
+			return errors.New("rolled back")
+		})
+		if seen, _ := inbox.Seen(ctx, db, "a"); err == nil || seen {
+			t.Errorf("claims of a transaction rolled back: err %v, a seen %v; want an error and no claim", err, seen)
+		}
+	})
+}

@@ -272,12 +272,10 @@ func (in *Instance) Run(ctx context.Context, sub bus.Subscriber) error {
 // other keys and partitions handled at the same time, where the database
 // groups commits).
 func (w *Work) unit(ctx context.Context, ev *consumer.Event, h consumer.Handler) error {
-	return w.db.InTxShared(ctx, func(tx *sqldb.Tx) error {
-		fresh, err := inbox.Claim(ctx, tx, ev.ID, ev.Type)
-		if err != nil {
-			return err
-		}
-		if !fresh {
+	// The claims of a shared transaction's events are made together,
+	// before its first handler runs.
+	return w.db.InTxSharedAfter(ctx, inbox.ClaimFirst(ev.ID, ev.Type), func(tx *sqldb.Tx, claimed any) error {
+		if fresh, _ := claimed.(bool); !fresh {
 			ev.MarkDuplicate()
 			return nil
 		}
