@@ -26,9 +26,7 @@ func TestInTxSharedGroupsCommits(t *testing.T) {
 func testGroupCommit(t *testing.T, db *sqldb.DB) {
 	ctx := context.Background()
 	db.SetSharedTransactions(1) // all wait behind the first
-	if err := db.Migrate(ctx, "test", []sqldb.Migration{{ID: "1", SQL: []string{`CREATE TABLE kv (k TEXT PRIMARY KEY)`}}}); err != nil {
-		t.Fatal(err)
-	}
+	kvTable(t, db)
 	var runsMu sync.Mutex
 	runs := map[string]int{} // how often each key's fn ran
 	insert := func(k string, fail bool, hooks *atomic.Int32) error {
@@ -141,6 +139,24 @@ func queue(t *testing.T, db *sqldb.DB, first func(*sqldb.Tx) error, errs []error
 	}
 }
 
+// kvTable creates the table kv (k TEXT PRIMARY KEY) the tests write to and
+// returns how many of its rows match a LIKE pattern.
+func kvTable(t *testing.T, db *sqldb.DB) func(like string) int {
+	t.Helper()
+	ctx := context.Background()
+	if err := db.Migrate(ctx, "test", []sqldb.Migration{{ID: "1", SQL: []string{`CREATE TABLE kv (k TEXT PRIMARY KEY)`}}}); err != nil {
+		t.Fatal(err)
+	}
+	return func(like string) int {
+		t.Helper()
+		var n int
+		if err := db.QueryRowContext(ctx, `SELECT COUNT(*) FROM kv WHERE k LIKE ?`, like).Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+}
+
 // keys is deferred work: it inserts the keys gathered from the calls of a
 // transaction, one statement each, when the transaction is about to commit.
 type keys struct {
@@ -167,19 +183,10 @@ func TestDeferredWork(t *testing.T) {
 	sqldbtest.Each(t, func(t *testing.T, db *sqldb.DB) {
 		ctx := context.Background()
 		db.SetSharedTransactions(1)
-		if err := db.Migrate(ctx, "test", []sqldb.Migration{{ID: "1", SQL: []string{`CREATE TABLE kv (k TEXT PRIMARY KEY)`}}}); err != nil {
-			t.Fatal(err)
-		}
+		rows := kvTable(t, db)
 		var flushes, hooks atomic.Int32
 		batch := func(tx *sqldb.Tx) *keys {
 			return tx.Defer("kv", func() sqldb.Deferred { return &keys{flushes: &flushes} }).(*keys)
-		}
-		rows := func(like string) int {
-			var n int
-			if err := db.QueryRowContext(ctx, `SELECT COUNT(*) FROM kv WHERE k LIKE ?`, like).Scan(&n); err != nil {
-				t.Fatal(err)
-			}
-			return n
 		}
 
 		err := db.InTx(ctx, func(tx *sqldb.Tx) error {
@@ -253,9 +260,7 @@ func TestInTxSharedPanicReachesTheCaller(t *testing.T) {
 	sqldbtest.Each(t, func(t *testing.T, db *sqldb.DB) {
 		ctx := context.Background()
 		db.SetSharedTransactions(1) // all wait behind the first
-		if err := db.Migrate(ctx, "test", []sqldb.Migration{{ID: "1", SQL: []string{`CREATE TABLE kv (k TEXT PRIMARY KEY)`}}}); err != nil {
-			t.Fatal(err)
-		}
+		kvTable(t, db)
 		put := func(k string, boom bool) (recovered any, err error) {
 			defer func() { recovered = recover() }()
 			return nil, db.InTxShared(ctx, func(tx *sqldb.Tx) error {
@@ -341,9 +346,7 @@ func TestSharedTransactionsSideBySide(t *testing.T) {
 func TestStatementsCounted(t *testing.T) {
 	sqldbtest.Each(t, func(t *testing.T, db *sqldb.DB) {
 		ctx := context.Background()
-		if err := db.Migrate(ctx, "test", []sqldb.Migration{{ID: "1", SQL: []string{`CREATE TABLE kv (k TEXT PRIMARY KEY)`}}}); err != nil {
-			t.Fatal(err)
-		}
+		kvTable(t, db)
 		before := db.Statements()
 		if err := db.InTx(ctx, func(tx *sqldb.Tx) error {
 			if _, err := tx.ExecContext(ctx, `INSERT INTO kv (k) VALUES ('a')`); err != nil {
@@ -373,16 +376,7 @@ func TestPreludes(t *testing.T) {
 	sqldbtest.Each(t, func(t *testing.T, db *sqldb.DB) {
 		ctx := context.Background()
 		db.SetSharedTransactions(1)
-		if err := db.Migrate(ctx, "test", []sqldb.Migration{{ID: "1", SQL: []string{`CREATE TABLE kv (k TEXT PRIMARY KEY)`}}}); err != nil {
-			t.Fatal(err)
-		}
-		rows := func(like string) int {
-			var n int
-			if err := db.QueryRowContext(ctx, `SELECT COUNT(*) FROM kv WHERE k LIKE ?`, like).Scan(&n); err != nil {
-				t.Fatal(err)
-			}
-			return n
-		}
+		rows := kvTable(t, db)
 		var (
 			mu    sync.Mutex
 			runs  []int // items per Run

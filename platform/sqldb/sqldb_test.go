@@ -158,9 +158,7 @@ func TestSQLiteStatementsStayCorrect(t *testing.T) {
 func TestInTxJoinsTheContextsTransaction(t *testing.T) {
 	sqldbtest.Each(t, func(t *testing.T, db *sqldb.DB) {
 		ctx := context.Background()
-		if err := db.Migrate(ctx, "test", []sqldb.Migration{{ID: "1", SQL: []string{`CREATE TABLE kv (k TEXT PRIMARY KEY)`}}}); err != nil {
-			t.Fatal(err)
-		}
+		kvTable(t, db)
 		insert := func(ctx context.Context, k string) error { // as a store method would
 			return db.InTx(ctx, func(tx *sqldb.Tx) error {
 				_, err := tx.ExecContext(ctx, `INSERT INTO kv (k) VALUES (?)`, k)
