@@ -17,6 +17,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync/atomic"
 	"time"
 )
 
@@ -178,4 +179,24 @@ func WithDeliveryPublisher(ctx context.Context, p Publisher) context.Context {
 func DeliveryPublisher(ctx context.Context) (Publisher, bool) {
 	p, ok := ctx.Value(deliveryKey{}).(Publisher)
 	return p, ok
+}
+
+type passOverKey struct{}
+
+// PassOver tells the subscriber delivering ctx's message that its handler
+// passed over it: nothing applied, nothing published (a type the handler
+// does not handle, on a topic that carries several). A subscriber with
+// transactions may then acknowledge it with a later transaction instead
+// of one of its own. Handlers call it at most once per call, and only when
+// they return nil.
+func PassOver(ctx context.Context) {
+	if n, ok := ctx.Value(passOverKey{}).(*atomic.Int64); ok {
+		n.Add(1)
+	}
+}
+
+// WithPassOverCount returns ctx in which [PassOver] adds one to n.
+// Subscribers set it.
+func WithPassOverCount(ctx context.Context, n *atomic.Int64) context.Context {
+	return context.WithValue(ctx, passOverKey{}, n)
 }

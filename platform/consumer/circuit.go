@@ -74,11 +74,13 @@ type outcome struct{ skipped bool }
 
 type outcomeKey struct{}
 
-// markSkipped records that the delivery in ctx touched no dependency.
+// markSkipped records that the delivery in ctx touched no dependency, and
+// tells the subscriber that it was passed over (bus.PassOver).
 func markSkipped(ctx context.Context) {
 	if o, ok := ctx.Value(outcomeKey{}).(*outcome); ok {
 		o.skipped = true
 	}
+	bus.PassOver(ctx)
 }
 
 type breaker struct {

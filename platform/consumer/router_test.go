@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"strings"
+	"sync/atomic"
 	"testing"
 
 	"google.golang.org/protobuf/proto"
@@ -72,8 +73,9 @@ func (d *countingDecoder) Decode(string, []byte) (proto.Message, error) {
 
 // TestUnhandledTypePassesUndecoded: a record whose ce_type names a type
 // the router has no handler for is passed over without decoding, so a
-// group neither pays for nor judges events it does not read; a record
-// without ce_type is still decoded (and here dead-lettered).
+// group neither pays for nor judges events it does not read, and the
+// subscriber is told (bus.PassOver); a record without ce_type is still
+// decoded (and here dead-lettered), which is no pass.
 func TestUnhandledTypePassesUndecoded(t *testing.T) {
 	rec, dec := &recorder{}, &countingDecoder{}
 	r, err := consumer.NewRouter(consumer.Config{Group: "g", Decoder: dec, DeadLetter: rec, Logger: nopLogger(), MaxAttempts: 1})
@@ -87,15 +89,17 @@ func TestUnhandledTypePassesUndecoded(t *testing.T) {
 		t.Fatal(err)
 	}
 	h := r.Handler()
+	var passed atomic.Int64
+	ctx := bus.WithPassOverCount(context.Background(), &passed)
 	other := &bus.Message{Topic: "herald.orders.v1", Value: []byte("garbage")}
 	other.SetHeader(event.HeaderID, "e-1")
 	other.SetHeader(event.HeaderType, "herald.orders.v1.OrderConfirmed")
-	if err := h(context.Background(), other); err != nil || dec.calls != 0 || len(rec.msgs) != 0 {
-		t.Fatalf("unhandled type: err %v, %d decodes, %d dead letters; want nil, 0, 0", err, dec.calls, len(rec.msgs))
+	if err := h(ctx, other); err != nil || dec.calls != 0 || len(rec.msgs) != 0 || passed.Load() != 1 {
+		t.Fatalf("unhandled type: err %v, %d decodes, %d dead letters, %d passed over; want nil, 0, 0, 1", err, dec.calls, len(rec.msgs), passed.Load())
 	}
 	untyped := &bus.Message{Topic: "herald.orders.v1", Value: []byte("garbage")}
 	untyped.SetHeader(event.HeaderID, "e-2")
-	if err := h(context.Background(), untyped); err != nil || dec.calls != 1 || len(rec.msgs) != 1 {
-		t.Fatalf("record without ce_type: err %v, %d decodes, %d dead letters; want nil, 1, 1", err, dec.calls, len(rec.msgs))
+	if err := h(ctx, untyped); err != nil || dec.calls != 1 || len(rec.msgs) != 1 || passed.Load() != 1 {
+		t.Fatalf("record without ce_type: err %v, %d decodes, %d dead letters, %d passed over; want nil, 1, 1, 1", err, dec.calls, len(rec.msgs), passed.Load())
 	}
 }

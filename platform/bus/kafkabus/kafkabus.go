@@ -45,6 +45,7 @@ type config struct {
 	keyWorkers  int
 	grace       time.Duration
 	groupTxnID  string
+	carryFor    time.Duration
 	instance    string
 	metrics     *observe.Metrics
 }
@@ -60,6 +61,7 @@ func newConfig(opts []Option) (config, error) {
 		stallAfter:  30 * time.Second,
 		keyWorkers:  16,
 		grace:       10 * time.Second,
+		carryFor:    100 * time.Millisecond,
 	}
 	for _, o := range opts {
 		o(&c)
@@ -180,8 +182,8 @@ func ShutdownGrace(d time.Duration) Option { return func(c *config) { c.grace = 
 // written, which held the group's offset fetches back for good; a crashed
 // session's open transaction now holds them back until the
 // [TransactionTimeout]. Each poll is
-// one transaction: the
-// offsets of the poll and whatever handlers publish through
+// one transaction (except polls that applied nothing: [PassedOverCommit]):
+// the offsets of the poll and whatever handlers publish through
 // [bus.DeliveryPublisher] (dead letters) commit together, or not at all —
 // a poll that was not fully handled aborts, and the records come again, as
 // does a poll during which the group rebalanced: a member that joins may
@@ -189,6 +191,16 @@ func ShutdownGrace(d time.Duration) Option { return func(c *config) { c.grace = 
 // A transaction that cannot end (the broker died) ends the session; Run
 // starts a new one. Default off: offsets are committed on their own.
 func GroupTransactions(prefix string) Option { return func(c *config) { c.groupTxnID = prefix } }
+
+// PassedOverCommit bounds how long a transactional subscriber may keep the
+// offsets of polls whose every message its handler passed over
+// ([bus.PassOver]: another type on the same topic) before committing them.
+// Such a poll applied nothing, so it opens no transaction of its own: its
+// offsets go with the next poll's transaction, or are committed on their
+// own once nothing came for d, or d after the first of them. A crash in
+// between only delivers those messages again, to be passed over again.
+// Default 100ms; 0 commits every poll in a transaction of its own.
+func PassedOverCommit(d time.Duration) Option { return func(c *config) { c.carryFor = max(0, d) } }
 
 // Metrics reports consumer lag per group and partition to m. Default none.
 func Metrics(m *observe.Metrics) Option { return func(c *config) { c.metrics = m } }
@@ -640,9 +652,17 @@ func (s *Subscriber) run(ctx context.Context, group string, topics []string, h b
 	defer stop()
 	dctx := hctx
 	pctx := ctx // what a poll waits under
-	var watch *stallWatch
+	var (
+		watch *stallWatch
+		// passed counts the messages of the poll in hand that handlers
+		// passed over; carried is set while a transaction is open with
+		// only such polls in it, since carriedAt.
+		passed    atomic.Int64
+		carried   bool
+		carriedAt time.Time
+	)
 	if sess != nil {
-		dctx = bus.WithDeliveryPublisher(hctx, &sessionPublisher{cl: cl})
+		dctx = bus.WithPassOverCount(bus.WithDeliveryPublisher(hctx, &sessionPublisher{cl: cl}), &passed)
 		watch = newStallWatch(ctx, kadm.NewClient(cl), group, s.cfg.stallAfter)
 		defer watch.stop()
 		pctx = watch.ctx
@@ -658,7 +678,14 @@ func (s *Subscriber) run(ctx context.Context, group string, topics []string, h b
 	aborted := 0 // polls in a row whose transaction the session aborted
 	for {
 		watch.polling(true)
-		fetches := poller.PollRecords(pctx, s.cfg.maxPoll)
+		wctx, wcancel := pctx, context.CancelFunc(func() {})
+		if carried {
+			// The carried offsets wait for the next poll's transaction
+			// at most until carryFor after the first of them.
+			wctx, wcancel = context.WithDeadline(pctx, carriedAt.Add(s.cfg.carryFor))
+		}
+		fetches := poller.PollRecords(wctx, s.cfg.maxPoll)
+		wcancel()
 		watch.polling(false)
 		if fetches.IsClientClosed() {
 			return nil
@@ -667,15 +694,16 @@ func (s *Subscriber) run(ctx context.Context, group string, topics []string, h b
 			return &brokenSessionError{err}
 		}
 		fetches.EachError(func(t string, p int32, err error) {
-			if ctx.Err() == nil {
+			if ctx.Err() == nil && !(carried && errors.Is(err, context.DeadlineExceeded)) {
 				log.Warn("fetch error", "topic", t, "partition", p, "err", err)
 			}
 		})
-		if sess != nil && fetches.NumRecords() > 0 {
+		if sess != nil && fetches.NumRecords() > 0 && !carried {
 			if err := sess.Begin(); err != nil {
 				return &brokenSessionError{fmt.Errorf("begin transaction: %w", err)}
 			}
 		}
+		passed.Store(0)
 		var (
 			mu       sync.Mutex
 			done     []*kgo.Record
@@ -700,9 +728,21 @@ func (s *Subscriber) run(ctx context.Context, group string, topics []string, h b
 			})
 		})
 		wg.Wait()
+		if sess != nil && fetches.NumRecords() > 0 && complete && passed.Load() == int64(handlerCalls(fetches)) &&
+			s.cfg.carryFor > 0 && (!carried || time.Since(carriedAt) < s.cfg.carryFor) {
+			// Nothing applied, nothing published: the poll's offsets
+			// stay in the open transaction for a later commit.
+			if !carried {
+				carried, carriedAt = true, time.Now()
+			}
+			if ctx.Err() == nil {
+				continue
+			}
+		}
 		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.cfg.commitAwait+s.cfg.txnTimeout)
 		switch {
-		case sess != nil && fetches.NumRecords() > 0:
+		case sess != nil && (fetches.NumRecords() > 0 || carried):
+			carried = false
 			// A transaction commits every polled offset, so only a fully
 			// handled poll may commit; anything else aborts and the
 			// records come again (the inbox drops what was applied).
@@ -742,6 +782,18 @@ func (s *Subscriber) run(ctx context.Context, group string, topics []string, h b
 			return nil
 		}
 	}
+}
+
+// handlerCalls counts the records of fs that go to the handler: all but
+// the commit markers.
+func handlerCalls(fs kgo.Fetches) int {
+	n := 0
+	fs.EachRecord(func(r *kgo.Record) {
+		if !r.Attrs.IsControl() {
+			n++
+		}
+	})
+	return n
 }
 
 // leaveGroup takes this static member out of group, as a dynamic member's
