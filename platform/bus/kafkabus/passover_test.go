@@ -3,6 +3,7 @@ package kafkabus_test
 import (
 	"context"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -57,12 +58,13 @@ func TestPassedOverPollsShareATransaction(t *testing.T) {
 			return nil
 		})
 	}()
-	defer func() {
+	stop := sync.OnceFunc(func() {
 		cancel()
 		if err := <-done; err != nil {
 			t.Error(err)
 		}
-	}()
+	})
+	defer stop()
 
 	// send produces one record and waits until the handler has it, so
 	// that every record is a poll of its own.
@@ -126,5 +128,13 @@ func TestPassedOverPollsShareATransaction(t *testing.T) {
 	waitCommitted(5)
 	if n := ends.Load() - base; n != 1 {
 		t.Errorf("%d transactions ended for an idle passed-over poll, want 1", n)
+	}
+
+	// A stop does not wait for the delay: what it carries is committed
+	// before Run returns.
+	send("skip-5")
+	stop()
+	if got := committed(); got != 6 {
+		t.Errorf("committed offset %d after a stop that carried a passed-over poll, want 6", got)
 	}
 }
