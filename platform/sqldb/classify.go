@@ -78,3 +78,10 @@ func transient(err error) bool {
 	// Network errors: refused, reset, unexpected EOF, I/O timeouts.
 	return fault.IsTransient(err)
 }
+
+// isUniqueViolation reports whether PostgreSQL refused err's statement
+// for a duplicate key (SQLSTATE 23505).
+func isUniqueViolation(err error) bool {
+	var pgErr *pgconn.PgError
+	return errors.As(err, &pgErr) && pgErr.Code == "23505"
+}

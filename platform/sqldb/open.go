@@ -50,6 +50,11 @@ func OpenPostgres(ctx context.Context, rawURL, schema string) (*DB, error) {
 	}
 	_, err = conn.Exec(ctx, `CREATE SCHEMA IF NOT EXISTS `+pgx.Identifier{schema}.Sanitize())
 	conn.Close(ctx)
+	if isUniqueViolation(err) {
+		// Another process created it at the same moment: "IF NOT
+		// EXISTS" does not cover a creation that is still committing.
+		err = nil
+	}
 	if err != nil {
 		return nil, fmt.Errorf("create schema %s: %w", schema, classify(err))
 	}

@@ -457,15 +457,42 @@ type Migration struct {
 	SQL []string
 }
 
+// migrationLock is the PostgreSQL advisory lock that migrations take.
+const migrationLock = 0x6865_7261_6c64_6d69 // "heraldmi"
+
+// lockMigrations makes the migrations of every process on the database
+// run one at a time, until tx ends. Instances of a service that start
+// together would otherwise create the same tables at once, and all but one
+// fail ("duplicate key value violates unique constraint
+// pg_type_typname_nsp_index"). SQLite's write transactions already run
+// one at a time.
+func (db *DB) lockMigrations(ctx context.Context, tx *Tx) error {
+	if db.dialect != Postgres {
+		return nil
+	}
+	_, err := tx.ExecContext(ctx, `SELECT pg_advisory_xact_lock(?)`, int64(migrationLock))
+	return err
+}
+
 // Migrate applies, in order, the migrations of component not yet recorded
-// in the herald_migrations table.
+// in the herald_migrations table. Processes migrating one database at the
+// same time take turns: each migration is applied once.
 func (db *DB) Migrate(ctx context.Context, component string, ms []Migration) error {
-	if _, err := db.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS herald_migrations (
-		component TEXT NOT NULL, id TEXT NOT NULL, PRIMARY KEY (component, id))`); err != nil {
+	if err := db.InTx(ctx, func(tx *Tx) error {
+		if err := db.lockMigrations(ctx, tx); err != nil {
+			return err
+		}
+		_, err := tx.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS herald_migrations (
+		component TEXT NOT NULL, id TEXT NOT NULL, PRIMARY KEY (component, id))`)
+		return err
+	}); err != nil {
 		return fmt.Errorf("migrate %s: %w", component, classify(err))
 	}
 	for _, m := range ms {
 		err := db.InTx(ctx, func(tx *Tx) error {
+			if err := db.lockMigrations(ctx, tx); err != nil {
+				return err
+			}
 			var n int
 			if err := tx.QueryRowContext(ctx, `SELECT COUNT(*) FROM herald_migrations WHERE component = ? AND id = ?`,
 				component, m.ID).Scan(&n); err != nil {
