@@ -2,11 +2,7 @@ package sqldb_test
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
-	"os"
 	"path/filepath"
-	"strings"
 	"sync"
 	"testing"
 
@@ -76,21 +72,11 @@ func TestMigrateTogether(t *testing.T) {
 		path := filepath.Join(t.TempDir(), "test.db")
 		run(t, false, func() (*sqldb.DB, error) { return sqldb.OpenSQLite(path) })
 	})
-	url := os.Getenv(sqldbtest.EnvURL)
-	if !strings.HasPrefix(url, "postgres") {
-		return
-	}
 	t.Run("postgres", func(t *testing.T) {
-		var b [6]byte
-		_, _ = rand.Read(b[:])
-		schema := "test_" + hex.EncodeToString(b[:])
-		t.Cleanup(func() {
-			db, err := sqldb.OpenPostgres(context.Background(), url, schema)
-			if err == nil {
-				_, _ = db.ExecContext(context.Background(), `DROP SCHEMA `+schema+` CASCADE`)
-				db.Close()
-			}
-		})
+		url, schema, ok := sqldbtest.FreshPostgres(t)
+		if !ok {
+			t.Skip(sqldbtest.EnvURL + " does not name a PostgreSQL database")
+		}
 		run(t, true, func() (*sqldb.DB, error) { return sqldb.OpenPostgres(context.Background(), url, schema) })
 	})
 }

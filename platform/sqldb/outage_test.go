@@ -2,11 +2,7 @@ package sqldb_test
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"errors"
-	"os"
-	"strings"
 	"testing"
 	"time"
 
@@ -19,22 +15,16 @@ import (
 // through a proxy the test can cut, once directly.
 func openPostgresPair(t *testing.T) (*sqldbtest.Proxy, *sqldb.DB, *sqldb.DB) {
 	t.Helper()
-	raw := os.Getenv(sqldbtest.EnvURL)
-	if !strings.HasPrefix(raw, "postgres") {
+	raw, schema, ok := sqldbtest.FreshPostgres(t)
+	if !ok {
 		t.Skip(sqldbtest.EnvURL + " does not name a PostgreSQL database")
 	}
-	var b [6]byte
-	_, _ = rand.Read(b[:])
-	schema := "test_" + hex.EncodeToString(b[:])
 	ctx := context.Background()
 	direct, err := sqldb.OpenPostgres(ctx, raw, schema)
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() {
-		_, _ = direct.ExecContext(context.Background(), `DROP SCHEMA `+schema+` CASCADE`)
-		_ = direct.Close()
-	})
+	t.Cleanup(func() { _ = direct.Close() })
 	proxy, proxied := sqldbtest.NewProxy(t, raw)
 	db, err := sqldb.OpenPostgres(ctx, proxied, schema)
 	if err != nil {

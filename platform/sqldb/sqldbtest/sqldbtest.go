@@ -31,23 +31,40 @@ func Each(t *testing.T, fn func(t *testing.T, db *sqldb.DB)) {
 		t.Cleanup(func() { db.Close() })
 		fn(t, db)
 	})
-	url := os.Getenv(EnvURL)
-	if !strings.HasPrefix(url, "postgres") {
+	if !strings.HasPrefix(os.Getenv(EnvURL), "postgres") {
 		return
 	}
 	t.Run("postgres", func(t *testing.T) {
-		var b [6]byte
-		_, _ = rand.Read(b[:])
-		schema := "test_" + hex.EncodeToString(b[:])
-		ctx := context.Background()
-		db, err := sqldb.OpenPostgres(ctx, url, schema)
+		url, schema, _ := FreshPostgres(t)
+		db, err := sqldb.OpenPostgres(context.Background(), url, schema)
 		if err != nil {
 			t.Fatalf("postgres: %v", err)
 		}
-		t.Cleanup(func() {
-			_, _ = db.ExecContext(context.Background(), `DROP SCHEMA `+schema+` CASCADE`)
-			db.Close()
-		})
+		t.Cleanup(func() { db.Close() })
 		fn(t, db)
 	})
+}
+
+// FreshPostgres returns the URL of the PostgreSQL database that
+// HERALD_DATABASE_URL names and the name of a new schema for t, which is
+// dropped when t ends; ok is false when the variable names none. For tests
+// that open the schema more than once.
+func FreshPostgres(t testing.TB) (url, schema string, ok bool) {
+	t.Helper()
+	url = os.Getenv(EnvURL)
+	if !strings.HasPrefix(url, "postgres") {
+		return "", "", false
+	}
+	var b [6]byte
+	_, _ = rand.Read(b[:])
+	schema = "test_" + hex.EncodeToString(b[:])
+	t.Cleanup(func() {
+		db, err := sqldb.OpenPostgres(context.Background(), url, schema)
+		if err != nil {
+			return
+		}
+		_, _ = db.ExecContext(context.Background(), `DROP SCHEMA `+schema+` CASCADE`)
+		db.Close()
+	})
+	return url, schema, true
 }
