@@ -41,6 +41,12 @@ type CircuitPolicy struct {
 // Info on closing, with how long it was open) and recorded in the
 // herald_consumer_circuit_* metrics.
 //
+// A conflict ([fault.IsConflict]: concurrent work raced the message's, and
+// the database failed it to break a deadlock) says nothing of the
+// dependency's health: the handler is called again at once, up to
+// [ConflictRetries] times, with the breaker left as it is. Only a conflict
+// that persists past them opens it, as an outage would.
+//
 // When ctx ends while a message waits, the last error (or ctx's) is
 // returned so that the bus redelivers the message later.
 func Circuit(p CircuitPolicy) func(bus.Handler) bus.Handler {
@@ -48,6 +54,7 @@ func Circuit(p CircuitPolicy) func(bus.Handler) bus.Handler {
 	return func(next bus.Handler) bus.Handler {
 		return func(ctx context.Context, m *bus.Message) error {
 			var last error
+			conflicts := 0
 			for {
 				probe, err := b.acquire(ctx)
 				if err != nil {
@@ -58,6 +65,14 @@ func Circuit(p CircuitPolicy) func(bus.Handler) bus.Handler {
 				}
 				var out outcome
 				err = next(context.WithValue(ctx, outcomeKey{}, &out), m)
+				if fault.IsConflict(err) && conflicts < ConflictRetries && ctx.Err() == nil {
+					conflicts++
+					b.release(probe, nil, true) // proved nothing either way
+					b.p.Logger.Debug("conflict, running the message again", "group", b.p.Group, "message", m.String(),
+						"attempt", conflicts, "err", err)
+					last = err
+					continue
+				}
 				b.release(probe, err, out.skipped)
 				if err == nil || !fault.IsTransient(err) || ctx.Err() != nil {
 					return err
@@ -67,6 +82,10 @@ func Circuit(p CircuitPolicy) func(bus.Handler) bus.Handler {
 		}
 	}
 }
+
+// ConflictRetries is how many times [Circuit] runs a message again at once
+// after a conflict before the conflict counts as an outage.
+const ConflictRetries = 3
 
 // outcome lets the router tell the breaker that a delivery proved nothing
 // about the dependency: its event type has no handler here.

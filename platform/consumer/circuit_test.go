@@ -93,6 +93,78 @@ func TestCircuit(t *testing.T) {
 	}
 }
 
+// TestCircuitRunsAConflictAgainAtOnce: a handler failing with a conflict
+// (a deadlock the database broke) is called again at once, without pausing
+// the group: the circuit stays closed and no backoff is waited. A conflict
+// that persists past consumer.ConflictRetries opens the circuit as an
+// outage would, and the message is still never given up.
+func TestCircuitRunsAConflictAgainAtOnce(t *testing.T) {
+	deadlock := fault.Conflict("database", errors.New("deadlock detected (SQLSTATE 40P01)"))
+	for _, tc := range []struct {
+		name      string
+		conflicts int
+		wantOpen  string
+	}{
+		{"conflicts within the retries", consumer.ConflictRetries, "0"},
+		{"conflicts past the retries", consumer.ConflictRetries + 2, "1"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			m := observe.New()
+			var logs syncBuffer
+			// A floor of a minute: any wait of the circuit's would hold
+			// the test far past its bound.
+			h := consumer.Circuit(consumer.CircuitPolicy{Group: "g", Floor: time.Minute, Ceil: time.Minute, Metrics: m,
+				Logger: slog.New(slog.NewTextHandler(&logs, nil))})
+			calls := 0
+			var opened string
+			handler := h(func(context.Context, *bus.Message) error {
+				calls++
+				if calls == tc.conflicts+1 {
+					opened = metricLine(t, m, `herald_consumer_circuit_transitions_total{group="g",state="open"}`) // before the success
+				}
+				if calls <= tc.conflicts {
+					return deadlock
+				}
+				return nil
+			})
+			ctx, cancel := context.WithCancel(context.Background())
+			defer cancel()
+			done := make(chan error, 1)
+			go func() { done <- handler(ctx, msg) }()
+			series := `herald_consumer_circuit_transitions_total{group="g",state="open"}`
+			openLine := series + " "
+			if tc.wantOpen == "1" {
+				// It pauses (a minute's floor): wait for the pause,
+				// then shut down.
+				for deadline := time.Now().Add(10 * time.Second); metricLine(t, m, series) != openLine+"1"; {
+					if time.Now().After(deadline) {
+						t.Fatal("a conflict past the retries did not pause the group")
+					}
+					time.Sleep(5 * time.Millisecond)
+				}
+				cancel()
+				err := <-done
+				if calls != consumer.ConflictRetries+1 || !fault.IsConflict(err) || !strings.Contains(logs.String(), "consumer paused") {
+					t.Fatalf("%d calls before the pause, err %v, logs %q; want %d, the conflict, the pause logged",
+						calls, err, logs.String(), consumer.ConflictRetries+1)
+				}
+				return
+			}
+			select {
+			case err := <-done:
+				if err != nil || calls != tc.conflicts+1 || opened != openLine+"0" {
+					t.Fatalf("err %v, %d calls, before the last %q; want nil, %d calls, never opened", err, calls, opened, tc.conflicts+1)
+				}
+				if strings.Contains(logs.String(), "consumer paused") {
+					t.Fatalf("a conflict within the retries was logged as an outage: %s", logs.String())
+				}
+			case <-time.After(10 * time.Second):
+				t.Fatalf("the circuit held a conflict within the retries after %d calls", calls)
+			}
+		})
+	}
+}
+
 type netErr struct{}
 
 func (*netErr) Error() string   { return "i/o timeout" }

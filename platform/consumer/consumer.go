@@ -11,6 +11,9 @@
 //     with a capped backoff; the group's circuit opens on the first such
 //     failure, so its other deliveries wait while one probe at a time tests
 //     the dependency, and the first success closes it.
+//     A conflict ([fault.IsConflict]: the database broke a deadlock or a
+//     serialization failure by failing this unit of work) is run again at
+//     once, a few times, before the circuit counts it as an outage.
 //   - permanent ([Permanent], an undecodable value, a panic caught by
 //     [Recover]): [DeadLetter] moves the message to its dead-letter topic at
 //     once with the reason, so the consumer keeps going.
@@ -278,7 +281,7 @@ func (r *Router) Handler() bus.Handler {
 	for t := range r.handlers {
 		types = append(types, string(t))
 	}
-	m.ConsumerInit(group, types, []string{classTransient, classPermanent, classUnclassified}, r.deadLetterClasses())
+	m.ConsumerInit(group, types, []string{classConflict, classTransient, classPermanent, classUnclassified}, r.deadLetterClasses())
 	h := bus.Handler(r.dispatch)
 	h = Recover()(h)
 	h = countFailures(group, m)(h)
@@ -321,15 +324,19 @@ func countFailures(group string, m *observe.Metrics) func(bus.Handler) bus.Handl
 
 // Failure classes counted in herald_events_failed_total.
 const (
+	classConflict     = "conflict"
 	classTransient    = "transient"
 	classPermanent    = "permanent"
 	classUnclassified = "unclassified"
 )
 
 // classOf names err's class. Transient wins over permanent: an unavailable
-// dependency is never the message's fault.
+// dependency is never the message's fault. A conflict (a deadlock) is a
+// transient failure counted apart, since the dependency was up.
 func classOf(err error) string {
 	switch {
+	case fault.IsConflict(err):
+		return classConflict
 	case fault.IsTransient(err):
 		return classTransient
 	case IsPermanent(err):

@@ -29,9 +29,15 @@ type TransientError struct {
 	// "kafka" and so on.
 	Dependency string
 	Err        error
+	// Conflict: the dependency is up, and refused the work only because
+	// concurrent work raced it (see [Conflict]).
+	Conflict bool
 }
 
 func (e *TransientError) Error() string {
+	if e.Conflict {
+		return e.Dependency + " conflict: " + e.Err.Error()
+	}
 	return e.Dependency + " unavailable: " + e.Err.Error()
 }
 
@@ -48,6 +54,31 @@ func Transient(dependency string, err error) error {
 		return err
 	}
 	return &TransientError{Dependency: dependency, Err: err}
+}
+
+// Conflict marks err as a conflict of dependency: the dependency is up,
+// and refused the work only because concurrent work raced it (on
+// PostgreSQL a deadlock, or a serialization failure), so the same work run
+// again at once is expected to succeed. A conflict is transient too, so a
+// caller that knows nothing of conflicts waits and retries it as an
+// outage; the consumer package runs it again at once instead, a few
+// times, before it does ([IsConflict]). It returns nil for nil, and err
+// itself when it is already marked transient.
+func Conflict(dependency string, err error) error {
+	if err == nil {
+		return nil
+	}
+	var te *TransientError
+	if errors.As(err, &te) {
+		return err
+	}
+	return &TransientError{Dependency: dependency, Err: err, Conflict: true}
+}
+
+// IsConflict reports whether err was marked with [Conflict].
+func IsConflict(err error) bool {
+	var te *TransientError
+	return errors.As(err, &te) && te.Conflict
 }
 
 // Transientf formats a new transient error for dependency.

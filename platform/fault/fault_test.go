@@ -60,3 +60,24 @@ func TestTransientKeepsTheFirstDependency(t *testing.T) {
 		t.Errorf("DependencyOf(unmarked) = %q", got)
 	}
 }
+
+// TestConflict: a conflict is transient, of its dependency, and known as a
+// conflict through wrapping; an outage is no conflict, and marking an
+// error already marked keeps the first mark.
+func TestConflict(t *testing.T) {
+	deadlock := fmt.Errorf("deduct: %w", fault.Conflict("database", errors.New("deadlock detected")))
+	if !fault.IsConflict(deadlock) || !fault.IsTransient(deadlock) || fault.DependencyOf(deadlock) != "database" {
+		t.Fatalf("%v: conflict %v, transient %v, dependency %q; want a conflict of the database",
+			deadlock, fault.IsConflict(deadlock), fault.IsTransient(deadlock), fault.DependencyOf(deadlock))
+	}
+	if got := deadlock.Error(); got != "deduct: database conflict: deadlock detected" {
+		t.Fatalf("message %q", got)
+	}
+	down := fault.Transient("database", errors.New("refused"))
+	if fault.IsConflict(down) || fault.IsConflict(fault.Conflict("database", down)) || fault.IsConflict(errors.New("plain")) {
+		t.Fatal("an outage, or a plain error, counted as a conflict")
+	}
+	if fault.Conflict("database", nil) != nil {
+		t.Fatal("Conflict(nil) is not nil")
+	}
+}

@@ -40,6 +40,7 @@ import (
 //	apperr.KindPermissionDenied   → PermissionDenied
 //	apperr.KindResourceExhausted  → ResourceExhausted, with google.rpc.RetryInfo when it names a delay
 //	context.Canceled              → Canceled
+//	a conflict (a deadlock)       → Aborted, "<dependency> conflict with a concurrent request, retry"
 //	a transient error             → Unavailable, "<dependency> unavailable, retry"
 //	context.DeadlineExceeded      → DeadlineExceeded
 //	a gRPC status error           → itself
@@ -54,7 +55,8 @@ import (
 // A transient error ([fault.IsTransient]: the database or another dependency
 // cannot be reached now) tells the client to retry the same request (with
 // the same idempotency key); its message names the dependency only, never
-// the internal detail.
+// the internal detail. A conflict ([fault.IsConflict]: a deadlock the
+// database broke) answers ABORTED, to be retried the same way.
 func Status(err error) *status.Status {
 	if err == nil {
 		return status.New(codes.OK, "")
@@ -85,6 +87,10 @@ func Status(err error) *status.Status {
 	switch {
 	case errors.Is(err, context.Canceled):
 		return status.New(codes.Canceled, clip(err.Error(), maxMessageBytes))
+	case fault.IsConflict(err):
+		// Concurrent requests raced this one (a deadlock the database
+		// broke): the same request again is expected to succeed.
+		return status.New(codes.Aborted, fault.DependencyOf(err)+" conflict with a concurrent request, retry")
 	case fault.IsTransient(err):
 		dep := fault.DependencyOf(err)
 		if dep == "" {

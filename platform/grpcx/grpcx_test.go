@@ -37,6 +37,8 @@ func TestStatus(t *testing.T) {
 		{name: "permission denied", err: apperr.PermissionDenied("operators only"), code: codes.PermissionDenied, msg: "operators only"},
 		{name: "resource exhausted", err: apperr.ResourceExhausted(0, "1000 orders wait"), code: codes.ResourceExhausted, msg: "1000 orders wait"},
 		{name: "transient database error", err: dbDown, code: codes.Unavailable, msg: "database unavailable, retry", private: "10.0.0.7"},
+		{name: "database conflict", err: fmt.Errorf("create order: %w", fault.Conflict("database", errors.New("ERROR: deadlock detected (SQLSTATE 40P01) on relation 174"))),
+			code: codes.Aborted, msg: "database conflict with a concurrent request, retry", private: "relation"},
 		{name: "unmarked network error", err: fmt.Errorf("publish: %w", &netTimeout{}), code: codes.Unavailable, msg: "a dependency unavailable, retry"},
 		{name: "application error wins over transient", err: errors.Join(apperr.FailedPrecondition("order o-1 is final"), dbDown), code: codes.FailedPrecondition},
 		{name: "cancelled", err: fault.Transient("database", context.Canceled), code: codes.Canceled},

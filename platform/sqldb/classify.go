@@ -23,7 +23,8 @@ const (
 )
 
 // classify marks err with [fault.Transient] when it means that the database
-// cannot be reached now or asks for the work to be retried, and returns it
+// cannot be reached now, with [fault.Conflict] when it asks for the work to
+// be run again (a deadlock, a serialization failure), and returns it
 // unchanged otherwise. A cancelled context, or the caller's own deadline,
 // is never transient: the caller gave up.
 func classify(err error) error {
@@ -38,25 +39,34 @@ func classify(err error) error {
 			return err
 		}
 	}
+	if conflict(err) {
+		return fault.Conflict(Dependency, err)
+	}
 	if transient(err) {
 		return fault.Transient(Dependency, err)
 	}
 	return err
 }
 
+// conflict reports whether PostgreSQL refused err's transaction because
+// concurrent ones raced it: a serialization failure or a deadlock, which
+// the same work run again resolves.
+func conflict(err error) bool {
+	var pgErr *pgconn.PgError
+	return errors.As(err, &pgErr) && (pgErr.Code == "40001" || pgErr.Code == "40P01")
+}
+
 func transient(err error) bool {
 	var pgErr *pgconn.PgError
 	if errors.As(err, &pgErr) {
 		// The server answered: only the codes that mean "lost connection",
-		// "shutting down", "too many connections" or "retry the
-		// transaction" are transient.
+		// "shutting down" or "too many connections" are transient ("run
+		// the transaction again" is a conflict, see conflict).
 		switch pgErr.Code {
 		case "57P01", // admin_shutdown (pg_terminate_backend, a fast stop)
 			"57P02", // crash_shutdown
 			"57P03", // cannot_connect_now (starting up, shutting down)
-			"53300", // too_many_connections
-			"40001", // serialization_failure
-			"40P01": // deadlock_detected
+			"53300": // too_many_connections
 			return true
 		}
 		return len(pgErr.Code) == 5 && pgErr.Code[:2] == "08" // connection exception
