@@ -5,6 +5,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"hash/fnv"
+	"slices"
 	"sync"
 	"sync/atomic"
 
@@ -61,11 +63,26 @@ type Prelude struct {
 	// their order. It may get one item, that of a call run alone or in a
 	// savepoint of its own. An error of a Run of several items is no one
 	// call's: the calls run again with savepoints, each its own prelude.
+	// Nil for a prelude of Locks only: the call's result is nil.
 	Run func(ctx context.Context, tx *Tx, items []any) ([]any, error)
+	// Locks name what the call will change that concurrent transactions,
+	// of this process or another one, change too (inventory's stock rows
+	// by SKU). A transaction takes the locks of all its calls before any
+	// prelude runs, each once and all in one order, and holds them until
+	// it ends: two transactions that change the same things then wait for
+	// each other in turn, never in a cycle (a deadlock), whatever order
+	// their calls come in. On PostgreSQL a lock is a transaction-scoped
+	// advisory lock on a 64-bit hash of the name (names of one hash only
+	// wait for each other more); SQLite, one writer per file, takes none.
+	// The names are database-wide: prefix them with the service.
+	Locks []string
 }
 
 // one does the prelude of one call in tx and returns its result.
 func (p *Prelude) one(ctx context.Context, tx *Tx) (any, error) {
+	if p.Run == nil {
+		return nil, nil
+	}
 	res, err := p.Run(ctx, tx, []any{p.Item})
 	if err != nil {
 		return nil, err
@@ -85,6 +102,9 @@ func (p *Prelude) one(ctx context.Context, tx *Tx) (any, error) {
 func (db *DB) InTxSharedAfter(ctx context.Context, pre Prelude, fn func(tx *Tx, result any) error) error {
 	if _, ok := db.TxFrom(ctx); ok || db.group == nil {
 		return db.InTx(ctx, func(tx *Tx) error {
+			if err := lock(ctx, tx, pre.Locks); err != nil {
+				return err
+			}
 			res, err := pre.one(ctx, tx)
 			if err != nil {
 				return err
@@ -116,9 +136,15 @@ type panicError struct{ v any }
 func (p *panicError) Error() string { return fmt.Sprintf("panic: %v", p.v) }
 
 // safeAlone does the call's prelude, if any, by itself, then runs fn as
-// safe does: for a call run alone or in a savepoint of its own.
-func (c *groupCall) safeAlone(ctx context.Context, tx *Tx) error {
+// safe does: for a call run alone or in a savepoint of its own. It takes
+// the prelude's locks unless the transaction holds them already (locked).
+func (c *groupCall) safeAlone(ctx context.Context, tx *Tx, locked bool) error {
 	if c.pre != nil {
+		if !locked {
+			if err := lock(ctx, tx, c.pre.Locks); err != nil {
+				return err
+			}
+		}
 		res, err := c.pre.one(ctx, tx)
 		if err != nil {
 			return err
@@ -248,7 +274,7 @@ func (c *committer) run(batch []*groupCall) {
 	c.calls.Add(int64(len(live)))
 	if len(live) == 1 {
 		call := live[0]
-		call.done <- c.db.InTx(call.ctx, func(tx *Tx) error { return call.safeAlone(call.ctx, tx) })
+		call.done <- c.db.InTx(call.ctx, func(tx *Tx) error { return call.safeAlone(call.ctx, tx, false) })
 		return
 	}
 	c.shared.Add(1)
@@ -347,13 +373,20 @@ func (c *committer) preludes(tx *Tx, calls []*groupCall, gone []error) error {
 		calls []*groupCall
 		items []any
 	}
-	var groups []*group
+	var (
+		groups []*group
+		locks  []string
+	)
 	for i, call := range calls {
 		if call.pre == nil {
 			continue
 		}
 		if e := call.ctx.Err(); e != nil {
 			gone[i] = fmt.Errorf("begin: %w", e)
+			continue
+		}
+		locks = append(locks, call.pre.Locks...)
+		if call.pre.Run == nil {
 			continue
 		}
 		var g *group
@@ -368,6 +401,12 @@ func (c *committer) preludes(tx *Tx, calls []*groupCall, gone []error) error {
 			groups = append(groups, g)
 		}
 		g.calls, g.items = append(g.calls, call), append(g.items, call.pre.Item)
+	}
+	// The locks of all the calls first, in one order: taken call by call
+	// in the order the calls came, two transactions could take the same
+	// ones in opposite orders.
+	if err := lock(context.Background(), tx, locks); err != nil {
+		return err
 	}
 	for _, g := range groups {
 		res, err := g.pre.Run(context.Background(), tx, g.items)
@@ -401,6 +440,18 @@ func (c *committer) withSavepoints(live []*groupCall) {
 		// statement is a round trip, a savepoint's release goes with the
 		// next one's start in one message (statements without arguments
 		// travel in the simple protocol, which allows several).
+		// The calls' locks first, all together and outside the
+		// savepoints, as in the optimistic transaction: taken in each
+		// call's savepoint, they would be taken in the calls' order.
+		var locks []string
+		for _, call := range live {
+			if call.pre != nil && call.ctx.Err() == nil {
+				locks = append(locks, call.pre.Locks...)
+			}
+		}
+		if err := lock(context.Background(), tx, locks); err != nil {
+			return err
+		}
 		var release string // the previous savepoint, still to release
 		for i, call := range live {
 			if err := call.ctx.Err(); err != nil {
@@ -421,7 +472,7 @@ func (c *committer) withSavepoints(live []*groupCall) {
 			}
 			release = sp
 			hooks := len(tx.onCommit)
-			ferr := call.safeAlone(context.Background(), tx)
+			ferr := call.safeAlone(context.Background(), tx, true)
 			if ferr == nil {
 				// The call's deferred work is flushed before the
 				// next call starts, inside its savepoint.
@@ -447,4 +498,34 @@ func (c *committer) withSavepoints(live []*groupCall) {
 			call.done <- err
 		}
 	}
+}
+
+// lock takes the advisory locks of names in tx on PostgreSQL (see
+// [Prelude].Locks): each once, in the order of their hashes, in one
+// statement. SQLite takes none.
+func lock(ctx context.Context, tx *Tx, names []string) error {
+	if len(names) == 0 || tx.Dialect() != Postgres {
+		return nil
+	}
+	keys := make([]int64, len(names))
+	for i, n := range names {
+		keys[i] = lockKey(n)
+	}
+	slices.Sort(keys)
+	keys = slices.Compact(keys)
+	// Rows of unnest come in the array's order, and ORDER BY n keeps
+	// them so: PostgreSQL evaluates a volatile output expression after
+	// the sort.
+	if _, err := tx.ExecContext(ctx, `SELECT pg_advisory_xact_lock(k) FROM unnest(?::bigint[]) WITH ORDINALITY AS u(k, n) ORDER BY n`,
+		keys); err != nil {
+		return fmt.Errorf("lock %d names: %w", len(keys), err)
+	}
+	return nil
+}
+
+// lockKey is the advisory lock key of a name: FNV-1a, 64 bits.
+func lockKey(name string) int64 {
+	h := fnv.New64a()
+	_, _ = h.Write([]byte(name))
+	return int64(h.Sum64())
 }
