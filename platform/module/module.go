@@ -66,10 +66,12 @@ type Module struct {
 	Database bool
 	// Contended: the service's units lock rows that other units lock too
 	// (inventory's stock rows). A shared transaction holds the rows of all
-	// its units until it commits, so two side by side take them in orders
-	// no unit controls and deadlock; a Contended service's shared
-	// transactions run one at a time (sqldb.DB.SetSharedTransactions).
-	// Without it, up to four run at once on PostgreSQL.
+	// its units until it commits, so two side by side mostly wait for each
+	// other; a Contended service's shared transactions run one at a time
+	// in a process (sqldb.DB.SetSharedTransactions). Without it, up to
+	// four run at once on PostgreSQL. Its handlers should name those rows
+	// ([OnLocking]): then transactions that take the same rows, of this
+	// process or of another instance, wait in turn instead of deadlocking.
 	Contended bool
 	// Migrations creates the service's own tables; nil for none.
 	Migrations func(sqldb.Dialect) []sqldb.Migration
@@ -128,10 +130,13 @@ type GRPC struct {
 	Impl any
 }
 
-// Handler is a typed event handler made with [On].
+// Handler is a typed event handler made with [On] or [OnLocking].
 type Handler struct {
 	typ      protoreflect.FullName
 	register func(*consumer.Router) error
+	// locks names what a call changes that concurrent calls change too;
+	// nil for none.
+	locks func(ctx context.Context, msg proto.Message) ([]string, error)
 }
 
 // On returns the handler of events of type T: fn gets the decoded event and
@@ -143,6 +148,31 @@ func On[T proto.Message](fn func(ctx context.Context, ev *consumer.Event, msg T)
 		typ:      zero.ProtoReflect().Descriptor().FullName(),
 		register: func(r *consumer.Router) error { return consumer.Handle(r, fn) },
 	}
+}
+
+// OnLocking is [On] for a handler whose effects change rows that other
+// units of work change too, in this process or in another instance of the
+// service (inventory's stock levels). locks names those rows from the
+// event; it is called before the event's unit of work begins, outside its
+// transaction, and may read the service's database (through a store, with
+// the context it gets). A unit's transaction takes the locks of all the
+// events it applies, in one order, before any handler runs (see
+// sqldb.Prelude.Locks), so two instances of the service wait for each
+// other in turn instead of deadlocking. The names are the service's own:
+// the platform puts its name in front. Only a module with a Database may
+// declare them; on SQLite, one writer per file, none is taken or asked
+// for.
+func OnLocking[T proto.Message](fn func(ctx context.Context, ev *consumer.Event, msg T) ([]proto.Message, error),
+	locks func(ctx context.Context, msg T) ([]string, error)) Handler {
+	h := On(fn)
+	h.locks = func(ctx context.Context, msg proto.Message) ([]string, error) {
+		m, ok := msg.(T)
+		if !ok {
+			return nil, nil // not a T: its handler dead-letters it
+		}
+		return locks(ctx, m)
+	}
+	return h
 }
 
 // Type is the event type the handler handles.
@@ -238,6 +268,9 @@ type Work struct {
 	outbox   *outbox.Outbox
 	produces produces
 	service  string
+	// locks are the lock namers of the handlers made with OnLocking, by
+	// event type.
+	locks map[protoreflect.FullName]func(ctx context.Context, msg proto.Message) ([]string, error)
 }
 
 // Do runs fn in one database transaction, carried by the context fn gets

@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"golang.org/x/sync/errgroup"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/reflect/protoreflect"
 
 	"github.com/herald-events/herald/platform/bus"
 	"github.com/herald-events/herald/platform/consumer"
@@ -117,7 +119,10 @@ func (m Module) Start(ctx context.Context, p Platform) (*Instance, error) {
 	d := Deps{Names: n, Logger: log, Metrics: p.Metrics, Tracing: tracing, Settings: p.Settings[m.Name]}
 	prod := producesOf(m)
 
-	var unit consumer.Unit = consumer.Direct
+	var (
+		unit consumer.Unit = consumer.Direct
+		work *Work
+	)
 	if m.Database {
 		db, err := p.DB(m.Name)
 		if err != nil {
@@ -138,7 +143,7 @@ func (m Module) Start(ctx context.Context, p Platform) (*Instance, error) {
 		if err := db.Migrate(ctx, m.Name, ms); err != nil {
 			return nil, fmt.Errorf("%s database: %w", m.Name, err)
 		}
-		work := &Work{db: db, produces: prod, service: m.Name}
+		work = &Work{db: db, produces: prod, service: m.Name}
 		if len(m.Produces) > 0 {
 			pub, err := p.Relay(n)
 			if err != nil {
@@ -167,6 +172,18 @@ func (m Module) Start(ctx context.Context, p Platform) (*Instance, error) {
 	in.grpc, in.workers = parts.GRPC, parts.Workers
 	if err := m.checkHandlers(parts.Handlers); err != nil {
 		return nil, err
+	}
+	for _, h := range parts.Handlers {
+		if h.locks == nil {
+			continue
+		}
+		if work == nil {
+			return nil, fmt.Errorf("module %s: the handler of %s names locks, which only a module with a Database takes", m.Name, h.typ)
+		}
+		if work.locks == nil {
+			work.locks = map[protoreflect.FullName]func(context.Context, proto.Message) ([]string, error){}
+		}
+		work.locks[h.typ] = h.locks
 	}
 	if len(parts.Handlers) > 0 {
 		if in.db != nil && p.InboxRetention > 0 {
@@ -273,8 +290,19 @@ func (in *Instance) Run(ctx context.Context, sub bus.Subscriber) error {
 // groups commits).
 func (w *Work) unit(ctx context.Context, ev *consumer.Event, h consumer.Handler) error {
 	// The claims of a shared transaction's events are made together,
-	// before its first handler runs.
-	return w.db.InTxSharedAfter(ctx, inbox.ClaimFirst(ev.ID, ev.Type), func(tx *sqldb.Tx, claimed any) error {
+	// before its first handler runs, after the locks of all of them.
+	pre := inbox.ClaimFirst(ev.ID, ev.Type)
+	if namer := w.locks[ev.Message.ProtoReflect().Descriptor().FullName()]; namer != nil && w.db.Dialect() == sqldb.Postgres {
+		names, err := namer(ctx, ev.Message)
+		if err != nil {
+			return fmt.Errorf("locks of %s %s: %w", ev.Type, ev.ID, err)
+		}
+		pre.Locks = make([]string, len(names))
+		for i, n := range names {
+			pre.Locks[i] = w.service + "/" + n
+		}
+	}
+	return w.db.InTxSharedAfter(ctx, pre, func(tx *sqldb.Tx, claimed any) error {
 		if fresh, _ := claimed.(bool); !fresh {
 			ev.MarkDuplicate()
 			return nil

@@ -16,6 +16,3 @@ func (db *DB) QueuedCalls() int {
 	defer db.group.mu.Unlock()
 	return len(db.group.queue)
 }
-
-// LockKey is the advisory lock key of a name of Prelude.Locks.
-func LockKey(name string) int64 { return lockKey(name) }

@@ -509,7 +509,7 @@ func lock(ctx context.Context, tx *Tx, names []string) error {
 	}
 	keys := make([]int64, len(names))
 	for i, n := range names {
-		keys[i] = lockKey(n)
+		keys[i] = LockKey(n)
 	}
 	slices.Sort(keys)
 	keys = slices.Compact(keys)
@@ -523,8 +523,10 @@ func lock(ctx context.Context, tx *Tx, names []string) error {
 	return nil
 }
 
-// lockKey is the advisory lock key of a name: FNV-1a, 64 bits.
-func lockKey(name string) int64 {
+// LockKey is the advisory lock key that stands for a name of
+// [Prelude].Locks on PostgreSQL (FNV-1a, 64 bits): in pg_locks, classid is
+// its upper and objid its lower 32 bits, with objsubid 1.
+func LockKey(name string) int64 {
 	h := fnv.New64a()
 	_, _ = h.Write([]byte(name))
 	return int64(h.Sum64())

@@ -105,6 +105,28 @@ func (a *App) GetStock(ctx context.Context, sku string) (int64, error) {
 	return q, nil
 }
 
+// DeductLocks names the stock rows a deduction of lines changes: one per
+// SKU (see module.OnLocking).
+func DeductLocks(lines []domain.Line) []string {
+	names := make([]string, 0, len(lines))
+	for _, l := range lines {
+		names = append(names, stockLock(l.SKU))
+	}
+	return names
+}
+
+// ReleaseLocks names the stock rows a release of orderID changes: those of
+// the SKUs the order holds now.
+func (a *App) ReleaseLocks(ctx context.Context, orderID string) ([]string, error) {
+	held, _, err := a.store.Reserved(ctx, orderID)
+	if err != nil {
+		return nil, err
+	}
+	return DeductLocks(held), nil
+}
+
+func stockLock(sku string) string { return "stock/" + sku }
+
 // Deduct takes all lines of an order or none and returns the answer
 // event. A second call for the same order returns none. It runs in the
 // event's unit of work.

@@ -50,17 +50,30 @@ type Events struct {
 // NewEvents returns the event port.
 func NewEvents(a *app.App) *Events { return &Events{app: a} }
 
-// Handlers are the module's event handlers.
+// Handlers are the module's event handlers. Both change stock rows that
+// the events of other orders change too, so both name them: an instance's
+// transactions lock them in one order, and two instances do not deadlock.
 func (e *Events) Handlers() []module.Handler {
-	return []module.Handler{module.On(e.onOrderCreated), module.On(e.onOrderCancelled)}
+	return []module.Handler{
+		module.OnLocking(e.onOrderCreated, func(_ context.Context, msg *ordersv1.OrderCreated) ([]string, error) {
+			return app.DeductLocks(lines(msg)), nil
+		}),
+		module.OnLocking(e.onOrderCancelled, func(ctx context.Context, msg *ordersv1.OrderCancelled) ([]string, error) {
+			return e.app.ReleaseLocks(ctx, msg.GetOrderId())
+		}),
+	}
+}
+
+func lines(msg *ordersv1.OrderCreated) []domain.Line {
+	out := make([]domain.Line, 0, len(msg.GetLines()))
+	for _, l := range msg.GetLines() {
+		out = append(out, domain.Line{SKU: l.GetSku(), Quantity: int64(l.GetQuantity())})
+	}
+	return out
 }
 
 func (e *Events) onOrderCreated(ctx context.Context, _ *consumer.Event, msg *ordersv1.OrderCreated) ([]proto.Message, error) {
-	lines := make([]domain.Line, 0, len(msg.GetLines()))
-	for _, l := range msg.GetLines() {
-		lines = append(lines, domain.Line{SKU: l.GetSku(), Quantity: int64(l.GetQuantity())})
-	}
-	return e.app.Deduct(ctx, msg.GetOrderId(), lines)
+	return e.app.Deduct(ctx, msg.GetOrderId(), lines(msg))
 }
 
 // onOrderCancelled returns the stock of a cancelled order. A release that

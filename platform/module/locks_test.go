@@ -1,0 +1,153 @@
+package module_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+
+	"google.golang.org/protobuf/proto"
+
+	ordersv1 "github.com/herald-events/herald/gen/go/herald/orders/v1"
+	"github.com/herald-events/herald/platform/bus"
+	"github.com/herald-events/herald/platform/consumer"
+	"github.com/herald-events/herald/platform/module"
+	"github.com/herald-events/herald/platform/module/moduletest"
+	"github.com/herald-events/herald/platform/sqldb"
+	"github.com/herald-events/herald/platform/sqldb/sqldbtest"
+)
+
+// heldLocks reports which of names (as the module gave them) the
+// transaction in ctx holds as advisory locks, with the service's name in
+// front as the platform puts it.
+func heldLocks(ctx context.Context, db *sqldb.DB, service string, names []string) ([]string, error) {
+	keys := make([]int64, len(names))
+	byKey := map[int64]string{}
+	for i, n := range names {
+		keys[i] = sqldb.LockKey(service + "/" + n)
+		byKey[keys[i]] = n
+	}
+	rows, err := db.Conn(ctx).QueryContext(ctx, `SELECT (classid::bigint << 32) | objid::bigint FROM pg_locks
+		WHERE locktype = 'advisory' AND pid = pg_backend_pid() AND granted AND objsubid = 1
+		AND ((classid::bigint << 32) | objid::bigint) = ANY(?::bigint[])`, keys)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var held []string
+	for rows.Next() {
+		var k int64
+		if err := rows.Scan(&k); err != nil {
+			return nil, err
+		}
+		held = append(held, byKey[k])
+	}
+	slices.Sort(held)
+	return held, rows.Err()
+}
+
+// TestOnLocking: a handler made with OnLocking runs holding the locks its
+// namer gave for its event, and those of the other events of its shared
+// transaction; a namer that fails keeps the event from being handled, as
+// a handler's failure would. On SQLite no lock is asked for. A module
+// without a database may not name locks.
+func TestOnLocking(t *testing.T) {
+	sqldbtest.Each(t, func(t *testing.T, db *sqldb.DB) {
+		codec := moduletest.Codec(t)
+		p, _, dead := platform(t, codec)
+		p.DB = func(string) (*sqldb.DB, error) { return db, nil }
+		var (
+			mu     sync.Mutex
+			named  int
+			failed []string
+		)
+		skus := func(msg *ordersv1.OrderCreated) []string {
+			var out []string
+			for _, l := range msg.GetLines() {
+				out = append(out, l.GetSku())
+			}
+			return out
+		}
+		m := module.Module{
+			Name: "locker", Consumes: []proto.Message{&ordersv1.OrderCreated{}}, Database: true,
+			Build: func(_ context.Context, d module.Deps) (*module.Parts, error) {
+				on := func(ctx context.Context, _ *consumer.Event, msg *ordersv1.OrderCreated) ([]proto.Message, error) {
+					if d.DB.Dialect() != sqldb.Postgres {
+						return nil, nil
+					}
+					want := slices.Compact(slices.Sorted(slices.Values(skus(msg))))
+					held, err := heldLocks(ctx, d.DB, "locker", want)
+					if err != nil {
+						return nil, err
+					}
+					if !slices.Equal(held, want) {
+						mu.Lock()
+						failed = append(failed, fmt.Sprintf("%s held %v of %v", msg.GetOrderId(), held, want))
+						mu.Unlock()
+					}
+					return nil, nil
+				}
+				namer := func(_ context.Context, msg *ordersv1.OrderCreated) ([]string, error) {
+					mu.Lock()
+					named++
+					mu.Unlock()
+					if msg.GetCustomerId() == "unnamed" {
+						return nil, consumer.Permanent(errors.New("no stock rows known"))
+					}
+					return skus(msg), nil
+				}
+				return &module.Parts{Handlers: []module.Handler{module.OnLocking(on, namer)}}, nil
+			},
+		}
+		in, err := m.Start(context.Background(), p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		f := runFed(t, in)
+		var poll []*bus.Message
+		for i := range 20 {
+			id := fmt.Sprintf("o-%d", i)
+			lines := []*ordersv1.OrderLine{{Sku: fmt.Sprintf("sku-%d", i%3)}, {Sku: fmt.Sprintf("sku-%d", i%5)}, {Sku: fmt.Sprintf("sku-%d", i%3)}}
+			poll = append(poll, frame(t, codec, "e-"+id, &ordersv1.OrderCreated{OrderId: id, CustomerId: "alice", Lines: lines}))
+		}
+		poll = append(poll, frame(t, codec, "e-unnamed", &ordersv1.OrderCreated{OrderId: "o-unnamed", CustomerId: "unnamed"}))
+		f.DeliverPoll(t, poll...)
+		mu.Lock()
+		defer mu.Unlock()
+		if len(failed) > 0 {
+			t.Fatalf("handlers ran without their locks: %s", strings.Join(failed, "; "))
+		}
+		if db.Dialect() != sqldb.Postgres {
+			// No namer runs: every event is applied.
+			if n := count(t, db, `SELECT COUNT(*) FROM herald_inbox`); n != 21 || named != 0 || len(dead.Messages()) != 0 {
+				t.Fatalf("%d events applied, %d named, %d dead letters; want 21, 0, 0", n, named, len(dead.Messages()))
+			}
+			return
+		}
+		if n := count(t, db, `SELECT COUNT(*) FROM herald_inbox`); n != 20 || named != 21 {
+			t.Fatalf("%d events applied, %d named; want the 20 named, 21", n, named)
+		}
+		if got := dead.Messages(); len(got) != 1 || string(got[0].Key) != "o-unnamed" {
+			t.Fatalf("dead letters %v, want the event whose locks could not be named", got)
+		}
+	})
+	t.Run("without a database", func(t *testing.T) {
+		p, _, _ := platform(t, moduletest.Codec(t))
+		m := module.Module{
+			Name: "nodb", Consumes: []proto.Message{&ordersv1.OrderCreated{}},
+			Build: func(context.Context, module.Deps) (*module.Parts, error) {
+				return &module.Parts{Handlers: []module.Handler{module.OnLocking(
+					func(context.Context, *consumer.Event, *ordersv1.OrderCreated) ([]proto.Message, error) {
+						return nil, nil
+					},
+					func(context.Context, *ordersv1.OrderCreated) ([]string, error) { return nil, nil })}}, nil
+			},
+		}
+		if _, err := m.Start(context.Background(), p); err == nil || !strings.Contains(err.Error(), "only a module with a Database") {
+			t.Fatalf("Start: %v, want the locks refused", err)
+		}
+	})
+}
