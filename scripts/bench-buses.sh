@@ -8,6 +8,8 @@
 #   scripts/bench-buses.sh [DURATION] [CONCURRENCY]    (default 20s 16)
 #   BUSES="kafka" scripts/bench-buses.sh                 (one bus only)
 #   SPLIT=1 scripts/bench-buses.sh                       (orders and inventory as two processes)
+#   SPLIT=1 INSTANCES=2 scripts/bench-buses.sh           (two processes of each, one database;
+#                                                         the bench talks to the first of each)
 #
 # Per bus: 10 s at 50 orders/s (latency below saturation), 10 s at 1,000
 # orders/s, then DURATION open-ended (throughput). Prints three lines per
@@ -28,10 +30,17 @@ inventory_grpc=127.0.0.1:28401
 pids=()
 trap '[ "${#pids[@]}" -gt 0 ] && kill "${pids[@]}" 2>/dev/null; true' EXIT
 
-# serve NAME SERVICES ADDR starts one herald serve in the background.
+instances="${INSTANCES:-1}"
+if [ "$instances" != 1 ] && [ "${SPLIT:-0}" != 1 ]; then
+  echo "INSTANCES needs SPLIT=1" >&2
+  exit 2
+fi
+
+# serve NAME SERVICES ADDR starts one herald serve in the background; NAME
+# is its instance id too.
 serve() {
   HERALD_NAMESPACE="$ns" HERALD_INSECURE_NO_AUTH=true "$bin" serve --bus="$bus" --services="$2" \
-    --grpc-addr="$3" --http-addr= --log-level=warn 2>"$out/$bus-$1.log" &
+    --grpc-addr="$3" --http-addr= --log-level=warn --instance-id="$1" 2>"$out/$bus-$1.log" &
   pids+=($!)
 }
 
@@ -45,6 +54,11 @@ for bus in ${BUSES:-kafka nats rabbitmq}; do
     serve inventory inventory "$inventory_grpc"
     targets+=(--inventory-target="$inventory_grpc")
     addrs+=("$inventory_grpc")
+    for i in $(seq 2 "$instances"); do
+      serve "orders-$i" orders "127.0.0.1:$((28400 + 2 * i))"
+      serve "inventory-$i" inventory "127.0.0.1:$((28401 + 2 * i))"
+      addrs+=("127.0.0.1:$((28400 + 2 * i))" "127.0.0.1:$((28401 + 2 * i))")
+    done
   else
     serve orders-inventory orders,inventory "$grpc"
   fi
