@@ -87,14 +87,15 @@ func Status(err error) *status.Status {
 	switch {
 	case errors.Is(err, context.Canceled):
 		return status.New(codes.Canceled, clip(err.Error(), maxMessageBytes))
-	case fault.IsConflict(err):
-		// Concurrent requests raced this one (a deadlock the database
-		// broke): the same request again is expected to succeed.
-		return status.New(codes.Aborted, fault.DependencyOf(err)+" conflict with a concurrent request, retry")
 	case fault.IsTransient(err):
 		dep := fault.DependencyOf(err)
 		if dep == "" {
 			dep = "a dependency"
+		}
+		if fault.IsConflict(err) {
+			// Concurrent requests raced this one (a deadlock the
+			// database broke): the same request again should succeed.
+			return status.New(codes.Aborted, dep+" conflict with a concurrent request, retry")
 		}
 		return status.New(codes.Unavailable, dep+" unavailable, retry")
 	case errors.Is(err, context.DeadlineExceeded):

@@ -292,14 +292,16 @@ func (w *Work) unit(ctx context.Context, ev *consumer.Event, h consumer.Handler)
 	// The claims of a shared transaction's events are made together,
 	// before its first handler runs, after the locks of all of them.
 	pre := inbox.ClaimFirst(ev.ID, ev.Type)
-	if namer := w.locks[ev.Message.ProtoReflect().Descriptor().FullName()]; namer != nil && w.db.Dialect() == sqldb.Postgres {
-		names, err := namer(ctx, ev.Message)
-		if err != nil {
-			return fmt.Errorf("locks of %s %s: %w", ev.Type, ev.ID, err)
-		}
-		pre.Locks = make([]string, len(names))
-		for i, n := range names {
-			pre.Locks[i] = w.service + "/" + n
+	if w.locks != nil && ev.Message != nil && w.db.Dialect() == sqldb.Postgres {
+		if namer := w.locks[ev.Message.ProtoReflect().Descriptor().FullName()]; namer != nil {
+			names, err := namer(ctx, ev.Message)
+			if err != nil {
+				return fmt.Errorf("locks of %s %s: %w", ev.Type, ev.ID, err)
+			}
+			pre.Locks = make([]string, len(names))
+			for i, n := range names {
+				pre.Locks[i] = w.service + "/" + n
+			}
 		}
 	}
 	return w.db.InTxSharedAfter(ctx, pre, func(tx *sqldb.Tx, claimed any) error {

@@ -435,11 +435,6 @@ func abortedBefore(err error) bool {
 func (c *committer) withSavepoints(live []*groupCall) {
 	own := make([]error, len(live)) // each call's own failure, rolled back to its savepoint
 	err := c.db.InTx(context.Background(), func(tx *Tx) error {
-		// Savepoints run on a context of their own: one caller giving up
-		// must not fail the others' transaction. On PostgreSQL, where each
-		// statement is a round trip, a savepoint's release goes with the
-		// next one's start in one message (statements without arguments
-		// travel in the simple protocol, which allows several).
 		// The calls' locks first, all together and outside the
 		// savepoints, as in the optimistic transaction: taken in each
 		// call's savepoint, they would be taken in the calls' order.
@@ -452,6 +447,11 @@ func (c *committer) withSavepoints(live []*groupCall) {
 		if err := lock(context.Background(), tx, locks); err != nil {
 			return err
 		}
+		// Savepoints run on a context of their own: one caller giving up
+		// must not fail the others' transaction. On PostgreSQL, where each
+		// statement is a round trip, a savepoint's release goes with the
+		// next one's start in one message (statements without arguments
+		// travel in the simple protocol, which allows several).
 		var release string // the previous savepoint, still to release
 		for i, call := range live {
 			if err := call.ctx.Err(); err != nil {
