@@ -42,10 +42,11 @@ func conflicts(t *testing.T, m *observe.Metrics) int {
 // TestTwoInstancesShareStock runs two instances of the module, each with its
 // own connections, on one PostgreSQL schema, as two processes of a
 // Deployment would, and feeds both polls of orders at the same time: one
-// instance's polls take APPLE then PEAR, the other's PEAR then APPLE. Every
-// order is deducted once, the levels add up, and no unit of work lost a
-// deadlock: the shared transactions lock their orders' stock rows up front,
-// in one order. Before, the two took the rows in opposite orders and
+// instance's polls take APPLE then PEAR, the other's PEAR then APPLE; then
+// both cancel every order the same way. Every order is deducted and
+// released once, the levels add up, and no unit of work lost a deadlock:
+// the shared transactions lock their orders' stock rows up front, in one
+// order. Before, the two took the rows in opposite orders and
 // PostgreSQL failed one transaction in a deadlock, each time costing its
 // deadlock_timeout (a second).
 func TestTwoInstancesShareStock(t *testing.T) {
