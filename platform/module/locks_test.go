@@ -20,35 +20,6 @@ import (
 	"github.com/herald-events/herald/platform/sqldb/sqldbtest"
 )
 
-// heldLocks reports which of names (as the module gave them) the
-// transaction in ctx holds as advisory locks, with the service's name in
-// front as the platform puts it.
-func heldLocks(ctx context.Context, db *sqldb.DB, service string, names []string) ([]string, error) {
-	keys := make([]int64, len(names))
-	byKey := map[int64]string{}
-	for i, n := range names {
-		keys[i] = sqldb.LockKey(service + "/" + n)
-		byKey[keys[i]] = n
-	}
-	rows, err := db.Conn(ctx).QueryContext(ctx, `SELECT (classid::bigint << 32) | objid::bigint FROM pg_locks
-		WHERE locktype = 'advisory' AND pid = pg_backend_pid() AND granted AND objsubid = 1
-		AND ((classid::bigint << 32) | objid::bigint) = ANY(?::bigint[])`, keys)
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	var held []string
-	for rows.Next() {
-		var k int64
-		if err := rows.Scan(&k); err != nil {
-			return nil, err
-		}
-		held = append(held, byKey[k])
-	}
-	slices.Sort(held)
-	return held, rows.Err()
-}
-
 // TestOnLocking: a handler made with OnLocking runs holding the locks its
 // namer gave for its event, and those of the other events of its shared
 // transaction; a namer that fails keeps the event from being handled, as
@@ -79,13 +50,17 @@ func TestOnLocking(t *testing.T) {
 						return nil, nil
 					}
 					want := slices.Compact(slices.Sorted(slices.Values(skus(msg))))
-					held, err := heldLocks(ctx, d.DB, "locker", want)
+					names := make([]string, len(want))
+					for i, sku := range want {
+						names[i] = "locker/" + sku // the platform puts the service's name in front
+					}
+					held, err := sqldbtest.HeldLocks(ctx, d.DB.Conn(ctx), names...)
 					if err != nil {
 						return nil, err
 					}
-					if !slices.Equal(held, want) {
+					if !slices.Equal(held, names) {
 						mu.Lock()
-						failed = append(failed, fmt.Sprintf("%s held %v of %v", msg.GetOrderId(), held, want))
+						failed = append(failed, fmt.Sprintf("%s held %v of %v", msg.GetOrderId(), held, names))
 						mu.Unlock()
 					}
 					return nil, nil

@@ -153,19 +153,14 @@ func TestLocksOnEveryPath(t *testing.T) {
 	// held checks that the transaction holds the locks of names, and
 	// count advisory locks in all.
 	held := func(count int, names ...string) func(tx *sqldb.Tx, _ any) error {
-		keys := make([]int64, len(names))
-		for i, n := range names {
-			keys[i] = sqldb.LockKey(n)
-		}
 		return func(tx *sqldb.Tx, _ any) error {
-			var mine int
-			if err := tx.QueryRowContext(ctx, `SELECT COUNT(*) FROM pg_locks WHERE locktype = 'advisory' AND pid = pg_backend_pid()
-				AND granted AND objsubid = 1 AND ((classid::bigint << 32) | objid::bigint) = ANY(?::bigint[])`, keys).Scan(&mine); err != nil {
+			mine, err := sqldbtest.HeldLocks(ctx, tx, names...)
+			if err != nil {
 				return err
 			}
 			n, err := advisoryLocks(ctx, tx)
-			if err != nil || mine != len(names) || (count > 0 && n != count) {
-				return fmt.Errorf("ran holding %d of the locks of %v and %d advisory locks in all (err %v), want all of them and %d",
+			if err != nil || len(mine) != len(names) || (count > 0 && n != count) {
+				return fmt.Errorf("ran holding %v of the locks of %v and %d advisory locks in all (err %v), want all of them and %d",
 					mine, names, n, err, count)
 			}
 			return nil

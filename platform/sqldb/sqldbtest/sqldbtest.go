@@ -68,3 +68,38 @@ func FreshPostgres(t testing.TB) (url, schema string, ok bool) {
 	})
 	return url, schema, true
 }
+
+// HeldLocks returns which of names (of sqldb.Prelude.Locks, as the
+// transaction took them) q's PostgreSQL session holds as advisory locks, in
+// the order of names. q is the transaction to look from.
+func HeldLocks(ctx context.Context, q sqldb.Querier, names ...string) ([]string, error) {
+	keys := make([]int64, len(names))
+	for i, n := range names {
+		keys[i] = sqldb.LockKey(n)
+	}
+	rows, err := q.QueryContext(ctx, `SELECT (classid::bigint << 32) | objid::bigint FROM pg_locks
+		WHERE locktype = 'advisory' AND pid = pg_backend_pid() AND granted AND objsubid = 1
+		AND ((classid::bigint << 32) | objid::bigint) = ANY(?::bigint[])`, keys)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	held := map[int64]bool{}
+	for rows.Next() {
+		var k int64
+		if err := rows.Scan(&k); err != nil {
+			return nil, err
+		}
+		held[k] = true
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	var out []string
+	for i, n := range names {
+		if held[keys[i]] {
+			out = append(out, n)
+		}
+	}
+	return out, nil
+}
