@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -25,31 +26,9 @@ import (
 // stay PENDING while their events wait in Kafka; once inventory is back,
 // every order reaches its final state and the stock adds up.
 func TestServicesAsSeparateProcesses(t *testing.T) {
-	real, ok := realStack()
-	if !ok {
-		t.Skip("needs the real stack (HERALD_KAFKA_BROKERS, HERALD_SCHEMA_REGISTRY_URL, HERALD_DATABASE_URL)")
-	}
-	ns := namespaceFor(t.TempDir())
-	if _, err := server.RegisterSchemas(real.Registry, "", ns); err != nil {
-		t.Fatal(err)
-	}
-	bin := heraldtest.Build(t)
-	env := []string{
-		"HERALD_KAFKA_BROKERS=" + real.Kafka.Brokers[0],
-		"HERALD_SCHEMA_REGISTRY_URL=" + real.Registry.URL,
-		"HERALD_DATABASE_URL=" + real.DatabaseURL,
-		"HERALD_NAMESPACE=" + ns,
-		"HERALD_GRPC_ADDR=127.0.0.1:0",
-		"HERALD_HTTP_ADDR=127.0.0.1:0",
-	}
+	ns, serve := realProcesses(t)
 	startSvc := func(name string) (*heraldtest.Proc, *grpc.ClientConn) {
-		p := heraldtest.Start(t, bin, []string{"serve", "--services=" + name, "--insecure-no-auth"}, env...)
-		conn, err := grpc.NewClient(p.GRPCAddr, grpc.WithTransportCredentials(insecure.NewCredentials()))
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { conn.Close() })
-		return p, conn
+		return serve(name, "HERALD_HTTP_ADDR=127.0.0.1:0")
 	}
 	_, ordersConn := startSvc("orders")
 	invProc, invConn := startSvc("inventory")
@@ -103,31 +82,10 @@ func TestServicesAsSeparateProcesses(t *testing.T) {
 // order. With inventory's OrderCreated handler naming no locks, 1–8 units
 // lost one in each of six runs (each run again at once as a conflict).
 func TestInventoryInstancesShareStock(t *testing.T) {
-	real, ok := realStack()
-	if !ok {
-		t.Skip("needs the real stack (HERALD_KAFKA_BROKERS, HERALD_SCHEMA_REGISTRY_URL, HERALD_DATABASE_URL)")
-	}
-	ns := namespaceFor(t.TempDir())
-	if _, err := server.RegisterSchemas(real.Registry, "", ns); err != nil {
-		t.Fatal(err)
-	}
-	bin := heraldtest.Build(t)
-	env := []string{
-		"HERALD_KAFKA_BROKERS=" + real.Kafka.Brokers[0],
-		"HERALD_SCHEMA_REGISTRY_URL=" + real.Registry.URL,
-		"HERALD_DATABASE_URL=" + real.DatabaseURL,
-		"HERALD_NAMESPACE=" + ns,
-		"HERALD_GRPC_ADDR=127.0.0.1:0",
-	}
+	ns, serve := realProcesses(t)
 	start := func(service, instance string) (conn *grpc.ClientConn, metrics string) {
 		metrics = freeAddr(t)
-		p := heraldtest.Start(t, bin, []string{"serve", "--services=" + service, "--insecure-no-auth"},
-			append(env, "HERALD_INSTANCE_ID="+instance, "HERALD_HTTP_ADDR="+metrics)...)
-		conn, err := grpc.NewClient(p.GRPCAddr, grpc.WithTransportCredentials(insecure.NewCredentials()))
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { conn.Close() })
+		_, conn = serve(service, "HERALD_INSTANCE_ID="+instance, "HERALD_HTTP_ADDR="+metrics)
 		return conn, metrics
 	}
 	ordersConn, _ := start("orders", "orders-1")
@@ -208,6 +166,40 @@ func TestInventoryInstancesShareStock(t *testing.T) {
 		if conflicts != 0 {
 			t.Errorf("inventory-%d: %.0f units of work lost a deadlock", i+1, conflicts)
 		}
+	}
+}
+
+// realProcesses registers the event schemas in a namespace of its own on
+// the real stack (skipping t without one) and returns it with serve, which
+// runs `herald serve --services=service` there, with env added to the
+// stack's, until t ends, and dials its gRPC address.
+func realProcesses(t *testing.T) (ns string, serve func(service string, env ...string) (*heraldtest.Proc, *grpc.ClientConn)) {
+	t.Helper()
+	real, ok := realStack()
+	if !ok {
+		t.Skip("needs the real stack (HERALD_KAFKA_BROKERS, HERALD_SCHEMA_REGISTRY_URL, HERALD_DATABASE_URL)")
+	}
+	ns = namespaceFor(t.TempDir())
+	if _, err := server.RegisterSchemas(real.Registry, "", ns); err != nil {
+		t.Fatal(err)
+	}
+	bin := heraldtest.Build(t)
+	base := []string{
+		"HERALD_KAFKA_BROKERS=" + real.Kafka.Brokers[0],
+		"HERALD_SCHEMA_REGISTRY_URL=" + real.Registry.URL,
+		"HERALD_DATABASE_URL=" + real.DatabaseURL,
+		"HERALD_NAMESPACE=" + ns,
+		"HERALD_GRPC_ADDR=127.0.0.1:0",
+	}
+	return ns, func(service string, env ...string) (*heraldtest.Proc, *grpc.ClientConn) {
+		t.Helper()
+		p := heraldtest.Start(t, bin, []string{"serve", "--services=" + service, "--insecure-no-auth"}, append(slices.Clip(base), env...)...)
+		conn, err := grpc.NewClient(p.GRPCAddr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { conn.Close() })
+		return p, conn
 	}
 }
 
