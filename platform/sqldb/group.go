@@ -512,15 +512,20 @@ func lock(ctx context.Context, tx *Tx, names []string) error {
 		keys[i] = LockKey(n)
 	}
 	slices.Sort(keys)
-	keys = slices.Compact(keys)
+	if err := lockKeys(ctx, tx, slices.Compact(keys)); err != nil {
+		return fmt.Errorf("lock %d names: %w", len(names), err)
+	}
+	return nil
+}
+
+// lockKeys takes PostgreSQL's transaction-scoped advisory locks of keys in
+// tx, in their order, in one statement.
+func lockKeys(ctx context.Context, tx *Tx, keys []int64) error {
 	// Rows of unnest come in the array's order, and ORDER BY n keeps
 	// them so: PostgreSQL evaluates a volatile output expression after
 	// the sort.
-	if _, err := tx.ExecContext(ctx, `SELECT pg_advisory_xact_lock(k) FROM unnest(?::bigint[]) WITH ORDINALITY AS u(k, n) ORDER BY n`,
-		keys); err != nil {
-		return fmt.Errorf("lock %d names: %w", len(keys), err)
-	}
-	return nil
+	_, err := tx.ExecContext(ctx, `SELECT pg_advisory_xact_lock(k) FROM unnest(?::bigint[]) WITH ORDINALITY AS u(k, n) ORDER BY n`, keys)
+	return err
 }
 
 // LockKey is the advisory lock key that stands for a name of

@@ -470,8 +470,7 @@ func (db *DB) lockMigrations(ctx context.Context, tx *Tx) error {
 	if db.dialect != Postgres {
 		return nil
 	}
-	_, err := tx.ExecContext(ctx, `SELECT pg_advisory_xact_lock(?)`, int64(migrationLock))
-	return err
+	return lockKeys(ctx, tx, []int64{migrationLock})
 }
 
 // Migrate applies, in order, the migrations of component not yet recorded
