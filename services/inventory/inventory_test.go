@@ -3,9 +3,6 @@ package inventory_test
 import (
 	"context"
 	"fmt"
-	"net/http/httptest"
-	"strconv"
-	"strings"
 	"sync"
 	"testing"
 
@@ -20,24 +17,6 @@ import (
 	"github.com/herald-events/herald/services/inventory"
 	"github.com/herald-events/herald/services/inventory/adapters"
 )
-
-// conflicts sums herald_events_failed_total of class conflict.
-func conflicts(t *testing.T, m *observe.Metrics) int {
-	t.Helper()
-	rec := httptest.NewRecorder()
-	m.Handler().ServeHTTP(rec, httptest.NewRequest("GET", "/metrics", nil))
-	n := 0
-	for line := range strings.SplitSeq(rec.Body.String(), "\n") {
-		if strings.HasPrefix(line, "herald_events_failed_total{") && strings.Contains(line, `class="conflict"`) {
-			v, err := strconv.ParseFloat(line[strings.LastIndexByte(line, ' ')+1:], 64)
-			if err != nil {
-				t.Fatalf("%q: %v", line, err)
-			}
-			n += int(v)
-		}
-	}
-	return n
-}
 
 // TestTwoInstancesShareStock runs two instances of the module, each with its
 // own connections, on one PostgreSQL schema, as two processes of a
@@ -129,7 +108,7 @@ func TestTwoInstancesShareStock(t *testing.T) {
 
 	orders := instances * rounds * perPoll
 	for i, in := range ins {
-		if n := conflicts(t, in.metrics); n != 0 {
+		if n := moduletest.FailedEvents(t, in.metrics, "conflict"); n != 0 {
 			t.Errorf("instance %d: %d units of work lost a deadlock", i, n)
 		}
 	}
@@ -151,7 +130,7 @@ func TestTwoInstancesShareStock(t *testing.T) {
 		return &ordersv1.OrderCancelled{OrderId: id, CustomerId: "c", PreviousStatus: ordersv1.OrderStatus_ORDER_STATUS_PENDING}
 	})
 	for i, in := range ins {
-		if n := conflicts(t, in.metrics); n != 0 {
+		if n := moduletest.FailedEvents(t, in.metrics, "conflict"); n != 0 {
 			t.Errorf("instance %d: %d units of work lost a deadlock while releasing", i, n)
 		}
 	}

@@ -13,6 +13,8 @@ import (
 	"log/slog"
 	"net/http/httptest"
 	"path/filepath"
+	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -23,6 +25,7 @@ import (
 	"github.com/herald-events/herald/platform/event"
 	"github.com/herald-events/herald/platform/module"
 	"github.com/herald-events/herald/platform/names"
+	"github.com/herald-events/herald/platform/observe"
 	"github.com/herald-events/herald/platform/registry"
 	"github.com/herald-events/herald/platform/schema"
 	"github.com/herald-events/herald/platform/sqldb"
@@ -200,3 +203,22 @@ func Frame(t testing.TB, codec *schema.Codec, namespace, id, source string, msg 
 
 // TraceParent is the traceparent [Frame] sets.
 const TraceParent = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+
+// FailedEvents reads m's herald_events_failed_total of one class
+// (conflict, outage, permanent...), summed over its other labels.
+func FailedEvents(t testing.TB, m *observe.Metrics, class string) int {
+	t.Helper()
+	rec := httptest.NewRecorder()
+	m.Handler().ServeHTTP(rec, httptest.NewRequest("GET", "/metrics", nil))
+	n := 0
+	for line := range strings.SplitSeq(rec.Body.String(), "\n") {
+		if strings.HasPrefix(line, "herald_events_failed_total{") && strings.Contains(line, `class="`+class+`"`) {
+			v, err := strconv.ParseFloat(line[strings.LastIndexByte(line, ' ')+1:], 64)
+			if err != nil {
+				t.Fatalf("%q: %v", line, err)
+			}
+			n += int(v)
+		}
+	}
+	return n
+}
