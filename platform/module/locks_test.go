@@ -126,3 +126,70 @@ func TestOnLocking(t *testing.T) {
 		}
 	})
 }
+
+// TestDoLocking: a use case run with Work.DoLocking holds its locks (with
+// the service's name in front) when it runs, alone, sharing a transaction
+// with concurrent calls, and joined to a caller's unit of work; on SQLite
+// it runs as Do.
+func TestDoLocking(t *testing.T) {
+	sqldbtest.Each(t, func(t *testing.T, db *sqldb.DB) {
+		p, _, _ := platform(t, moduletest.Codec(t))
+		p.DB = func(string) (*sqldb.DB, error) { return db, nil }
+		var work *module.Work
+		m := module.Module{
+			Name: "locker", Database: true,
+			Build: func(_ context.Context, d module.Deps) (*module.Parts, error) {
+				work = d.Work
+				return &module.Parts{}, nil
+			},
+		}
+		if _, err := m.Start(context.Background(), p); err != nil {
+			t.Fatal(err)
+		}
+		// check is a use case that reports which of its names' locks it
+		// runs without.
+		check := func(names ...string) func(ctx context.Context) ([]proto.Message, error) {
+			return func(ctx context.Context) ([]proto.Message, error) {
+				if db.Dialect() != sqldb.Postgres {
+					if _, ok := db.TxFrom(ctx); !ok {
+						return nil, errors.New("ran outside a transaction")
+					}
+					return nil, nil
+				}
+				want := make([]string, len(names))
+				for i, n := range names {
+					want[i] = "locker/" + n
+				}
+				held, err := sqldbtest.HeldLocks(ctx, db.Conn(ctx), want...)
+				if err != nil {
+					return nil, err
+				}
+				if !slices.Equal(held, want) {
+					return nil, fmt.Errorf("held %v of %v", held, want)
+				}
+				return nil, nil
+			}
+		}
+		ctx := context.Background()
+		if err := work.DoLocking(ctx, []string{"b", "a", "b"}, check("a", "b")); err != nil {
+			t.Fatalf("alone: %v", err)
+		}
+		var calls sync.WaitGroup
+		errs := make([]error, 16)
+		for i := range errs {
+			calls.Go(func() {
+				errs[i] = work.DoLocking(ctx, []string{fmt.Sprintf("row-%d", i)}, check(fmt.Sprintf("row-%d", i)))
+			})
+		}
+		calls.Wait()
+		if err := errors.Join(errs...); err != nil {
+			t.Fatalf("side by side: %v", err)
+		}
+		err := work.Do(ctx, func(ctx context.Context) ([]proto.Message, error) {
+			return nil, work.DoLocking(ctx, []string{"joined"}, check("joined"))
+		})
+		if err != nil {
+			t.Fatalf("joined: %v", err)
+		}
+	})
+}

@@ -290,6 +290,38 @@ func (w *Work) Do(ctx context.Context, fn func(ctx context.Context) ([]proto.Mes
 	})
 }
 
+// DoLocking is [Work.Do] for a use case that changes what the module's
+// units of work change too, and names it as their [OnLocking] namers do
+// (the platform puts the service's name in front of each name). Its
+// transaction takes those locks with those of the calls it shares the
+// transaction with, before any of them runs and in one order, so that a
+// gRPC call and a poll's events that change the same rows in opposite
+// orders wait for each other instead of deadlocking. On SQLite, or with
+// no names, it is Do.
+func (w *Work) DoLocking(ctx context.Context, locks []string, fn func(ctx context.Context) ([]proto.Message, error)) error {
+	if len(locks) == 0 || w.db.Dialect() != sqldb.Postgres {
+		return w.Do(ctx, fn)
+	}
+	return w.db.InTxSharedAfter(ctx, sqldb.Prelude{Locks: w.lockNames(locks)}, func(tx *sqldb.Tx, _ any) error {
+		ctx := w.db.WithTx(ctx, tx)
+		out, err := fn(ctx)
+		if err != nil {
+			return err
+		}
+		return w.add(ctx, tx, out)
+	})
+}
+
+// lockNames puts the service's name in front of a use case's lock names:
+// lock names are database-wide.
+func (w *Work) lockNames(names []string) []string {
+	out := make([]string, len(names))
+	for i, n := range names {
+		out[i] = w.service + "/" + n
+	}
+	return out
+}
+
 func (w *Work) add(ctx context.Context, tx *sqldb.Tx, out []proto.Message) error {
 	if err := w.produces.check(w.service, out); err != nil {
 		return err

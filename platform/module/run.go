@@ -298,10 +298,7 @@ func (w *Work) unit(ctx context.Context, ev *consumer.Event, h consumer.Handler)
 			if err != nil {
 				return fmt.Errorf("locks of %s %s: %w", ev.Type, ev.ID, err)
 			}
-			pre.Locks = make([]string, len(names))
-			for i, n := range names {
-				pre.Locks[i] = w.service + "/" + n
-			}
+			pre.Locks = w.lockNames(names)
 		}
 	}
 	return w.db.InTxSharedAfter(ctx, pre, func(tx *sqldb.Tx, claimed any) error {
