@@ -24,6 +24,10 @@ func (w txWork) Do(ctx context.Context, fn func(ctx context.Context) ([]proto.Me
 	return w.db.InTxContext(ctx, func(ctx context.Context) error { _, err := fn(ctx); return err })
 }
 
+func (w txWork) DoLocking(ctx context.Context, _ []string, fn func(ctx context.Context) ([]proto.Message, error)) error {
+	return w.Do(ctx, fn)
+}
+
 // TestAdmissionHoldsTheDoor: with three orders waiting for the saga and a
 // limit of three, CreateOrder refuses the fourth with ResourceExhausted
 // and stores nothing; once one is confirmed, the same request is taken.

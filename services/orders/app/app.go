@@ -49,7 +49,16 @@ type Store interface {
 // with it; module.Work is one.
 type Work interface {
 	Do(ctx context.Context, fn func(ctx context.Context) ([]proto.Message, error)) error
+	// DoLocking is Do for a use case that changes rows the event handlers
+	// change too, named as [OrderLocks] names them.
+	DoLocking(ctx context.Context, locks []string, fn func(ctx context.Context) ([]proto.Message, error)) error
 }
+
+// OrderLocks names the row of an order, which a cancel and inventory's
+// answer both change: their units of work lock it first (module.OnLocking
+// and Work.DoLocking), so that two transactions changing the same orders
+// in opposite orders wait for each other instead of deadlocking.
+func OrderLocks(id string) []string { return []string{"order/" + id} }
 
 // App implements the use cases.
 type App struct {
@@ -190,7 +199,7 @@ func (a *App) CancelOrder(ctx context.Context, id, owner string) (*domain.Order,
 		return nil, err
 	}
 	var o *domain.Order
-	err := a.work.Do(ctx, func(ctx context.Context) ([]proto.Message, error) {
+	err := a.work.DoLocking(ctx, OrderLocks(id), func(ctx context.Context) ([]proto.Message, error) {
 		var out []proto.Message
 		var err error
 		o, err = a.store.Update(ctx, id, func(o *domain.Order) error {

@@ -42,6 +42,10 @@ func (directWork) Do(ctx context.Context, fn func(context.Context) ([]proto.Mess
 	return err
 }
 
+func (w directWork) DoLocking(ctx context.Context, _ []string, fn func(context.Context) ([]proto.Message, error)) error {
+	return w.Do(ctx, fn)
+}
+
 // FuzzValidateCreateOrder sends arbitrary CreateOrder requests through the
 // gRPC port (ports.GRPC.CreateOrder → app → domain.NewOrder) and maps the
 // error as the server does (grpcx.Status). Each request must either create a

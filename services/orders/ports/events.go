@@ -23,7 +23,14 @@ func NewEvents(a *app.App) *Events { return &Events{app: a} }
 
 // Handlers are the module's event handlers.
 func (e *Events) Handlers() []module.Handler {
-	return []module.Handler{module.On(e.onDeducted), module.On(e.onDeductionFailed)}
+	return []module.Handler{
+		module.OnLocking(e.onDeducted, func(_ context.Context, msg *inventoryv1.InventoryDeducted) ([]string, error) {
+			return app.OrderLocks(msg.GetOrderId()), nil
+		}),
+		module.OnLocking(e.onDeductionFailed, func(_ context.Context, msg *inventoryv1.InventoryDeductionFailed) ([]string, error) {
+			return app.OrderLocks(msg.GetOrderId()), nil
+		}),
+	}
 }
 
 // permanentIfMissing: an answer about an order this service never stored
