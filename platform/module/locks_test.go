@@ -81,7 +81,7 @@ func TestOnLocking(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		f := runFed(t, in)
+		f := moduletest.Run(t, in)
 		var poll []*bus.Message
 		for i := range 20 {
 			id := fmt.Sprintf("o-%d", i)

@@ -92,23 +92,6 @@ func count(t *testing.T, db *sqldb.DB, q string) int {
 	return n
 }
 
-// runFed runs in on a feed until the test ends, once it subscribed.
-func runFed(t *testing.T, in *module.Instance) *moduletest.Feed {
-	t.Helper()
-	f := moduletest.NewFeed(nil)
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- in.Run(ctx, f) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("Run: %v", err)
-		}
-	})
-	f.Topics()
-	return f
-}
-
 // stored counts the events the module's transactions stored in its outbox
 // while its relay runs: the rows still there and those the relay has
 // published (and may have deleted), each once. The table is read first: a
@@ -152,7 +135,7 @@ func TestDatabaseUnitOfWork(t *testing.T) {
 	if group, topics := in.Subscription(); group != "ns.herald-ledger" || len(topics) != 1 || topics[0] != "ns.herald.orders.v1" {
 		t.Fatalf("Subscription = %s %v, want ns.herald-ledger [ns.herald.orders.v1]", group, topics)
 	}
-	f := runFed(t, in)
+	f := moduletest.Run(t, in)
 
 	first := frame(t, codec, "e-1", &ordersv1.OrderCreated{OrderId: "o-1", CustomerId: "alice"})
 	f.Deliver(t, first)
@@ -207,7 +190,7 @@ func TestInboxRetention(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	f := runFed(t, in)
+	f := moduletest.Run(t, in)
 
 	ev := frame(t, codec, "e-1", &ordersv1.OrderCreated{OrderId: "o-1", CustomerId: "alice"})
 	f.Deliver(t, ev)
@@ -240,7 +223,7 @@ func TestMixedPoll(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	f := runFed(t, in)
+	f := moduletest.Run(t, in)
 
 	// The first event holds its transaction long enough for the others
 	// to arrive: they wait, and share the next one.

@@ -33,8 +33,7 @@ func TestTwoInstancesShareStock(t *testing.T) {
 	if !ok {
 		t.Skip(sqldbtest.EnvURL + " does not name a PostgreSQL database")
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
+	ctx := context.Background()
 	codec := moduletest.Codec(t)
 	const (
 		instances = 2
@@ -47,9 +46,8 @@ func TestTwoInstancesShareStock(t *testing.T) {
 		metrics *observe.Metrics
 	}
 	var (
-		ins  []instance
-		runs sync.WaitGroup
-		dbs  []*sqldb.DB
+		ins []instance
+		dbs []*sqldb.DB
 	)
 	for i := range instances {
 		db, err := sqldb.OpenPostgres(ctx, url, schema)
@@ -65,15 +63,8 @@ func TestTwoInstancesShareStock(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		feed := moduletest.NewFeed(nil)
-		runs.Go(func() {
-			if err := in.Run(ctx, feed); err != nil && ctx.Err() == nil {
-				t.Errorf("instance %d: %v", i, err)
-			}
-		})
-		ins = append(ins, instance{feed, p.Metrics})
+		ins = append(ins, instance{moduletest.Run(t, in), p.Metrics})
 	}
-	defer func() { cancel(); runs.Wait() }()
 	store := adapters.New(dbs[0])
 	for _, sku := range []string{"APPLE", "PEAR"} {
 		if err := store.SetStock(ctx, sku, start, func(int64) error { return nil }); err != nil {

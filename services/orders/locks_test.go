@@ -29,17 +29,8 @@ import (
 // order: every cancel succeeds, no event is run again, and every order
 // ends cancelled.
 func TestCancelsCrossConfirms(t *testing.T) {
-	url, schema, ok := sqldbtest.FreshPostgres(t)
-	if !ok {
-		t.Skip(sqldbtest.EnvURL + " does not name a PostgreSQL database")
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	db, err := sqldb.OpenPostgres(ctx, url, schema)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = db.Close() })
+	db := sqldbtest.Postgres(t)
+	ctx := context.Background()
 	codec := moduletest.Codec(t)
 	p, _, _ := moduletest.Platform(t, codec)
 	p.DB = func(string) (*sqldb.DB, error) { return db, nil }
@@ -49,14 +40,7 @@ func TestCancelsCrossConfirms(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	feed := moduletest.NewFeed(nil)
-	var run sync.WaitGroup
-	run.Go(func() {
-		if err := in.Run(ctx, feed); err != nil && ctx.Err() == nil {
-			t.Errorf("run: %v", err)
-		}
-	})
-	defer func() { cancel(); run.Wait() }()
+	feed := moduletest.Run(t, in)
 	api := in.GRPC()[0].Impl.(ordersv1.OrderServiceServer)
 
 	const (

@@ -222,3 +222,21 @@ func FailedEvents(t testing.TB, m *observe.Metrics, class string) int {
 	}
 	return n
 }
+
+// Run runs in on a new feed until the test ends, waits until its consumer
+// reads, and returns the feed; Run returning an error fails the test.
+func Run(t testing.TB, in *module.Instance) *Feed {
+	t.Helper()
+	f := NewFeed(nil)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- in.Run(ctx, f) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("Run: %v", err)
+		}
+	})
+	f.Topics()
+	return f
+}

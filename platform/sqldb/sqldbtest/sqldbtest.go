@@ -69,6 +69,22 @@ func FreshPostgres(t testing.TB) (url, schema string, ok bool) {
 	return url, schema, true
 }
 
+// Postgres opens a fresh schema (see FreshPostgres) for t, closed when t
+// ends, and skips t when HERALD_DATABASE_URL names no PostgreSQL database.
+func Postgres(t testing.TB) *sqldb.DB {
+	t.Helper()
+	url, schema, ok := FreshPostgres(t)
+	if !ok {
+		t.Skip(EnvURL + " does not name a PostgreSQL database")
+	}
+	db, err := sqldb.OpenPostgres(context.Background(), url, schema)
+	if err != nil {
+		t.Fatalf("postgres: %v", err)
+	}
+	t.Cleanup(func() { _ = db.Close() })
+	return db
+}
+
 // HeldLocks returns which of names (of sqldb.Prelude.Locks, as the
 // transaction took them) q's PostgreSQL session holds as advisory locks, in
 // the order of names. q is the transaction to look from.
