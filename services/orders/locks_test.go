@@ -19,9 +19,9 @@ import (
 	"github.com/herald-events/herald/services/orders"
 )
 
-// TestCancelsCrossConfirms: customers cancel their orders over gRPC, the
-// newest first, while inventory's answers about the same orders are
-// applied, the oldest first. Orders runs several shared transactions side
+// TestCancelsCrossConfirms: round by round, a poll of inventory's answers
+// about 40 orders is applied while 16 customers cancel the same orders
+// over gRPC, the newest first. Orders runs several shared transactions side
 // by side on PostgreSQL, and a transaction of cancels and one of answers
 // that changed two orders in opposite orders used to deadlock; PostgreSQL
 // then failed one of them (a conflict: the consumer ran its events again,
