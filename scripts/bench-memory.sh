@@ -13,21 +13,9 @@ step="${2:-5}"
 out="${OUT:-$(mktemp -d)}"
 bin="$out/herald"
 go build -o "$bin" ./cmd/herald
-"$bin" dev --data-dir="$out/data" --grpc-addr=127.0.0.1:28500 --http-addr=127.0.0.1:28502 \
-  --kafka-addr=127.0.0.1:28509 --registry-addr=127.0.0.1:28501 --log-level=warn 2>"$out/dev.log" &
-pid=$!
-trap 'kill $pid 2>/dev/null; wait $pid 2>/dev/null; true' EXIT
-for _ in $(seq 150); do
-  grpcurl -plaintext 127.0.0.1:28500 grpc.health.v1.Health/Check >/dev/null 2>&1 && break
-  kill -0 $pid 2>/dev/null || break
-  sleep 0.2
-done
-if ! kill -0 $pid 2>/dev/null; then
-  echo "herald dev did not start (ports 28500-28509 taken?); see $out/dev.log" >&2
-  cat "$out/dev.log" >&2
-  exit 1
-fi
-mib() { awk -v k="$1:" '$1 == k { printf "%d", $2 / 1024 }' "/proc/$pid/status"; }
+. scripts/dev-start.sh
+start_dev "$bin" "$out"
+mib() { awk -v k="$1:" '$1 == k { printf "%d", $2 / 1024 }' "/proc/$dev_pid/status"; }
 heap() { curl -fsS http://127.0.0.1:28502/metrics | awk '$1 == "go_memstats_heap_inuse_bytes" { printf "%d", $2 / 1048576 }'; }
 echo "idle: resident $(mib VmRSS) MiB, Go heap in use $(heap) MiB"
 "$bin" bench --target=127.0.0.1:28500 --duration="$duration" --concurrency=16 --json >"$out/bench.json" 2>/dev/null &
