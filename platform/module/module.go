@@ -280,14 +280,7 @@ type Work struct {
 // Concurrent calls may share one transaction, each in a savepoint of its
 // own (group commit, see sqldb.DB.InTxShared).
 func (w *Work) Do(ctx context.Context, fn func(ctx context.Context) ([]proto.Message, error)) error {
-	return w.db.InTxShared(ctx, func(tx *sqldb.Tx) error {
-		ctx := w.db.WithTx(ctx, tx)
-		out, err := fn(ctx)
-		if err != nil {
-			return err
-		}
-		return w.add(ctx, tx, out)
-	})
+	return w.db.InTxShared(ctx, func(tx *sqldb.Tx) error { return w.apply(ctx, tx, fn) })
 }
 
 // DoLocking is [Work.Do] for a use case that changes what the module's
@@ -303,13 +296,19 @@ func (w *Work) DoLocking(ctx context.Context, locks []string, fn func(ctx contex
 		return w.Do(ctx, fn)
 	}
 	return w.db.InTxSharedAfter(ctx, sqldb.Prelude{Locks: w.lockNames(locks)}, func(tx *sqldb.Tx, _ any) error {
-		ctx := w.db.WithTx(ctx, tx)
-		out, err := fn(ctx)
-		if err != nil {
-			return err
-		}
-		return w.add(ctx, tx, out)
+		return w.apply(ctx, tx, fn)
 	})
+}
+
+// apply runs a use case in tx, carried by the context it gets, and adds
+// the events it returns to the outbox in tx.
+func (w *Work) apply(ctx context.Context, tx *sqldb.Tx, fn func(ctx context.Context) ([]proto.Message, error)) error {
+	ctx = w.db.WithTx(ctx, tx)
+	out, err := fn(ctx)
+	if err != nil {
+		return err
+	}
+	return w.add(ctx, tx, out)
 }
 
 // lockNames puts the service's name in front of a use case's lock names:
